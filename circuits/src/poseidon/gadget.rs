@@ -1,0 +1,41 @@
+//! The R1CS side of [`super::hash`]: `3` constraints per S-box (`x^2`, `x^4`, `x^5`); round
+//! constants and the MDS layer are linear and cost nothing.
+
+use super::{is_full_round, params, MAX_INPUTS, N_ROUNDS_F};
+use ark_bn254::Fr;
+use ark_r1cs_std::fields::{fp::FpVar, FieldVar};
+use ark_relations::gr1cs::SynthesisError;
+
+/// In-circuit circomlib Poseidon of `N` variables (1 <= N <= 7); equals [`super::hash`].
+pub fn hash<const N: usize>(inputs: &[FpVar<Fr>; N]) -> Result<FpVar<Fr>, SynthesisError> {
+    const { assert!(N >= 1 && N <= MAX_INPUTS, "Poseidon arity must be 1..=7") };
+    let p = params(N);
+    let t = p.width;
+    let mut state: Vec<FpVar<Fr>> = Vec::with_capacity(t);
+    state.push(FpVar::zero());
+    state.extend(inputs.iter().cloned());
+    for r in 0..N_ROUNDS_F + p.rounds_p {
+        for (s, c) in state.iter_mut().zip(&p.round_constants[r * t..(r + 1) * t]) {
+            *s += *c;
+        }
+        if is_full_round(r, p.rounds_p) {
+            for s in state.iter_mut() {
+                *s = pow5(s)?;
+            }
+        } else {
+            state[0] = pow5(&state[0])?;
+        }
+        state = p
+            .mds
+            .iter()
+            .map(|row| row.iter().zip(&state).map(|(m, s)| s * *m).sum())
+            .collect();
+    }
+    Ok(state.swap_remove(0))
+}
+
+fn pow5(x: &FpVar<Fr>) -> Result<FpVar<Fr>, SynthesisError> {
+    let x2 = x.square()?;
+    let x4 = x2.square()?;
+    Ok(x4 * x)
+}
