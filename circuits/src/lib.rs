@@ -9,8 +9,8 @@
 //! The protocol-level description (statements, public inputs in order, invariants and the tests
 //! that cover them) is `docs/spec/order-circuit.md`.
 
-pub mod poseidon;
 pub mod babyjub;
 pub mod eddsa;
-pub mod statement;
 pub mod order;
+pub mod poseidon;
+pub mod statement;

@@ -7,7 +7,10 @@
 //! take an [`OrderWitness`], a field-level assignment that can also hold values no honest prover
 //! would produce, so that the tests run both on the same malicious statements.
 
-use crate::babyjub::{self, gadget::alloc_subgroup_point, Point, SCALAR_BITS};
+use crate::babyjub::{
+    gadget::{alloc_subgroup_point, enforce_subgroup_point},
+    Point,
+};
 use crate::eddsa::{self, gadget::SignatureVar, PublicKey, Signature, SignatureError};
 use crate::statement::{self, SignedPeriodStatement};
 use ark_bn254::Fr;
@@ -183,7 +186,8 @@ pub fn check_relation(w: &OrderWitness) -> Result<(), RelationError> {
         _ => return Err(RelationError::SideNotABit),
     };
     // I2
-    let meter = PublicKey::from_point_unchecked(Point::new_unchecked(w.public[METER_X], w.public[METER_Y]));
+    let meter =
+        PublicKey::from_point_unchecked(Point::new_unchecked(w.public[METER_X], w.public[METER_Y]));
     let msg = statement::message_from_fields(
         w.public[METER_X],
         w.public[METER_Y],
@@ -214,7 +218,9 @@ pub struct OrderCircuit {
 impl OrderCircuit {
     /// A circuit with a full assignment, for proving or for `is_satisfied` checks.
     pub fn new(witness: OrderWitness) -> Self {
-        Self { witness: Some(witness) }
+        Self {
+            witness: Some(witness),
+        }
     }
 
     /// A circuit without an assignment, for key generation.
@@ -259,18 +265,13 @@ impl ConstraintSynthesizer<Fr> for OrderCircuit {
         quantity.enforce_not_equal(&FpVar::zero())?;
         side.mul_equals(&(side - Fr::from(1u64)), &FpVar::zero())?;
 
-        // I2: the meter key (public) is a subgroup point: it equals 8 * (witness point).
-        let meter = alloc_subgroup_point(
-            cs.clone(),
-            w.map(|w| Point::new_unchecked(w.public[METER_X], w.public[METER_Y])),
-        )?;
-        meter.x.enforce_equal(meter_x)?;
-        meter.y.enforce_equal(meter_y)?;
-        // I2: R8 is a subgroup point; S is SCALAR_BITS bits (canonicity enforced by the verifier
+        // I2: the meter key (public) is a subgroup point.
+        let meter = enforce_subgroup_point(cs.clone(), meter_x, meter_y)?;
+        // I2: R8 is a subgroup point; S is S_BITS bits (canonicity enforced by the verifier
         // gadget).
         let r8 = alloc_subgroup_point(cs.clone(), w.map(|w| w.r8))?;
         let s_bits = w.map(|w| eddsa::s_bits(&w.s));
-        let s_bits = (0..SCALAR_BITS)
+        let s_bits = (0..eddsa::S_BITS)
             .map(|i| Boolean::new_witness(cs.clone(), || get(s_bits.as_ref().map(|b| b[i]))))
             .collect::<Result<Vec<_>, _>>()?;
         // I2: the signature verifies on the statement message for this meter and period.
@@ -286,6 +287,3 @@ impl ConstraintSynthesizer<Fr> for OrderCircuit {
         Ok(())
     }
 }
-
-/// Number of bits of `l`, re-exported for documentation of the witness layout.
-pub const SIGNATURE_SCALAR_BITS: usize = babyjub::SCALAR_BITS;

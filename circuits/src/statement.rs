@@ -94,7 +94,11 @@ impl PeriodStatement {
 impl SignedPeriodStatement {
     /// Verifies the meter's signature.
     pub fn verify(&self) -> Result<(), SignatureError> {
-        eddsa::verify(&self.statement.meter, self.statement.message(), &self.signature)
+        eddsa::verify(
+            &self.statement.meter,
+            self.statement.message(),
+            &self.signature,
+        )
     }
 }
 

@@ -78,7 +78,10 @@ fn point(c: &[String; 2]) -> Point {
 
 fn signature(v: &EddsaVector) -> Signature {
     let s = BigInteger256::from_str(&v.s).expect("decimal S");
-    Signature { r8: point(&v.r8), s }
+    Signature {
+        r8: point(&v.r8),
+        s,
+    }
 }
 
 fn secret(v: &EddsaVector) -> SecretKey {
@@ -140,7 +143,12 @@ fn baby_jubjub_coordinates_match_eip2494() {
     assert_eq!(point(&v.babyjub.base8), base8());
     for m in &v.babyjub.multiples {
         let k = BigInteger256::from_str(&m.k).unwrap();
-        assert_eq!(base8().mul_bigint(k).into_affine(), point(&m.point), "k = {}", m.k);
+        assert_eq!(
+            base8().mul_bigint(k).into_affine(),
+            point(&m.point),
+            "k = {}",
+            m.k
+        );
     }
 }
 
@@ -149,7 +157,12 @@ fn eddsa_keys_and_signatures_match_circomlibjs() {
     for v in vectors().eddsa {
         let sk = secret(&v);
         let pk = sk.public_key();
-        assert_eq!(pk.point(), point(&v.public_key), "public key of {}", v.private_key);
+        assert_eq!(
+            pk.point(),
+            point(&v.public_key),
+            "public key of {}",
+            v.private_key
+        );
         let msg = fr(&v.msg);
         let sig = sk.sign(msg);
         assert_eq!(sig, signature(&v), "signature by {}", v.private_key);
@@ -164,11 +177,9 @@ fn statements_signed_by_circomlibjs_verify_and_prove() {
     assert_eq!(fr(&v.domain_period), statement::DOMAIN_PERIOD);
     assert_eq!(fr(&v.domain_profile), statement::DOMAIN_PROFILE);
     for s in &v.statements {
-        let meter = PublicKey::from_coordinates(
-            fr(&s.signed.public_key[0]),
-            fr(&s.signed.public_key[1]),
-        )
-        .unwrap();
+        let meter =
+            PublicKey::from_coordinates(fr(&s.signed.public_key[0]), fr(&s.signed.public_key[1]))
+                .unwrap();
         let digest = statement::profile_digest(&s.readings);
         assert_eq!(digest, fr(&s.profile_digest));
         let st = PeriodStatement {
@@ -179,7 +190,10 @@ fn statements_signed_by_circomlibjs_verify_and_prove() {
             profile_digest: digest,
         };
         assert_eq!(st.message(), fr(&s.signed.msg));
-        let signed = SignedPeriodStatement { statement: st, signature: signature(&s.signed) };
+        let signed = SignedPeriodStatement {
+            statement: st,
+            signature: signature(&s.signed),
+        };
         assert_eq!(signed.verify(), Ok(()));
         assert_eq!(st.sign(&secret(&s.signed)), signed);
 
@@ -189,16 +203,28 @@ fn statements_signed_by_circomlibjs_verify_and_prove() {
         } else {
             (Side::Buy, s.import_wh - s.export_wh)
         };
-        let public = OrderPublic { meter, period: s.period, side, quantity_wh: net.max(1) };
+        let public = OrderPublic {
+            meter,
+            period: s.period,
+            side,
+            quantity_wh: net.max(1),
+        };
         let w = OrderWitness::new(&public, &OrderPrivate::from_statement(&signed));
         if net == 0 {
             continue;
         }
         assert_eq!(check_relation(&w), Ok(()));
         let cs = ConstraintSystem::<Fr>::new_ref();
-        ark_relations::gr1cs::ConstraintSynthesizer::generate_constraints(OrderCircuit::new(w), cs.clone())
-            .unwrap();
-        assert!(cs.is_satisfied().unwrap(), "{:?}", cs.which_is_unsatisfied());
+        ark_relations::gr1cs::ConstraintSynthesizer::generate_constraints(
+            OrderCircuit::new(w),
+            cs.clone(),
+        )
+        .unwrap();
+        assert!(
+            cs.is_satisfied().unwrap(),
+            "{:?}",
+            cs.which_is_unsatisfied()
+        );
         println!("order circuit: {} constraints", cs.num_constraints());
     }
 }

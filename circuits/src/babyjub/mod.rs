@@ -96,10 +96,10 @@ pub(crate) fn field_to_bigint(x: &Fr) -> <Fr as PrimeField>::BigInt {
     x.into_bigint()
 }
 
-/// `2^i * Base8` for `i < SCALAR_BITS`: the table for fixed-base multiplication in circuit.
+/// `2^i * Base8` for `i < eddsa::S_BITS`: the table for fixed-base multiplication in circuit.
 pub(crate) static BASE8_POWERS: LazyLock<Vec<PointProjective>> = LazyLock::new(|| {
     let mut acc = base8().into_group();
-    (0..SCALAR_BITS)
+    (0..crate::eddsa::S_BITS)
         .map(|_| {
             let cur = acc;
             acc = acc + acc;
@@ -137,7 +137,10 @@ mod tests {
 
     #[test]
     fn cofactor_inverse_is_correct() {
-        assert_eq!(BabyJubConfig::COFACTOR_INV * Scalar::from(8u64), Scalar::one());
+        assert_eq!(
+            BabyJubConfig::COFACTOR_INV * Scalar::from(8u64),
+            Scalar::one()
+        );
     }
 
     #[test]
@@ -147,7 +150,10 @@ mod tests {
         let two = Fr::from(2u64);
         let four = Fr::from(4u64);
         let diff_inv = (a - d).inverse().unwrap();
-        assert_eq!(<BabyJubConfig as MontCurveConfig>::COEFF_A, two * (a + d) * diff_inv);
+        assert_eq!(
+            <BabyJubConfig as MontCurveConfig>::COEFF_A,
+            two * (a + d) * diff_inv
+        );
         assert_eq!(<BabyJubConfig as MontCurveConfig>::COEFF_B, four * diff_inv);
     }
 

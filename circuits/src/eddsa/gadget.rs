@@ -12,7 +12,7 @@ use ark_relations::gr1cs::SynthesisError;
 pub struct SignatureVar {
     /// Nonce commitment.
     pub r8: PointVar,
-    /// `S`, [`crate::babyjub::SCALAR_BITS`] little-endian bits.
+    /// `S`, [`super::S_BITS`] little-endian bits.
     pub s_bits: Vec<Boolean<Fr>>,
 }
 
@@ -20,7 +20,11 @@ pub struct SignatureVar {
 ///
 /// The caller has constrained `a` and `sig.r8` to the prime-order subgroup; this enforces
 /// `A != identity`, `S < l` and `S * Base8 == R8 + 8 * hm * A`.
-pub fn enforce_verify(a: &PointVar, msg: &FpVar<Fr>, sig: &SignatureVar) -> Result<(), SynthesisError> {
+pub fn enforce_verify(
+    a: &PointVar,
+    msg: &FpVar<Fr>,
+    sig: &SignatureVar,
+) -> Result<(), SynthesisError> {
     // I2 (key): in the prime-order subgroup the only point with x = 0 is the identity, so
     // x != 0 rules the identity key out (1 constraint).
     a.x.enforce_not_equal(&FpVar::zero())?;
@@ -41,6 +45,10 @@ pub fn enforce_verify(a: &PointVar, msg: &FpVar<Fr>, sig: &SignatureVar) -> Resu
     let hm_bits = hm.to_bits_le()?;
 
     // I2 (equation): S * Base8 == R8 + 8 * (hm * A).
+    // A shorter table would silently drop high bits of S in the zip below.
+    if sig.s_bits.len() != BASE8_POWERS.len() {
+        return Err(SynthesisError::Unsatisfiable);
+    }
     let mut lhs = PointVar::zero();
     lhs.precomputed_base_scalar_mul_le(sig.s_bits.iter().zip(BASE8_POWERS.iter()))?;
     let mut hm_a = a.scalar_mul_le(hm_bits.iter())?;

@@ -103,14 +103,21 @@ impl SecretKey {
 
     /// Signs a field element exactly as circomlibjs' `signPoseidon`.
     pub fn sign(&self, msg: Fr) -> Signature {
+        self.sign_with_claimed_key(&self.public_key().0, msg)
+    }
+
+    /// Signs as [`SecretKey::sign`] but hashes `claimed` in place of the real public key.
+    /// Only for tests that build signatures under malformed keys (e.g. the real key plus a
+    /// small-order point, which the cofactored equation alone would accept).
+    #[doc(hidden)]
+    pub fn sign_with_claimed_key(&self, claimed: &Point, msg: Fr) -> Signature {
         let (s_bytes, prefix) = self.expand();
-        let a = self.public_key();
         let mut buf = [0u8; 64];
         buf[..32].copy_from_slice(&prefix);
         buf[32..].copy_from_slice(&msg.into_bigint().to_bytes_le());
         let r = Scalar::from_le_bytes_mod_order(&Blake512::digest(&buf));
         let r8 = (base8() * r).into_affine();
-        let hm = challenge(&r8, &a.0, msg);
+        let hm = challenge(&r8, claimed, msg);
         let hm_l = Scalar::from_le_bytes_mod_order(&hm.into_bigint().to_bytes_le());
         let s = Scalar::from_le_bytes_mod_order(&s_bytes);
         Signature {
@@ -189,10 +196,15 @@ pub fn verify(pk: &PublicKey, msg: Fr, sig: &Signature) -> Result<(), SignatureE
     }
 }
 
-/// The bits of `S` the circuit allocates (little-endian, [`babyjub::SCALAR_BITS`] of them).
+/// How many bits of `S` the circuit allocates: one more than `l` has, so that every
+/// `S < 2 l` (in particular a malleated `S + l`) is represented exactly and rejected by the
+/// canonicity check rather than by accident.
+pub const S_BITS: usize = babyjub::SCALAR_BITS + 1;
+
+/// The bits of `S` the circuit allocates (little-endian, [`S_BITS`] of them).
 pub(crate) fn s_bits(s: &BigInteger256) -> Vec<bool> {
     let mut bits = s.to_bits_le();
-    bits.truncate(babyjub::SCALAR_BITS);
+    bits.truncate(S_BITS);
     bits
 }
 
@@ -210,7 +222,10 @@ mod tests {
         let msg = Fr::from(42u64);
         let sig = sk.sign(msg);
         assert_eq!(verify(&pk, msg, &sig), Ok(()));
-        assert_eq!(verify(&pk, msg + Fr::from(1u64), &sig), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(&pk, msg + Fr::from(1u64), &sig),
+            Err(SignatureError::Mismatch)
+        );
         let mut bad = sig;
         bad.s.add_with_carry(&Scalar::MODULUS);
         assert_eq!(verify(&pk, msg, &bad), Err(SignatureError::NonCanonicalS));

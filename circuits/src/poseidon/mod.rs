@@ -63,7 +63,10 @@ static PARAMS: LazyLock<Vec<Params>> = LazyLock::new(|| {
 /// If `n_inputs` is 0 or above [`MAX_INPUTS`]; every caller in Veilwatt hashes a fixed arity,
 /// so this is a programming error, checked at compile time by [`hash`].
 pub fn params(n_inputs: usize) -> &'static Params {
-    assert!((1..=MAX_INPUTS).contains(&n_inputs), "unsupported Poseidon arity {n_inputs}");
+    assert!(
+        (1..=MAX_INPUTS).contains(&n_inputs),
+        "unsupported Poseidon arity {n_inputs}"
+    );
     &PARAMS[n_inputs - 1]
 }
 
