@@ -1,0 +1,6 @@
+//! The rules every validator and regulator checks. For now: Groth16 verification of order
+//! proofs, one at a time or in batches.
+
+pub mod proof;
+
+pub use proof::{BatchFailure, OrderProof, OrderVerifier, ProofError, VerifyError, PROOF_BYTES};

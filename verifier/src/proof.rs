@@ -1,0 +1,328 @@
+//! Order proofs: the canonical wire form and verification.
+//!
+//! A proof travels as its arkworks canonical compressed encoding (128 bytes: A in G1, B in G2,
+//! C in G1), hex in JSON. Decoding checks that every point is on its curve and in the
+//! prime-order subgroup; anything else is a typed [`ProofError`].
+//!
+//! Batch verification checks n proofs with one multi-Miller loop and one final exponentiation:
+//! with 128-bit scalars `r_i`,
+//!
+//! `prod_i e(r_i A_i, B_i) * e(-sum_i r_i IC_i, gamma) * e(-sum_i r_i C_i, delta)
+//!      == e(alpha, beta)^(sum_i r_i)`
+//!
+//! where `IC_i = gamma_abc[0] + sum_j x_ij gamma_abc[j]`. The `r_i` come from a merlin
+//! transcript over the verifying-key id, every proof and every public input, rekeyed with the
+//! caller's RNG (so an adversary who controls the proofs cannot predict them, and a broken RNG
+//! still leaves Fiat-Shamir-strength scalars). A batch containing an invalid proof fails except
+//! with probability about 2^-128; on failure the batch is bisected to name exactly the invalid
+//! proofs.
+
+use ark_bn254::{Bn254, Fr, G1Affine, G1Projective};
+use ark_ec::{
+    pairing::{Pairing, PairingOutput},
+    CurveGroup, VariableBaseMSM,
+};
+use ark_ff::{BigInteger, PrimeField, Zero};
+use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use merlin::Transcript;
+use rand_core::{CryptoRng, RngCore};
+use rayon::prelude::*;
+use std::fmt;
+use veilwatt_circuits::order::{public_input, OrderPublic};
+use veilwatt_params::KeyId;
+
+/// Bytes of a compressed BN254 Groth16 proof.
+pub const PROOF_BYTES: usize = 128;
+
+/// A proof in its canonical wire form. Holding one says nothing about validity: decode or verify
+/// it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OrderProof(pub [u8; PROOF_BYTES]);
+
+/// Why bytes are not a well-formed proof.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// Not hex.
+    #[error("proof is not hex: {0}")]
+    Hex(String),
+    /// Wrong number of bytes.
+    #[error("proof must be {PROOF_BYTES} bytes, got {0}")]
+    Length(usize),
+    /// A point does not decode, is off its curve or outside the prime-order subgroup.
+    #[error("proof encoding is invalid: {0}")]
+    Encoding(String),
+}
+
+/// Why a proof is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The proof is malformed.
+    #[error(transparent)]
+    Malformed(#[from] ProofError),
+    /// The public inputs are not valid field elements for this circuit (cannot happen for an
+    /// `OrderPublic`, kept for key mismatches).
+    #[error("verifying key expects {expected} public inputs, got {got}")]
+    InputCount {
+        /// Inputs the key has.
+        expected: usize,
+        /// Inputs supplied.
+        got: usize,
+    },
+    /// The proof is well formed but does not verify for these public inputs under this key.
+    #[error("proof does not verify for these public inputs")]
+    Rejected,
+}
+
+impl OrderProof {
+    /// The canonical encoding of an arkworks proof.
+    pub fn from_proof(p: &Proof<Bn254>) -> Self {
+        let mut out = [0u8; PROOF_BYTES];
+        // A compressed BN254 proof is exactly PROOF_BYTES; writing into a fixed slice of that
+        // size cannot fail.
+        p.serialize_compressed(&mut out[..])
+            .expect("compressed proof is 128 bytes");
+        Self(out)
+    }
+
+    /// Decodes with full validation (points on curve, in the subgroup).
+    pub fn decode(&self) -> Result<Proof<Bn254>, ProofError> {
+        Proof::<Bn254>::deserialize_compressed(&self.0[..])
+            .map_err(|e| ProofError::Encoding(e.to_string()))
+    }
+
+    /// Parses bytes of any length (from the network).
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ProofError> {
+        let arr: [u8; PROOF_BYTES] = bytes
+            .try_into()
+            .map_err(|_| ProofError::Length(bytes.len()))?;
+        Ok(Self(arr))
+    }
+
+    /// Parses lowercase or uppercase hex.
+    pub fn from_hex(s: &str) -> Result<Self, ProofError> {
+        if s.len() != 2 * PROOF_BYTES {
+            return Err(ProofError::Length(s.len() / 2));
+        }
+        Self::from_slice(&hex::decode(s).map_err(|e| ProofError::Hex(e.to_string()))?)
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for OrderProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrderProof({})", self.to_hex())
+    }
+}
+
+impl serde::Serialize for OrderProof {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OrderProof {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::from_hex(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which proofs of a batch failed and why (indices into the batch, ascending).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} of the batch's proofs are invalid (first: #{})", .invalid.len(), .invalid.first().map_or(0, |(i, _)| *i))]
+pub struct BatchFailure {
+    /// `(index, reason)` for every invalid proof.
+    pub invalid: Vec<(usize, VerifyError)>,
+}
+
+/// A verifying key prepared for repeated use, with its id.
+#[derive(Clone)]
+pub struct OrderVerifier {
+    pvk: PreparedVerifyingKey<Bn254>,
+    vk_id: KeyId,
+}
+
+impl fmt::Debug for OrderVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OrderVerifier")
+            .field("vk_id", &self.vk_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Domain separator of the batch transcript.
+const BATCH_TRANSCRIPT_LABEL: &[u8] = b"veilwatt.order-proof-batch.v1";
+
+impl OrderVerifier {
+    /// Prepares `vk`, whose content id is `vk_id` (see [`veilwatt_params::vk_id`]).
+    pub fn new(vk: &VerifyingKey<Bn254>, vk_id: KeyId) -> Result<Self, VerifyError> {
+        if vk.gamma_abc_g1.len() != public_input::COUNT + 1 {
+            return Err(VerifyError::InputCount {
+                expected: vk.gamma_abc_g1.len().saturating_sub(1),
+                got: public_input::COUNT,
+            });
+        }
+        Ok(Self {
+            pvk: prepare_verifying_key(vk),
+            vk_id,
+        })
+    }
+
+    /// The verifying key's id.
+    pub fn vk_id(&self) -> KeyId {
+        self.vk_id
+    }
+
+    /// Verifies one proof.
+    pub fn verify(&self, public: &OrderPublic, proof: &OrderProof) -> Result<(), VerifyError> {
+        let p = proof.decode()?;
+        self.verify_decoded(&public.to_field_elements(), &p)
+    }
+
+    fn verify_decoded(&self, inputs: &[Fr], p: &Proof<Bn254>) -> Result<(), VerifyError> {
+        // `verify_proof` would treat missing inputs as zero; the length is fixed by the type, and
+        // checked in `new` against the key.
+        match Groth16::<Bn254>::verify_proof(&self.pvk, p, inputs) {
+            Ok(true) => Ok(()),
+            _ => Err(VerifyError::Rejected),
+        }
+    }
+
+    /// Verifies a batch of proofs under this key. `Ok` means every proof is valid; otherwise the
+    /// failure lists exactly the invalid ones, so that a node can drop only those.
+    pub fn verify_batch<R: RngCore + CryptoRng>(
+        &self,
+        items: &[(OrderPublic, OrderProof)],
+        rng: &mut R,
+    ) -> Result<(), BatchFailure> {
+        let mut invalid = Vec::new();
+        let mut decoded = Vec::with_capacity(items.len());
+        for (i, (public, proof)) in items.iter().enumerate() {
+            match proof.decode() {
+                Ok(p) => decoded.push(Decoded {
+                    index: i,
+                    inputs: public.to_field_elements(),
+                    proof: p,
+                }),
+                Err(e) => invalid.push((i, VerifyError::Malformed(e))),
+            }
+        }
+        let scalars = self.batch_scalars(items, rng);
+        let prepared: Vec<Prepared> = decoded
+            .par_iter()
+            .map(|d| Prepared {
+                index: d.index,
+                a_r: (d.proof.a * scalars[d.index]).into_affine(),
+                b: d.proof.b.into(),
+                c: d.proof.c,
+                inputs: d.inputs,
+                r: scalars[d.index],
+            })
+            .collect();
+        self.bisect(&prepared, &mut invalid);
+        invalid.sort_by_key(|(i, _)| *i);
+        if invalid.is_empty() {
+            Ok(())
+        } else {
+            Err(BatchFailure { invalid })
+        }
+    }
+
+    /// One 128-bit scalar per item, from the transcript over key id, proofs and public inputs.
+    fn batch_scalars<R: RngCore + CryptoRng>(
+        &self,
+        items: &[(OrderPublic, OrderProof)],
+        rng: &mut R,
+    ) -> Vec<Fr> {
+        let mut t = Transcript::new(BATCH_TRANSCRIPT_LABEL);
+        t.append_message(b"vk-id", &self.vk_id.0);
+        t.append_u64(b"n", items.len() as u64);
+        for (public, proof) in items {
+            t.append_message(b"proof", &proof.0);
+            for x in public.to_field_elements() {
+                t.append_message(b"input", &x.into_bigint().to_bytes_le());
+            }
+        }
+        let mut trng = t.build_rng().finalize(rng);
+        (0..items.len())
+            .map(|_| {
+                let mut b = [0u8; 16];
+                trng.fill_bytes(&mut b);
+                // A zero scalar would drop a proof from the check; 2^-128, but free to exclude.
+                Fr::from(u128::from_le_bytes(b).max(1))
+            })
+            .collect()
+    }
+
+    /// Checks `batch` as a whole; if it fails, splits it until every invalid proof is isolated.
+    fn bisect(&self, batch: &[Prepared], invalid: &mut Vec<(usize, VerifyError)>) {
+        if batch.is_empty() || self.combined_check(batch) {
+            return;
+        }
+        if batch.len() == 1 {
+            invalid.push((batch[0].index, VerifyError::Rejected));
+            return;
+        }
+        let (left, right) = batch.split_at(batch.len() / 2);
+        self.bisect(left, invalid);
+        self.bisect(right, invalid);
+    }
+
+    /// The randomized combined pairing check over `batch`.
+    fn combined_check(&self, batch: &[Prepared]) -> bool {
+        let vk = &self.pvk.vk;
+        // sum_i r_i IC_i as one small MSM: gamma_abc[0] * sum r_i + sum_j gamma_abc[j] * s_j
+        // with s_j = sum_i r_i x_ij.
+        let mut ic_scalars = vec![Fr::zero(); public_input::COUNT + 1];
+        for p in batch {
+            ic_scalars[0] += p.r;
+            for (s, x) in ic_scalars[1..].iter_mut().zip(&p.inputs) {
+                *s += p.r * x;
+            }
+        }
+        let r_sum = ic_scalars[0];
+        let Ok(ic) = G1Projective::msm(&vk.gamma_abc_g1, &ic_scalars) else {
+            return false;
+        };
+        let cs: Vec<G1Affine> = batch.iter().map(|p| p.c).collect();
+        let rs: Vec<Fr> = batch.iter().map(|p| p.r).collect();
+        let Ok(c) = G1Projective::msm(&cs, &rs) else {
+            return false;
+        };
+
+        let mut g1: Vec<<Bn254 as Pairing>::G1Prepared> =
+            batch.iter().map(|p| p.a_r.into()).collect();
+        let mut g2: Vec<<Bn254 as Pairing>::G2Prepared> =
+            batch.iter().map(|p| p.b.clone()).collect();
+        g1.push(ic.into_affine().into());
+        g2.push(self.pvk.gamma_g2_neg_pc.clone());
+        g1.push(c.into_affine().into());
+        g2.push(self.pvk.delta_g2_neg_pc.clone());
+
+        let ml = Bn254::multi_miller_loop(g1, g2);
+        let Some(lhs) = Bn254::final_exponentiation(ml) else {
+            return false;
+        };
+        lhs == PairingOutput::<Bn254>(self.pvk.alpha_g1_beta_g2) * r_sum
+    }
+}
+
+struct Decoded {
+    index: usize,
+    inputs: [Fr; public_input::COUNT],
+    proof: Proof<Bn254>,
+}
+
+struct Prepared {
+    index: usize,
+    a_r: G1Affine,
+    b: <Bn254 as Pairing>::G2Prepared,
+    c: G1Affine,
+    inputs: [Fr; public_input::COUNT],
+    r: Fr,
+}
