@@ -1,6 +1,7 @@
 //! The rules every validator and regulator checks. For now: Groth16 verification of order
 //! proofs, one at a time or in batches.
 
+mod curve;
 pub mod proof;
 
 pub use proof::{BatchFailure, OrderProof, OrderVerifier, ProofError, VerifyError, PROOF_BYTES};

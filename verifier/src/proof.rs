@@ -17,6 +17,7 @@
 //! with probability about 2^-128; on failure the batch is bisected to name exactly the invalid
 //! proofs.
 
+use crate::curve;
 use ark_bn254::{Bn254, Fr, G1Affine, G1Projective};
 use ark_ec::{
     pairing::{Pairing, PairingOutput},
@@ -24,7 +25,7 @@ use ark_ec::{
 };
 use ark_ff::{BigInteger, PrimeField, Zero};
 use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
-use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
 use merlin::Transcript;
 use rand_core::{CryptoRng, RngCore};
 use rayon::prelude::*;
@@ -85,10 +86,20 @@ impl OrderProof {
         Self(out)
     }
 
-    /// Decodes with full validation (points on curve, in the subgroup).
+    /// Decodes with full validation: every point on its curve and in the prime-order subgroup
+    /// (B's subgroup check uses the fast endomorphism test of [`crate::curve`]).
     pub fn decode(&self) -> Result<Proof<Bn254>, ProofError> {
-        Proof::<Bn254>::deserialize_compressed(&self.0[..])
-            .map_err(|e| ProofError::Encoding(e.to_string()))
+        let p = Proof::<Bn254>::deserialize_with_mode(&self.0[..], Compress::Yes, Validate::No)
+            .map_err(|e| ProofError::Encoding(e.to_string()))?;
+        if !curve::is_valid_g1(&p.a) || !curve::is_valid_g1(&p.c) {
+            return Err(ProofError::Encoding("G1 point not on the curve".into()));
+        }
+        if !curve::is_valid_g2(&p.b) {
+            return Err(ProofError::Encoding(
+                "G2 point not on the curve or not in the prime-order subgroup".into(),
+            ));
+        }
+        Ok(p)
     }
 
     /// Parses bytes of any length (from the network).
@@ -200,30 +211,35 @@ impl OrderVerifier {
         items: &[(OrderPublic, OrderProof)],
         rng: &mut R,
     ) -> Result<(), BatchFailure> {
-        let mut invalid = Vec::new();
-        let mut decoded = Vec::with_capacity(items.len());
-        for (i, (public, proof)) in items.iter().enumerate() {
-            match proof.decode() {
-                Ok(p) => decoded.push(Decoded {
-                    index: i,
-                    inputs: public.to_field_elements(),
-                    proof: p,
-                }),
-                Err(e) => invalid.push((i, VerifyError::Malformed(e))),
-            }
-        }
         let scalars = self.batch_scalars(items, rng);
-        let prepared: Vec<Prepared> = decoded
+        // Decoding (point decompression, subgroup checks) and G2 preparation dominate the
+        // per-proof cost besides the Miller loop; both are independent per proof.
+        let decoded: Vec<Result<Prepared, (usize, VerifyError)>> = items
             .par_iter()
-            .map(|d| Prepared {
-                index: d.index,
-                a_r: (d.proof.a * scalars[d.index]).into_affine(),
-                b: d.proof.b.into(),
-                c: d.proof.c,
-                inputs: d.inputs,
-                r: scalars[d.index],
+            .zip(scalars.par_iter())
+            .enumerate()
+            .map(|(index, ((public, proof), r))| {
+                let p = proof
+                    .decode()
+                    .map_err(|e| (index, VerifyError::Malformed(e)))?;
+                Ok(Prepared {
+                    index,
+                    a_r: curve::mul_glv_128(&p.a, r.a, r.b).into_affine(),
+                    b: p.b.into(),
+                    c: p.c,
+                    inputs: public.to_field_elements(),
+                    r: curve::glv_scalar(r.a, r.b),
+                })
             })
             .collect();
+        let mut invalid = Vec::new();
+        let mut prepared = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            match d {
+                Ok(p) => prepared.push(p),
+                Err(bad) => invalid.push(bad),
+            }
+        }
         self.bisect(&prepared, &mut invalid);
         invalid.sort_by_key(|(i, _)| *i);
         if invalid.is_empty() {
@@ -233,12 +249,13 @@ impl OrderVerifier {
         }
     }
 
-    /// One 128-bit scalar per item, from the transcript over key id, proofs and public inputs.
+    /// One 128-bit scalar `a + lambda b` per item, from the transcript over key id, proofs and
+    /// public inputs.
     fn batch_scalars<R: RngCore + CryptoRng>(
         &self,
         items: &[(OrderPublic, OrderProof)],
         rng: &mut R,
-    ) -> Vec<Fr> {
+    ) -> Vec<BatchScalar> {
         let mut t = Transcript::new(BATCH_TRANSCRIPT_LABEL);
         t.append_message(b"vk-id", &self.vk_id.0);
         t.append_u64(b"n", items.len() as u64);
@@ -251,10 +268,13 @@ impl OrderVerifier {
         let mut trng = t.build_rng().finalize(rng);
         (0..items.len())
             .map(|_| {
-                let mut b = [0u8; 16];
-                trng.fill_bytes(&mut b);
+                let a = trng.next_u64();
+                let b = trng.next_u64();
                 // A zero scalar would drop a proof from the check; 2^-128, but free to exclude.
-                Fr::from(u128::from_le_bytes(b).max(1))
+                BatchScalar {
+                    a: if a == 0 && b == 0 { 1 } else { a },
+                    b,
+                }
             })
             .collect()
     }
@@ -312,10 +332,10 @@ impl OrderVerifier {
     }
 }
 
-struct Decoded {
-    index: usize,
-    inputs: [Fr; public_input::COUNT],
-    proof: Proof<Bn254>,
+/// A batch scalar `a + lambda b` (see [`crate::curve::mul_glv_128`]).
+struct BatchScalar {
+    a: u64,
+    b: u64,
 }
 
 struct Prepared {
