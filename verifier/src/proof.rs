@@ -18,7 +18,7 @@
 //! proofs.
 
 use crate::curve;
-use ark_bn254::{Bn254, Fr, G1Affine, G1Projective};
+use ark_bn254::{Bn254, Fr, G1Affine, G1Projective, G2Affine};
 use ark_ec::{
     pairing::{Pairing, PairingOutput},
     CurveGroup, VariableBaseMSM,
@@ -214,7 +214,7 @@ impl OrderVerifier {
         let scalars = self.batch_scalars(items, rng);
         // Decoding (point decompression, subgroup checks) and G2 preparation dominate the
         // per-proof cost besides the Miller loop; both are independent per proof.
-        let decoded: Vec<Result<Prepared, (usize, VerifyError)>> = items
+        let decoded: Vec<Result<(Prepared, G2Prepared), (usize, VerifyError)>> = items
             .par_iter()
             .zip(scalars.par_iter())
             .enumerate()
@@ -222,25 +222,30 @@ impl OrderVerifier {
                 let p = proof
                     .decode()
                     .map_err(|e| (index, VerifyError::Malformed(e)))?;
-                Ok(Prepared {
+                let prepared = Prepared {
                     index,
                     a_r: curve::mul_glv_128(&p.a, r.a, r.b).into_affine(),
-                    b: p.b.into(),
+                    b: p.b,
                     c: p.c,
                     inputs: public.to_field_elements(),
                     r: curve::glv_scalar(r.a, r.b),
-                })
+                };
+                Ok((prepared, p.b.into()))
             })
             .collect();
         let mut invalid = Vec::new();
         let mut prepared = Vec::with_capacity(decoded.len());
+        let mut g2 = Vec::with_capacity(decoded.len());
         for d in decoded {
             match d {
-                Ok(p) => prepared.push(p),
+                Ok((p, b)) => {
+                    prepared.push(p);
+                    g2.push(b);
+                }
                 Err(bad) => invalid.push(bad),
             }
         }
-        self.bisect(&prepared, &mut invalid);
+        self.bisect(&prepared, Some(g2), &mut invalid);
         invalid.sort_by_key(|(i, _)| *i);
         if invalid.is_empty() {
             Ok(())
@@ -280,8 +285,20 @@ impl OrderVerifier {
     }
 
     /// Checks `batch` as a whole; if it fails, splits it until every invalid proof is isolated.
-    fn bisect(&self, batch: &[Prepared], invalid: &mut Vec<(usize, VerifyError)>) {
-        if batch.is_empty() || self.combined_check(batch) {
+    ///
+    /// `g2` holds the prepared B points of `batch` when the caller has them (the first, whole
+    /// batch); sub-batches prepare theirs again, which only happens when something is invalid.
+    fn bisect(
+        &self,
+        batch: &[Prepared],
+        g2: Option<Vec<G2Prepared>>,
+        invalid: &mut Vec<(usize, VerifyError)>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let g2 = g2.unwrap_or_else(|| batch.par_iter().map(|p| p.b.into()).collect());
+        if self.combined_check(batch, g2) {
             return;
         }
         if batch.len() == 1 {
@@ -289,12 +306,12 @@ impl OrderVerifier {
             return;
         }
         let (left, right) = batch.split_at(batch.len() / 2);
-        self.bisect(left, invalid);
-        self.bisect(right, invalid);
+        self.bisect(left, None, invalid);
+        self.bisect(right, None, invalid);
     }
 
     /// The randomized combined pairing check over `batch`.
-    fn combined_check(&self, batch: &[Prepared]) -> bool {
+    fn combined_check(&self, batch: &[Prepared], mut g2: Vec<G2Prepared>) -> bool {
         let vk = &self.pvk.vk;
         // sum_i r_i IC_i as one small MSM: gamma_abc[0] * sum r_i + sum_j gamma_abc[j] * s_j
         // with s_j = sum_i r_i x_ij.
@@ -317,8 +334,6 @@ impl OrderVerifier {
 
         let mut g1: Vec<<Bn254 as Pairing>::G1Prepared> =
             batch.iter().map(|p| p.a_r.into()).collect();
-        let mut g2: Vec<<Bn254 as Pairing>::G2Prepared> =
-            batch.iter().map(|p| p.b.clone()).collect();
         g1.push(ic.into_affine().into());
         g2.push(self.pvk.gamma_g2_neg_pc.clone());
         g1.push(c.into_affine().into());
@@ -338,10 +353,12 @@ struct BatchScalar {
     b: u64,
 }
 
+type G2Prepared = <Bn254 as Pairing>::G2Prepared;
+
 struct Prepared {
     index: usize,
     a_r: G1Affine,
-    b: <Bn254 as Pairing>::G2Prepared,
+    b: G2Affine,
     c: G1Affine,
     inputs: [Fr; public_input::COUNT],
     r: Fr,
