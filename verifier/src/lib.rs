@@ -1,7 +1,9 @@
 //! The rules every validator and regulator checks. For now: Groth16 verification of order
 //! proofs, one at a time or in batches.
 
+pub mod clearing;
 mod curve;
 pub mod proof;
+pub mod types;
 
 pub use proof::{BatchFailure, OrderProof, OrderVerifier, ProofError, VerifyError, PROOF_BYTES};

@@ -38,7 +38,7 @@ pub const PROOF_BYTES: usize = 128;
 
 /// A proof in its canonical wire form. Holding one says nothing about validity: decode or verify
 /// it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct OrderProof(pub [u8; PROOF_BYTES]);
 
 /// Why bytes are not a well-formed proof.

@@ -1,0 +1,436 @@
+//! Protocol types: genesis, transactions, blocks. Every type has one canonical binary encoding
+//! (borsh: fixed by the type, no maps, lengths as u32, `from_slice` rejects trailing bytes) used
+//! for hashing and signing, and a JSON form (byte strings as lowercase hex) for the API.
+//!
+//! Units (see docs/spec/ledger.md): energy in Wh, prices in minor currency units per kWh, money
+//! in *millis* (thousandths of a minor unit), so that `Wh x (minor/kWh)` is an exact integer
+//! number of millis and trade values never round.
+
+use crate::proof::OrderProof;
+use borsh::{BorshDeserialize, BorshSerialize};
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use veilwatt_circuits::{babyjub::PointError, eddsa::PublicKey};
+
+/// Money in thousandths of a minor currency unit.
+pub type Millis = u64;
+/// Millis per minor currency unit.
+pub const MILLIS_PER_MINOR: u64 = 1_000;
+
+macro_rules! hex_bytes {
+    ($(#[$m:meta])* $name:ident, $n:expr) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+        pub struct $name(pub [u8; $n]);
+
+        impl $name {
+            /// Lowercase hex.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            /// Parses hex of exactly the right length.
+            pub fn from_hex(s: &str) -> Result<Self, String> {
+                let v = hex::decode(s).map_err(|e| format!("invalid hex: {e}"))?;
+                let len = v.len();
+                Ok(Self(v.try_into().map_err(|_| format!("expected {} bytes, got {len}", $n))?))
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.to_hex())
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as Deserialize>::deserialize(d)?;
+                Self::from_hex(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+hex_bytes!(
+    /// An Ed25519 public key (wallets, the registrar, validators).
+    WalletKey,
+    32
+);
+hex_bytes!(
+    /// An Ed25519 signature.
+    Signature64,
+    64
+);
+hex_bytes!(
+    /// SHA-256 of a transaction's canonical encoding. An order's id is its transaction id.
+    TxId,
+    32
+);
+hex_bytes!(
+    /// A 32-byte hash (block hashes, state roots, key ids).
+    Hash32,
+    32
+);
+hex_bytes!(
+    /// A meter's Baby Jubjub public key: x then y, each 32 bytes little-endian canonical.
+    MeterKey,
+    64
+);
+
+/// SHA-256.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The canonical bytes of any protocol value.
+pub fn encode<T: BorshSerialize>(v: &T) -> Vec<u8> {
+    // Writing into a Vec cannot fail.
+    borsh::to_vec(v).expect("borsh into Vec")
+}
+
+/// Decodes canonical bytes, rejecting trailing bytes.
+pub fn decode<T: BorshDeserialize>(bytes: &[u8]) -> Result<T, std::io::Error> {
+    borsh::from_slice(bytes)
+}
+
+impl MeterKey {
+    /// The key of an EdDSA public key.
+    pub fn from_public_key(pk: &PublicKey) -> Self {
+        use ark_ff::{BigInteger, PrimeField};
+        let mut b = [0u8; 64];
+        b[..32].copy_from_slice(&pk.x().into_bigint().to_bytes_le());
+        b[32..].copy_from_slice(&pk.y().into_bigint().to_bytes_le());
+        Self(b)
+    }
+
+    /// The EdDSA public key, if the bytes are canonical field elements forming a point of the
+    /// prime-order subgroup other than the identity.
+    pub fn to_public_key(&self) -> Result<PublicKey, PointError> {
+        use ark_ff::{BigInteger, PrimeField};
+        let fe = |b: &[u8]| {
+            let x = ark_bn254::Fr::from_le_bytes_mod_order(b);
+            // Non-canonical encodings (>= p) would give two encodings of one key.
+            (x.into_bigint().to_bytes_le() == b).then_some(x)
+        };
+        let x = fe(&self.0[..32]).ok_or(PointError::NotOnCurve)?;
+        let y = fe(&self.0[32..]).ok_or(PointError::NotOnCurve)?;
+        PublicKey::from_coordinates(x, y)
+    }
+}
+
+/// Order side.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Sell net export.
+    Sell,
+    /// Buy against net import.
+    Buy,
+}
+
+impl From<Side> for veilwatt_circuits::order::Side {
+    fn from(s: Side) -> Self {
+        match s {
+            Side::Sell => Self::Sell,
+            Side::Buy => Self::Buy,
+        }
+    }
+}
+
+/// How a period's orders are cleared (docs/spec/market.md).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// Pay-as-clear: one price, the midpoint of the marginal ask and bid.
+    Uniform,
+    /// Each matched pair trades at the bid.
+    PayAsBid,
+    /// Each matched pair trades at the midpoint of its ask and bid.
+    Midpoint,
+}
+
+/// Per-kWh fees, in minor units per kWh.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct FeeSchedule {
+    /// Grid/wheeling fee, paid by the buyer, collected for the network operator.
+    pub grid_fee_per_kwh: u64,
+    /// Market (transaction) fee, split between buyer and seller.
+    pub market_fee_per_kwh: u64,
+    /// Buyer's share of the market fee in basis points (0..=10,000); the seller pays the rest.
+    pub market_fee_buyer_share_bps: u16,
+}
+
+/// A consensus validator.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Validator {
+    /// Human-readable name (utility, community, aggregator).
+    pub name: String,
+    /// Ed25519 consensus key.
+    pub key: WalletKey,
+    /// Voting power.
+    pub power: u64,
+}
+
+/// The chain's constitution.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Genesis {
+    /// Chain id; part of every signed message.
+    pub chain_id: String,
+    /// Start of period 0, Unix seconds.
+    pub genesis_time: u64,
+    /// Validator set.
+    pub validators: Vec<Validator>,
+    /// The registrar (distribution utility): enrols/revokes meters, credits deposits.
+    pub registrar: WalletKey,
+    /// Settlement period length L, seconds.
+    pub period_secs: u64,
+    /// Gate delay G: orders for period P are accepted until end(P) + G, seconds.
+    pub gate_delay_secs: u64,
+    /// Clearing mechanism.
+    pub mechanism: Mechanism,
+    /// Fees.
+    pub fees: FeeSchedule,
+    /// Price floor (the utility's feed-in tariff), minor units per kWh.
+    pub price_floor: u64,
+    /// Price cap (the utility's retail tariff), minor units per kWh.
+    pub price_cap: u64,
+    /// Id of the order circuit's verifying key (SHA-256 of `order.vk`).
+    pub vk_id: Hash32,
+}
+
+/// Why a genesis is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisError {
+    /// A parameter is out of range.
+    #[error("invalid genesis: {0}")]
+    Invalid(&'static str),
+}
+
+impl Genesis {
+    /// Checks the parameters the rules rely on.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let bad = |m| Err(GenesisError::Invalid(m));
+        if self.chain_id.is_empty() || self.chain_id.len() > 64 {
+            return bad("chain_id must be 1..=64 bytes");
+        }
+        if self.validators.is_empty() || self.validators.iter().any(|v| v.power == 0) {
+            return bad("at least one validator, each with positive power");
+        }
+        if self.period_secs == 0 {
+            return bad("period_secs must be positive");
+        }
+        if self.price_floor > self.price_cap {
+            return bad("price_floor must not exceed price_cap");
+        }
+        if self.fees.market_fee_buyer_share_bps > 10_000 {
+            return bad("market_fee_buyer_share_bps must be <= 10000");
+        }
+        if self.price_floor < self.fees.market_fee_per_kwh {
+            return bad("price_floor must cover the seller's market fee");
+        }
+        // Values are computed as Wh (u32) x (minor/kWh) in u64 millis; keep prices and fees
+        // small enough that no product of a u32 quantity and a price can overflow.
+        let max_price = self.price_cap + self.fees.grid_fee_per_kwh + self.fees.market_fee_per_kwh;
+        if max_price > u64::from(u32::MAX) {
+            return bad("prices and fees must be below 2^32 minor units per kWh");
+        }
+        Ok(())
+    }
+
+    /// SHA-256 of the canonical encoding.
+    pub fn hash(&self) -> Hash32 {
+        Hash32(sha256(&encode(self)))
+    }
+
+    /// End of period `p` (exclusive), Unix seconds; `None` on overflow.
+    pub fn period_end(&self, p: u64) -> Option<u64> {
+        p.checked_add(1)?
+            .checked_mul(self.period_secs)?
+            .checked_add(self.genesis_time)
+    }
+
+    /// When the gate of period `p` closes, Unix seconds; `None` on overflow.
+    pub fn gate_close(&self, p: u64) -> Option<u64> {
+        self.period_end(p)?.checked_add(self.gate_delay_secs)
+    }
+}
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TxBody {
+    /// Registrar: register a meter key as owned by a wallet.
+    EnrollMeter {
+        /// The meter.
+        meter: MeterKey,
+        /// Its owner.
+        owner: WalletKey,
+    },
+    /// Registrar: revoke a meter (no further orders).
+    RevokeMeter {
+        /// The meter.
+        meter: MeterKey,
+    },
+    /// Registrar: credit a wallet (funds received off-ledger).
+    Deposit {
+        /// Credited wallet.
+        to: WalletKey,
+        /// Amount, millis.
+        amount: Millis,
+        /// The registrar's payment reference (makes repeated deposits distinct).
+        reference: u64,
+    },
+    /// Wallet: an order with its proof.
+    Order {
+        /// The meter whose statement backs the order.
+        meter: MeterKey,
+        /// Settlement period.
+        period: u64,
+        /// Sell or buy.
+        side: Side,
+        /// Quantity, Wh.
+        quantity_wh: u32,
+        /// Limit price, minor units per kWh: minimum for sells, maximum for buys.
+        limit_price: u64,
+        /// Groth16 proof of the order statement.
+        proof: OrderProof,
+    },
+    /// Wallet: cancel an own open order while its gate is open.
+    CancelOrder {
+        /// The order.
+        order: TxId,
+    },
+    /// Wallet: withdraw from the available balance.
+    Withdraw {
+        /// Amount, millis.
+        amount: Millis,
+        /// Makes repeated withdrawals distinct.
+        nonce: u64,
+    },
+}
+
+impl TxBody {
+    /// The kind byte that domain-separates signatures.
+    pub fn kind(&self) -> u8 {
+        match self {
+            TxBody::EnrollMeter { .. } => 1,
+            TxBody::RevokeMeter { .. } => 2,
+            TxBody::Deposit { .. } => 3,
+            TxBody::Order { .. } => 4,
+            TxBody::CancelOrder { .. } => 5,
+            TxBody::Withdraw { .. } => 6,
+        }
+    }
+
+    /// Whether the registrar must sign this kind.
+    pub fn is_registrar_kind(&self) -> bool {
+        matches!(
+            self,
+            TxBody::EnrollMeter { .. } | TxBody::RevokeMeter { .. } | TxBody::Deposit { .. }
+        )
+    }
+}
+
+/// A signed transaction.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Transaction {
+    /// What it does.
+    pub body: TxBody,
+    /// The signer's Ed25519 key.
+    pub signer: WalletKey,
+    /// Signature over [`Transaction::signing_bytes`].
+    pub signature: Signature64,
+}
+
+/// Domain separator of transaction signatures.
+pub const TX_SIGNING_DOMAIN: &[u8] = b"veilwatt.tx.v1";
+
+impl Transaction {
+    /// `TX_SIGNING_DOMAIN || borsh(chain_id) || kind || borsh(body)`.
+    pub fn signing_bytes(chain_id: &str, body: &TxBody) -> Vec<u8> {
+        let mut m = TX_SIGNING_DOMAIN.to_vec();
+        m.extend(encode(&chain_id.to_owned()));
+        m.push(body.kind());
+        m.extend(encode(body));
+        m
+    }
+
+    /// Signs `body` with `key` for `chain_id`.
+    pub fn sign(chain_id: &str, body: TxBody, key: &SigningKey) -> Self {
+        let sig = key.sign(&Self::signing_bytes(chain_id, &body));
+        Self {
+            body,
+            signer: WalletKey(key.verifying_key().to_bytes()),
+            signature: Signature64(sig.to_bytes()),
+        }
+    }
+
+    /// Verifies the signature (strict Ed25519: no small-order keys, canonical S).
+    pub fn verify_signature(&self, chain_id: &str) -> bool {
+        let Ok(vk) = VerifyingKey::from_bytes(&self.signer.0) else {
+            return false;
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(&self.signature.0);
+        vk.verify_strict(&Self::signing_bytes(chain_id, &self.body), &sig)
+            .is_ok()
+            && vk
+                .verify(&Self::signing_bytes(chain_id, &self.body), &sig)
+                .is_ok()
+    }
+
+    /// SHA-256 of the canonical encoding.
+    pub fn id(&self) -> TxId {
+        TxId(sha256(&encode(self)))
+    }
+}
+
+/// A block of transactions.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Block {
+    /// Height (genesis state is height 0; the first block is 1).
+    pub height: u64,
+    /// Hash of the previous block (zero for the first).
+    pub prev_hash: Hash32,
+    /// Consensus time, Unix seconds: the only clock the rules see.
+    pub time: u64,
+    /// Proposer's consensus key.
+    pub proposer: WalletKey,
+    /// Transactions, applied in order.
+    pub txs: Vec<Transaction>,
+    /// State root after applying this block.
+    pub state_root: Hash32,
+}
+
+impl Block {
+    /// SHA-256 of the canonical encoding.
+    pub fn hash(&self) -> Hash32 {
+        Hash32(sha256(&encode(self)))
+    }
+}
