@@ -180,9 +180,7 @@ pub fn clear(orders: &[BookOrder], mechanism: Mechanism, fees: &FeeSchedule) -> 
             .filter(|(_, o)| o.side == side)
             .collect();
         match side {
-            Side::Sell => {
-                v.sort_by(|a, b| (a.1.limit_price, a.1.id).cmp(&(b.1.limit_price, b.1.id)))
-            }
+            Side::Sell => v.sort_by_key(|(_, o)| (o.limit_price, o.id)),
             Side::Buy => v.sort_by(|a, b| {
                 b.1.limit_price
                     .cmp(&a.1.limit_price)
