@@ -3,7 +3,10 @@
 
 pub mod clearing;
 mod curve;
+pub mod ledger;
+pub mod merkle;
 pub mod proof;
+pub mod store;
 pub mod types;
 
 pub use proof::{BatchFailure, OrderProof, OrderVerifier, ProofError, VerifyError, PROOF_BYTES};

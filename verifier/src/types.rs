@@ -25,6 +25,11 @@ macro_rules! hex_bytes {
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
         pub struct $name(pub [u8; $n]);
 
+        impl Default for $name {
+            fn default() -> Self {
+                Self([0u8; $n])
+            }
+        }
         impl $name {
             /// Lowercase hex.
             pub fn to_hex(&self) -> String {

@@ -1,0 +1,790 @@
+//! The ledger state machine (docs/spec/ledger.md): one pure function from a state and a block
+//! to the next state and its events. No clock (time is the block's consensus time), no I/O, no
+//! floats, no hash-map iteration, no randomness; all arithmetic checked.
+
+use crate::clearing::{buy_escrow, clear, BookOrder, Trade};
+use crate::merkle;
+use crate::proof::{BatchFailure, OrderProof, OrderVerifier};
+use crate::types::{
+    encode, Block, Genesis, Hash32, MeterKey, Millis, Side, Transaction, TxBody, TxId, WalletKey,
+};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use veilwatt_circuits::order::OrderPublic;
+
+/// A wallet's money.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+pub struct Account {
+    /// Spendable, millis.
+    pub balance: Millis,
+    /// Held for open buy orders, millis.
+    pub escrow: Millis,
+}
+
+/// A registered meter.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct MeterRecord {
+    /// The wallet allowed to place orders backed by this meter.
+    pub owner: WalletKey,
+    /// Revoked meters back no new orders.
+    pub revoked: bool,
+}
+
+/// An accepted order waiting for its period to clear.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct OrderRecord {
+    /// Order id.
+    pub id: TxId,
+    /// Owner wallet (the order's signer).
+    pub owner: WalletKey,
+    /// Meter.
+    pub meter: MeterKey,
+    /// Period.
+    pub period: u64,
+    /// Side.
+    pub side: Side,
+    /// Quantity, Wh.
+    pub quantity_wh: u32,
+    /// Limit price, minor/kWh.
+    pub limit_price: u64,
+    /// Escrow held (buy orders), millis.
+    pub escrow: Millis,
+}
+
+/// What happened to one order at clearing.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct OrderOutcome {
+    /// Order id.
+    pub id: TxId,
+    /// Owner.
+    pub owner: WalletKey,
+    /// Side.
+    pub side: Side,
+    /// Filled, Wh.
+    pub filled_wh: u32,
+    /// Not matched on the ledger (settled with the utility at its tariffs, off-ledger), Wh.
+    pub unmatched_wh: u32,
+}
+
+/// A cleared period.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PeriodResult {
+    /// Period.
+    pub period: u64,
+    /// Height of the block that cleared it.
+    pub cleared_at: u64,
+    /// Uniform price, when the mechanism is uniform and something traded.
+    pub clearing_price: Option<u64>,
+    /// Matched energy, Wh.
+    pub volume_wh: u64,
+    /// Trades, itemised.
+    pub trades: Vec<Trade>,
+    /// Per-order outcome, in order-id order.
+    pub orders: Vec<OrderOutcome>,
+}
+
+/// Fees collected.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+pub struct FeeTotals {
+    /// Grid/wheeling fees, millis.
+    pub grid: Millis,
+    /// Market fees (both shares), millis.
+    pub market: Millis,
+}
+
+/// The whole ledger state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct LedgerState {
+    /// Height of the last applied block (0 = genesis).
+    pub height: u64,
+    /// Hash of the last applied block (zero at genesis).
+    pub last_block_hash: Hash32,
+    /// Consensus time of the last applied block.
+    pub last_time: u64,
+    /// Wallets.
+    pub accounts: BTreeMap<WalletKey, Account>,
+    /// Meter registry.
+    pub meters: BTreeMap<MeterKey, MeterRecord>,
+    /// Open orders by (period, id).
+    pub open_orders: BTreeMap<(u64, TxId), OrderRecord>,
+    /// The order occupying each (meter, period) slot.
+    pub order_slots: BTreeMap<(MeterKey, u64), TxId>,
+    /// Ids of every applied transaction (replay protection).
+    pub applied_txs: BTreeSet<TxId>,
+    /// Cleared periods.
+    pub results: BTreeMap<u64, PeriodResult>,
+    /// Fees collected.
+    pub fees: FeeTotals,
+    /// Sum of all deposits, millis.
+    pub total_deposits: Millis,
+    /// Sum of all withdrawals, millis.
+    pub total_withdrawals: Millis,
+}
+
+/// Why a transaction is rejected. Each rule has its own variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The transaction id was applied before.
+    #[error("transaction {0} was already applied")]
+    Replay(TxId),
+    /// The signature does not verify for this chain and kind.
+    #[error("bad signature")]
+    BadSignature,
+    /// A registrar-only transaction not signed by the registrar.
+    #[error("only the registrar may submit this transaction")]
+    NotRegistrar,
+    /// The meter key is not a valid Baby Jubjub subgroup point.
+    #[error("invalid meter key: {0}")]
+    InvalidMeterKey(String),
+    /// The meter is already enrolled.
+    #[error("meter is already enrolled")]
+    MeterAlreadyEnrolled,
+    /// The meter is not enrolled.
+    #[error("unknown meter")]
+    UnknownMeter,
+    /// The meter is revoked.
+    #[error("meter is revoked")]
+    MeterRevoked,
+    /// The signer does not own the meter.
+    #[error("signer does not own the meter")]
+    NotMeterOwner,
+    /// The meter already has an order for this period.
+    #[error("meter already has order {0} for this period")]
+    DuplicateOrder(TxId),
+    /// The period has not ended at the block's time.
+    #[error("period has not ended yet")]
+    PeriodNotEnded,
+    /// The period's gate has closed at the block's time.
+    #[error("the period's gate has closed")]
+    GateClosed,
+    /// Zero quantity or amount.
+    #[error("quantity or amount must be positive")]
+    ZeroAmount,
+    /// Limit price outside [floor, cap].
+    #[error("price {price} outside [{floor}, {cap}]")]
+    PriceOutOfRange {
+        /// Offered price.
+        price: u64,
+        /// Floor.
+        floor: u64,
+        /// Cap.
+        cap: u64,
+    },
+    /// Not enough available balance.
+    #[error("insufficient funds: need {need}, have {have}")]
+    InsufficientFunds {
+        /// Required, millis.
+        need: Millis,
+        /// Available, millis.
+        have: Millis,
+    },
+    /// The proof does not verify for exactly this order's public inputs.
+    #[error("proof invalid for this order: {0}")]
+    InvalidProof(String),
+    /// The order does not exist or is no longer open.
+    #[error("unknown or closed order")]
+    UnknownOrder,
+    /// The signer does not own the order.
+    #[error("signer does not own the order")]
+    NotOrderOwner,
+    /// An amount would overflow.
+    #[error("arithmetic overflow")]
+    Overflow,
+}
+
+/// Why a block is rejected. A rejected block changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// Height is not the next one.
+    #[error("expected height {expected}, got {got}")]
+    WrongHeight {
+        /// Expected.
+        expected: u64,
+        /// Got.
+        got: u64,
+    },
+    /// `prev_hash` is not the last block's hash.
+    #[error("previous-hash mismatch")]
+    WrongPrevHash,
+    /// Time earlier than the previous block's.
+    #[error("block time goes backwards")]
+    TimeWentBackwards,
+    /// Proposer not in the validator set.
+    #[error("proposer is not a validator")]
+    UnknownProposer,
+    /// A transaction is invalid.
+    #[error("transaction #{index} ({id}): {error}")]
+    Tx {
+        /// Position in the block.
+        index: usize,
+        /// Its id.
+        id: TxId,
+        /// Why.
+        error: TxError,
+    },
+    /// The block's state root differs from the computed one.
+    #[error("state root mismatch: block says {claimed}, computed {computed}")]
+    StateRootMismatch {
+        /// In the block.
+        claimed: Hash32,
+        /// Computed.
+        computed: Hash32,
+    },
+    /// Settling a cleared period failed (an amount overflowed).
+    #[error("clearing: {0}")]
+    Clearing(TxError),
+}
+
+/// What a block did, for indexes and subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A transaction was applied.
+    TxApplied {
+        /// Id.
+        id: TxId,
+    },
+    /// A period was cleared.
+    PeriodCleared {
+        /// Period.
+        period: u64,
+        /// Matched energy.
+        volume_wh: u64,
+        /// Number of trades.
+        trades: usize,
+    },
+}
+
+/// Verifies the proofs of a block's orders. [`OrderVerifier`] is the real one; a node that has
+/// already verified a proof at admission can answer from its cache.
+pub trait ProofCheck {
+    /// `Ok` if every proof verifies; otherwise the invalid ones.
+    fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure>;
+}
+
+/// An RNG that adds no entropy: batch scalars then come from the merlin transcript alone
+/// (Fiat-Shamir over every proof and input), so consensus code stays deterministic.
+struct TranscriptOnly;
+
+impl rand_core::RngCore for TranscriptOnly {
+    fn next_u32(&mut self) -> u32 {
+        0
+    }
+    fn next_u64(&mut self) -> u64 {
+        0
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(0);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        dest.fill(0);
+        Ok(())
+    }
+}
+impl rand_core::CryptoRng for TranscriptOnly {}
+
+impl ProofCheck for OrderVerifier {
+    fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
+        self.verify_batch(items, &mut TranscriptOnly)
+    }
+}
+
+/// Table tags of the state-root entries.
+mod tag {
+    pub const META: u8 = 0;
+    pub const ACCOUNT: u8 = 1;
+    pub const METER: u8 = 2;
+    pub const ORDER: u8 = 3;
+    pub const SLOT: u8 = 4;
+    pub const APPLIED: u8 = 5;
+    pub const RESULT: u8 = 6;
+}
+
+impl LedgerState {
+    /// The state-root entries `(key, value)`, sorted by key (docs/spec/ledger.md lists them).
+    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        fn key<K: BorshSerialize>(t: u8, k: &K) -> Vec<u8> {
+            let mut v = vec![t];
+            // Big-endian-friendly: borsh of fixed-size byte arrays sorts like the arrays; u64s
+            // are encoded big-endian below to sort numerically.
+            v.extend(encode(k));
+            v
+        }
+        let mut out = Vec::new();
+        // `last_block_hash` is not committed: a block cannot contain its own hash, and the
+        // chain of hashes is committed by the blocks themselves.
+        let meta = (
+            self.height,
+            self.last_time,
+            self.fees,
+            self.total_deposits,
+            self.total_withdrawals,
+        );
+        out.push((vec![tag::META], encode(&meta)));
+        for (k, v) in &self.accounts {
+            out.push((key(tag::ACCOUNT, k), encode(v)));
+        }
+        for (k, v) in &self.meters {
+            out.push((key(tag::METER, k), encode(v)));
+        }
+        for ((p, id), v) in &self.open_orders {
+            let mut k = vec![tag::ORDER];
+            k.extend(p.to_be_bytes());
+            k.extend(id.0);
+            out.push((k, encode(v)));
+        }
+        for ((m, p), id) in &self.order_slots {
+            let mut k = key(tag::SLOT, m);
+            k.extend(p.to_be_bytes());
+            out.push((k, encode(id)));
+        }
+        for id in &self.applied_txs {
+            out.push((key(tag::APPLIED, id), Vec::new()));
+        }
+        for (p, r) in &self.results {
+            let mut k = vec![tag::RESULT];
+            k.extend(p.to_be_bytes());
+            out.push((k, encode(r)));
+        }
+        out.sort();
+        out
+    }
+
+    /// The root committing to the whole state.
+    pub fn root(&self) -> Hash32 {
+        let leaves: Vec<[u8; 32]> = self
+            .entries()
+            .iter()
+            .map(|(k, v)| merkle::leaf_hash(k, v))
+            .collect();
+        merkle::root(&leaves)
+    }
+
+    /// An inclusion proof for the entry with `key`, with its value.
+    pub fn prove(&self, key: &[u8]) -> Option<(Vec<u8>, Vec<merkle::ProofStep>)> {
+        let entries = self.entries();
+        let idx = entries
+            .binary_search_by(|(k, _)| k.as_slice().cmp(key))
+            .ok()?;
+        let leaves: Vec<[u8; 32]> = entries
+            .iter()
+            .map(|(k, v)| merkle::leaf_hash(k, v))
+            .collect();
+        Some((entries[idx].1.clone(), merkle::prove(&leaves, idx)?))
+    }
+
+    /// The state-root key of a wallet's account entry.
+    pub fn account_key(wallet: &WalletKey) -> Vec<u8> {
+        let mut k = vec![tag::ACCOUNT];
+        k.extend(wallet.0);
+        k
+    }
+
+    fn account(&mut self, w: &WalletKey) -> &mut Account {
+        self.accounts.entry(*w).or_default()
+    }
+}
+
+fn add(a: Millis, b: Millis) -> Result<Millis, TxError> {
+    a.checked_add(b).ok_or(TxError::Overflow)
+}
+
+fn sub(a: Millis, b: Millis) -> Result<Millis, TxError> {
+    a.checked_sub(b).ok_or(TxError::Overflow)
+}
+
+/// The rules, bound to one genesis.
+pub struct Ledger<'g> {
+    genesis: &'g Genesis,
+}
+
+impl<'g> Ledger<'g> {
+    /// Rules for `genesis` (which must have passed [`Genesis::validate`]).
+    pub fn new(genesis: &'g Genesis) -> Self {
+        Self { genesis }
+    }
+
+    /// Checks and applies one transaction at consensus time `time`, assuming any order proof
+    /// has been verified. On error `state` is unchanged.
+    pub fn apply_tx(
+        &self,
+        state: &mut LedgerState,
+        tx: &Transaction,
+        time: u64,
+    ) -> Result<(), TxError> {
+        let id = tx.id();
+        if state.applied_txs.contains(&id) {
+            return Err(TxError::Replay(id));
+        }
+        if !tx.verify_signature(&self.genesis.chain_id) {
+            return Err(TxError::BadSignature);
+        }
+        if tx.body.is_registrar_kind() && tx.signer != self.genesis.registrar {
+            return Err(TxError::NotRegistrar);
+        }
+        // Each arm checks everything before mutating anything.
+        match &tx.body {
+            TxBody::EnrollMeter { meter, owner } => {
+                meter
+                    .to_public_key()
+                    .map_err(|e| TxError::InvalidMeterKey(e.to_string()))?;
+                if state.meters.contains_key(meter) {
+                    return Err(TxError::MeterAlreadyEnrolled);
+                }
+                state.meters.insert(
+                    *meter,
+                    MeterRecord {
+                        owner: *owner,
+                        revoked: false,
+                    },
+                );
+            }
+            TxBody::RevokeMeter { meter } => {
+                let m = state.meters.get_mut(meter).ok_or(TxError::UnknownMeter)?;
+                if m.revoked {
+                    return Err(TxError::MeterRevoked);
+                }
+                m.revoked = true;
+            }
+            TxBody::Deposit { to, amount, .. } => {
+                if *amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                let total = add(state.total_deposits, *amount)?;
+                let bal = add(state.accounts.get(to).map_or(0, |a| a.balance), *amount)?;
+                state.account(to).balance = bal;
+                state.total_deposits = total;
+            }
+            TxBody::Withdraw { amount, .. } => {
+                if *amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                let have = state.accounts.get(&tx.signer).map_or(0, |a| a.balance);
+                if have < *amount {
+                    return Err(TxError::InsufficientFunds {
+                        need: *amount,
+                        have,
+                    });
+                }
+                let total = add(state.total_withdrawals, *amount)?;
+                state.account(&tx.signer).balance = have - amount;
+                state.total_withdrawals = total;
+            }
+            TxBody::Order {
+                meter,
+                period,
+                side,
+                quantity_wh,
+                limit_price,
+                ..
+            } => {
+                let m = state.meters.get(meter).ok_or(TxError::UnknownMeter)?;
+                if m.revoked {
+                    return Err(TxError::MeterRevoked);
+                }
+                if m.owner != tx.signer {
+                    return Err(TxError::NotMeterOwner);
+                }
+                if let Some(existing) = state.order_slots.get(&(*meter, *period)) {
+                    return Err(TxError::DuplicateOrder(*existing));
+                }
+                self.check_gate(*period, time, true)?;
+                if *quantity_wh == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                let (floor, cap) = (self.genesis.price_floor, self.genesis.price_cap);
+                if *limit_price < floor || *limit_price > cap {
+                    return Err(TxError::PriceOutOfRange {
+                        price: *limit_price,
+                        floor,
+                        cap,
+                    });
+                }
+                let escrow = match side {
+                    Side::Sell => 0,
+                    Side::Buy => buy_escrow(*quantity_wh, *limit_price, &self.genesis.fees),
+                };
+                let acct = state.accounts.get(&tx.signer).copied().unwrap_or_default();
+                if acct.balance < escrow {
+                    return Err(TxError::InsufficientFunds {
+                        need: escrow,
+                        have: acct.balance,
+                    });
+                }
+                let new_escrow = add(acct.escrow, escrow)?;
+                let a = state.account(&tx.signer);
+                a.balance -= escrow;
+                a.escrow = new_escrow;
+                state.open_orders.insert(
+                    (*period, id),
+                    OrderRecord {
+                        id,
+                        owner: tx.signer,
+                        meter: *meter,
+                        period: *period,
+                        side: *side,
+                        quantity_wh: *quantity_wh,
+                        limit_price: *limit_price,
+                        escrow,
+                    },
+                );
+                state.order_slots.insert((*meter, *period), id);
+            }
+            TxBody::CancelOrder { order } => {
+                let (key, rec) = state
+                    .open_orders
+                    .iter()
+                    .find(|(_, r)| r.id == *order)
+                    .map(|(k, r)| (*k, *r))
+                    .ok_or(TxError::UnknownOrder)?;
+                if rec.owner != tx.signer {
+                    return Err(TxError::NotOrderOwner);
+                }
+                self.check_gate(rec.period, time, false)?;
+                let a = state.accounts.get(&tx.signer).copied().unwrap_or_default();
+                let (balance, escrow) = (add(a.balance, rec.escrow)?, sub(a.escrow, rec.escrow)?);
+                let acct = state.account(&tx.signer);
+                acct.balance = balance;
+                acct.escrow = escrow;
+                state.open_orders.remove(&key);
+                state.order_slots.remove(&(rec.meter, rec.period));
+            }
+        }
+        state.applied_txs.insert(id);
+        Ok(())
+    }
+
+    /// Orders for period `p` are accepted in `[end(p), end(p) + G)`; cancellations before
+    /// `end(p) + G`.
+    fn check_gate(&self, p: u64, time: u64, must_have_ended: bool) -> Result<(), TxError> {
+        let end = self.genesis.period_end(p).ok_or(TxError::GateClosed)?;
+        let close = self.genesis.gate_close(p).ok_or(TxError::GateClosed)?;
+        if must_have_ended && time < end {
+            return Err(TxError::PeriodNotEnded);
+        }
+        if time >= close {
+            return Err(TxError::GateClosed);
+        }
+        Ok(())
+    }
+
+    /// Clears every period whose gate has closed by `time`.
+    fn clear_due(
+        &self,
+        state: &mut LedgerState,
+        height: u64,
+        time: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
+        let due: BTreeSet<u64> = state
+            .open_orders
+            .keys()
+            .map(|(p, _)| *p)
+            .filter(|p| self.genesis.gate_close(*p).is_some_and(|c| c <= time))
+            .collect();
+        for p in due {
+            let records: Vec<OrderRecord> = state
+                .open_orders
+                .range((p, TxId([0; 32]))..=(p, TxId([0xff; 32])))
+                .map(|(_, r)| *r)
+                .collect();
+            let book: Vec<BookOrder> = records
+                .iter()
+                .map(|r| BookOrder {
+                    id: r.id,
+                    side: r.side,
+                    quantity_wh: r.quantity_wh,
+                    limit_price: r.limit_price,
+                })
+                .collect();
+            let c = clear(&book, self.genesis.mechanism, &self.genesis.fees);
+            let index: BTreeMap<TxId, usize> =
+                records.iter().enumerate().map(|(k, r)| (r.id, k)).collect();
+            let mut spent = vec![0 as Millis; records.len()];
+            for t in &c.trades {
+                let (s, b) = (&records[index[&t.sell]], index[&t.buy]);
+                spent[b] = add(spent[b], t.buyer_pays())?;
+                let seller = state.account(&s.owner);
+                seller.balance = add(seller.balance, t.seller_receives())?;
+                state.fees.grid = add(state.fees.grid, t.grid_fee)?;
+                state.fees.market = add(
+                    add(state.fees.market, t.market_fee_buyer)?,
+                    t.market_fee_seller,
+                )?;
+            }
+            for (k, r) in records.iter().enumerate() {
+                if r.side == Side::Buy {
+                    let a = state.account(&r.owner);
+                    a.escrow = sub(a.escrow, r.escrow)?;
+                    a.balance = add(a.balance, sub(r.escrow, spent[k])?)?;
+                }
+                state.open_orders.remove(&(p, r.id));
+            }
+            let orders = records
+                .iter()
+                .zip(&c.filled_wh)
+                .map(|(r, f)| OrderOutcome {
+                    id: r.id,
+                    owner: r.owner,
+                    side: r.side,
+                    filled_wh: *f,
+                    unmatched_wh: r.quantity_wh - f,
+                })
+                .collect();
+            events.push(Event::PeriodCleared {
+                period: p,
+                volume_wh: c.volume_wh,
+                trades: c.trades.len(),
+            });
+            state.results.insert(
+                p,
+                PeriodResult {
+                    period: p,
+                    cleared_at: height,
+                    clearing_price: c.clearing_price,
+                    volume_wh: c.volume_wh,
+                    trades: c.trades,
+                    orders,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Executes a block's header and transactions on a copy of `state`, returning the new state
+    /// (its root not yet compared with the block's) and events. Used by proposers to compute the
+    /// root and by [`Ledger::apply_block`].
+    pub fn execute(
+        &self,
+        state: &LedgerState,
+        block: &Block,
+        proofs: &dyn ProofCheck,
+    ) -> Result<(LedgerState, Vec<Event>), BlockError> {
+        if block.height != state.height + 1 {
+            return Err(BlockError::WrongHeight {
+                expected: state.height + 1,
+                got: block.height,
+            });
+        }
+        if block.prev_hash != state.last_block_hash {
+            return Err(BlockError::WrongPrevHash);
+        }
+        if block.time < state.last_time {
+            return Err(BlockError::TimeWentBackwards);
+        }
+        if !self
+            .genesis
+            .validators
+            .iter()
+            .any(|v| v.key == block.proposer)
+        {
+            return Err(BlockError::UnknownProposer);
+        }
+        // Proofs of all orders in one batch, against exactly the public inputs the ledger
+        // derives from each order.
+        let mut items = Vec::new();
+        let mut positions = Vec::new();
+        for (k, tx) in block.txs.iter().enumerate() {
+            if let TxBody::Order {
+                meter,
+                period,
+                side,
+                quantity_wh,
+                proof,
+                ..
+            } = &tx.body
+            {
+                let Ok(pk) = meter.to_public_key() else {
+                    // An unusable key cannot be enrolled; the rules report it as unknown.
+                    continue;
+                };
+                items.push((
+                    OrderPublic {
+                        meter: pk,
+                        period: *period,
+                        side: (*side).into(),
+                        quantity_wh: *quantity_wh,
+                    },
+                    *proof,
+                ));
+                positions.push(k);
+            }
+        }
+        if let Err(f) = proofs.check(&items) {
+            if let Some((i, e)) = f.invalid.first() {
+                let index = positions[*i];
+                return Err(BlockError::Tx {
+                    index,
+                    id: block.txs[index].id(),
+                    error: TxError::InvalidProof(e.to_string()),
+                });
+            }
+        }
+
+        let mut next = state.clone();
+        let mut events = Vec::new();
+        self.clear_due(&mut next, block.height, block.time, &mut events)
+            .map_err(BlockError::Clearing)?;
+        for (index, tx) in block.txs.iter().enumerate() {
+            self.apply_tx(&mut next, tx, block.time)
+                .map_err(|error| BlockError::Tx {
+                    index,
+                    id: tx.id(),
+                    error,
+                })?;
+            events.push(Event::TxApplied { id: tx.id() });
+        }
+        next.height = block.height;
+        next.last_block_hash = block.hash();
+        next.last_time = block.time;
+        Ok((next, events))
+    }
+
+    /// Applies a block: executes it and checks its state root. Pure: `state` is not modified;
+    /// the caller stores the returned state.
+    pub fn apply_block(
+        &self,
+        state: &LedgerState,
+        block: &Block,
+        proofs: &dyn ProofCheck,
+    ) -> Result<(LedgerState, Vec<Event>), BlockError> {
+        let (next, events) = self.execute(state, block, proofs)?;
+        let computed = next.root();
+        if computed != block.state_root {
+            return Err(BlockError::StateRootMismatch {
+                claimed: block.state_root,
+                computed,
+            });
+        }
+        Ok((next, events))
+    }
+}

@@ -1,0 +1,204 @@
+//! A small community for ledger tests: a registrar, one validator, meters with owners, and real
+//! proofs made once under the development keys.
+#![allow(dead_code)]
+
+use ed25519_dalek::SigningKey;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use veilwatt_circuits::{eddsa::SecretKey, statement::PeriodStatement};
+use veilwatt_params::dev;
+use veilwatt_prover::{OrderRequest, Prover};
+use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck};
+use veilwatt_verifier::types::*;
+use veilwatt_verifier::{OrderProof, OrderVerifier};
+
+pub const PERIOD: u64 = 60;
+pub const GATE: u64 = 30;
+pub const T0: u64 = 1_700_000_000;
+
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub fn wallet(k: &SigningKey) -> WalletKey {
+    WalletKey(k.verifying_key().to_bytes())
+}
+
+pub fn registrar() -> SigningKey {
+    key(200)
+}
+
+pub fn validator() -> SigningKey {
+    key(201)
+}
+
+pub fn genesis(mechanism: Mechanism) -> Genesis {
+    let g = Genesis {
+        chain_id: "veilwatt-test".into(),
+        genesis_time: T0,
+        validators: vec![Validator {
+            name: "utility".into(),
+            key: wallet(&validator()),
+            power: 1,
+        }],
+        registrar: wallet(&registrar()),
+        period_secs: PERIOD,
+        gate_delay_secs: GATE,
+        mechanism,
+        fees: FeeSchedule {
+            grid_fee_per_kwh: 5,
+            market_fee_per_kwh: 2,
+            market_fee_buyer_share_bps: 5_000,
+        },
+        price_floor: 8,
+        price_cap: 30,
+        vk_id: Hash32(dev::keys().expect("keys").vk_id.0),
+    };
+    g.validate().expect("valid genesis");
+    g
+}
+
+/// Household `i`: meter secret and wallet.
+pub fn meter_secret(i: u8) -> SecretKey {
+    SecretKey::from_bytes([i; 32])
+}
+
+pub fn meter_key(i: u8) -> MeterKey {
+    MeterKey::from_public_key(&meter_secret(i).public_key())
+}
+
+pub fn owner(i: u8) -> SigningKey {
+    key(i)
+}
+
+pub fn verifier() -> &'static OrderVerifier {
+    static V: OnceLock<OrderVerifier> = OnceLock::new();
+    V.get_or_init(|| {
+        let k = dev::keys().expect("keys");
+        OrderVerifier::new(&k.vk, k.vk_id).expect("verifier")
+    })
+}
+
+/// A real proof for household `i`, period `p`, `side`, `quantity` (memoized per process).
+pub fn proof(i: u8, p: u64, side: Side, quantity_wh: u32) -> OrderProof {
+    static PROVER: OnceLock<Prover> = OnceLock::new();
+    static CACHE: Mutex<BTreeMap<(u8, u64, Side, u32), OrderProof>> = Mutex::new(BTreeMap::new());
+    if let Some(p) = CACHE.lock().unwrap().get(&(i, p, side, quantity_wh)) {
+        return *p;
+    }
+    let prover = PROVER.get_or_init(|| {
+        let k = dev::keys().expect("keys");
+        Prover::new(k.pk.clone(), k.vk_id).expect("prover")
+    });
+    let sk = meter_secret(i);
+    let (import_wh, export_wh) = match side {
+        Side::Sell => (100, 100 + quantity_wh),
+        Side::Buy => (100 + quantity_wh, 100),
+    };
+    let st = PeriodStatement {
+        meter: sk.public_key(),
+        period: p,
+        import_wh,
+        export_wh,
+        profile_digest: veilwatt_circuits::statement::profile_digest(&[(import_wh, export_wh)]),
+    }
+    .sign(&sk);
+    let mut rng = ChaCha20Rng::seed_from_u64(u64::from(i) ^ (p << 8));
+    let proven = prover
+        .prove(
+            &st,
+            &OrderRequest {
+                side: side.into(),
+                quantity_wh,
+            },
+            &mut rng,
+        )
+        .expect("proof");
+    CACHE
+        .lock()
+        .unwrap()
+        .insert((i, p, side, quantity_wh), proven.proof);
+    proven.proof
+}
+
+pub fn sign(g: &Genesis, body: TxBody, k: &SigningKey) -> Transaction {
+    Transaction::sign(&g.chain_id, body, k)
+}
+
+pub fn enroll(g: &Genesis, i: u8) -> Transaction {
+    sign(
+        g,
+        TxBody::EnrollMeter {
+            meter: meter_key(i),
+            owner: wallet(&owner(i)),
+        },
+        &registrar(),
+    )
+}
+
+pub fn deposit(g: &Genesis, i: u8, amount: Millis) -> Transaction {
+    sign(
+        g,
+        TxBody::Deposit {
+            to: wallet(&owner(i)),
+            amount,
+            reference: (u64::from(i) << 32) | (amount % 1_000_000),
+        },
+        &registrar(),
+    )
+}
+
+pub fn order(g: &Genesis, i: u8, p: u64, side: Side, q: u32, price: u64) -> Transaction {
+    let body = TxBody::Order {
+        meter: meter_key(i),
+        period: p,
+        side,
+        quantity_wh: q,
+        limit_price: price,
+        proof: proof(i, p, side, q),
+    };
+    sign(g, body, &owner(i))
+}
+
+/// Time inside period `p`'s order window.
+pub fn in_gate(p: u64) -> u64 {
+    T0 + (p + 1) * PERIOD + 1
+}
+
+/// Time after period `p`'s gate closed.
+pub fn after_gate(p: u64) -> u64 {
+    T0 + (p + 1) * PERIOD + GATE
+}
+
+/// A block on top of `state` with the correct root.
+pub fn block(
+    g: &Genesis,
+    state: &LedgerState,
+    time: u64,
+    txs: Vec<Transaction>,
+    proofs: &dyn ProofCheck,
+) -> Block {
+    let mut b = Block {
+        height: state.height + 1,
+        prev_hash: state.last_block_hash,
+        time,
+        proposer: wallet(&validator()),
+        txs,
+        state_root: Hash32::default(),
+    };
+    if let Ok((next, _)) = Ledger::new(g).execute(state, &b, proofs) {
+        b.state_root = next.root();
+    }
+    b
+}
+
+/// Applies a block built by [`block`], panicking on error.
+pub fn apply(g: &Genesis, state: &LedgerState, time: u64, txs: Vec<Transaction>) -> LedgerState {
+    let b = block(g, state, time, txs, verifier());
+    Ledger::new(g)
+        .apply_block(state, &b, verifier())
+        .expect("valid block")
+        .0
+}

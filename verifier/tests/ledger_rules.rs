@@ -1,0 +1,471 @@
+//! One test per rejection rule, and an end-to-end settlement.
+
+mod common;
+
+use common::*;
+use veilwatt_verifier::ledger::{BlockError, Ledger, LedgerState, TxError};
+use veilwatt_verifier::merkle;
+use veilwatt_verifier::types::*;
+
+/// Genesis state plus enrolled households 1..=4 with deposits, at time `in_gate(0)`.
+fn community(g: &Genesis) -> LedgerState {
+    let txs = (1..=4)
+        .flat_map(|i| [enroll(g, i), deposit(g, i, 1_000_000)])
+        .collect();
+    apply(g, &LedgerState::default(), T0, txs)
+}
+
+/// Applies `tx` alone at `time` and returns the error.
+fn reject(g: &Genesis, state: &LedgerState, time: u64, tx: Transaction) -> TxError {
+    let mut s = state.clone();
+    let err = Ledger::new(g)
+        .apply_tx(&mut s, &tx, time)
+        .expect_err("must be rejected");
+    assert_eq!(&s, state, "a rejected transaction changes nothing");
+    err
+}
+
+#[test]
+fn end_to_end_settlement_with_itemised_fees() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    // Household 1 sells 1,000 Wh at >= 10; household 2 buys 1,500 Wh at <= 20.
+    let s = apply(
+        &g,
+        &s,
+        in_gate(0),
+        vec![
+            order(&g, 1, 0, Side::Sell, 1_000, 10),
+            order(&g, 2, 0, Side::Buy, 1_500, 20),
+        ],
+    );
+    // Buyer escrow: 1,500 x 20 + 1,500 x 5 + floor(1,500 x 2 x 0.5) = 30,000 + 7,500 + 1,500.
+    let buyer = wallet(&owner(2));
+    assert_eq!(s.accounts[&buyer].escrow, 39_000);
+    assert_eq!(s.accounts[&buyer].balance, 1_000_000 - 39_000);
+    // The first block after the gate clears period 0 at floor((10 + 20) / 2) = 15.
+    let s = apply(&g, &s, after_gate(0), vec![]);
+    let r = &s.results[&0];
+    assert_eq!(
+        (r.volume_wh, r.clearing_price, r.trades.len()),
+        (1_000, Some(15), 1)
+    );
+    let t = r.trades[0];
+    assert_eq!(
+        (
+            t.energy_value,
+            t.grid_fee,
+            t.market_fee_buyer,
+            t.market_fee_seller
+        ),
+        (15_000, 5_000, 1_000, 1_000)
+    );
+    assert_eq!(
+        s.accounts[&buyer],
+        veilwatt_verifier::ledger::Account {
+            balance: 1_000_000 - 21_000,
+            escrow: 0
+        }
+    );
+    assert_eq!(s.accounts[&wallet(&owner(1))].balance, 1_000_000 + 14_000);
+    assert_eq!((s.fees.grid, s.fees.market), (5_000, 2_000));
+    let unmatched: Vec<u32> = r.orders.iter().map(|o| o.unmatched_wh).collect();
+    assert_eq!(unmatched.iter().sum::<u32>(), 500);
+    assert!(s.open_orders.is_empty());
+
+    // A household checks its balance against the committed root.
+    let root = s.root();
+    let key = LedgerState::account_key(&buyer);
+    let (value, path) = s.prove(&key).expect("entry exists");
+    assert!(merkle::verify(&root, &key, &value, &path));
+    let account: veilwatt_verifier::ledger::Account = decode(&value).unwrap();
+    assert_eq!(account.balance, 1_000_000 - 21_000);
+    let mut forged = value.clone();
+    forged[0] ^= 1;
+    assert!(!merkle::verify(&root, &key, &forged, &path));
+}
+
+#[test]
+fn replayed_transaction_is_rejected() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let tx = deposit(&g, 1, 1_000_000);
+    assert_eq!(
+        reject(&g, &s, in_gate(0), tx.clone()),
+        TxError::Replay(tx.id())
+    );
+}
+
+#[test]
+fn bad_signature_is_rejected() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    // Signed for another chain.
+    let tx = Transaction::sign(
+        "other-chain",
+        TxBody::Withdraw {
+            amount: 1,
+            nonce: 1,
+        },
+        &owner(1),
+    );
+    assert_eq!(reject(&g, &s, in_gate(0), tx), TxError::BadSignature);
+    // Signature of another kind's body transplanted.
+    let mut tx = sign(
+        &g,
+        TxBody::Withdraw {
+            amount: 1,
+            nonce: 1,
+        },
+        &owner(1),
+    );
+    tx.body = TxBody::Withdraw {
+        amount: 2,
+        nonce: 1,
+    };
+    assert_eq!(reject(&g, &s, in_gate(0), tx), TxError::BadSignature);
+}
+
+#[test]
+fn registrar_kinds_need_the_registrar() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let tx = sign(
+        &g,
+        TxBody::Deposit {
+            to: wallet(&owner(1)),
+            amount: 5,
+            reference: 9,
+        },
+        &owner(1),
+    );
+    assert_eq!(reject(&g, &s, in_gate(0), tx), TxError::NotRegistrar);
+    let tx = sign(
+        &g,
+        TxBody::EnrollMeter {
+            meter: meter_key(9),
+            owner: wallet(&owner(9)),
+        },
+        &owner(9),
+    );
+    assert_eq!(reject(&g, &s, in_gate(0), tx), TxError::NotRegistrar);
+}
+
+#[test]
+fn meter_enrolment_rules() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let mut bad = meter_key(9);
+    bad.0[40] ^= 1;
+    let tx = sign(
+        &g,
+        TxBody::EnrollMeter {
+            meter: bad,
+            owner: wallet(&owner(9)),
+        },
+        &registrar(),
+    );
+    assert!(matches!(
+        reject(&g, &s, in_gate(0), tx),
+        TxError::InvalidMeterKey(_)
+    ));
+    let tx = sign(
+        &g,
+        TxBody::EnrollMeter {
+            meter: meter_key(1),
+            owner: wallet(&owner(9)),
+        },
+        &registrar(),
+    );
+    assert_eq!(
+        reject(&g, &s, in_gate(0), tx),
+        TxError::MeterAlreadyEnrolled
+    );
+    let tx = sign(
+        &g,
+        TxBody::RevokeMeter {
+            meter: meter_key(9),
+        },
+        &registrar(),
+    );
+    assert_eq!(reject(&g, &s, in_gate(0), tx), TxError::UnknownMeter);
+}
+
+#[test]
+fn order_needs_an_enrolled_unrevoked_meter_of_the_signer() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    assert_eq!(
+        reject(&g, &s, in_gate(0), order(&g, 9, 0, Side::Sell, 100, 10)),
+        TxError::UnknownMeter
+    );
+    let s2 = apply(
+        &g,
+        &s,
+        in_gate(0),
+        vec![sign(
+            &g,
+            TxBody::RevokeMeter {
+                meter: meter_key(1),
+            },
+            &registrar(),
+        )],
+    );
+    assert_eq!(
+        reject(&g, &s2, in_gate(0), order(&g, 1, 0, Side::Sell, 100, 10)),
+        TxError::MeterRevoked
+    );
+    // Household 2 signs an order backed by household 1's meter (with 1's valid proof).
+    let body = TxBody::Order {
+        meter: meter_key(1),
+        period: 0,
+        side: Side::Sell,
+        quantity_wh: 100,
+        limit_price: 10,
+        proof: proof(1, 0, Side::Sell, 100),
+    };
+    assert_eq!(
+        reject(&g, &s, in_gate(0), sign(&g, body, &owner(2))),
+        TxError::NotMeterOwner
+    );
+}
+
+#[test]
+fn one_order_per_meter_and_period() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let first = order(&g, 1, 0, Side::Sell, 100, 10);
+    let s = apply(&g, &s, in_gate(0), vec![first.clone()]);
+    let again = order(&g, 1, 0, Side::Sell, 100, 11);
+    assert_eq!(
+        reject(&g, &s, in_gate(0), again),
+        TxError::DuplicateOrder(first.id())
+    );
+}
+
+#[test]
+fn orders_only_between_period_end_and_gate_close() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let tx = order(&g, 1, 5, Side::Sell, 100, 10);
+    assert_eq!(
+        reject(&g, &s, T0 + 6 * PERIOD - 1, tx.clone()),
+        TxError::PeriodNotEnded
+    );
+    assert_eq!(
+        reject(&g, &s, after_gate(5), tx.clone()),
+        TxError::GateClosed
+    );
+    let mut ok = s.clone();
+    Ledger::new(&g)
+        .apply_tx(&mut ok, &tx, T0 + 6 * PERIOD)
+        .expect("open at period end");
+}
+
+#[test]
+fn quantity_and_price_limits() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let body = TxBody::Order {
+        meter: meter_key(1),
+        period: 0,
+        side: Side::Sell,
+        quantity_wh: 0,
+        limit_price: 10,
+        proof: proof(1, 0, Side::Sell, 100),
+    };
+    assert_eq!(
+        reject(&g, &s, in_gate(0), sign(&g, body, &owner(1))),
+        TxError::ZeroAmount
+    );
+    let below = order(&g, 1, 0, Side::Sell, 100, 7);
+    assert!(matches!(
+        reject(&g, &s, in_gate(0), below),
+        TxError::PriceOutOfRange { price: 7, .. }
+    ));
+    let above = order(&g, 2, 0, Side::Buy, 100, 31);
+    assert!(matches!(
+        reject(&g, &s, in_gate(0), above),
+        TxError::PriceOutOfRange { price: 31, .. }
+    ));
+}
+
+#[test]
+fn buyer_must_cover_the_escrow_and_withdrawals_the_balance() {
+    let g = genesis(Mechanism::Uniform);
+    let s = apply(
+        &g,
+        &LedgerState::default(),
+        T0,
+        vec![enroll(&g, 2), deposit(&g, 2, 1_000)],
+    );
+    let buy = order(&g, 2, 0, Side::Buy, 100, 20); // escrow 2,000 + 500 + 100
+    assert_eq!(
+        reject(&g, &s, in_gate(0), buy),
+        TxError::InsufficientFunds {
+            need: 2_600,
+            have: 1_000
+        }
+    );
+    let w = sign(
+        &g,
+        TxBody::Withdraw {
+            amount: 1_001,
+            nonce: 1,
+        },
+        &owner(2),
+    );
+    assert_eq!(
+        reject(&g, &s, in_gate(0), w),
+        TxError::InsufficientFunds {
+            need: 1_001,
+            have: 1_000
+        }
+    );
+    let w = sign(
+        &g,
+        TxBody::Withdraw {
+            amount: 0,
+            nonce: 2,
+        },
+        &owner(2),
+    );
+    assert_eq!(reject(&g, &s, in_gate(0), w), TxError::ZeroAmount);
+}
+
+#[test]
+fn deposits_cannot_overflow() {
+    let g = genesis(Mechanism::Uniform);
+    let s = apply(
+        &g,
+        &LedgerState::default(),
+        T0,
+        vec![deposit(&g, 1, u64::MAX - 5)],
+    );
+    assert_eq!(reject(&g, &s, T0, deposit(&g, 1, 10)), TxError::Overflow);
+}
+
+#[test]
+fn proof_must_match_exactly_this_order() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let ledger = Ledger::new(&g);
+    // A valid proof for 100 Wh attached to an order for 101 Wh; for another period; another side.
+    for (q, p, side) in [
+        (101, 0, Side::Sell),
+        (100, 1, Side::Sell),
+        (100, 0, Side::Buy),
+    ] {
+        let body = TxBody::Order {
+            meter: meter_key(1),
+            period: p,
+            side,
+            quantity_wh: q,
+            limit_price: 10,
+            proof: proof(1, 0, Side::Sell, 100),
+        };
+        let tx = sign(&g, body, &owner(1));
+        let b = block(&g, &s, in_gate(1), vec![tx], verifier());
+        match ledger.apply_block(&s, &b, verifier()) {
+            Err(BlockError::Tx {
+                index: 0,
+                error: TxError::InvalidProof(_),
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn cancel_rules() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let buy = order(&g, 2, 0, Side::Buy, 100, 20);
+    let s = apply(&g, &s, in_gate(0), vec![buy.clone()]);
+    let unknown = sign(
+        &g,
+        TxBody::CancelOrder {
+            order: TxId([7; 32]),
+        },
+        &owner(2),
+    );
+    assert_eq!(reject(&g, &s, in_gate(0), unknown), TxError::UnknownOrder);
+    let not_mine = sign(&g, TxBody::CancelOrder { order: buy.id() }, &owner(1));
+    assert_eq!(reject(&g, &s, in_gate(0), not_mine), TxError::NotOrderOwner);
+    let cancel = sign(&g, TxBody::CancelOrder { order: buy.id() }, &owner(2));
+    let s2 = apply(&g, &s, in_gate(0), vec![cancel]);
+    assert_eq!(
+        s2.accounts[&wallet(&owner(2))],
+        veilwatt_verifier::ledger::Account {
+            balance: 1_000_000,
+            escrow: 0
+        }
+    );
+    assert!(s2.open_orders.is_empty());
+}
+
+#[test]
+fn block_header_rules() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let ledger = Ledger::new(&g);
+    let good = block(&g, &s, in_gate(0), vec![], verifier());
+    assert!(ledger.apply_block(&s, &good, verifier()).is_ok());
+    let mut b = good.clone();
+    b.height += 1;
+    assert!(matches!(
+        ledger.apply_block(&s, &b, verifier()),
+        Err(BlockError::WrongHeight { .. })
+    ));
+    let mut b = good.clone();
+    b.prev_hash = Hash32([1; 32]);
+    assert_eq!(
+        ledger.apply_block(&s, &b, verifier()).unwrap_err(),
+        BlockError::WrongPrevHash
+    );
+    let mut b = good.clone();
+    b.time = s.last_time - 1;
+    assert_eq!(
+        ledger.apply_block(&s, &b, verifier()).unwrap_err(),
+        BlockError::TimeWentBackwards
+    );
+    let mut b = good.clone();
+    b.proposer = wallet(&owner(1));
+    assert_eq!(
+        ledger.apply_block(&s, &b, verifier()).unwrap_err(),
+        BlockError::UnknownProposer
+    );
+    let mut b = good.clone();
+    b.state_root = Hash32([9; 32]);
+    assert!(matches!(
+        ledger.apply_block(&s, &b, verifier()),
+        Err(BlockError::StateRootMismatch { .. })
+    ));
+    // A block with one bad transaction is rejected whole.
+    let b = block(
+        &g,
+        &s,
+        in_gate(0),
+        vec![
+            deposit(&g, 3, 5),
+            sign(
+                &g,
+                TxBody::Withdraw {
+                    amount: 1,
+                    nonce: 1,
+                },
+                &owner(9),
+            ),
+        ],
+        verifier(),
+    );
+    assert!(matches!(
+        ledger.apply_block(&s, &b, verifier()),
+        Err(BlockError::Tx {
+            index: 1,
+            error: TxError::InsufficientFunds { .. },
+            ..
+        })
+    ));
+}
