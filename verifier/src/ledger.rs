@@ -597,8 +597,10 @@ impl<'g> Ledger<'g> {
         Ok(())
     }
 
-    /// Clears every period whose gate has closed by `time`.
-    fn clear_due(
+    /// Clears every period whose gate has closed by `time`: the first thing a block at
+    /// (`height`, `time`) does. Proposers call it on a scratch state before selecting
+    /// transactions with [`Ledger::apply_tx`].
+    pub fn clear_due(
         &self,
         state: &mut LedgerState,
         height: u64,

@@ -1,0 +1,269 @@
+//! Property tests of the state machine on random blocks: money and energy are conserved, the
+//! same blocks always give the same state root, and invalid input never panics.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use veilwatt_verifier::ledger::{Ledger, LedgerState};
+use veilwatt_verifier::types::*;
+
+/// A household action a random block may contain.
+#[derive(Clone, Debug)]
+enum Action {
+    Deposit(u8, u64),
+    Withdraw(u8, u64, u64),
+    Order(u8, u64, u64),
+    Cancel(u8, usize),
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        1 => (1u8..=6, 1u64..50_000).prop_map(|(i, a)| Action::Deposit(i, a)),
+        1 => (1u8..=6, 1u64..60_000, any::<u64>()).prop_map(|(i, a, n)| Action::Withdraw(i, a, n)),
+        4 => (1u8..=6, 0u64..3, 8u64..=30).prop_map(|(i, p, price)| Action::Order(i, p, price)),
+        1 => (1u8..=6, any::<usize>()).prop_map(|(i, k)| Action::Cancel(i, k)),
+    ]
+}
+
+/// Household i sells if odd, buys if even; its quantity depends on the period.
+fn side(i: u8) -> Side {
+    if i % 2 == 1 {
+        Side::Sell
+    } else {
+        Side::Buy
+    }
+}
+
+fn quantity(i: u8, p: u64) -> u32 {
+    200 * u32::from(i) + 100 * p as u32
+}
+
+fn to_tx(g: &Genesis, s: &LedgerState, a: &Action) -> Option<Transaction> {
+    Some(match a {
+        Action::Deposit(i, amt) => deposit(g, *i, *amt),
+        Action::Withdraw(i, amt, n) => sign(
+            g,
+            TxBody::Withdraw {
+                amount: *amt,
+                nonce: *n,
+            },
+            &owner(*i),
+        ),
+        Action::Order(i, p, price) => order(g, *i, *p, side(*i), quantity(*i, *p), *price),
+        Action::Cancel(i, k) => {
+            let mine: Vec<TxId> = s
+                .open_orders
+                .values()
+                .filter(|o| o.owner == wallet(&owner(*i)))
+                .map(|o| o.id)
+                .collect();
+            let id = *mine.get(k % mine.len().max(1))?;
+            sign(g, TxBody::CancelOrder { order: id }, &owner(*i))
+        }
+    })
+}
+
+/// Builds a block like a proposer: clear due periods on a scratch state, keep the candidate
+/// transactions that apply.
+fn propose(g: &Genesis, s: &LedgerState, time: u64, actions: &[Action]) -> Block {
+    let ledger = Ledger::new(g);
+    let mut scratch = s.clone();
+    ledger
+        .clear_due(&mut scratch, s.height + 1, time, &mut Vec::new())
+        .unwrap();
+    let mut txs = Vec::new();
+    for a in actions {
+        if let Some(tx) = to_tx(g, &scratch, a) {
+            if ledger.apply_tx(&mut scratch, &tx, time).is_ok() {
+                txs.push(tx);
+            }
+        }
+    }
+    block(g, s, time, txs, verifier())
+}
+
+fn check_invariants(s: &LedgerState) -> Result<(), TestCaseError> {
+    // Money: balances + escrow + fees change only by deposits and withdrawals.
+    let held: u128 = s
+        .accounts
+        .values()
+        .map(|a| u128::from(a.balance) + u128::from(a.escrow))
+        .sum();
+    let fees = u128::from(s.fees.grid) + u128::from(s.fees.market);
+    prop_assert_eq!(
+        held + fees,
+        u128::from(s.total_deposits) - u128::from(s.total_withdrawals)
+    );
+    // Escrow is exactly what open buy orders hold.
+    let escrow: u128 = s.accounts.values().map(|a| u128::from(a.escrow)).sum();
+    let open: u128 = s.open_orders.values().map(|o| u128::from(o.escrow)).sum();
+    prop_assert_eq!(escrow, open);
+    // Energy per cleared period: sold = bought; nobody trades more than ordered.
+    for r in s.results.values() {
+        let sold: u64 = r
+            .orders
+            .iter()
+            .filter(|o| o.side == Side::Sell)
+            .map(|o| u64::from(o.filled_wh))
+            .sum();
+        let bought: u64 = r
+            .orders
+            .iter()
+            .filter(|o| o.side == Side::Buy)
+            .map(|o| u64::from(o.filled_wh))
+            .sum();
+        let traded: u64 = r.trades.iter().map(|t| u64::from(t.quantity_wh)).sum();
+        prop_assert_eq!(sold, r.volume_wh);
+        prop_assert_eq!(bought, r.volume_wh);
+        prop_assert_eq!(traded, r.volume_wh);
+    }
+    Ok(())
+}
+
+fn mechanism() -> impl Strategy<Value = Mechanism> {
+    prop_oneof![
+        Just(Mechanism::Uniform),
+        Just(Mechanism::PayAsBid),
+        Just(Mechanism::Midpoint)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_blocks_conserve_money_and_energy(
+        mech in mechanism(),
+        blocks in prop::collection::vec((0u64..2 * PERIOD, prop::collection::vec(action(), 0..10)), 1..8),
+    ) {
+        let g = genesis(mech);
+        let ledger = Ledger::new(&g);
+        let start = apply(&g, &LedgerState::default(), T0, (1..=6).map(|i| enroll(&g, i)).collect());
+        let mut s = start.clone();
+        let mut time = in_gate(0);
+        let mut chain = Vec::new();
+        for (dt, actions) in &blocks {
+            time += dt;
+            let b = propose(&g, &s, time, actions);
+            let (next, _) = ledger.apply_block(&s, &b, verifier()).expect("proposed block applies");
+            check_invariants(&next)?;
+            chain.push(b);
+            s = next;
+        }
+        // Far in the future every period clears and no escrow remains.
+        let b = propose(&g, &s, after_gate(10), &[]);
+        let (end, _) = ledger.apply_block(&s, &b, verifier()).unwrap();
+        check_invariants(&end)?;
+        prop_assert!(end.open_orders.is_empty());
+        prop_assert!(end.accounts.values().all(|a| a.escrow == 0));
+        chain.push(b);
+
+        // Replaying the same blocks gives the same roots; the state survives encoding.
+        let mut r = start;
+        for b in &chain {
+            r = ledger.apply_block(&r, b, verifier()).expect("replay").0;
+            prop_assert_eq!(r.root(), b.state_root);
+        }
+        prop_assert_eq!(&r, &end);
+        let round: LedgerState = decode(&encode(&end)).unwrap();
+        prop_assert_eq!(round.root(), end.root());
+    }
+}
+
+fn tx_body() -> impl Strategy<Value = TxBody> {
+    let key32 = any::<[u8; 32]>();
+    prop_oneof![
+        (any::<[u8; 32]>(), any::<[u8; 32]>(), key32.clone()).prop_map(|(x, y, o)| {
+            let mut m = [0u8; 64];
+            m[..32].copy_from_slice(&x);
+            m[32..].copy_from_slice(&y);
+            TxBody::EnrollMeter {
+                meter: MeterKey(m),
+                owner: WalletKey(o),
+            }
+        }),
+        (key32.clone(), any::<u64>(), any::<u64>()).prop_map(|(t, a, r)| TxBody::Deposit {
+            to: WalletKey(t),
+            amount: a,
+            reference: r
+        }),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            any::<u32>(),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 128)
+        )
+            .prop_map(|(p, s, q, price, proof)| TxBody::Order {
+                meter: meter_key(1),
+                period: p,
+                side: if s { Side::Sell } else { Side::Buy },
+                quantity_wh: q,
+                limit_price: price,
+                proof: veilwatt_verifier::OrderProof(proof.try_into().unwrap()),
+            }),
+        key32
+            .clone()
+            .prop_map(|k| TxBody::CancelOrder { order: TxId(k) }),
+        (any::<u64>(), any::<u64>()).prop_map(|(a, n)| TxBody::Withdraw {
+            amount: a,
+            nonce: n
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn encodings_round_trip_and_are_canonical(body in tx_body(), seed in any::<u8>()) {
+        let g = genesis(Mechanism::Midpoint);
+        let tx = sign(&g, body, &key(seed));
+        let bytes = encode(&tx);
+        let back: Transaction = decode(&bytes).unwrap();
+        prop_assert_eq!(&back, &tx);
+        prop_assert_eq!(encode(&back), bytes.clone());
+        prop_assert_eq!(back.id(), tx.id());
+        let json = serde_json::to_string(&tx).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Transaction>(&json).unwrap(), tx.clone());
+        // Trailing bytes are not accepted.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        prop_assert!(decode::<Transaction>(&longer).is_err());
+        // Genesis and blocks too.
+        prop_assert_eq!(decode::<Genesis>(&encode(&g)).unwrap(), g.clone());
+        let b = Block { height: 3, prev_hash: Hash32([1; 32]), time: 9, proposer: tx.signer, txs: vec![tx], state_root: Hash32([2; 32]) };
+        prop_assert_eq!(decode::<Block>(&encode(&b)).unwrap(), b.clone());
+        prop_assert_eq!(serde_json::from_str::<Block>(&serde_json::to_string(&b).unwrap()).unwrap(), b);
+    }
+
+    /// Decoders never panic; whatever decodes re-encodes to the same bytes; and applying any
+    /// decodable transaction to a state never panics.
+    #[test]
+    fn decoders_and_rules_survive_garbage(bytes in prop::collection::vec(any::<u8>(), 0..400), flip in any::<(usize, u8)>()) {
+        if let Ok(tx) = decode::<Transaction>(&bytes) {
+            prop_assert_eq!(encode(&tx), bytes.clone());
+            let g = genesis(Mechanism::Uniform);
+            let mut s = LedgerState::default();
+            let _ = Ledger::new(&g).apply_tx(&mut s, &tx, T0);
+        }
+        if let Ok(b) = decode::<Block>(&bytes) {
+            prop_assert_eq!(encode(&b), bytes.clone());
+        }
+        let _ = decode::<Genesis>(&bytes);
+        let _ = decode::<LedgerState>(&bytes);
+        let _ = serde_json::from_slice::<Transaction>(&bytes);
+        // Mutations of a valid encoding.
+        let g = genesis(Mechanism::Uniform);
+        let mut valid = encode(&deposit(&g, 1, 5));
+        let i = flip.0 % valid.len();
+        valid[i] ^= flip.1;
+        if let Ok(tx) = decode::<Transaction>(&valid) {
+            prop_assert_eq!(encode(&tx), valid.clone());
+            let mut s = LedgerState::default();
+            let _ = Ledger::new(&g).apply_tx(&mut s, &tx, T0);
+        }
+        let _ = MeterKey(std::array::from_fn(|k| bytes.get(k).copied().unwrap_or(0))).to_public_key();
+    }
+}
