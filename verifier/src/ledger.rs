@@ -9,6 +9,7 @@ use crate::types::{
     encode, Block, Genesis, Hash32, MeterKey, Millis, Side, Transaction, TxBody, TxId, WalletKey,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use veilwatt_circuits::order::OrderPublic;
@@ -448,6 +449,21 @@ impl<'g> Ledger<'g> {
         if !tx.verify_signature(&self.genesis.chain_id) {
             return Err(TxError::BadSignature);
         }
+        self.apply_signed_tx(state, tx, id, time)
+    }
+
+    /// [`Ledger::apply_tx`] for a transaction whose signature the caller has verified (a block
+    /// verifies all its signatures in parallel first).
+    fn apply_signed_tx(
+        &self,
+        state: &mut LedgerState,
+        tx: &Transaction,
+        id: TxId,
+        time: u64,
+    ) -> Result<(), TxError> {
+        if state.applied_txs.contains(&id) {
+            return Err(TxError::Replay(id));
+        }
         if tx.body.is_registrar_kind() && tx.signer != self.genesis.registrar {
             return Err(TxError::NotRegistrar);
         }
@@ -725,8 +741,11 @@ impl<'g> Ledger<'g> {
                 ..
             } = &tx.body
             {
-                let Ok(pk) = meter.to_public_key() else {
-                    // An unusable key cannot be enrolled; the rules report it as unknown.
+                // The circuit itself proves the key is a subgroup point, so the (costly)
+                // native subgroup check is not repeated here; enrolment did it once.
+                let Some(pk) = meter.to_public_key_unchecked() else {
+                    // Non-canonical coordinates cannot be enrolled; the rules reject the order
+                    // as coming from an unknown meter.
                     continue;
                 };
                 items.push((
@@ -756,14 +775,22 @@ impl<'g> Ledger<'g> {
         let mut events = Vec::new();
         self.clear_due(&mut next, block.height, block.time, &mut events)
             .map_err(BlockError::Clearing)?;
-        for (index, tx) in block.txs.iter().enumerate() {
-            self.apply_tx(&mut next, tx, block.time)
-                .map_err(|error| BlockError::Tx {
-                    index,
-                    id: tx.id(),
-                    error,
-                })?;
-            events.push(Event::TxApplied { id: tx.id() });
+        // Signatures and ids are independent per transaction: compute them in parallel.
+        let checked: Vec<(TxId, bool)> = block
+            .txs
+            .par_iter()
+            .map(|tx| (tx.id(), tx.verify_signature(&self.genesis.chain_id)))
+            .collect();
+        for (index, (tx, (id, signed))) in block.txs.iter().zip(checked).enumerate() {
+            let result = if signed {
+                self.apply_signed_tx(&mut next, tx, id, block.time)
+            } else if next.applied_txs.contains(&id) {
+                Err(TxError::Replay(id))
+            } else {
+                Err(TxError::BadSignature)
+            };
+            result.map_err(|error| BlockError::Tx { index, id, error })?;
+            events.push(Event::TxApplied { id });
         }
         next.height = block.height;
         next.last_block_hash = block.hash();

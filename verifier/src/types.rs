@@ -8,7 +8,7 @@
 
 use crate::proof::OrderProof;
 use borsh::{BorshDeserialize, BorshSerialize};
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -118,18 +118,30 @@ impl MeterKey {
         Self(b)
     }
 
-    /// The EdDSA public key, if the bytes are canonical field elements forming a point of the
-    /// prime-order subgroup other than the identity.
-    pub fn to_public_key(&self) -> Result<PublicKey, PointError> {
+    fn coordinates(&self) -> Option<(ark_bn254::Fr, ark_bn254::Fr)> {
         use ark_ff::{BigInteger, PrimeField};
         let fe = |b: &[u8]| {
             let x = ark_bn254::Fr::from_le_bytes_mod_order(b);
             // Non-canonical encodings (>= p) would give two encodings of one key.
             (x.into_bigint().to_bytes_le() == b).then_some(x)
         };
-        let x = fe(&self.0[..32]).ok_or(PointError::NotOnCurve)?;
-        let y = fe(&self.0[32..]).ok_or(PointError::NotOnCurve)?;
+        Some((fe(&self.0[..32])?, fe(&self.0[32..])?))
+    }
+
+    /// The EdDSA public key, if the bytes are canonical field elements forming a point of the
+    /// prime-order subgroup other than the identity.
+    pub fn to_public_key(&self) -> Result<PublicKey, PointError> {
+        let (x, y) = self.coordinates().ok_or(PointError::NotOnCurve)?;
         PublicKey::from_coordinates(x, y)
+    }
+
+    /// The key's coordinates without curve or subgroup checks (for public inputs: the order
+    /// circuit enforces subgroup membership itself). `None` for non-canonical coordinates.
+    pub fn to_public_key_unchecked(&self) -> Option<PublicKey> {
+        let (x, y) = self.coordinates()?;
+        Some(PublicKey::from_point_unchecked(
+            veilwatt_circuits::babyjub::Point::new_unchecked(x, y),
+        ))
     }
 }
 
@@ -405,9 +417,6 @@ impl Transaction {
         let sig = ed25519_dalek::Signature::from_bytes(&self.signature.0);
         vk.verify_strict(&Self::signing_bytes(chain_id, &self.body), &sig)
             .is_ok()
-            && vk
-                .verify(&Self::signing_bytes(chain_id, &self.body), &sig)
-                .is_ok()
     }
 
     /// SHA-256 of the canonical encoding.
