@@ -174,7 +174,7 @@ proptest! {
 fn tx_body() -> impl Strategy<Value = TxBody> {
     let key32 = any::<[u8; 32]>();
     prop_oneof![
-        (any::<[u8; 32]>(), any::<[u8; 32]>(), key32.clone()).prop_map(|(x, y, o)| {
+        (any::<[u8; 32]>(), any::<[u8; 32]>(), key32).prop_map(|(x, y, o)| {
             let mut m = [0u8; 64];
             m[..32].copy_from_slice(&x);
             m[32..].copy_from_slice(&y);
@@ -183,7 +183,7 @@ fn tx_body() -> impl Strategy<Value = TxBody> {
                 owner: WalletKey(o),
             }
         }),
-        (key32.clone(), any::<u64>(), any::<u64>()).prop_map(|(t, a, r)| TxBody::Deposit {
+        (key32, any::<u64>(), any::<u64>()).prop_map(|(t, a, r)| TxBody::Deposit {
             to: WalletKey(t),
             amount: a,
             reference: r
@@ -203,9 +203,7 @@ fn tx_body() -> impl Strategy<Value = TxBody> {
                 limit_price: price,
                 proof: veilwatt_verifier::OrderProof(proof.try_into().unwrap()),
             }),
-        key32
-            .clone()
-            .prop_map(|k| TxBody::CancelOrder { order: TxId(k) }),
+        key32.prop_map(|k| TxBody::CancelOrder { order: TxId(k) }),
         (any::<u64>(), any::<u64>()).prop_map(|(a, n)| TxBody::Withdraw {
             amount: a,
             nonce: n
