@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
         price_cap: 30,
         vk_id: Hash32([0; 32]),
     };
-    let ledger = Ledger::new(&g);
+    let ledger = Ledger::new(&g).expect("valid genesis");
     let households: Vec<(SigningKey, MeterKey)> = (0..1_000u32)
         .map(|i| {
             let mut seed = [0u8; 32];

@@ -59,7 +59,7 @@ impl Trade {
 
     /// What the seller receives net of its fee.
     pub fn seller_receives(&self) -> Millis {
-        self.energy_value - self.market_fee_seller
+        self.energy_value.saturating_sub(self.market_fee_seller)
     }
 }
 
@@ -79,10 +79,11 @@ pub struct Clearing {
 /// `(value, grid fee, market fee buyer, market fee seller)` for `q` Wh at `price`.
 pub fn itemise(q: u32, price: u64, fees: &FeeSchedule) -> (Millis, Millis, Millis, Millis) {
     let q = u64::from(q);
-    // Genesis validation keeps prices and fees below 2^32: products fit u64.
-    let value = q * price;
-    let grid = q * fees.grid_fee_per_kwh;
-    let market = q * fees.market_fee_per_kwh;
+    // Genesis validation keeps prices and fees below 2^32, so these products fit; saturate
+    // rather than wrap for arbitrary callers.
+    let value = q.saturating_mul(price);
+    let grid = q.saturating_mul(fees.grid_fee_per_kwh);
+    let market = q.saturating_mul(fees.market_fee_per_kwh);
     let buyer = buyer_share(market, fees.market_fee_buyer_share_bps);
     (value, grid, buyer, market - buyer)
 }
@@ -95,7 +96,12 @@ pub fn buyer_share(total: Millis, bps: u16) -> Millis {
 /// The most a buy order of `q` Wh at limit `limit` can cost: escrowed when it is accepted.
 pub fn buy_escrow(q: u32, limit: u64, fees: &FeeSchedule) -> Millis {
     let (value, grid, buyer, _) = itemise(q, limit, fees);
-    value + grid + buyer
+    value.saturating_add(grid).saturating_add(buyer)
+}
+
+/// `floor((a + b) / 2)` without overflow.
+pub fn midpoint(a: u64, b: u64) -> u64 {
+    a / 2 + b / 2 + (a % 2 + b % 2) / 2
 }
 
 struct Level {
@@ -232,7 +238,7 @@ pub fn clear(orders: &[BookOrder], mechanism: Mechanism, fees: &FeeSchedule) -> 
     for (k, (idx, _)) in bids.iter().enumerate() {
         result.filled_wh[*idx] = bid_fills[k] as u32;
     }
-    let uniform = (marginal_ask + marginal_bid) / 2;
+    let uniform = midpoint(marginal_ask, marginal_bid);
     if mechanism == Mechanism::Uniform {
         result.clearing_price = Some(uniform);
     }
@@ -260,7 +266,7 @@ pub fn clear(orders: &[BookOrder], mechanism: Mechanism, fees: &FeeSchedule) -> 
         let price = match mechanism {
             Mechanism::Uniform => uniform,
             Mechanism::PayAsBid => bid.limit_price,
-            Mechanism::Midpoint => (ask.limit_price + bid.limit_price) / 2,
+            Mechanism::Midpoint => midpoint(ask.limit_price, bid.limit_price),
         };
         let q32 = q as u32;
         let (energy_value, grid_fee, market_fee_buyer, market_fee_seller) =

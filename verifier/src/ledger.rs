@@ -6,7 +6,8 @@ use crate::clearing::{buy_escrow, clear, BookOrder, Trade};
 use crate::merkle;
 use crate::proof::{BatchFailure, OrderProof, OrderVerifier};
 use crate::types::{
-    encode, Block, Genesis, Hash32, MeterKey, Millis, Side, Transaction, TxBody, TxId, WalletKey,
+    encode, Block, Genesis, GenesisError, Hash32, MeterKey, Millis, Side, Transaction, TxBody,
+    TxId, WalletKey,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use rayon::prelude::*;
@@ -429,9 +430,11 @@ pub struct Ledger<'g> {
 }
 
 impl<'g> Ledger<'g> {
-    /// Rules for `genesis` (which must have passed [`Genesis::validate`]).
-    pub fn new(genesis: &'g Genesis) -> Self {
-        Self { genesis }
+    /// Rules for `genesis`, which must pass [`Genesis::validate`] (the arithmetic relies on
+    /// its bounds).
+    pub fn new(genesis: &'g Genesis) -> Result<Self, GenesisError> {
+        genesis.validate()?;
+        Ok(Self { genesis })
     }
 
     /// Checks and applies one transaction at consensus time `time`, assuming any order proof
@@ -707,9 +710,13 @@ impl<'g> Ledger<'g> {
         block: &Block,
         proofs: &dyn ProofCheck,
     ) -> Result<(LedgerState, Vec<Event>), BlockError> {
-        if block.height != state.height + 1 {
+        let expected = state.height.checked_add(1).ok_or(BlockError::WrongHeight {
+            expected: u64::MAX,
+            got: block.height,
+        })?;
+        if block.height != expected {
             return Err(BlockError::WrongHeight {
-                expected: state.height + 1,
+                expected,
                 got: block.height,
             });
         }

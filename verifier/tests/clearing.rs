@@ -2,6 +2,7 @@
 //! brute-force reference.
 
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 use veilwatt_verifier::clearing::{buy_escrow, clear, BookOrder, Clearing};
 use veilwatt_verifier::types::{FeeSchedule, Mechanism, Side, TxId};
 
@@ -241,5 +242,75 @@ proptest! {
             let exact = v as f64 * f64::from(*q) / total as f64; // test-only float
             prop_assert!((f64::from(c.filled_wh[k]) - exact).abs() < 1.0);
         }
+    }
+}
+
+/// Books whose asks have pairwise distinct prices, and bids too (no pro-rata sharing needed).
+fn distinct_price_book() -> impl Strategy<Value = Vec<BookOrder>> {
+    (
+        prop::sample::subsequence((5u64..60).collect::<Vec<_>>(), 0..8),
+        prop::sample::subsequence((5u64..60).collect::<Vec<_>>(), 0..8),
+        prop::collection::vec(1u32..300, 16),
+    )
+        .prop_map(|(asks, bids, qs)| {
+            let mut v = Vec::new();
+            for (k, p) in asks.iter().enumerate() {
+                v.push(order(k as u8 + 1, Side::Sell, qs[k], *p));
+            }
+            for (k, p) in bids.iter().enumerate() {
+                v.push(order(k as u8 + 101, Side::Buy, qs[8 + k], *p));
+            }
+            v
+        })
+}
+
+/// Brute-force reference: expand every order into single Wh, sort asks ascending and bids
+/// descending, pair the k-th units while ask <= bid, price each unit by the mechanism, and sum
+/// per (sell, buy) pair.
+fn unit_reference(book: &[BookOrder], mech: Mechanism) -> BTreeMap<(u8, u8), (u64, u64)> {
+    let mut asks: Vec<&BookOrder> = book.iter().filter(|o| o.side == Side::Sell).collect();
+    let mut bids: Vec<&BookOrder> = book.iter().filter(|o| o.side == Side::Buy).collect();
+    asks.sort_by_key(|o| o.limit_price);
+    bids.sort_by_key(|o| std::cmp::Reverse(o.limit_price));
+    let units = |v: &[&BookOrder]| -> Vec<(u8, u64)> {
+        v.iter()
+            .flat_map(|o| std::iter::repeat_n((o.id.0[0], o.limit_price), o.quantity_wh as usize))
+            .collect()
+    };
+    let (au, bu) = (units(&asks), units(&bids));
+    let matched: Vec<((u8, u64), (u8, u64))> = au
+        .iter()
+        .zip(bu.iter())
+        .take_while(|(a, b)| a.1 <= b.1)
+        .map(|(a, b)| (*a, *b))
+        .collect();
+    let uniform = matched.last().map(|(a, b)| (a.1 + b.1) / 2);
+    let mut out = BTreeMap::new();
+    for (a, b) in matched {
+        let price = match mech {
+            Mechanism::Uniform => uniform.unwrap(),
+            Mechanism::PayAsBid => b.1,
+            Mechanism::Midpoint => (a.1 + b.1) / 2,
+        };
+        let e = out.entry((a.0, b.0)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += price;
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn each_mechanism_matches_the_unit_level_reference(book in distinct_price_book(), mech in mechanism()) {
+        let c = clear(&book, mech, &FEES);
+        let mut got = BTreeMap::new();
+        for t in &c.trades {
+            let e = got.entry((t.sell.0[0], t.buy.0[0])).or_insert((0u64, 0u64));
+            e.0 += u64::from(t.quantity_wh);
+            e.1 += u64::from(t.quantity_wh) * t.price;
+        }
+        prop_assert_eq!(got, unit_reference(&book, mech));
     }
 }

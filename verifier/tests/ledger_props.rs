@@ -67,7 +67,7 @@ fn to_tx(g: &Genesis, s: &LedgerState, a: &Action) -> Option<Transaction> {
 /// Builds a block like a proposer: clear due periods on a scratch state, keep the candidate
 /// transactions that apply.
 fn propose(g: &Genesis, s: &LedgerState, time: u64, actions: &[Action]) -> Block {
-    let ledger = Ledger::new(g);
+    let ledger = Ledger::new(g).expect("valid genesis");
     let mut scratch = s.clone();
     ledger
         .clear_due(&mut scratch, s.height + 1, time, &mut Vec::new())
@@ -138,7 +138,7 @@ proptest! {
         blocks in prop::collection::vec((0u64..2 * PERIOD, prop::collection::vec(action(), 0..10)), 1..8),
     ) {
         let g = genesis(mech);
-        let ledger = Ledger::new(&g);
+        let ledger = Ledger::new(&g).expect("valid genesis");
         let start = apply(&g, &LedgerState::default(), T0, (1..=6).map(|i| enroll(&g, i)).collect());
         let mut s = start.clone();
         let mut time = in_gate(0);
@@ -244,7 +244,7 @@ proptest! {
             prop_assert_eq!(encode(&tx), bytes.clone());
             let g = genesis(Mechanism::Uniform);
             let mut s = LedgerState::default();
-            let _ = Ledger::new(&g).apply_tx(&mut s, &tx, T0);
+            let _ = Ledger::new(&g).expect("valid genesis").apply_tx(&mut s, &tx, T0);
         }
         if let Ok(b) = decode::<Block>(&bytes) {
             prop_assert_eq!(encode(&b), bytes.clone());
@@ -260,7 +260,7 @@ proptest! {
         if let Ok(tx) = decode::<Transaction>(&valid) {
             prop_assert_eq!(encode(&tx), valid.clone());
             let mut s = LedgerState::default();
-            let _ = Ledger::new(&g).apply_tx(&mut s, &tx, T0);
+            let _ = Ledger::new(&g).expect("valid genesis").apply_tx(&mut s, &tx, T0);
         }
         let _ = MeterKey(std::array::from_fn(|k| bytes.get(k).copied().unwrap_or(0))).to_public_key();
     }

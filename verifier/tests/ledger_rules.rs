@@ -19,6 +19,7 @@ fn community(g: &Genesis) -> LedgerState {
 fn reject(g: &Genesis, state: &LedgerState, time: u64, tx: Transaction) -> TxError {
     let mut s = state.clone();
     let err = Ledger::new(g)
+        .expect("valid genesis")
         .apply_tx(&mut s, &tx, time)
         .expect_err("must be rejected");
     assert_eq!(&s, state, "a rejected transaction changes nothing");
@@ -258,6 +259,7 @@ fn orders_only_between_period_end_and_gate_close() {
     );
     let mut ok = s.clone();
     Ledger::new(&g)
+        .expect("valid genesis")
         .apply_tx(&mut ok, &tx, T0 + 6 * PERIOD)
         .expect("open at period end");
 }
@@ -349,7 +351,7 @@ fn deposits_cannot_overflow() {
 fn proof_must_match_exactly_this_order() {
     let g = genesis(Mechanism::Uniform);
     let s = community(&g);
-    let ledger = Ledger::new(&g);
+    let ledger = Ledger::new(&g).expect("valid genesis");
     // A valid proof for 100 Wh attached to an order for 101 Wh; for another period; another side.
     for (q, p, side) in [
         (101, 0, Side::Sell),
@@ -409,7 +411,7 @@ fn cancel_rules() {
 fn block_header_rules() {
     let g = genesis(Mechanism::Uniform);
     let s = community(&g);
-    let ledger = Ledger::new(&g);
+    let ledger = Ledger::new(&g).expect("valid genesis");
     let good = block(&g, &s, in_gate(0), vec![], verifier());
     assert!(ledger.apply_block(&s, &good, verifier()).is_ok());
     let mut b = good.clone();

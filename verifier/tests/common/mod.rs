@@ -188,7 +188,10 @@ pub fn block(
         txs,
         state_root: Hash32::default(),
     };
-    if let Ok((next, _)) = Ledger::new(g).execute(state, &b, proofs) {
+    if let Ok((next, _)) = Ledger::new(g)
+        .expect("valid genesis")
+        .execute(state, &b, proofs)
+    {
         b.state_root = next.root();
     }
     b
@@ -198,6 +201,7 @@ pub fn block(
 pub fn apply(g: &Genesis, state: &LedgerState, time: u64, txs: Vec<Transaction>) -> LedgerState {
     let b = block(g, state, time, txs, verifier());
     Ledger::new(g)
+        .expect("valid genesis")
         .apply_block(state, &b, verifier())
         .expect("valid block")
         .0
