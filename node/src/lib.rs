@@ -1,1 +1,3 @@
+pub mod admission;
+pub mod mempool;
 pub mod store;

@@ -293,30 +293,9 @@ pub trait ProofCheck {
     fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure>;
 }
 
-/// An RNG that adds no entropy: batch scalars then come from the merlin transcript alone
-/// (Fiat-Shamir over every proof and input), so consensus code stays deterministic.
-struct TranscriptOnly;
-
-impl rand_core::RngCore for TranscriptOnly {
-    fn next_u32(&mut self) -> u32 {
-        0
-    }
-    fn next_u64(&mut self) -> u64 {
-        0
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        dest.fill(0);
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        dest.fill(0);
-        Ok(())
-    }
-}
-impl rand_core::CryptoRng for TranscriptOnly {}
-
 impl ProofCheck for OrderVerifier {
     fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
-        self.verify_batch(items, &mut TranscriptOnly)
+        self.verify_batch_deterministic(items)
     }
 }
 

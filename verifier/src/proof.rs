@@ -254,6 +254,15 @@ impl OrderVerifier {
         }
     }
 
+    /// [`OrderVerifier::verify_batch`] with scalars from the transcript alone (Fiat-Shamir over
+    /// the key id, every proof and every public input): deterministic, for consensus code.
+    pub fn verify_batch_deterministic(
+        &self,
+        items: &[(OrderPublic, OrderProof)],
+    ) -> Result<(), BatchFailure> {
+        self.verify_batch(items, &mut TranscriptOnly)
+    }
+
     /// One 128-bit scalar `a + lambda b` per item, from the transcript over key id, proofs and
     /// public inputs.
     fn batch_scalars<R: RngCore + CryptoRng>(
@@ -363,3 +372,24 @@ struct Prepared {
     inputs: [Fr; public_input::COUNT],
     r: Fr,
 }
+
+/// An RNG that adds no entropy, so batch scalars come from the merlin transcript alone.
+struct TranscriptOnly;
+
+impl RngCore for TranscriptOnly {
+    fn next_u32(&mut self) -> u32 {
+        0
+    }
+    fn next_u64(&mut self) -> u64 {
+        0
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(0);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        dest.fill(0);
+        Ok(())
+    }
+}
+
+impl CryptoRng for TranscriptOnly {}

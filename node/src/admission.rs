@@ -1,0 +1,328 @@
+//! Admission: what happens to a transaction between the HTTP body and the mempool.
+//!
+//! 1. size limit, then JSON decoding (400 / 413);
+//! 2. stateless checks, in parallel and off the async runtime: Ed25519 signature, and for orders
+//!    the Groth16 proof, verified in batches with the verifier crate (422);
+//! 3. a check against the latest committed state with the ledger's own rules (422);
+//! 4. de-duplication and a bounded mempool (409 / 429).
+//!
+//! Proofs verified here are remembered in a [`ProofCache`], so block execution re-verifies only
+//! the proofs this node has not seen.
+
+use crate::mempool::{Mempool, MempoolError};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Mutex;
+use veilwatt_circuits::order::OrderPublic;
+use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck, TxError};
+use veilwatt_verifier::types::{Transaction, TxBody, TxId};
+use veilwatt_verifier::{BatchFailure, OrderProof, OrderVerifier, VerifyError};
+
+/// Why a transaction was not admitted. Each variant has a stable code and an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The body exceeds the limit.
+    #[error("body of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Body size.
+        size: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The body is not a transaction.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// An order's proof does not verify for its public inputs.
+    #[error("invalid proof: {0}")]
+    InvalidProof(VerifyError),
+    /// The ledger's rules reject it against the current state.
+    #[error("rejected by the ledger rules: {0}")]
+    Rule(TxError),
+    /// Already pending or committed.
+    #[error("duplicate transaction {0}")]
+    Duplicate(TxId),
+    /// The mempool is full; retry later.
+    #[error("mempool full")]
+    MempoolFull,
+}
+
+impl AdmitError {
+    /// HTTP status for the API.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            AdmitError::TooLarge { .. } => 413,
+            AdmitError::Malformed(_) => 400,
+            AdmitError::BadSignature | AdmitError::InvalidProof(_) | AdmitError::Rule(_) => 422,
+            AdmitError::Duplicate(_) => 409,
+            AdmitError::MempoolFull => 429,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdmitError::TooLarge { .. } => "too_large",
+            AdmitError::Malformed(_) => "malformed",
+            AdmitError::BadSignature => "bad_signature",
+            AdmitError::InvalidProof(_) => "invalid_proof",
+            AdmitError::Rule(_) => "rule_violation",
+            AdmitError::Duplicate(_) => "duplicate",
+            AdmitError::MempoolFull => "mempool_full",
+        }
+    }
+}
+
+impl From<MempoolError> for AdmitError {
+    fn from(e: MempoolError) -> Self {
+        match e {
+            MempoolError::Duplicate(id) => AdmitError::Duplicate(id),
+            MempoolError::Full => AdmitError::MempoolFull,
+        }
+    }
+}
+
+fn proof_key(public: &OrderPublic, proof: &OrderProof) -> [u8; 32] {
+    use ark_ff::{BigInteger, PrimeField};
+    let mut h = Sha256::new();
+    h.update(proof.0);
+    for x in public.to_field_elements() {
+        h.update(x.into_bigint().to_bytes_le());
+    }
+    h.finalize().into()
+}
+
+/// Proofs this node has verified, by hash of (proof, public inputs); bounded, oldest evicted.
+/// As a [`ProofCheck`] it verifies only the proofs it does not know.
+pub struct ProofCache {
+    verifier: OrderVerifier,
+    capacity: usize,
+    inner: Mutex<Remembered>,
+}
+
+/// Known proof keys, and their insertion order for eviction.
+type Remembered = (BTreeSet<[u8; 32]>, VecDeque<[u8; 32]>);
+
+impl ProofCache {
+    /// A cache of at most `capacity` verified proofs.
+    pub fn new(verifier: OrderVerifier, capacity: usize) -> Self {
+        Self {
+            verifier,
+            capacity,
+            inner: Mutex::new((BTreeSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// Number of proofs remembered.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.len()
+    }
+
+    /// Whether no proof is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn known(&self, key: &[u8; 32]) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .contains(key)
+    }
+
+    fn remember(&self, key: [u8; 32]) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0.insert(key) {
+            g.1.push_back(key);
+            while g.1.len() > self.capacity {
+                if let Some(old) = g.1.pop_front() {
+                    g.0.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Verifies `items` (batch, only the unknown ones) and remembers the valid ones. Returns the
+    /// failures by index into `items`.
+    pub fn verify(&self, items: &[(OrderPublic, OrderProof)]) -> Vec<(usize, VerifyError)> {
+        let keys: Vec<[u8; 32]> = items.iter().map(|(p, pr)| proof_key(p, pr)).collect();
+        let unknown: Vec<usize> = (0..items.len())
+            .filter(|&i| !self.known(&keys[i]))
+            .collect();
+        let batch: Vec<(OrderPublic, OrderProof)> = unknown.iter().map(|&i| items[i]).collect();
+        // Deterministic scalars: this also serves block execution, which must not use randomness.
+        let failed: Vec<(usize, VerifyError)> =
+            match self.verifier.verify_batch_deterministic(&batch) {
+                Ok(()) => Vec::new(),
+                Err(f) => f
+                    .invalid
+                    .into_iter()
+                    .map(|(k, e)| (unknown[k], e))
+                    .collect(),
+            };
+        for &i in &unknown {
+            if !failed.iter().any(|(j, _)| *j == i) {
+                self.remember(keys[i]);
+            }
+        }
+        failed
+    }
+}
+
+impl ProofCheck for ProofCache {
+    fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
+        let invalid = self.verify(items);
+        if invalid.is_empty() {
+            Ok(())
+        } else {
+            Err(BatchFailure { invalid })
+        }
+    }
+}
+
+/// Admission limits.
+#[derive(Clone, Copy, Debug)]
+pub struct AdmissionConfig {
+    /// Largest accepted body, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        // An order is ~900 bytes of JSON; leave room, refuse anything absurd.
+        Self {
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The admission pipeline of one node.
+pub struct Admission<'g> {
+    ledger: Ledger<'g>,
+    chain_id: String,
+    config: AdmissionConfig,
+    proofs: &'g ProofCache,
+}
+
+impl<'g> Admission<'g> {
+    /// A pipeline for `ledger`'s chain.
+    pub fn new(
+        ledger: Ledger<'g>,
+        chain_id: String,
+        config: AdmissionConfig,
+        proofs: &'g ProofCache,
+    ) -> Self {
+        Self {
+            ledger,
+            chain_id,
+            config,
+            proofs,
+        }
+    }
+
+    /// Step 1: size and decoding.
+    pub fn decode(&self, body: &[u8]) -> Result<Transaction, AdmitError> {
+        if body.len() > self.config.max_body_bytes {
+            return Err(AdmitError::TooLarge {
+                size: body.len(),
+                max: self.config.max_body_bytes,
+            });
+        }
+        serde_json::from_slice(body).map_err(|e| AdmitError::Malformed(e.to_string()))
+    }
+
+    /// Steps 2-4 for a batch: signatures in parallel, proofs in one batch, then rules against
+    /// `state` at `time` (applied cumulatively to a scratch copy, as a block would) and the
+    /// mempool. Results are in input order.
+    pub fn admit(
+        &self,
+        txs: Vec<Transaction>,
+        state: &LedgerState,
+        time: u64,
+        mempool: &mut Mempool,
+    ) -> Vec<Result<TxId, AdmitError>> {
+        let signed: Vec<bool> = txs
+            .par_iter()
+            .map(|t| t.verify_signature(&self.chain_id))
+            .collect();
+        let mut results: Vec<Option<Result<TxId, AdmitError>>> = signed
+            .iter()
+            .map(|ok| {
+                if *ok {
+                    None
+                } else {
+                    Some(Err(AdmitError::BadSignature))
+                }
+            })
+            .collect();
+        // Proofs of the orders whose signature verified.
+        let mut items = Vec::new();
+        let mut positions = Vec::new();
+        for (i, tx) in txs.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            if let TxBody::Order {
+                meter,
+                period,
+                side,
+                quantity_wh,
+                proof,
+                ..
+            } = &tx.body
+            {
+                match meter.to_public_key() {
+                    Ok(pk) => {
+                        items.push((
+                            OrderPublic {
+                                meter: pk,
+                                period: *period,
+                                side: (*side).into(),
+                                quantity_wh: *quantity_wh,
+                            },
+                            *proof,
+                        ));
+                        positions.push(i);
+                    }
+                    Err(e) => {
+                        results[i] = Some(Err(AdmitError::Rule(TxError::InvalidMeterKey(
+                            e.to_string(),
+                        ))))
+                    }
+                }
+            }
+        }
+        for (k, e) in self.proofs.verify(&items) {
+            results[positions[k]] = Some(Err(AdmitError::InvalidProof(e)));
+        }
+        // Rules against the latest state plus what is already pending, then the mempool.
+        let mut scratch = state.clone();
+        for tx in mempool.iter() {
+            let _ = self.ledger.apply_tx(&mut scratch, tx, time);
+        }
+        for (i, tx) in txs.into_iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            let id = tx.id();
+            let r = if mempool.contains(&id) {
+                Err(AdmitError::Duplicate(id))
+            } else {
+                match self.ledger.apply_tx(&mut scratch, &tx, time) {
+                    Err(TxError::Replay(id)) => Err(AdmitError::Duplicate(id)),
+                    Err(e) => Err(AdmitError::Rule(e)),
+                    Ok(()) => mempool.insert(tx).map_err(AdmitError::from),
+                }
+            };
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(AdmitError::Malformed("unprocessed".into()))))
+            .collect()
+    }
+}

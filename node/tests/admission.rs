@@ -1,0 +1,295 @@
+//! Admission: every error code, batching, de-duplication, the bounded mempool and the proof cache,
+//! with real proofs under the development keys.
+
+use ed25519_dalek::SigningKey;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use veilwatt_circuits::{eddsa::SecretKey, statement::PeriodStatement};
+use veilwatt_node::admission::{Admission, AdmissionConfig, AdmitError, ProofCache};
+use veilwatt_node::mempool::Mempool;
+use veilwatt_params::dev;
+use veilwatt_prover::{OrderRequest, Prover};
+use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck, TxError};
+use veilwatt_verifier::types::*;
+use veilwatt_verifier::OrderVerifier;
+
+const T0: u64 = 1_000_000;
+
+fn key(b: u8) -> SigningKey {
+    SigningKey::from_bytes(&[b; 32])
+}
+
+fn wallet(k: &SigningKey) -> WalletKey {
+    WalletKey(k.verifying_key().to_bytes())
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: "admission-test".into(),
+        genesis_time: T0,
+        validators: vec![Validator {
+            name: "v".into(),
+            key: wallet(&key(201)),
+            power: 1,
+        }],
+        registrar: wallet(&key(200)),
+        period_secs: 60,
+        gate_delay_secs: 30,
+        mechanism: Mechanism::Uniform,
+        fees: FeeSchedule {
+            grid_fee_per_kwh: 5,
+            market_fee_per_kwh: 2,
+            market_fee_buyer_share_bps: 5_000,
+        },
+        price_floor: 8,
+        price_cap: 30,
+        vk_id: Hash32(dev::keys().unwrap().vk_id.0),
+    }
+}
+
+fn meter(i: u8) -> SecretKey {
+    SecretKey::from_bytes([i; 32])
+}
+
+fn order(g: &Genesis, i: u8, q: u32, proven_q: u32, price: u64) -> Transaction {
+    let keys = dev::keys().unwrap();
+    let prover = Prover::new(keys.pk.clone(), keys.vk_id).unwrap();
+    let st = PeriodStatement {
+        meter: meter(i).public_key(),
+        period: 0,
+        import_wh: 10,
+        export_wh: 10 + proven_q,
+        profile_digest: veilwatt_circuits::statement::profile_digest(&[]),
+    }
+    .sign(&meter(i));
+    let p = prover
+        .prove(
+            &st,
+            &OrderRequest {
+                side: veilwatt_circuits::order::Side::Sell,
+                quantity_wh: proven_q,
+            },
+            &mut ChaCha20Rng::seed_from_u64(i.into()),
+        )
+        .unwrap();
+    let body = TxBody::Order {
+        meter: MeterKey::from_public_key(&meter(i).public_key()),
+        period: 0,
+        side: Side::Sell,
+        quantity_wh: q,
+        limit_price: price,
+        proof: p.proof,
+    };
+    Transaction::sign(&g.chain_id, body, &key(i))
+}
+
+fn state(g: &Genesis) -> LedgerState {
+    let ledger = Ledger::new(g).unwrap();
+    let mut s = LedgerState::default();
+    for i in 1..=3u8 {
+        let enroll = TxBody::EnrollMeter {
+            meter: MeterKey::from_public_key(&meter(i).public_key()),
+            owner: wallet(&key(i)),
+        };
+        ledger
+            .apply_tx(
+                &mut s,
+                &Transaction::sign(&g.chain_id, enroll, &key(200)),
+                T0,
+            )
+            .unwrap();
+    }
+    s
+}
+
+const IN_GATE: u64 = T0 + 61;
+
+#[test]
+fn every_error_has_its_code_and_status() {
+    let g = genesis();
+    let k = dev::keys().unwrap();
+    let cache = ProofCache::new(OrderVerifier::new(&k.vk, k.vk_id).unwrap(), 1_000);
+    let adm = Admission::new(
+        Ledger::new(&g).unwrap(),
+        g.chain_id.clone(),
+        AdmissionConfig {
+            max_body_bytes: 4_096,
+        },
+        &cache,
+    );
+    let s = state(&g);
+    let mut pool = Mempool::new(2);
+
+    let big = vec![b' '; 4_097];
+    let e = adm.decode(&big).unwrap_err();
+    assert_eq!((e.http_status(), e.code()), (413, "too_large"));
+    let e = adm.decode(b"{\"body\": 1}").unwrap_err();
+    assert_eq!((e.http_status(), e.code()), (400, "malformed"));
+    let good = order(&g, 1, 100, 100, 10);
+    let json = serde_json::to_vec(&good).unwrap();
+    assert_eq!(adm.decode(&json).unwrap(), good);
+
+    let mut forged = good.clone();
+    forged.signature.0[0] ^= 1;
+    let wrong_proof = order(&g, 2, 101, 100, 10); // proof for 100 Wh, order for 101
+    let unknown_meter = order(&g, 9, 100, 100, 10);
+    let too_cheap = order(&g, 3, 100, 100, 7);
+    let r = adm.admit(
+        vec![forged, wrong_proof, unknown_meter, too_cheap, good.clone()],
+        &s,
+        IN_GATE,
+        &mut pool,
+    );
+    let codes: Vec<(u16, &str)> = r
+        .iter()
+        .map(|x| {
+            x.as_ref()
+                .map_or_else(|e| (e.http_status(), e.code()), |_| (202, "ok"))
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (422, "bad_signature"),
+            (422, "invalid_proof"),
+            (422, "rule_violation"),
+            (422, "rule_violation"),
+            (202, "ok")
+        ]
+    );
+    assert_eq!(r[2], Err(AdmitError::Rule(TxError::UnknownMeter)));
+    assert!(matches!(
+        r[3],
+        Err(AdmitError::Rule(TxError::PriceOutOfRange { .. }))
+    ));
+    assert_eq!(pool.len(), 1);
+
+    // The same transaction again: 409; a second order for the same meter and period: 422.
+    let r = adm.admit(
+        vec![good.clone(), order(&g, 1, 50, 50, 12)],
+        &s,
+        IN_GATE,
+        &mut pool,
+    );
+    assert_eq!(r[0], Err(AdmitError::Duplicate(good.id())));
+    assert_eq!(r[0].as_ref().unwrap_err().http_status(), 409);
+    assert!(matches!(
+        r[1],
+        Err(AdmitError::Rule(TxError::DuplicateOrder(_)))
+    ));
+
+    // Capacity 2: one more fits, then 429.
+    let d1 = Transaction::sign(
+        &g.chain_id,
+        TxBody::Deposit {
+            to: wallet(&key(1)),
+            amount: 5,
+            reference: 1,
+        },
+        &key(200),
+    );
+    let d2 = Transaction::sign(
+        &g.chain_id,
+        TxBody::Deposit {
+            to: wallet(&key(1)),
+            amount: 5,
+            reference: 2,
+        },
+        &key(200),
+    );
+    let r = adm.admit(vec![d1, d2], &s, IN_GATE, &mut pool);
+    assert!(r[0].is_ok());
+    assert_eq!(r[1], Err(AdmitError::MempoolFull));
+    assert_eq!(r[1].as_ref().unwrap_err().http_status(), 429);
+
+    // Committed transactions are duplicates too.
+    let mut committed = s.clone();
+    Ledger::new(&g)
+        .unwrap()
+        .apply_tx(&mut committed, &good, IN_GATE)
+        .unwrap();
+    let mut fresh = Mempool::new(10);
+    assert_eq!(
+        adm.admit(vec![good.clone()], &committed, IN_GATE, &mut fresh)[0],
+        Err(AdmitError::Duplicate(good.id()))
+    );
+}
+
+#[test]
+fn verified_proofs_are_remembered_for_block_execution() {
+    let g = genesis();
+    let k = dev::keys().unwrap();
+    let cache = ProofCache::new(OrderVerifier::new(&k.vk, k.vk_id).unwrap(), 2);
+    let adm = Admission::new(
+        Ledger::new(&g).unwrap(),
+        g.chain_id.clone(),
+        AdmissionConfig::default(),
+        &cache,
+    );
+    let s = state(&g);
+    let mut pool = Mempool::new(10);
+    let txs: Vec<Transaction> = (1..=3).map(|i| order(&g, i, 100, 100, 10)).collect();
+    assert!(adm
+        .admit(txs.clone(), &s, IN_GATE, &mut pool)
+        .iter()
+        .all(|r| r.is_ok()));
+    assert_eq!(cache.len(), 2, "bounded: the oldest entry was evicted");
+    // Executing a block of these orders verifies (only the unknown) proofs and accepts.
+    let items: Vec<_> = txs
+        .iter()
+        .map(|t| match &t.body {
+            TxBody::Order {
+                meter,
+                period,
+                side,
+                quantity_wh,
+                proof,
+                ..
+            } => (
+                veilwatt_circuits::order::OrderPublic {
+                    meter: meter.to_public_key().unwrap(),
+                    period: *period,
+                    side: (*side).into(),
+                    quantity_wh: *quantity_wh,
+                },
+                *proof,
+            ),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert!(cache.check(&items).is_ok());
+    // A wrong public input is still caught even though the proof bytes are cached.
+    let mut bad = items.clone();
+    bad[1].0.quantity_wh += 1;
+    let f = cache.check(&bad).unwrap_err();
+    assert_eq!(
+        f.invalid.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![1]
+    );
+}
+
+#[test]
+fn mempool_is_fifo_and_forgets_committed() {
+    let g = genesis();
+    let mut pool = Mempool::new(3);
+    let txs: Vec<Transaction> = (0..3u64)
+        .map(|r| {
+            Transaction::sign(
+                &g.chain_id,
+                TxBody::Deposit {
+                    to: wallet(&key(1)),
+                    amount: 1,
+                    reference: r,
+                },
+                &key(200),
+            )
+        })
+        .collect();
+    for t in &txs {
+        pool.insert(t.clone()).unwrap();
+    }
+    assert_eq!(pool.peek(2), txs[..2].to_vec());
+    pool.remove(&[txs[0].id()]);
+    assert_eq!(pool.peek(5), txs[1..].to_vec());
+    assert!(!pool.contains(&txs[0].id()));
+}
