@@ -235,27 +235,16 @@ impl<'g> Admission<'g> {
         serde_json::from_slice(body).map_err(|e| AdmitError::Malformed(e.to_string()))
     }
 
-    /// Steps 2-4 for a batch: signatures in parallel, proofs in one batch, then rules against
-    /// `state` at `time` (applied cumulatively to a scratch copy, as a block would) and the
-    /// mempool. Results are in input order.
-    pub fn admit(
-        &self,
-        txs: Vec<Transaction>,
-        state: &LedgerState,
-        time: u64,
-        mempool: &mut Mempool,
-    ) -> Vec<Result<TxId, AdmitError>> {
-        let signed: Vec<bool> = txs
+    /// Step 2 for a batch: signatures in parallel, proofs in one batch. Returns, per input, the
+    /// error that already rules it out. Needs no state: run it without holding any lock.
+    pub fn check_stateless(&self, txs: &[Transaction]) -> Vec<Option<AdmitError>> {
+        let mut results: Vec<Option<AdmitError>> = txs
             .par_iter()
-            .map(|t| t.verify_signature(&self.chain_id))
-            .collect();
-        let mut results: Vec<Option<Result<TxId, AdmitError>>> = signed
-            .iter()
-            .map(|ok| {
-                if *ok {
+            .map(|t| {
+                if t.verify_signature(&self.chain_id) {
                     None
                 } else {
-                    Some(Err(AdmitError::BadSignature))
+                    Some(AdmitError::BadSignature)
                 }
             })
             .collect();
@@ -289,40 +278,71 @@ impl<'g> Admission<'g> {
                         positions.push(i);
                     }
                     Err(e) => {
-                        results[i] = Some(Err(AdmitError::Rule(TxError::InvalidMeterKey(
-                            e.to_string(),
-                        ))))
+                        results[i] = Some(AdmitError::Rule(TxError::InvalidMeterKey(e.to_string())))
                     }
                 }
             }
         }
         for (k, e) in self.proofs.verify(&items) {
-            results[positions[k]] = Some(Err(AdmitError::InvalidProof(e)));
+            results[positions[k]] = Some(AdmitError::InvalidProof(e));
         }
-        // Rules against the latest state plus what is already pending, then the mempool.
-        let mut scratch = state.clone();
-        for tx in mempool.iter() {
-            let _ = self.ledger.apply_tx(&mut scratch, tx, time);
-        }
-        for (i, tx) in txs.into_iter().enumerate() {
-            if results[i].is_some() {
-                continue;
-            }
-            let id = tx.id();
-            let r = if mempool.contains(&id) {
-                Err(AdmitError::Duplicate(id))
-            } else {
-                match self.ledger.apply_tx(&mut scratch, &tx, time) {
+        results
+    }
+
+    /// Steps 3-4: the ledger rules against `pending` (the committed state with every pending
+    /// transaction applied; admitted transactions are applied to it) at `time`, then the
+    /// mempool. `pre` is [`Admission::check_stateless`]'s answer for `txs`. Results are in
+    /// input order.
+    pub fn admit_checked(
+        &self,
+        txs: Vec<Transaction>,
+        pre: Vec<Option<AdmitError>>,
+        pending: &mut LedgerState,
+        time: u64,
+        mempool: &mut Mempool,
+    ) -> Vec<Result<TxId, AdmitError>> {
+        txs.into_iter()
+            .zip(pre)
+            .map(|(tx, pre)| {
+                if let Some(e) = pre {
+                    return Err(e);
+                }
+                let id = tx.id();
+                if mempool.contains(&id) {
+                    return Err(AdmitError::Duplicate(id));
+                }
+                if mempool.len() >= mempool.capacity() {
+                    return Err(AdmitError::MempoolFull);
+                }
+                // Apply to a copy only if the insertion cannot fail afterwards (checked above).
+                match self.ledger.apply_signed_tx(pending, &tx, id, time) {
                     Err(TxError::Replay(id)) => Err(AdmitError::Duplicate(id)),
                     Err(e) => Err(AdmitError::Rule(e)),
                     Ok(()) => mempool.insert(tx).map_err(AdmitError::from),
                 }
-            };
-            results[i] = Some(r);
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(AdmitError::Malformed("unprocessed".into()))))
+            })
             .collect()
+    }
+
+    /// Steps 2-4 for a batch against `state` (the committed state) at `time`: pending
+    /// transactions are re-applied to a copy first, as a block would.
+    pub fn admit(
+        &self,
+        txs: Vec<Transaction>,
+        state: &LedgerState,
+        time: u64,
+        mempool: &mut Mempool,
+    ) -> Vec<Result<TxId, AdmitError>> {
+        let pre = self.check_stateless(&txs);
+        let mut pending = state.clone();
+        for tx in mempool.iter() {
+            let _ = self.ledger.apply_signed_tx(&mut pending, tx, tx.id(), time);
+        }
+        self.admit_checked(txs, pre, &mut pending, time, mempool)
+    }
+
+    /// The rules this pipeline checks against.
+    pub fn ledger(&self) -> &Ledger<'g> {
+        &self.ledger
     }
 }

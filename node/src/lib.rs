@@ -1,3 +1,12 @@
+//! The Veilwatt validator node: admission, mempool, RocksDB ledger, Malachite consensus and the
+//! HTTP API.
+
 pub mod admission;
+pub mod api;
+pub mod config;
+pub mod consensus;
+pub mod core;
 pub mod mempool;
+pub mod metrics;
+pub mod run;
 pub mod store;

@@ -51,6 +51,11 @@ impl Mempool {
         self.txs.contains_key(id)
     }
 
+    /// Most transactions held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Number pending.
     pub fn len(&self) -> usize {
         self.txs.len()

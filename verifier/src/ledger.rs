@@ -404,6 +404,7 @@ fn sub(a: Millis, b: Millis) -> Result<Millis, TxError> {
 }
 
 /// The rules, bound to one genesis.
+#[derive(Clone, Copy, Debug)]
 pub struct Ledger<'g> {
     genesis: &'g Genesis,
 }
@@ -414,6 +415,11 @@ impl<'g> Ledger<'g> {
     pub fn new(genesis: &'g Genesis) -> Result<Self, GenesisError> {
         genesis.validate()?;
         Ok(Self { genesis })
+    }
+
+    /// The genesis these rules are bound to.
+    pub fn genesis(&self) -> &'g Genesis {
+        self.genesis
     }
 
     /// Checks and applies one transaction at consensus time `time`, assuming any order proof
@@ -435,8 +441,9 @@ impl<'g> Ledger<'g> {
     }
 
     /// [`Ledger::apply_tx`] for a transaction whose signature the caller has verified (a block
-    /// verifies all its signatures in parallel first).
-    fn apply_signed_tx(
+    /// verifies all its signatures in parallel first; a node's mempool verified them on
+    /// admission). `id` must be `tx.id()`. On error `state` is unchanged.
+    pub fn apply_signed_tx(
         &self,
         state: &mut LedgerState,
         tx: &Transaction,

@@ -1,0 +1,506 @@
+//! The HTTP API (warp), versioned under `/v1`, JSON in and out. Every error is
+//! `{"code": ..., "message": ...}` with a stable code; see `docs/api.md` and the OpenAPI
+//! document served at `/v1/openapi.json`.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+use veilwatt_verifier::ledger::{LedgerState, OrderRecord};
+use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::types::{Block, Hash32, MeterKey, Side, Transaction, TxId, WalletKey};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::admission::AdmitError;
+use crate::consensus::codec::decode_commit_certificate;
+use crate::core::NodeCore;
+
+/// The OpenAPI document.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Most blocks returned by one range request.
+pub const MAX_BLOCK_RANGE: u64 = 100;
+
+/// An error reply.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+    fn malformed(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed", what)
+    }
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl From<AdmitError> for ApiError {
+    fn from(e: AdmitError) -> Self {
+        Self {
+            status: StatusCode::from_u16(e.http_status())
+                .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> warp::reply::Response {
+        warp::reply::with_status(
+            warp::reply::json(&json!({"code": self.code, "message": self.message})),
+            self.status,
+        )
+        .into_response()
+    }
+}
+
+type ApiResult = Result<warp::reply::Response, Infallible>;
+
+fn ok<T: Serialize>(v: &T) -> ApiResult {
+    Ok(warp::reply::json(v).into_response())
+}
+
+fn answer(r: Result<warp::reply::Response, ApiError>) -> ApiResult {
+    Ok(r.unwrap_or_else(Reply::into_response))
+}
+
+fn with_core(
+    core: Arc<NodeCore>,
+) -> impl Filter<Extract = (Arc<NodeCore>,), Error = Infallible> + Clone {
+    warp::any().map(move || Arc::clone(&core))
+}
+
+/// All routes, with errors recovered into JSON.
+pub fn routes(
+    core: Arc<NodeCore>,
+    max_body_bytes: usize,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let c = || with_core(Arc::clone(&core));
+    let submit = warp::path!("v1" / "tx")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(max_body_bytes as u64))
+        .and(warp::body::bytes())
+        .and(c())
+        .and_then(submit_tx);
+    let tx = warp::path!("v1" / "tx" / String)
+        .and(warp::get())
+        .and(c())
+        .and_then(get_tx);
+    let block = warp::path!("v1" / "blocks" / u64)
+        .and(warp::get())
+        .and(c())
+        .and_then(get_block);
+    let blocks = warp::path!("v1" / "blocks")
+        .and(warp::get())
+        .and(warp::query::<RangeQuery>())
+        .and(c())
+        .and_then(get_blocks);
+    let period = warp::path!("v1" / "periods" / u64)
+        .and(warp::get())
+        .and(c())
+        .and_then(get_period);
+    let account = warp::path!("v1" / "accounts" / String)
+        .and(warp::get())
+        .and(c())
+        .and_then(get_account);
+    let meter = warp::path!("v1" / "meters" / String)
+        .and(warp::get())
+        .and(c())
+        .and_then(get_meter);
+    let status = warp::path!("v1" / "status")
+        .and(warp::get())
+        .and(c())
+        .and_then(get_status);
+    let events = warp::path!("v1" / "events")
+        .and(warp::get())
+        .and(c())
+        .map(sse_commits);
+    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
+        warp::reply::with_header(
+            crate::metrics::export(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+    });
+    let openapi = warp::path!("v1" / "openapi.json")
+        .and(warp::get())
+        .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/json"));
+    submit
+        .or(tx)
+        .or(block)
+        .or(blocks)
+        .or(period)
+        .or(account)
+        .or(meter)
+        .or(status)
+        .or(events)
+        .or(metrics)
+        .or(openapi)
+        .recover(recover)
+        .with(warp::trace::request())
+}
+
+async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let e = if r.is_not_found() {
+        ApiError::not_found("no such route")
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "request body exceeds the limit",
+        )
+    } else if r.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "a Content-Length header is required",
+        )
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
+    } else if let Some(e) = r.find::<warp::reject::InvalidQuery>() {
+        ApiError::malformed(e.to_string())
+    } else {
+        ApiError::malformed(format!("{r:?}"))
+    };
+    Ok(e.into_response())
+}
+
+async fn submit_tx(body: bytes::Bytes, core: Arc<NodeCore>) -> ApiResult {
+    if !core.accepting.load(Ordering::Acquire) {
+        return answer(Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the node is shutting down",
+        )));
+    }
+    let tx = match core.decode(&body) {
+        Ok(tx) => tx,
+        Err(e) => return answer(Err(e.into())),
+    };
+    match core.submit(tx).await {
+        Ok(id) => Ok(warp::reply::with_status(
+            warp::reply::json(&json!({"id": id, "status": "pending"})),
+            StatusCode::ACCEPTED,
+        )
+        .into_response()),
+        Err(e) => answer(Err(e.into())),
+    }
+}
+
+fn parse_hex<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ApiError> {
+    parse(s).map_err(|e| ApiError::malformed(format!("{s:?}: {e}")))
+}
+
+async fn get_tx(id: String, core: Arc<NodeCore>) -> ApiResult {
+    answer((|| {
+        let id = parse_hex(&id, TxId::from_hex)?;
+        let status = core
+            .tx_status(&id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("transaction {id}")))?;
+        let mut v = serde_json::to_value(&status).map_err(ApiError::internal)?;
+        v["id"] = json!(id);
+        ok(&v).map_err(|_| ApiError::internal("encoding"))
+    })())
+}
+
+/// A commit certificate as JSON.
+#[derive(Serialize)]
+struct CertificateView {
+    round: i64,
+    block_hash: String,
+    signatures: Vec<SignatureView>,
+}
+
+#[derive(Serialize)]
+struct SignatureView {
+    validator: String,
+    signature: String,
+}
+
+#[derive(Serialize)]
+struct TxView<'a> {
+    id: TxId,
+    #[serde(flatten)]
+    tx: &'a Transaction,
+}
+
+#[derive(Serialize)]
+struct BlockView<'a> {
+    height: u64,
+    hash: Hash32,
+    prev_hash: Hash32,
+    time: u64,
+    proposer: WalletKey,
+    state_root: Hash32,
+    txs: Vec<TxView<'a>>,
+    certificate: Option<CertificateView>,
+}
+
+fn block_view<'a>(block: &'a Block, cert: Option<Vec<u8>>) -> BlockView<'a> {
+    let certificate = cert
+        .and_then(|c| decode_commit_certificate(&c).ok())
+        .map(|c| CertificateView {
+            round: c.round.as_i64(),
+            block_hash: c.value_id.to_string(),
+            signatures: c
+                .commit_signatures
+                .iter()
+                .map(|s| SignatureView {
+                    validator: s.address.to_string(),
+                    signature: hex::encode(s.signature.to_bytes()),
+                })
+                .collect(),
+        });
+    BlockView {
+        height: block.height,
+        hash: block.hash(),
+        prev_hash: block.prev_hash,
+        time: block.time,
+        proposer: block.proposer,
+        state_root: block.state_root,
+        txs: block
+            .txs
+            .iter()
+            .map(|tx| TxView { id: tx.id(), tx })
+            .collect(),
+        certificate,
+    }
+}
+
+/// A block and its encoded certificate.
+type Stored = (Block, Option<Vec<u8>>);
+
+fn load_block(core: &NodeCore, height: u64) -> Result<Option<Stored>, ApiError> {
+    let Some(block) = core.store.block(height).map_err(ApiError::internal)? else {
+        return Ok(None);
+    };
+    let cert = core.store.certificate(height).map_err(ApiError::internal)?;
+    Ok(Some((block, cert)))
+}
+
+async fn get_block(height: u64, core: Arc<NodeCore>) -> ApiResult {
+    answer((|| {
+        let (block, cert) = load_block(&core, height)?
+            .ok_or_else(|| ApiError::not_found(format!("block {height}")))?;
+        ok(&block_view(&block, cert)).map_err(|_| ApiError::internal("encoding"))
+    })())
+}
+
+/// `?from=&to=` (inclusive).
+#[derive(serde::Deserialize)]
+pub struct RangeQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+async fn get_blocks(q: RangeQuery, core: Arc<NodeCore>) -> ApiResult {
+    answer((|| {
+        let top = core.state().height;
+        let to =
+            q.to.unwrap_or(u64::MAX)
+                .min(top)
+                .min(q.from.saturating_add(MAX_BLOCK_RANGE - 1));
+        if q.from == 0 {
+            return Err(ApiError::malformed("heights start at 1"));
+        }
+        if q.to.is_some_and(|t| t < q.from) {
+            return Err(ApiError::malformed("`to` is below `from`"));
+        }
+        let mut loaded = Vec::new();
+        for h in q.from..=to {
+            if let Some(b) = load_block(&core, h)? {
+                loaded.push(b);
+            }
+        }
+        let views: Vec<BlockView> = loaded
+            .iter()
+            .map(|(b, c)| block_view(b, c.clone()))
+            .collect();
+        ok(&json!({"from": q.from, "to": to, "height": top, "blocks": views}))
+            .map_err(|_| ApiError::internal("encoding"))
+    })())
+}
+
+fn open_orders(state: &LedgerState, period: u64) -> impl Iterator<Item = &OrderRecord> {
+    state
+        .open_orders
+        .range((period, TxId([0; 32]))..=(period, TxId([0xff; 32])))
+        .map(|(_, o)| o)
+}
+
+async fn get_period(period: u64, core: Arc<NodeCore>) -> ApiResult {
+    let state = core.state();
+    let g = core.genesis;
+    if let Some(r) = state.results.get(&period) {
+        let grid: u64 = r.trades.iter().map(|t| t.grid_fee).sum();
+        let market: u64 = r
+            .trades
+            .iter()
+            .map(|t| t.market_fee_buyer + t.market_fee_seller)
+            .sum();
+        let money: u64 = r.trades.iter().map(|t| t.energy_value).sum();
+        let unmatched = |side: Side| -> u64 {
+            r.orders
+                .iter()
+                .filter(|o| o.side == side)
+                .map(|o| u64::from(o.unmatched_wh))
+                .sum()
+        };
+        let count = |side: Side| r.orders.iter().filter(|o| o.side == side).count();
+        return ok(&json!({
+            "period": period,
+            "status": "cleared",
+            "cleared_at": r.cleared_at,
+            "clearing_price": r.clearing_price,
+            "volume_wh": r.volume_wh,
+            "orders": {"sell": count(Side::Sell), "buy": count(Side::Buy)},
+            "money_exchanged_millis": money,
+            "fees_millis": {"grid": grid, "market": market},
+            "unmatched_wh": {"sell": unmatched(Side::Sell), "buy": unmatched(Side::Buy)},
+            "trades": r.trades,
+            "outcomes": r.orders,
+        }));
+    }
+    let (mut sells, mut buys, mut sell_wh, mut buy_wh) = (0u64, 0u64, 0u64, 0u64);
+    for o in open_orders(&state, period) {
+        match o.side {
+            Side::Sell => {
+                sells += 1;
+                sell_wh += u64::from(o.quantity_wh);
+            }
+            Side::Buy => {
+                buys += 1;
+                buy_wh += u64::from(o.quantity_wh);
+            }
+        }
+    }
+    ok(&json!({
+        "period": period,
+        "status": "open",
+        "period_end": g.period_end(period),
+        "gate_close": g.gate_close(period),
+        "orders": {"sell": sells, "buy": buys},
+        "quantity_wh": {"sell": sell_wh, "buy": buy_wh},
+    }))
+}
+
+async fn get_account(address: String, core: Arc<NodeCore>) -> ApiResult {
+    answer((|| {
+        let key = parse_hex(&address, WalletKey::from_hex)?;
+        let state = core.state();
+        let acct = state
+            .accounts
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(format!("account {address}")))?;
+        let orders: Vec<&OrderRecord> = state
+            .open_orders
+            .values()
+            .filter(|o| o.owner == key)
+            .collect();
+        let meters: Vec<&MeterKey> = state
+            .meters
+            .iter()
+            .filter(|(_, m)| m.owner == key)
+            .map(|(k, _)| k)
+            .collect();
+        ok(&json!({
+            "address": key,
+            "balance_millis": acct.balance,
+            "escrow_millis": acct.escrow,
+            "open_orders": orders,
+            "meters": meters,
+        }))
+        .map_err(|_| ApiError::internal("encoding"))
+    })())
+}
+
+async fn get_meter(id: String, core: Arc<NodeCore>) -> ApiResult {
+    answer((|| {
+        let key = parse_hex(&id, MeterKey::from_hex)?;
+        let state = core.state();
+        let m = state
+            .meters
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(format!("meter {id}")))?;
+        let orders: Vec<(u64, TxId)> = state
+            .order_slots
+            .iter()
+            .filter(|((mk, _), _)| *mk == key)
+            .map(|((_, p), id)| (*p, *id))
+            .collect();
+        ok(&json!({
+            "id": key,
+            "owner": m.owner,
+            "revoked": m.revoked,
+            "open_orders": orders.iter().map(|(p, id)| json!({"period": p, "id": id})).collect::<Vec<_>>(),
+        }))
+        .map_err(|_| ApiError::internal("encoding"))
+    })())
+}
+
+async fn get_status(core: Arc<NodeCore>) -> ApiResult {
+    let state = core.state();
+    let root = match core.store.block(state.height) {
+        Ok(Some(b)) => Some(b.state_root),
+        _ => None,
+    };
+    let synced_to = core.synced_to.load(Ordering::Relaxed);
+    ok(&json!({
+        "chain_id": core.genesis.chain_id,
+        "moniker": core.moniker,
+        "height": state.height,
+        "last_block_hash": state.last_block_hash,
+        "last_block_time": state.last_time,
+        "state_root": root,
+        "validators": core.genesis.validators,
+        "peers": core.peers,
+        // The last block came through value sync rather than live consensus.
+        "sync": {"catching_up": synced_to > 0 && synced_to == state.height, "last_synced_height": synced_to},
+        "mempool": core.mempool_len(),
+        "accepting": core.accepting.load(Ordering::Relaxed),
+    }))
+}
+
+fn sse_commits(core: Arc<NodeCore>) -> impl Reply {
+    let rx = core.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let event = warp::sse::Event::default()
+                        .event("commit")
+                        .id(ev.height.to_string())
+                        .json_data(&*ev);
+                    return Some((event, rx));
+                }
+                // A slow subscriber skips what it missed; it can read blocks by height.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    warp::sse::reply(warp::sse::keep_alive().stream(stream))
+}

@@ -1,0 +1,272 @@
+//! A validator's home directory: `config.toml`, `genesis.json`, `validator_key.json` and
+//! `data/` (the RocksDB ledger and the consensus WAL).
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use veilwatt_verifier::types::{Genesis, WalletKey};
+
+/// Config file name inside a home.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Genesis file name inside a home.
+pub const GENESIS_FILE: &str = "genesis.json";
+/// Validator key file name inside a home.
+pub const KEY_FILE: &str = "validator_key.json";
+
+/// Problems with a home directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A file does not parse.
+    #[error("{path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// The home is inconsistent.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+    move |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// HTTP API settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address (`127.0.0.1:0` picks a free port; the bound address is written to
+    /// `data/api.addr`).
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the API is served over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Consensus settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusSettings {
+    /// libp2p listen address, e.g. `/ip4/127.0.0.1/tcp/27000`.
+    pub p2p_listen: String,
+    /// Other validators' p2p addresses.
+    #[serde(default)]
+    pub persistent_peers: Vec<String>,
+    /// Target time between blocks, ms (blocks are produced even when empty).
+    pub block_interval_ms: u64,
+    /// Most transactions per block.
+    pub max_block_txs: usize,
+}
+
+/// Mempool settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolSettings {
+    /// Most pending transactions; beyond, submissions get 429.
+    pub capacity: usize,
+}
+
+/// `config.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Human-readable node name.
+    pub moniker: String,
+    /// API.
+    pub api: ApiConfig,
+    /// Consensus.
+    pub consensus: ConsensusSettings,
+    /// Mempool.
+    pub mempool: MempoolSettings,
+}
+
+impl NodeConfig {
+    /// Defaults for a validator named `moniker` with the given listen addresses.
+    pub fn new(moniker: &str, api: SocketAddr, p2p_port: u16) -> Self {
+        Self {
+            moniker: moniker.to_owned(),
+            api: ApiConfig {
+                listen: api,
+                tls_cert: None,
+                tls_key: None,
+                max_body_bytes: 16 * 1024,
+            },
+            consensus: ConsensusSettings {
+                p2p_listen: format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+                persistent_peers: Vec::new(),
+                block_interval_ms: 1000,
+                max_block_txs: 4000,
+            },
+            mempool: MempoolSettings { capacity: 50_000 },
+        }
+    }
+}
+
+/// The validator's consensus key, stored as hex of the 32-byte Ed25519 seed.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// Public key (for reading; checked against the secret on load).
+    pub public_key: WalletKey,
+    /// Secret seed, hex.
+    pub secret: String,
+}
+
+/// A loaded home directory.
+pub struct Home {
+    /// Root.
+    pub dir: PathBuf,
+    /// Config.
+    pub config: NodeConfig,
+    /// Genesis.
+    pub genesis: Genesis,
+    /// Consensus secret seed.
+    pub secret: [u8; 32],
+}
+
+impl Home {
+    /// RocksDB directory.
+    pub fn ledger_dir(&self) -> PathBuf {
+        self.dir.join("data").join("ledger")
+    }
+
+    /// Consensus WAL file.
+    pub fn wal_path(&self) -> PathBuf {
+        self.dir.join("data").join("consensus.wal")
+    }
+
+    /// Where the running node writes its bound API address.
+    pub fn api_addr_file(&self) -> PathBuf {
+        self.dir.join("data").join("api.addr")
+    }
+
+    /// Loads and cross-checks a home.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let config = read_toml(&dir.join(CONFIG_FILE))?;
+        let genesis = read_genesis(&dir.join(GENESIS_FILE))?;
+        let kpath = dir.join(KEY_FILE);
+        let key: KeyFile = read_json(&kpath)?;
+        let secret: [u8; 32] = hex::decode(&key.secret)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| ConfigError::Parse {
+                path: kpath.clone(),
+                message: "secret must be 64 hex characters".into(),
+            })?;
+        let public = ed25519_dalek::SigningKey::from_bytes(&secret)
+            .verifying_key()
+            .to_bytes();
+        if public != key.public_key.0 {
+            return Err(ConfigError::Invalid(format!(
+                "{}: public key does not match the secret",
+                kpath.display()
+            )));
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            config,
+            genesis,
+            secret,
+        })
+    }
+
+    /// Writes a new home; refuses to overwrite an existing key.
+    pub fn create(
+        dir: &Path,
+        config: &NodeConfig,
+        genesis: &Genesis,
+        secret: [u8; 32],
+    ) -> Result<(), ConfigError> {
+        std::fs::create_dir_all(dir.join("data")).map_err(io(dir))?;
+        let kpath = dir.join(KEY_FILE);
+        if kpath.exists() {
+            return Err(ConfigError::Invalid(format!(
+                "{} exists; refusing to overwrite a validator key",
+                kpath.display()
+            )));
+        }
+        let public = WalletKey(
+            ed25519_dalek::SigningKey::from_bytes(&secret)
+                .verifying_key()
+                .to_bytes(),
+        );
+        let key = KeyFile {
+            public_key: public,
+            secret: hex::encode(secret),
+        };
+        write_private(&kpath, &to_json(&key))?;
+        let cpath = dir.join(CONFIG_FILE);
+        let toml = toml::to_string_pretty(config).map_err(|e| ConfigError::Parse {
+            path: cpath.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&cpath, toml).map_err(io(&cpath))?;
+        let gpath = dir.join(GENESIS_FILE);
+        std::fs::write(&gpath, to_json(genesis)).map_err(io(&gpath))?;
+        Ok(())
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    // Serializing plain data structures to a string cannot fail.
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), ConfigError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io(path))?;
+    f.write_all(contents.as_bytes()).map_err(io(path))
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let s = std::fs::read_to_string(path).map_err(io(path))?;
+    toml::from_str(&s).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let s = std::fs::read_to_string(path).map_err(io(path))?;
+    serde_json::from_str(&s).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads and validates a genesis file.
+pub fn read_genesis(path: &Path) -> Result<Genesis, ConfigError> {
+    let g: Genesis = read_json(path)?;
+    g.validate()
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+    Ok(g)
+}
+
+/// Writes a genesis file.
+pub fn write_genesis(path: &Path, g: &Genesis) -> Result<(), ConfigError> {
+    std::fs::write(path, to_json(g)).map_err(io(path))
+}

@@ -1,0 +1,698 @@
+//! The application side of the Malachite engine: answers the engine's requests with Veilwatt
+//! blocks. Proposals travel as parts (header, transaction chunks, a signed fin); every
+//! validator checks a proposed block in full before its vote, and a decided block is written
+//! durably with its certificate before the engine hears that the commit is done.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_malachitebft_app_channel::app::consensus::{Role, VoteExtensionVerdicts};
+use arc_malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
+use arc_malachitebft_app_channel::app::streaming::StreamContent;
+use arc_malachitebft_app_channel::app::types::core::{
+    CommitCertificate, Context, ExtendedCommitCertificate, ExtendedCommitSignature, LinearTimeouts,
+    Round, Validity,
+};
+use arc_malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
+use arc_malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
+use arc_malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
+use arc_malachitebft_signing_ed25519::{PublicKey, Signature};
+use arc_malachitebft_sync::RawDecidedValue;
+use bytes::Bytes;
+use tokio::sync::watch;
+use veilwatt_verifier::ledger::LedgerState;
+use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::types::{decode, encode, Block, Hash32, WalletKey};
+
+use super::codec::{decode_commit_certificate, encode_commit_certificate};
+use super::context::{
+    fin_signing_bytes, Address, BlockHeader, BlockId, Height, ProposalPart, ValidatorSet, VwContext,
+};
+use super::signing::VwSigner;
+use crate::core::{now_secs, NodeCore};
+
+/// Transactions per proposal part.
+const TXS_PER_PART: usize = 256;
+/// Streams being reassembled at once; the oldest is dropped beyond.
+const MAX_STREAMS: usize = 64;
+/// How far in the future a proposed block's time may be, seconds (clock skew allowance).
+const MAX_FUTURE_DRIFT_SECS: u64 = 15;
+
+/// Consensus timing and limits.
+#[derive(Clone, Copy, Debug)]
+pub struct AppSettings {
+    /// Target time between blocks.
+    pub block_interval: Duration,
+    /// Most transactions per block.
+    pub max_block_txs: usize,
+}
+
+/// A block seen at the current height (proposed by us, received, synced or recovered).
+struct Candidate {
+    block: Block,
+    /// Round and valid round it was proposed in, if known.
+    round: Option<(Round, Round)>,
+    proposer: Address,
+    /// The state it produces, once checked valid.
+    next: Option<LedgerState>,
+    validity: Option<Validity>,
+}
+
+#[derive(Default)]
+struct PartialStream {
+    parts: BTreeMap<u64, StreamContent<ProposalPart>>,
+    fin_at: Option<u64>,
+    opened: u64,
+}
+
+/// The application.
+pub struct App {
+    core: Arc<NodeCore>,
+    signer: VwSigner,
+    address: Address,
+    validators: ValidatorSet,
+    timeouts: LinearTimeouts,
+    settings: AppSettings,
+    last_commit: Instant,
+    candidates: BTreeMap<BlockId, Candidate>,
+    streams: BTreeMap<(Vec<u8>, Bytes), PartialStream>,
+    stream_counter: u64,
+}
+
+fn block_from_parts(
+    chain_id: &str,
+    parts: &BTreeMap<u64, StreamContent<ProposalPart>>,
+) -> Option<(Block, Round, Round, Signature)> {
+    let mut header = None;
+    let mut txs = Vec::new();
+    let mut fin = None;
+    for content in parts.values() {
+        match content {
+            StreamContent::Data(ProposalPart::Init {
+                round,
+                pol_round,
+                header: h,
+            }) if header.is_none() => header = Some((*round, *pol_round, h.clone())),
+            StreamContent::Data(ProposalPart::Data(chunk)) if header.is_some() => {
+                txs.extend(chunk.iter().cloned())
+            }
+            StreamContent::Data(ProposalPart::Fin(sig)) if header.is_some() => fin = Some(*sig),
+            StreamContent::Fin => {}
+            _ => return None,
+        }
+    }
+    let (round, pol_round, h) = header?;
+    let fin = fin?;
+    let to_round = |r: i64| match r {
+        -1 => Some(Round::Nil),
+        r => u32::try_from(r).ok().map(Round::new),
+    };
+    let block = Block {
+        height: h.height,
+        prev_hash: h.prev_hash,
+        time: h.time,
+        proposer: h.proposer,
+        txs,
+        state_root: h.state_root,
+    };
+    let _ = chain_id;
+    Some((
+        block,
+        to_round(round)?,
+        to_round(pol_round)?,
+        Signature::from_bytes(fin),
+    ))
+}
+
+impl App {
+    /// An application for `core`, signing with `signer`.
+    pub fn new(core: Arc<NodeCore>, signer: VwSigner, settings: AppSettings) -> Self {
+        let address = Address(signer.public_key().as_bytes().to_owned());
+        Self {
+            validators: core.validators.clone(),
+            core,
+            signer,
+            address,
+            timeouts: LinearTimeouts::default(),
+            settings,
+            last_commit: Instant::now(),
+            candidates: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            stream_counter: 0,
+        }
+    }
+
+    fn params(&self) -> HeightParams<VwContext> {
+        HeightParams::new(self.validators.clone(), self.timeouts, None)
+    }
+
+    fn next_height(&self) -> u64 {
+        self.core.state().height + 1
+    }
+
+    /// Runs until the engine stops or `shutdown` fires. A message being handled when shutdown
+    /// is requested is finished first (a decided block is always committed completely).
+    pub async fn run(
+        mut self,
+        mut channels: Channels<VwContext>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.changed() => break,
+                msg = channels.consensus.recv() => msg,
+            };
+            let Some(msg) = msg else { break };
+            self.handle(msg, &mut channels).await;
+        }
+        tracing::info!("consensus application stopped");
+    }
+
+    async fn handle(&mut self, msg: AppMsg<VwContext>, channels: &mut Channels<VwContext>) {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                let h = Height(self.next_height());
+                tracing::info!(height = %h, "consensus ready");
+                self.recover_pending(h.0);
+                let _ = reply.send((h, self.params()));
+            }
+            AppMsg::StartedRound {
+                height,
+                round,
+                proposer,
+                role,
+                reply_value,
+            } => {
+                tracing::debug!(%height, %round, %proposer, ?role, "started round");
+                self.validate_known(height.0).await;
+                let values = self
+                    .candidates
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.block.height == height.0
+                            && c.round.is_some_and(|(r, _)| r == round)
+                            && c.validity.is_some()
+                    })
+                    .map(|(id, c)| ProposedValue {
+                        height,
+                        round,
+                        valid_round: c.round.map_or(Round::Nil, |(_, v)| v),
+                        proposer: c.proposer,
+                        value: *id,
+                        validity: c.validity.unwrap_or(Validity::Invalid),
+                    })
+                    .collect();
+                let _ = reply_value.send(values);
+                let _ = role == Role::Proposer;
+            }
+            AppMsg::GetValue {
+                height,
+                round,
+                timeout,
+                reply,
+            } => {
+                if let Some(id) = self.propose(height, round, timeout).await {
+                    let _ = reply.send(LocallyProposedValue::new(height, round, id));
+                    self.publish(id, round, Round::Nil, channels).await;
+                }
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions {
+                extensions, reply, ..
+            } => {
+                let verdicts: VoteExtensionVerdicts<VwContext> =
+                    extensions.into_iter().map(|(a, _)| (a, Ok(()))).collect();
+                let _ = reply.send(verdicts);
+            }
+            AppMsg::RestreamProposal {
+                height,
+                round,
+                valid_round,
+                value_id,
+                ..
+            } => {
+                if self
+                    .candidates
+                    .get(&value_id)
+                    .is_some_and(|c| c.block.height == height.0)
+                {
+                    self.publish(value_id, round, valid_round, channels).await;
+                }
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::ReceivedProposalPart {
+                from,
+                published_by,
+                part,
+                reply,
+            } => {
+                let value = self.received_part(from, published_by, part).await;
+                let _ = reply.send(value);
+            }
+            AppMsg::Decided {
+                certificate, reply, ..
+            } => {
+                self.decided(&certificate).await;
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized {
+                certificate, reply, ..
+            } => {
+                let committed = self.core.state().height;
+                let next = if committed >= certificate.height.0 {
+                    Next::Start(Height(committed + 1), self.params())
+                } else {
+                    tracing::error!(height = %certificate.height, "decided block not committed; restarting the height");
+                    Next::Restart(Height(committed + 1), self.params())
+                };
+                let _ = reply.send(next);
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let _ = reply.send(self.decided_values(range.start().0, range.end().0));
+            }
+            AppMsg::ProcessSyncedValue {
+                height,
+                round,
+                proposer,
+                value_bytes,
+                reply,
+            } => {
+                let outcome = self.synced(height, round, proposer, value_bytes).await;
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Blocks written as pending before a crash become candidates again.
+    fn recover_pending(&mut self, height: u64) {
+        match self.core.store.pending(height) {
+            Ok(blocks) => {
+                for block in blocks {
+                    let id = BlockId::from(block.hash());
+                    self.candidates.entry(id).or_insert(Candidate {
+                        proposer: Address(block.proposer.0),
+                        block,
+                        round: None,
+                        next: None,
+                        validity: None,
+                    });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read pending blocks"),
+        }
+    }
+
+    /// Validates candidates of `height` not yet checked (received early or recovered).
+    async fn validate_known(&mut self, height: u64) {
+        if height != self.next_height() {
+            return;
+        }
+        let ids: Vec<BlockId> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.block.height == height && c.validity.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(c) = self.candidates.get(&id) {
+                let block = c.block.clone();
+                let (validity, next) = self.validate(block, true).await;
+                if let Some(c) = self.candidates.get_mut(&id) {
+                    c.validity = Some(validity);
+                    c.next = next;
+                }
+            }
+        }
+    }
+
+    async fn validate(&self, block: Block, live: bool) -> (Validity, Option<LedgerState>) {
+        if live && block.time > now_secs() + MAX_FUTURE_DRIFT_SECS {
+            tracing::warn!(
+                height = block.height,
+                "proposed block time is in the future"
+            );
+            return (Validity::Invalid, None);
+        }
+        let core = Arc::clone(&self.core);
+        let height = block.height;
+        match tokio::task::spawn_blocking(move || core.validate_block(&block)).await {
+            Ok(Ok(next)) => (Validity::Valid, Some(next)),
+            Ok(Err(e)) => {
+                tracing::warn!(height, error = %e, "invalid block");
+                (Validity::Invalid, None)
+            }
+            Err(e) => {
+                tracing::error!(height, error = %e, "validation panicked");
+                (Validity::Invalid, None)
+            }
+        }
+    }
+
+    async fn propose(
+        &mut self,
+        height: Height,
+        round: Round,
+        timeout: Duration,
+    ) -> Option<BlockId> {
+        // A restarted round re-proposes the block already built for it.
+        if let Some((id, _)) = self.candidates.iter().find(|(_, c)| {
+            c.block.height == height.0
+                && c.proposer == self.address
+                && c.round.is_some_and(|(r, _)| r == round)
+        }) {
+            return Some(*id);
+        }
+        // Steady cadence: wait for the block interval, but never past half the timeout.
+        let due = self.last_commit + self.settings.block_interval;
+        let latest = Instant::now() + timeout / 2;
+        tokio::time::sleep_until(due.min(latest).into()).await;
+
+        let core = Arc::clone(&self.core);
+        let proposer = WalletKey(self.address.0);
+        let max = self.settings.max_block_txs;
+        let built = tokio::task::spawn_blocking(move || {
+            core.build_block(height.0, now_secs(), proposer, max)
+        })
+        .await;
+        let (block, next) = match built {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                tracing::error!(%height, error = %e, "cannot build a block");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(%height, error = %e, "block building panicked");
+                return None;
+            }
+        };
+        if let Err(e) = self.core.store.put_pending(&block) {
+            tracing::error!(error = %e, "cannot persist the proposed block");
+            return None;
+        }
+        let id = BlockId::from(block.hash());
+        tracing::debug!(%height, %round, txs = block.txs.len(), "proposing");
+        self.candidates.insert(
+            id,
+            Candidate {
+                block,
+                round: Some((round, Round::Nil)),
+                proposer: self.address,
+                next: Some(next),
+                validity: Some(Validity::Valid),
+            },
+        );
+        Some(id)
+    }
+
+    async fn publish(
+        &mut self,
+        id: BlockId,
+        round: Round,
+        pol_round: Round,
+        channels: &mut Channels<VwContext>,
+    ) {
+        let Some(c) = self.candidates.get(&id) else {
+            return;
+        };
+        if self.validators.validators().len() == 1 {
+            // Nobody else needs the parts.
+            return;
+        }
+        let b = &c.block;
+        let chain_id = &self.core.genesis.chain_id;
+        let mut parts = vec![ProposalPart::Init {
+            round: round.as_i64(),
+            pol_round: pol_round.as_i64(),
+            header: BlockHeader {
+                height: b.height,
+                prev_hash: b.prev_hash,
+                time: b.time,
+                proposer: b.proposer,
+                state_root: b.state_root,
+            },
+        }];
+        parts.extend(
+            b.txs
+                .chunks(TXS_PER_PART)
+                .map(|c| ProposalPart::Data(c.to_vec())),
+        );
+        let sig = self.signer.sign_bytes(&fin_signing_bytes(
+            chain_id,
+            b.height,
+            round.as_i64(),
+            &Hash32(id.0),
+        ));
+        parts.push(ProposalPart::Fin(sig.to_bytes()));
+
+        self.stream_counter += 1;
+        let mut sid = b.height.to_be_bytes().to_vec();
+        sid.extend_from_slice(&round.as_i64().to_be_bytes());
+        sid.extend_from_slice(&self.stream_counter.to_be_bytes());
+        let stream_id = StreamId::new(Bytes::from(sid));
+        let n = parts.len() as u64;
+        let messages = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| StreamMessage::new(stream_id.clone(), i as u64, StreamContent::Data(p)))
+            .chain(std::iter::once(StreamMessage::new(
+                stream_id.clone(),
+                n,
+                StreamContent::Fin,
+            )));
+        for m in messages {
+            if channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(m))
+                .await
+                .is_err()
+            {
+                tracing::warn!("network channel closed while publishing a proposal");
+                return;
+            }
+        }
+    }
+
+    async fn received_part(
+        &mut self,
+        from: PeerId,
+        published_by: Option<PeerId>,
+        part: StreamMessage<ProposalPart>,
+    ) -> Option<ProposedValue<VwContext>> {
+        let publisher = published_by.unwrap_or(from).to_bytes();
+        let key = (publisher, part.stream_id.to_bytes());
+        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
+            // Drop the oldest stream.
+            if let Some(old) = self
+                .streams
+                .iter()
+                .min_by_key(|(_, s)| s.opened)
+                .map(|(k, _)| k.clone())
+            {
+                self.streams.remove(&old);
+            }
+        }
+        self.stream_counter += 1;
+        let opened = self.stream_counter;
+        let max_parts = (self.settings.max_block_txs / TXS_PER_PART + 4) as u64;
+        let stream = self
+            .streams
+            .entry(key.clone())
+            .or_insert_with(|| PartialStream {
+                opened,
+                ..Default::default()
+            });
+        if part.sequence > max_parts {
+            self.streams.remove(&key);
+            return None;
+        }
+        if matches!(part.content, StreamContent::Fin) {
+            stream.fin_at = Some(part.sequence);
+        }
+        stream.parts.insert(part.sequence, part.content);
+        let complete = stream
+            .fin_at
+            .is_some_and(|f| (0..=f).all(|i| stream.parts.contains_key(&i)));
+        if !complete {
+            return None;
+        }
+        let stream = self.streams.remove(&key)?;
+        let chain_id = self.core.genesis.chain_id.clone();
+        let (block, round, pol_round, sig) = block_from_parts(&chain_id, &stream.parts)?;
+        let id = BlockId::from(block.hash());
+
+        // The stream must come from the round's proposer, and carry its signature.
+        let height = Height(block.height);
+        let expected = VwContext.select_proposer(&self.validators, height, round);
+        if expected.address.0 != block.proposer.0 {
+            tracing::warn!(%height, %round, "proposal from a validator that is not the proposer");
+            return None;
+        }
+        let pk: &PublicKey = &expected.public_key;
+        let msg = fin_signing_bytes(&chain_id, block.height, round.as_i64(), &Hash32(id.0));
+        if pk.verify(&msg, &sig).is_err() {
+            tracing::warn!(%height, %round, "proposal stream with a bad proposer signature");
+            return None;
+        }
+        let next_height = self.next_height();
+        if block.height < next_height {
+            return None;
+        }
+        let proposer = expected.address;
+        let (validity, next) = if block.height == next_height {
+            let (v, n) = self.validate(block.clone(), true).await;
+            (Some(v), n)
+        } else {
+            (None, None)
+        };
+        if let Err(e) = self.core.store.put_pending(&block) {
+            tracing::error!(error = %e, "cannot persist a received proposal");
+            return None;
+        }
+        self.candidates.insert(
+            id,
+            Candidate {
+                block,
+                round: Some((round, pol_round)),
+                proposer,
+                next,
+                validity,
+            },
+        );
+        validity.map(|validity| ProposedValue {
+            height,
+            round,
+            valid_round: pol_round,
+            proposer,
+            value: id,
+            validity,
+        })
+    }
+
+    async fn decided(&mut self, certificate: &CommitCertificate<VwContext>) {
+        let height = certificate.height.0;
+        let committed = self.core.state().height;
+        if height <= committed {
+            return;
+        }
+        if height != committed + 1 {
+            tracing::error!(height, committed, "decided a height beyond the next one");
+            return;
+        }
+        let id = certificate.value_id;
+        if !self.candidates.contains_key(&id) {
+            self.recover_pending(height);
+        }
+        let Some(c) = self.candidates.get(&id) else {
+            tracing::error!(height, %id, "decided block is unknown to this node");
+            return;
+        };
+        let (block, next) = match &c.next {
+            Some(next) => (c.block.clone(), next.clone()),
+            None => {
+                let block = c.block.clone();
+                match self.validate(block.clone(), false).await {
+                    (Validity::Valid, Some(next)) => (block, next),
+                    _ => {
+                        tracing::error!(height, %id, "decided block does not apply to the state");
+                        return;
+                    }
+                }
+            }
+        };
+        let core = Arc::clone(&self.core);
+        let cert = encode_commit_certificate(certificate);
+        let result =
+            tokio::task::spawn_blocking(move || core.commit(&block, next, &cert).map(|_| block))
+                .await;
+        match result {
+            Ok(Ok(block)) => {
+                tracing::info!(height, txs = block.txs.len(), hash = %id, "committed");
+                self.last_commit = Instant::now();
+                self.candidates.retain(|_, c| c.block.height > height);
+            }
+            Ok(Err(e)) => tracing::error!(height, error = %e, "commit failed"),
+            Err(e) => tracing::error!(height, error = %e, "commit panicked"),
+        }
+    }
+
+    fn decided_values(&self, from: u64, to: u64) -> Vec<RawDecidedValue<VwContext>> {
+        let mut out = Vec::new();
+        let top = self.core.state().height;
+        for h in from.max(1)..=to.min(top) {
+            let (Ok(Some(block)), Ok(Some(cert))) =
+                (self.core.store.block(h), self.core.store.certificate(h))
+            else {
+                break;
+            };
+            let Ok(cert) = decode_commit_certificate(&cert) else {
+                break;
+            };
+            let certificate = ExtendedCommitCertificate {
+                height: cert.height,
+                round: cert.round,
+                value_id: cert.value_id,
+                commit_signatures: cert
+                    .commit_signatures
+                    .into_iter()
+                    .map(|s| ExtendedCommitSignature::new(s.address, s.signature, None))
+                    .collect(),
+            };
+            out.push(RawDecidedValue::new(
+                Bytes::from(encode(&block)),
+                certificate,
+            ));
+        }
+        out
+    }
+
+    async fn synced(
+        &mut self,
+        height: Height,
+        round: Round,
+        proposer: Address,
+        value_bytes: Bytes,
+    ) -> SyncedValueOutcome<VwContext> {
+        let Ok(block) = decode::<Block>(&value_bytes) else {
+            return SyncedValueOutcome::PeerFault;
+        };
+        if block.height != height.0 || block.proposer.0 != proposer.0 {
+            return SyncedValueOutcome::PeerFault;
+        }
+        if block.height != self.next_height() {
+            return SyncedValueOutcome::LocalTransientError;
+        }
+        let id = BlockId::from(block.hash());
+        let (validity, next) = self.validate(block.clone(), false).await;
+        self.core
+            .synced_to
+            .store(height.0, std::sync::atomic::Ordering::Relaxed);
+        self.candidates.insert(
+            id,
+            Candidate {
+                block,
+                round: Some((round, Round::Nil)),
+                proposer,
+                next,
+                validity: Some(validity),
+            },
+        );
+        SyncedValueOutcome::Verdict(ProposedValue {
+            height,
+            round,
+            valid_round: Round::Nil,
+            proposer,
+            value: id,
+            validity,
+        })
+    }
+}
+
+/// A block's consensus public key, for checks outside the engine.
+pub fn validator_public_key(key: &WalletKey) -> Option<PublicKey> {
+    PublicKey::from_bytes(key.0).ok()
+}

@@ -1,0 +1,171 @@
+//! Block production with the Malachite BFT engine (decision 0004).
+
+pub mod app;
+pub mod codec;
+pub mod context;
+pub mod signing;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_malachitebft_app_channel::app::config::{
+    ConsensusConfig, NodeConfig as EngineNodeConfig, ValuePayload, ValueSyncConfig,
+};
+use arc_malachitebft_app_channel::app::net::Multiaddr;
+use arc_malachitebft_app_channel::app::types::codec::Codec;
+use arc_malachitebft_app_channel::app::types::Keypair;
+use arc_malachitebft_app_channel::{
+    start_engine, ConsensusContext, EngineHandle, NetworkContext, NetworkIdentity, RequestContext,
+    Signer, SyncContext, WalContext,
+};
+use arc_malachitebft_signing_ed25519::PrivateKey;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::core::NodeCore;
+use app::{App, AppSettings};
+use codec::VwCodec;
+use context::{Address, VwContext};
+use signing::{VwSigner, VwVerifier};
+
+/// Engine configuration as the engine reads it.
+#[derive(Clone, Debug)]
+struct EngineConfig {
+    moniker: String,
+    consensus: ConsensusConfig,
+    value_sync: ValueSyncConfig,
+}
+
+impl EngineNodeConfig for EngineConfig {
+    fn moniker(&self) -> &str {
+        &self.moniker
+    }
+    fn consensus(&self) -> &ConsensusConfig {
+        &self.consensus
+    }
+    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
+        &mut self.consensus
+    }
+    fn value_sync(&self) -> &ValueSyncConfig {
+        &self.value_sync
+    }
+    fn value_sync_mut(&mut self) -> &mut ValueSyncConfig {
+        &mut self.value_sync
+    }
+}
+
+/// Why consensus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// A configured address does not parse.
+    #[error("bad p2p address {0:?}: {1}")]
+    Address(String, String),
+    /// This node's key is not in the genesis validator set.
+    #[error("this node's key {0} is not a genesis validator")]
+    NotAValidator(String),
+    /// The engine failed.
+    #[error("consensus engine: {0}")]
+    Engine(String),
+}
+
+/// What starting consensus needs.
+pub struct ConsensusSetup {
+    /// Moniker.
+    pub moniker: String,
+    /// Validator Ed25519 seed.
+    pub secret: [u8; 32],
+    /// libp2p listen address.
+    pub p2p_listen: String,
+    /// Peers.
+    pub persistent_peers: Vec<String>,
+    /// WAL file.
+    pub wal_path: PathBuf,
+    /// Cadence and limits.
+    pub settings: AppSettings,
+}
+
+/// A running engine and application.
+pub struct ConsensusHandle {
+    engine: EngineHandle,
+    app: JoinHandle<()>,
+}
+
+impl ConsensusHandle {
+    /// Waits for the application loop to finish (after shutdown), then stops the engine.
+    pub async fn stop(self) {
+        let _ = self.app.await;
+        self.engine.actor.stop(None);
+        let _ = self.engine.handle.await;
+    }
+}
+
+fn multiaddr(s: &str) -> Result<Multiaddr, ConsensusError> {
+    s.parse()
+        .map_err(|e: <Multiaddr as std::str::FromStr>::Err| {
+            ConsensusError::Address(s.to_owned(), e.to_string())
+        })
+}
+
+/// Starts the engine and the application loop.
+pub async fn start(
+    core: Arc<NodeCore>,
+    setup: ConsensusSetup,
+    shutdown: watch::Receiver<bool>,
+) -> Result<ConsensusHandle, ConsensusError> {
+    let key = PrivateKey::from(setup.secret);
+    let address = Address(key.public_key().as_bytes().to_owned());
+    if !core.genesis.validators.iter().any(|v| v.key.0 == address.0) {
+        return Err(ConsensusError::NotAValidator(address.to_string()));
+    }
+    let chain_id = core.genesis.chain_id.clone();
+    let signer = VwSigner::new(chain_id.clone(), key);
+
+    let mut consensus = ConsensusConfig {
+        value_payload: ValuePayload::ProposalAndParts,
+        ..ConsensusConfig::default()
+    };
+    consensus.p2p.listen_addr = multiaddr(&setup.p2p_listen)?;
+    consensus.p2p.persistent_peers = setup
+        .persistent_peers
+        .iter()
+        .map(|p| multiaddr(p))
+        .collect::<Result<_, _>>()?;
+    let config = EngineConfig {
+        moniker: setup.moniker.clone(),
+        consensus,
+        value_sync: ValueSyncConfig::default(),
+    };
+
+    let keypair = Keypair::ed25519_from_bytes(setup.secret)
+        .map_err(|e| ConsensusError::Engine(e.to_string()))?;
+    let peer_id = keypair.public().to_peer_id();
+    let proof = signer
+        .sign_validator_proof(address.0.to_vec(), peer_id.to_bytes())
+        .await
+        .map_err(|e| ConsensusError::Engine(e.to_string()))?;
+    let proof_bytes = VwCodec
+        .encode(&proof)
+        .map_err(|e| ConsensusError::Engine(e.to_string()))?;
+    let identity =
+        NetworkIdentity::new_validator(setup.moniker, keypair, address.to_string(), proof_bytes);
+
+    let (channels, engine) = start_engine(
+        VwContext,
+        config,
+        WalContext::new(setup.wal_path, VwCodec),
+        NetworkContext::new(identity, VwCodec),
+        ConsensusContext::new_validator(
+            address,
+            Box::new(VwVerifier::new(chain_id)),
+            Box::new(signer.clone()),
+        ),
+        SyncContext::new(VwCodec),
+        RequestContext::new(100),
+    )
+    .await
+    .map_err(|e| ConsensusError::Engine(format!("{e:#}")))?;
+
+    let app = App::new(core, signer, setup.settings);
+    let app = tokio::spawn(app.run(channels, shutdown));
+    Ok(ConsensusHandle { engine, app })
+}

@@ -1,0 +1,415 @@
+//! The node's shared state: the committed ledger, the mempool with the state it implies, the
+//! admission pipeline, the store, commit notifications and metrics. The HTTP API and the
+//! consensus application both work through it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use veilwatt_verifier::ledger::{BlockError, Ledger, LedgerState};
+use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::types::{Block, Genesis, Hash32, Transaction, TxId, WalletKey};
+use veilwatt_verifier::OrderVerifier;
+
+use crate::admission::{Admission, AdmissionConfig, AdmitError, ProofCache};
+use crate::consensus::context::ValidatorSet;
+use crate::mempool::Mempool;
+use crate::metrics::NodeMetrics;
+use crate::store::{RocksStore, StoreError, TxLocation};
+
+/// How many rejection reasons are remembered for `GET /v1/tx/{id}`.
+const REJECTED_MEMORY: usize = 100_000;
+/// Most transactions verified together in one admission batch.
+const ADMIT_BATCH: usize = 512;
+/// Proofs remembered as verified.
+const PROOF_CACHE: usize = 200_000;
+
+/// Unix seconds from the wall clock (admission and proposing only; never the state machine).
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a transaction's status is.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxStatus {
+    /// In the mempool.
+    Pending,
+    /// In a committed block.
+    Committed {
+        /// Block height.
+        height: u64,
+        /// Position in the block.
+        index: u32,
+    },
+    /// Dropped after admission (it became invalid before a block included it).
+    Rejected {
+        /// Stable code.
+        code: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Published after every commit.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommitEvent {
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub hash: Hash32,
+    /// Consensus time.
+    pub time: u64,
+    /// State root.
+    pub state_root: Hash32,
+    /// Ids of the block's transactions.
+    pub txs: Vec<TxId>,
+    /// Periods cleared by the block.
+    pub cleared_periods: Vec<u64>,
+}
+
+/// Failures of the node's own machinery (not of a client's input).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored state does not match genesis.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+struct Pool {
+    mempool: Mempool,
+    /// The committed state with every pending transaction applied.
+    pending: LedgerState,
+}
+
+#[derive(Default)]
+struct Rejected {
+    reasons: BTreeMap<TxId, (String, String)>,
+    order: VecDeque<TxId>,
+}
+
+impl Rejected {
+    fn insert(&mut self, id: TxId, code: &str, reason: String) {
+        if self.reasons.insert(id, (code.to_owned(), reason)).is_none() {
+            self.order.push_back(id);
+            while self.order.len() > REJECTED_MEMORY {
+                if let Some(old) = self.order.pop_front() {
+                    self.reasons.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+type AdmitReply = oneshot::Sender<Result<TxId, AdmitError>>;
+
+/// The shared state of one node.
+pub struct NodeCore {
+    /// Genesis (lives as long as the process).
+    pub genesis: &'static Genesis,
+    /// The rules.
+    pub ledger: Ledger<'static>,
+    /// Proofs verified so far.
+    pub proofs: &'static ProofCache,
+    admission: Admission<'static>,
+    /// Storage.
+    pub store: RocksStore,
+    state: RwLock<Arc<LedgerState>>,
+    pool: Mutex<Pool>,
+    rejected: Mutex<Rejected>,
+    events: broadcast::Sender<Arc<CommitEvent>>,
+    admit_tx: mpsc::Sender<(Transaction, AdmitReply)>,
+    /// Metrics.
+    pub metrics: NodeMetrics,
+    /// Consensus validator set.
+    pub validators: ValidatorSet,
+    /// False once shutdown began: the API refuses new transactions.
+    pub accepting: AtomicBool,
+    /// Height of the last block received through sync (0 if none).
+    pub synced_to: AtomicU64,
+    /// Configured peers.
+    pub peers: Vec<String>,
+    /// This node's moniker.
+    pub moniker: String,
+}
+
+/// The receiving end of the admission queue; run with [`NodeCore::run_admission`].
+pub struct AdmissionQueue(mpsc::Receiver<(Transaction, AdmitReply)>);
+
+impl NodeCore {
+    /// Opens the node's state: the store at `ledger_dir`, resuming from its last block.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        genesis: Genesis,
+        verifier: OrderVerifier,
+        store: RocksStore,
+        admission: AdmissionConfig,
+        mempool_capacity: usize,
+        peers: Vec<String>,
+        moniker: String,
+    ) -> Result<(Arc<Self>, AdmissionQueue), CoreError> {
+        // One genesis per process lifetime: leaking it lets the rules borrow it for 'static.
+        let genesis: &'static Genesis = Box::leak(Box::new(genesis));
+        let ledger = Ledger::new(genesis).map_err(|e| CoreError::Inconsistent(e.to_string()))?;
+        let validators = ValidatorSet::from_genesis(genesis)
+            .map_err(|e| CoreError::Inconsistent(e.to_string()))?;
+        let proofs: &'static ProofCache =
+            Box::leak(Box::new(ProofCache::new(verifier, PROOF_CACHE)));
+        let state = store.state()?.unwrap_or_default();
+        let (events, _) = broadcast::channel(1024);
+        let (admit_tx, admit_rx) = mpsc::channel(16 * 1024);
+        let metrics = NodeMetrics::register(&moniker);
+        metrics.height.set(state.height as i64);
+        let core = Arc::new(Self {
+            genesis,
+            ledger,
+            proofs,
+            admission: Admission::new(ledger, genesis.chain_id.clone(), admission, proofs),
+            store,
+            pool: Mutex::new(Pool {
+                mempool: Mempool::new(mempool_capacity),
+                pending: state.clone(),
+            }),
+            state: RwLock::new(Arc::new(state)),
+            rejected: Mutex::default(),
+            events,
+            admit_tx,
+            metrics,
+            validators,
+            accepting: AtomicBool::new(true),
+            synced_to: AtomicU64::new(0),
+            peers,
+            moniker,
+        });
+        Ok((core, AdmissionQueue(admit_rx)))
+    }
+
+    /// The latest committed state.
+    pub fn state(&self) -> Arc<LedgerState> {
+        Arc::clone(&self.state.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Subscribes to commit events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Decodes a submitted body (size limit, JSON).
+    pub fn decode(&self, body: &[u8]) -> Result<Transaction, AdmitError> {
+        self.admission.decode(body)
+    }
+
+    /// Submits a decoded transaction to the admission queue and waits for the verdict.
+    pub async fn submit(&self, tx: Transaction) -> Result<TxId, AdmitError> {
+        let (reply, rx) = oneshot::channel();
+        self.admit_tx
+            .try_send((tx, reply))
+            .map_err(|_| AdmitError::MempoolFull)?;
+        rx.await.unwrap_or(Err(AdmitError::MempoolFull))
+    }
+
+    /// The admission worker: takes queued submissions in batches, checks signatures and
+    /// proofs on the blocking pool (one batch verification per batch), then the rules.
+    pub async fn run_admission(self: Arc<Self>, mut queue: AdmissionQueue) {
+        while let Some(first) = queue.0.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < ADMIT_BATCH {
+                match queue.0.try_recv() {
+                    Ok(x) => batch.push(x),
+                    Err(_) => break,
+                }
+            }
+            let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let core = Arc::clone(&self);
+            let results = tokio::task::spawn_blocking(move || core.admit_batch(txs)).await;
+            match results {
+                Ok(results) => {
+                    for (r, reply) in results.into_iter().zip(replies) {
+                        let _ = reply.send(r);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "admission batch panicked"),
+            }
+        }
+    }
+
+    fn admit_batch(&self, txs: Vec<Transaction>) -> Vec<Result<TxId, AdmitError>> {
+        let pre = self.admission.check_stateless(&txs);
+        let mut pool = lock(&self.pool);
+        let time = now_secs().max(pool.pending.last_time);
+        let Pool { mempool, pending } = &mut *pool;
+        let results = self
+            .admission
+            .admit_checked(txs, pre, pending, time, mempool);
+        self.metrics.mempool.set(mempool.len() as i64);
+        drop(pool);
+        for r in &results {
+            match r {
+                Ok(_) => {
+                    self.metrics.accepted.inc();
+                }
+                Err(e) => self.metrics.rejected(e.code()),
+            }
+        }
+        results
+    }
+
+    /// Status of a transaction.
+    pub fn tx_status(&self, id: &TxId) -> Result<Option<TxStatus>, StoreError> {
+        if let Some(TxLocation { height, index }) = self.store.tx_location(id)? {
+            return Ok(Some(TxStatus::Committed { height, index }));
+        }
+        if lock(&self.pool).mempool.contains(id) {
+            return Ok(Some(TxStatus::Pending));
+        }
+        Ok(lock(&self.rejected)
+            .reasons
+            .get(id)
+            .map(|(code, reason)| TxStatus::Rejected {
+                code: code.clone(),
+                reason: reason.clone(),
+            }))
+    }
+
+    /// Number of pending transactions.
+    pub fn mempool_len(&self) -> usize {
+        lock(&self.pool).mempool.len()
+    }
+
+    /// Builds the block a proposer offers at `height`, `time`: pending transactions in arrival
+    /// order, skipping any the rules now refuse (those are dropped from the mempool), executed
+    /// for its state root. Returns the block and the state it produces.
+    pub fn build_block(
+        &self,
+        height: u64,
+        time: u64,
+        proposer: WalletKey,
+        max_txs: usize,
+    ) -> Result<(Block, LedgerState), BlockError> {
+        let state = self.state();
+        let time = time.max(state.last_time);
+        let candidates = lock(&self.pool).mempool.peek(max_txs);
+        let mut scratch = (*state).clone();
+        let mut events = Vec::new();
+        self.ledger
+            .clear_due(&mut scratch, height, time, &mut events)
+            .map_err(BlockError::Clearing)?;
+        let mut txs = Vec::with_capacity(candidates.len());
+        let mut refused = Vec::new();
+        for tx in candidates {
+            let id = tx.id();
+            match self.ledger.apply_signed_tx(&mut scratch, &tx, id, time) {
+                Ok(()) => txs.push(tx),
+                Err(e) => refused.push((id, e.to_string())),
+            }
+        }
+        if !refused.is_empty() {
+            self.drop_pending(refused);
+        }
+        let mut block = Block {
+            height,
+            prev_hash: state.last_block_hash,
+            time,
+            proposer,
+            txs,
+            state_root: Hash32::default(),
+        };
+        let (next, _) = self.ledger.execute(&state, &block, self.proofs)?;
+        block.state_root = next.root();
+        // The hash covers the root, so the state's last hash is set after it is known.
+        let mut next = next;
+        next.last_block_hash = block.hash();
+        Ok((block, next))
+    }
+
+    /// Checks a proposed or synced block in full against the committed state: height, parent,
+    /// time, proposer, every signature, every proof not verified before, every rule, the
+    /// period clearing and the state root. Returns the state it produces.
+    pub fn validate_block(&self, block: &Block) -> Result<LedgerState, BlockError> {
+        let state = self.state();
+        let (next, _) = self.ledger.apply_block(&state, block, self.proofs)?;
+        Ok(next)
+    }
+
+    fn drop_pending(&self, refused: Vec<(TxId, String)>) {
+        let ids: Vec<TxId> = refused.iter().map(|(id, _)| *id).collect();
+        let mut pool = lock(&self.pool);
+        pool.mempool.remove(&ids);
+        self.metrics.mempool.set(pool.mempool.len() as i64);
+        drop(pool);
+        let mut rej = lock(&self.rejected);
+        for (id, reason) in refused {
+            rej.insert(id, "rule_violation", reason);
+        }
+    }
+
+    /// Commits a decided block (durably, with its certificate), then updates the in-memory
+    /// state, the mempool and subscribers.
+    pub fn commit(
+        &self,
+        block: &Block,
+        next: LedgerState,
+        certificate: &[u8],
+    ) -> Result<(), CoreError> {
+        let started = std::time::Instant::now();
+        self.store.commit_decided(block, &next, certificate)?;
+        let prev = self.state();
+        let next = Arc::new(next);
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
+
+        // The mempool: drop what the block included, re-apply the rest to the new state and
+        // drop what no longer applies.
+        let ids: Vec<TxId> = block.txs.iter().map(Transaction::id).collect();
+        let mut dropped = Vec::new();
+        {
+            let mut pool = lock(&self.pool);
+            pool.mempool.remove(&ids);
+            let mut pending = (*next).clone();
+            let time = now_secs().max(next.last_time);
+            for tx in pool.mempool.iter() {
+                let id = tx.id();
+                if let Err(e) = self.ledger.apply_signed_tx(&mut pending, tx, id, time) {
+                    dropped.push((id, e.to_string()));
+                }
+            }
+            let dropped_ids: Vec<TxId> = dropped.iter().map(|(id, _)| *id).collect();
+            pool.mempool.remove(&dropped_ids);
+            pool.pending = pending;
+            self.metrics.mempool.set(pool.mempool.len() as i64);
+        }
+        if !dropped.is_empty() {
+            let mut rej = lock(&self.rejected);
+            for (id, reason) in dropped {
+                rej.insert(id, "rule_violation", reason);
+            }
+        }
+        let cleared_periods: Vec<u64> = next
+            .results
+            .keys()
+            .filter(|p| !prev.results.contains_key(p))
+            .copied()
+            .collect();
+        self.metrics.observe_commit(block, started.elapsed());
+        let _ = self.events.send(Arc::new(CommitEvent {
+            height: block.height,
+            hash: block.hash(),
+            time: block.time,
+            state_root: block.state_root,
+            txs: ids,
+            cleared_periods,
+        }));
+        Ok(())
+    }
+}

@@ -1,0 +1,399 @@
+//! `veilwatt-node`: run and administer a Veilwatt validator.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use rand_core::{OsRng, RngCore};
+use veilwatt_node::config::{read_genesis, write_genesis, Home, NodeConfig};
+use veilwatt_node::consensus::codec::decode_commit_certificate;
+use veilwatt_node::store::RocksStore;
+use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::types::{FeeSchedule, Genesis, Hash32, Mechanism, Validator, WalletKey};
+
+#[derive(Parser)]
+#[command(name = "veilwatt-node", version, about = "Veilwatt validator node")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MechanismArg {
+    Uniform,
+    PayAsBid,
+    Midpoint,
+}
+
+impl From<MechanismArg> for Mechanism {
+    fn from(m: MechanismArg) -> Self {
+        match m {
+            MechanismArg::Uniform => Mechanism::Uniform,
+            MechanismArg::PayAsBid => Mechanism::PayAsBid,
+            MechanismArg::Midpoint => Mechanism::Midpoint,
+        }
+    }
+}
+
+/// Market parameters shared by `genesis` and `testnet`.
+#[derive(clap::Args, Clone)]
+struct MarketArgs {
+    /// Chain id.
+    #[arg(long, default_value = "veilwatt-local")]
+    chain_id: String,
+    /// Start of period 0, Unix seconds (default: now, rounded down to the period).
+    #[arg(long)]
+    genesis_time: Option<u64>,
+    /// Settlement period length, seconds.
+    #[arg(long, default_value_t = 900)]
+    period_secs: u64,
+    /// Gate delay after a period ends, seconds.
+    #[arg(long, default_value_t = 300)]
+    gate_delay_secs: u64,
+    /// Clearing mechanism.
+    #[arg(long, value_enum, default_value = "uniform")]
+    mechanism: MechanismArg,
+    /// Grid/wheeling fee, minor units per kWh (paid by buyers).
+    #[arg(long, default_value_t = 4)]
+    grid_fee: u64,
+    /// Market fee, minor units per kWh.
+    #[arg(long, default_value_t = 1)]
+    market_fee: u64,
+    /// Buyer's share of the market fee, basis points.
+    #[arg(long, default_value_t = 5000)]
+    buyer_share_bps: u16,
+    /// Price floor (feed-in tariff), minor units per kWh.
+    #[arg(long, default_value_t = 8)]
+    price_floor: u64,
+    /// Price cap (retail tariff), minor units per kWh.
+    #[arg(long, default_value_t = 30)]
+    price_cap: u64,
+    /// Verifying-key id (hex); default: the development key.
+    #[arg(long)]
+    vk_id: Option<String>,
+}
+
+impl MarketArgs {
+    fn genesis(&self, validators: Vec<Validator>, registrar: WalletKey) -> Result<Genesis> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let vk_id = match &self.vk_id {
+            Some(h) => Hash32::from_hex(h).map_err(anyhow::Error::msg)?,
+            None => Hash32(veilwatt_params::dev::pinned_vk_id().0),
+        };
+        let g = Genesis {
+            chain_id: self.chain_id.clone(),
+            genesis_time: self
+                .genesis_time
+                .unwrap_or(now - now % self.period_secs.max(1)),
+            validators,
+            registrar,
+            period_secs: self.period_secs,
+            gate_delay_secs: self.gate_delay_secs,
+            mechanism: self.mechanism.into(),
+            fees: FeeSchedule {
+                grid_fee_per_kwh: self.grid_fee,
+                market_fee_per_kwh: self.market_fee,
+                market_fee_buyer_share_bps: self.buyer_share_bps,
+            },
+            price_floor: self.price_floor,
+            price_cap: self.price_cap,
+            vk_id,
+        };
+        g.validate()?;
+        Ok(g)
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a validator home: a new consensus key, config.toml and the genesis.
+    Init {
+        /// Genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Home directory to create.
+        #[arg(long)]
+        home: PathBuf,
+        /// Node name.
+        #[arg(long, default_value = "validator")]
+        moniker: String,
+        /// API listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+        /// p2p TCP port.
+        #[arg(long, default_value_t = 27000)]
+        p2p_port: u16,
+    },
+    /// Run a validator.
+    Run {
+        /// Home directory.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Write a genesis file.
+    Genesis {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validators as NAME:PUBKEY_HEX[:POWER] (repeat).
+        #[arg(long = "validator", required = true)]
+        validators: Vec<String>,
+        /// The registrar's Ed25519 public key, hex.
+        #[arg(long)]
+        registrar: String,
+        #[command(flatten)]
+        market: MarketArgs,
+    },
+    /// Generate a local network: keys, one genesis, one home per validator on 127.0.0.1.
+    Testnet {
+        /// Number of validators.
+        #[arg(long, default_value_t = 1)]
+        validators: usize,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// First API port (validator i uses base + i; p2p uses base + 100 + i).
+        #[arg(long, default_value_t = 26600)]
+        base_port: u16,
+        /// Target block interval, ms.
+        #[arg(long, default_value_t = 1000)]
+        block_interval_ms: u64,
+        #[command(flatten)]
+        market: MarketArgs,
+    },
+    /// Export committed blocks with their commit certificates (for offline audit).
+    Export {
+        /// Home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// First height.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last height (default: the latest).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Output file (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn random_secret() -> [u8; 32] {
+    let mut s = [0u8; 32];
+    OsRng.fill_bytes(&mut s);
+    s
+}
+
+fn public_of(secret: &[u8; 32]) -> WalletKey {
+    WalletKey(
+        ed25519_dalek::SigningKey::from_bytes(secret)
+            .verifying_key()
+            .to_bytes(),
+    )
+}
+
+fn parse_validator(s: &str) -> Result<Validator> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (name, key, power) = match parts.as_slice() {
+        [n, k] => (*n, *k, 1),
+        [n, k, p] => (*n, *k, p.parse().context("validator power")?),
+        _ => bail!("validator must be NAME:PUBKEY_HEX[:POWER], got {s:?}"),
+    };
+    Ok(Validator {
+        name: name.to_owned(),
+        key: WalletKey::from_hex(key).map_err(anyhow::Error::msg)?,
+        power,
+    })
+}
+
+fn init_tracing(single_validator: bool) {
+    // A lone validator has no gossip peers: the engine's network layer would log every
+    // publication as an error, so its logs are silenced unless RUST_LOG asks for them.
+    let default = if single_validator {
+        "info,arc_malachitebft_network=off"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn export(home: &Path, from: u64, to: Option<u64>, out: &Path) -> Result<()> {
+    let genesis = read_genesis(&home.join(veilwatt_node::config::GENESIS_FILE))?;
+    let store = RocksStore::open_read_only(&home.join("data").join("ledger"))
+        .context("opening the ledger")?;
+    let top = store.height()?;
+    let to = to.unwrap_or(top).min(top);
+    if from == 0 || from > to {
+        bail!("nothing to export: from {from} to {to} (ledger height {top})");
+    }
+    let mut blocks = Vec::new();
+    for h in from..=to {
+        let block = store
+            .block(h)?
+            .with_context(|| format!("block {h} missing"))?;
+        let cert = store
+            .certificate(h)?
+            .with_context(|| format!("certificate {h} missing"))?;
+        decode_commit_certificate(&cert).with_context(|| format!("certificate {h}"))?;
+        blocks.push(serde_json::json!({
+            "hash": block.hash(),
+            "block": block,
+            "certificate": hex::encode(&cert),
+        }));
+    }
+    let doc = serde_json::json!({
+        "format": "veilwatt-export/1",
+        "chain_id": genesis.chain_id,
+        "genesis_hash": genesis.hash(),
+        "from": from,
+        "to": to,
+        "blocks": blocks,
+    });
+    std::fs::write(out, serde_json::to_vec(&doc)?)?;
+    eprintln!("exported blocks {from}..={to} to {}", out.display());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Init {
+            genesis,
+            home,
+            moniker,
+            api,
+            p2p_port,
+        } => {
+            let g = read_genesis(&genesis)?;
+            let secret = random_secret();
+            Home::create(&home, &NodeConfig::new(&moniker, api, p2p_port), &g, secret)?;
+            let key = public_of(&secret);
+            println!(
+                "{}",
+                serde_json::json!({"home": home, "validator_key": key})
+            );
+            if !g.validators.iter().any(|v| v.key == key) {
+                eprintln!(
+                    "note: this key is not in the genesis validator set; add it with \
+                     `veilwatt-node genesis --validator NAME:{key}` and copy the new genesis \
+                     to {}",
+                    home.join(veilwatt_node::config::GENESIS_FILE).display()
+                );
+            }
+        }
+        Cmd::Genesis {
+            out,
+            validators,
+            registrar,
+            market,
+        } => {
+            let validators = validators
+                .iter()
+                .map(|v| parse_validator(v))
+                .collect::<Result<Vec<_>>>()?;
+            let registrar = WalletKey::from_hex(&registrar).map_err(anyhow::Error::msg)?;
+            let g = market.genesis(validators, registrar)?;
+            write_genesis(&out, &g)?;
+            println!("{}", serde_json::json!({"genesis": out, "hash": g.hash()}));
+        }
+        Cmd::Testnet {
+            validators,
+            out,
+            base_port,
+            block_interval_ms,
+            market,
+        } => {
+            if validators == 0 {
+                bail!("--validators must be at least 1");
+            }
+            let secrets: Vec<[u8; 32]> = (0..validators).map(|_| random_secret()).collect();
+            let registrar = random_secret();
+            let set = secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Validator {
+                    name: format!("validator-{i}"),
+                    key: public_of(s),
+                    power: 1,
+                })
+                .collect();
+            let g = market.genesis(set, public_of(&registrar))?;
+            std::fs::create_dir_all(&out)?;
+            write_genesis(&out.join("genesis.json"), &g)?;
+            std::fs::write(
+                out.join("registrar_key.json"),
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "public_key": public_of(&registrar),
+                    "secret": hex::encode(registrar),
+                }))?,
+            )?;
+            let p2p = |i: usize| base_port + 100 + i as u16;
+            for (i, secret) in secrets.iter().enumerate() {
+                let api: SocketAddr = ([127, 0, 0, 1], base_port + i as u16).into();
+                let mut cfg = NodeConfig::new(&format!("validator-{i}"), api, p2p(i));
+                cfg.consensus.block_interval_ms = block_interval_ms;
+                cfg.consensus.persistent_peers = (0..validators)
+                    .filter(|j| *j != i)
+                    .map(|j| format!("/ip4/127.0.0.1/tcp/{}", p2p(j)))
+                    .collect();
+                Home::create(&out.join(format!("node{i}")), &cfg, &g, *secret)?;
+            }
+            println!(
+                "{}",
+                serde_json::json!({"out": out, "validators": validators, "genesis_hash": g.hash()})
+            );
+        }
+        Cmd::Run { home } => {
+            let home = Home::load(&home)?;
+            init_tracing(home.genesis.validators.len() == 1);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let node = veilwatt_node::run::start(&home).await?;
+                println!("{}", serde_json::json!({"api": node.api_addr.to_string()}));
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                node.shutdown().await;
+                anyhow::Ok(())
+            })?;
+        }
+        Cmd::Export {
+            home,
+            from,
+            to,
+            out,
+        } => export(&home, from, to, &out)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! Prometheus metrics of the node, registered beside the consensus engine's in one registry
+//! and served at `/metrics`. (Durations are observed as seconds, the Prometheus convention; they
+//! are telemetry, never consensus input.)
+
+use std::time::Duration;
+
+use arc_malachitebft_app_channel::app::metrics::prometheus::metrics::counter::Counter;
+use arc_malachitebft_app_channel::app::metrics::prometheus::metrics::family::Family;
+use arc_malachitebft_app_channel::app::metrics::prometheus::metrics::gauge::Gauge;
+use arc_malachitebft_app_channel::app::metrics::prometheus::metrics::histogram::{
+    exponential_buckets, Histogram,
+};
+use arc_malachitebft_app_channel::app::metrics::SharedRegistry;
+use veilwatt_verifier::types::{Block, TxBody};
+
+/// The node's own metrics.
+#[derive(Clone)]
+pub struct NodeMetrics {
+    /// Transactions admitted to the mempool.
+    pub accepted: Counter,
+    /// Transactions refused at admission, by error code.
+    pub refused: Family<Vec<(String, String)>, Counter>,
+    /// Blocks committed.
+    pub blocks: Counter,
+    /// Transactions committed.
+    pub committed_txs: Counter,
+    /// Orders committed.
+    pub committed_orders: Counter,
+    /// Last committed height.
+    pub height: Gauge,
+    /// Pending transactions.
+    pub mempool: Gauge,
+    /// Time to write a decided block durably and update the state.
+    pub commit_seconds: Histogram,
+}
+
+impl NodeMetrics {
+    /// Registers the metrics under `veilwatt_`, labelled with `moniker`.
+    pub fn register(moniker: &str) -> Self {
+        let m = Self {
+            accepted: Counter::default(),
+            refused: Family::default(),
+            blocks: Counter::default(),
+            committed_txs: Counter::default(),
+            committed_orders: Counter::default(),
+            height: Gauge::default(),
+            mempool: Gauge::default(),
+            commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+        };
+        SharedRegistry::global()
+            .with_moniker(moniker)
+            .with_prefix("veilwatt", |reg| {
+                reg.register(
+                    "tx_accepted",
+                    "Transactions admitted to the mempool",
+                    m.accepted.clone(),
+                );
+                reg.register(
+                    "tx_refused",
+                    "Transactions refused at admission, by code",
+                    m.refused.clone(),
+                );
+                reg.register("blocks", "Blocks committed", m.blocks.clone());
+                reg.register(
+                    "tx_committed",
+                    "Transactions committed",
+                    m.committed_txs.clone(),
+                );
+                reg.register(
+                    "orders_committed",
+                    "Orders committed",
+                    m.committed_orders.clone(),
+                );
+                reg.register("height", "Last committed height", m.height.clone());
+                reg.register("mempool_size", "Pending transactions", m.mempool.clone());
+                reg.register(
+                    "commit_seconds",
+                    "Time to commit a decided block",
+                    m.commit_seconds.clone(),
+                );
+            });
+        m
+    }
+
+    /// Counts a refusal.
+    pub fn rejected(&self, code: &str) {
+        self.refused
+            .get_or_create(&vec![("code".to_owned(), code.to_owned())])
+            .inc();
+    }
+
+    /// Records a commit.
+    pub fn observe_commit(&self, block: &Block, took: Duration) {
+        self.blocks.inc();
+        self.height.set(block.height as i64);
+        self.committed_txs.inc_by(block.txs.len() as u64);
+        let orders = block
+            .txs
+            .iter()
+            .filter(|t| matches!(t.body, TxBody::Order { .. }))
+            .count();
+        self.committed_orders.inc_by(orders as u64);
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+}
+
+/// The whole registry in the Prometheus text format.
+pub fn export() -> String {
+    let mut s = String::new();
+    arc_malachitebft_app_channel::app::metrics::export(&mut s);
+    s
+}

@@ -1,0 +1,166 @@
+//! Starting and stopping a validator: the store, the admission worker, consensus and the API.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use veilwatt_params::KeyId;
+use veilwatt_verifier::types::Genesis;
+use veilwatt_verifier::OrderVerifier;
+
+use crate::admission::AdmissionConfig;
+use crate::config::Home;
+use crate::consensus::app::AppSettings;
+use crate::consensus::{self, ConsensusHandle, ConsensusSetup};
+use crate::core::NodeCore;
+use crate::store::RocksStore;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The verifying key is missing or wrong.
+    #[error("verifying key: {0}")]
+    Keys(String),
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Node state.
+    #[error(transparent)]
+    Core(#[from] crate::core::CoreError),
+    /// Consensus.
+    #[error(transparent)]
+    Consensus(#[from] consensus::ConsensusError),
+    /// The API could not bind or load its TLS files.
+    #[error("api: {0}")]
+    Api(String),
+}
+
+/// The order circuit's verifying key for `genesis`: `HOME/keys/order.vk` if present (checked
+/// against the id genesis pins), else the development key if genesis pins it.
+pub fn verifier_for(home: &Path, genesis: &Genesis) -> Result<OrderVerifier, RunError> {
+    let id = KeyId(genesis.vk_id.0);
+    let file = home.join("keys").join(veilwatt_params::VK_FILE);
+    let vk = if file.exists() {
+        veilwatt_params::load_verifying_key(&file, &id)
+            .map_err(|e| RunError::Keys(e.to_string()))?
+    } else if id == veilwatt_params::dev::pinned_vk_id() {
+        veilwatt_params::dev::keys()
+            .map_err(|e| RunError::Keys(e.to_string()))?
+            .vk
+            .clone()
+    } else {
+        return Err(RunError::Keys(format!(
+            "genesis pins verifying key {}; put that order.vk in {}",
+            hex::encode(id.0),
+            file.display()
+        )));
+    };
+    OrderVerifier::new(&vk, id).map_err(|e| RunError::Keys(e.to_string()))
+}
+
+/// A running validator.
+pub struct RunningNode {
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    /// Shared state.
+    pub core: Arc<NodeCore>,
+    shutdown: watch::Sender<bool>,
+    api: JoinHandle<()>,
+    consensus: ConsensusHandle,
+}
+
+/// Starts a validator from its home directory.
+pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
+    let verifier = verifier_for(&home.dir, &home.genesis)?;
+    let store = RocksStore::open(&home.ledger_dir())?;
+    let cfg = &home.config;
+    let (core, queue) = NodeCore::open(
+        home.genesis.clone(),
+        verifier,
+        store,
+        AdmissionConfig {
+            max_body_bytes: cfg.api.max_body_bytes,
+        },
+        cfg.mempool.capacity,
+        cfg.consensus.persistent_peers.clone(),
+        cfg.moniker.clone(),
+    )?;
+    tracing::info!(height = core.state().height, chain = %home.genesis.chain_id, "ledger opened");
+    tokio::spawn(Arc::clone(&core).run_admission(queue));
+
+    let (shutdown, rx) = watch::channel(false);
+    let consensus = consensus::start(
+        Arc::clone(&core),
+        ConsensusSetup {
+            moniker: cfg.moniker.clone(),
+            secret: home.secret,
+            p2p_listen: cfg.consensus.p2p_listen.clone(),
+            persistent_peers: cfg.consensus.persistent_peers.clone(),
+            wal_path: home.wal_path(),
+            settings: AppSettings {
+                block_interval: Duration::from_millis(cfg.consensus.block_interval_ms),
+                max_block_txs: cfg.consensus.max_block_txs,
+            },
+        },
+        rx.clone(),
+    )
+    .await?;
+
+    let routes = crate::api::routes(Arc::clone(&core), cfg.api.max_body_bytes);
+    let mut api_rx = rx;
+    let signal = async move {
+        let _ = api_rx.changed().await;
+    };
+    let (api_addr, server): (
+        SocketAddr,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) = match (&cfg.api.tls_cert, &cfg.api.tls_key) {
+        (Some(cert), Some(key)) => {
+            let (addr, fut) = warp::serve(routes)
+                .tls()
+                .cert_path(cert)
+                .key_path(key)
+                .try_bind_with_graceful_shutdown(cfg.api.listen, signal)
+                .map_err(|e| RunError::Api(e.to_string()))?;
+            (addr, Box::pin(fut))
+        }
+        (None, None) => {
+            let (addr, fut) = warp::serve(routes)
+                .try_bind_with_graceful_shutdown(cfg.api.listen, signal)
+                .map_err(|e| RunError::Api(e.to_string()))?;
+            (addr, Box::pin(fut))
+        }
+        _ => {
+            return Err(RunError::Api(
+                "tls_cert and tls_key must be given together".into(),
+            ))
+        }
+    };
+    let api = tokio::spawn(server);
+    let _ = std::fs::write(home.api_addr_file(), api_addr.to_string());
+    tracing::info!(%api_addr, tls = cfg.api.tls_cert.is_some(), "API listening");
+    Ok(RunningNode {
+        api_addr,
+        core,
+        shutdown,
+        api,
+        consensus,
+    })
+}
+
+impl RunningNode {
+    /// Graceful shutdown: refuse new transactions, let the API finish its requests, finish
+    /// the consensus message in hand (a decided block is committed completely), stop the
+    /// engine; the database closes when the last reference drops.
+    pub async fn shutdown(self) {
+        self.core.accepting.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        let _ = self.api.await;
+        self.consensus.stop().await;
+        tracing::info!(height = self.core.state().height, "stopped");
+    }
+}
