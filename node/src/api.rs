@@ -486,15 +486,24 @@ async fn get_status(core: Arc<NodeCore>) -> ApiResult {
 
 fn sse_commits(core: Arc<NodeCore>) -> impl Reply {
     let rx = core.subscribe();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    let closing = core.closing.subscribe();
+    let stream = futures::stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
         loop {
-            match rx.recv().await {
+            if *closing.borrow() {
+                return None;
+            }
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                // The node is shutting down: end the stream so the server can stop.
+                _ = closing.changed() => return None,
+            };
+            match next {
                 Ok(ev) => {
                     let event = warp::sse::Event::default()
                         .event("commit")
                         .id(ev.height.to_string())
                         .json_data(&*ev);
-                    return Some((event, rx));
+                    return Some((event, (rx, closing)));
                 }
                 // A slow subscriber skips what it missed; it can read blocks by height.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

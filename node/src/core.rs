@@ -143,6 +143,8 @@ pub struct NodeCore {
     pub peers: Vec<String>,
     /// This node's moniker.
     pub moniker: String,
+    /// Set when shutdown begins; long-lived responses (event streams) end on it.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The receiving end of the admission queue; run with [`NodeCore::run_admission`].
@@ -192,6 +194,7 @@ impl NodeCore {
             synced_to: AtomicU64::new(0),
             peers,
             moniker,
+            closing: tokio::sync::watch::channel(false).0,
         });
         Ok((core, AdmissionQueue(admit_rx)))
     }

@@ -158,8 +158,15 @@ impl RunningNode {
     /// engine; the database closes when the last reference drops.
     pub async fn shutdown(self) {
         self.core.accepting.store(false, Ordering::Release);
+        self.core.closing.send_replace(true);
         let _ = self.shutdown.send(true);
-        let _ = self.api.await;
+        // Requests in flight get a bounded time to finish.
+        if tokio::time::timeout(Duration::from_secs(10), self.api)
+            .await
+            .is_err()
+        {
+            tracing::warn!("API connections still open after 10 s; closing them");
+        }
         self.consensus.stop().await;
         tracing::info!(height = self.core.state().height, "stopped");
     }
