@@ -11,9 +11,7 @@ use common::*;
 use serde_json::Value;
 use veilwatt_node::config::Home;
 use veilwatt_node::run;
-use veilwatt_verifier::ledger::{Ledger, LedgerState};
 use veilwatt_verifier::types::*;
-use veilwatt_verifier::OrderVerifier;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -307,27 +305,6 @@ async fn a_full_mempool_answers_429() {
         "{results:?}"
     );
     node.shutdown().await;
-}
-
-/// Replays blocks 1..=`to` from the API through the state machine with real proof
-/// verification; checks every state root; returns the final state.
-pub async fn replay(api: &Api, g: &Genesis, to: u64) -> LedgerState {
-    let keys = veilwatt_params::dev::keys().unwrap();
-    let verifier = OrderVerifier::new(&keys.vk, keys.vk_id).unwrap();
-    let ledger = Ledger::new(g).unwrap();
-    let mut state = LedgerState::default();
-    let mut from = 1;
-    while from <= to {
-        let (s, r) = api.get(&format!("/v1/blocks?from={from}&to={to}")).await;
-        assert_eq!(s, 200);
-        for b in r["blocks"].as_array().unwrap() {
-            let block: Block = serde_json::from_value(b.clone()).unwrap();
-            let (next, _) = ledger.apply_block(&state, &block, &verifier).unwrap();
-            state = next;
-            from = block.height + 1;
-        }
-    }
-    state
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,171 @@
+//! Crash safety of a real node process: under load it is killed with SIGKILL, restarted, and
+//! every transaction it had reported committed is still committed at the same height, the
+//! blocks replay through the state machine to the stored state roots, and blocks keep coming.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use veilwatt_verifier::types::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn spawn(home: &Path) -> (Child, Api) {
+    let addr_file = home.join("data").join("api.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let child = Command::new(env!("CARGO_BIN_EXE_veilwatt-node"))
+        .args(["run", "--home"])
+        .arg(home)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let addr = loop {
+        if let Ok(a) = std::fs::read_to_string(&addr_file) {
+            if !a.is_empty() {
+                break a;
+            }
+        }
+        assert!(t0.elapsed() < T, "node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (child, Api::new(format!("http://{addr}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis("crash-test", 4, 40);
+    let home = make_home(dir.path(), &g, |c| c.consensus.block_interval_ms = 200);
+    let (mut child, api) = spawn(&home);
+
+    // Meters and a few real orders for the last ended period.
+    let owners: Vec<_> = (1..=3u8).map(|i| key(20 + i)).collect();
+    for (i, o) in owners.iter().enumerate() {
+        let tx = enroll(&g, i as u8 + 1, o);
+        assert_eq!(api.submit(&tx).await.0, 202);
+        api.wait_committed(&tx.id(), T).await;
+    }
+    let p = (now() - g.genesis_time) / g.period_secs - 1;
+    let orders: Vec<Transaction> = owners
+        .iter()
+        .enumerate()
+        .map(|(i, o)| order(&g, o, i as u8 + 1, p, Side::Sell, 10, 1_010, 1_000, 9))
+        .collect();
+
+    // Load: deposits from several concurrent clients, plus the orders; a watcher records what
+    // the node reports committed.
+    let committed: Arc<Mutex<BTreeMap<TxId, u64>>> = Arc::default();
+    let submitted: Arc<Mutex<Vec<TxId>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..4u64 {
+        let (api, g, submitted, stop) = (api.clone(), g.clone(), submitted.clone(), stop.clone());
+        let orders = if c == 0 { orders.clone() } else { Vec::new() };
+        tasks.push(tokio::spawn(async move {
+            for tx in orders {
+                if api.submit(&tx).await.0 == 202 {
+                    submitted.lock().unwrap().push(tx.id());
+                }
+            }
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 100_000 {
+                let tx = deposit(&g, &key(50 + c as u8), 1_000 + n, c << 32 | n);
+                let r = api
+                    .http
+                    .post(format!("{}/v1/tx", api.base))
+                    .json(&tx)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().as_u16() == 202 => submitted.lock().unwrap().push(tx.id()),
+                    Ok(_) => {}
+                    Err(_) => break, // the node is gone
+                }
+                n += 1;
+            }
+        }));
+    }
+    let watcher = {
+        let (api, committed, submitted, stop) = (
+            api.clone(),
+            committed.clone(),
+            submitted.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ids: Vec<TxId> = submitted.lock().unwrap().clone();
+                for id in ids.iter().rev().take(200) {
+                    if committed.lock().unwrap().contains_key(id) {
+                        continue;
+                    }
+                    let Ok(r) = api
+                        .http
+                        .get(format!("{}/v1/tx/{id}", api.base))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    let Ok(v) = r.json::<serde_json::Value>().await else {
+                        return;
+                    };
+                    if v["status"] == "committed" {
+                        committed
+                            .lock()
+                            .unwrap()
+                            .insert(*id, v["height"].as_u64().unwrap());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // Let it run, then kill -9 mid-load.
+    let t0 = Instant::now();
+    while committed.lock().unwrap().len() < 300 && t0.elapsed() < T {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = watcher.await;
+    let committed = committed.lock().unwrap().clone();
+    assert!(
+        committed.len() >= 100,
+        "too little committed before the kill: {}",
+        committed.len()
+    );
+
+    // Restart: everything reported committed is there, at the same height.
+    let (mut child, api) = spawn(&home);
+    for (id, h) in &committed {
+        let (s, v) = api.get(&format!("/v1/tx/{id}")).await;
+        assert_eq!(s, 200, "{id} lost after kill -9");
+        assert_eq!(v["status"], "committed", "{id}: {v}");
+        assert_eq!(v["height"].as_u64(), Some(*h), "{id} moved");
+    }
+    // The stored state is what a replay of the blocks gives, root for root.
+    let (_, st) = api.get("/v1/status").await;
+    let height = st["height"].as_u64().unwrap();
+    let (_, b) = api.get(&format!("/v1/blocks/{height}")).await;
+    let replayed = replay(&api, &g, height).await;
+    assert_eq!(replayed.root().to_hex(), b["state_root"].as_str().unwrap());
+    assert_eq!(st["state_root"], b["state_root"]);
+    // And the node keeps producing blocks.
+    api.wait_height(height + 3, T).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
