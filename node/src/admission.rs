@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 use veilwatt_circuits::order::OrderPublic;
 use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck, TxError};
-use veilwatt_verifier::types::{Transaction, TxBody, TxId};
+use veilwatt_verifier::types::{Transaction, TxId};
 use veilwatt_verifier::{BatchFailure, OrderProof, OrderVerifier, VerifyError};
 
 /// Why a transaction was not admitted. Each variant has a stable code and an HTTP status.
@@ -255,32 +255,15 @@ impl<'g> Admission<'g> {
             if results[i].is_some() {
                 continue;
             }
-            if let TxBody::Order {
-                meter,
-                period,
-                side,
-                quantity_wh,
-                proof,
-                ..
-            } = &tx.body
-            {
-                match meter.to_public_key() {
-                    Ok(pk) => {
-                        items.push((
-                            OrderPublic {
-                                meter: pk,
-                                period: *period,
-                                side: (*side).into(),
-                                quantity_wh: *quantity_wh,
-                            },
-                            *proof,
-                        ));
-                        positions.push(i);
-                    }
-                    Err(e) => {
-                        results[i] = Some(AdmitError::Rule(TxError::InvalidMeterKey(e.to_string())))
-                    }
+            match tx.body.order_proof_item(|m| m.to_public_key()) {
+                Some(Ok(item)) => {
+                    items.push(item);
+                    positions.push(i);
                 }
+                Some(Err(e)) => {
+                    results[i] = Some(AdmitError::Rule(TxError::InvalidMeterKey(e.to_string())))
+                }
+                None => {}
             }
         }
         for (k, e) in self.proofs.verify(&items) {

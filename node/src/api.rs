@@ -481,6 +481,7 @@ async fn get_status(core: Arc<NodeCore>) -> ApiResult {
         "sync": {"catching_up": synced_to > 0 && synced_to == state.height, "last_synced_height": synced_to},
         "mempool": core.mempool_len(),
         "accepting": core.accepting.load(Ordering::Relaxed),
+        "db_bytes": core.store.disk_size(),
     }))
 }
 

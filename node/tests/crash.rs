@@ -166,6 +166,29 @@ async fn kill_9_under_load_loses_nothing_committed() {
     assert_eq!(st["state_root"], b["state_root"]);
     // And the node keeps producing blocks.
     api.wait_height(height + 3, T).await;
+
+    // `export` reads the ledger while the node runs: blocks with their certificates.
+    let out = dir.path().join("export.json");
+    let st = Command::new(env!("CARGO_BIN_EXE_veilwatt-node"))
+        .args(["export", "--home"])
+        .arg(&home)
+        .args(["--from", "1", "--to", &height.to_string(), "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(doc["format"], "veilwatt-export/1");
+    assert_eq!(doc["genesis_hash"], g.hash().to_hex());
+    let blocks = doc["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len() as u64, height);
+    for b in blocks {
+        let block: Block = serde_json::from_value(b["block"].clone()).unwrap();
+        let cert = hex::decode(b["certificate"].as_str().unwrap()).unwrap();
+        let cert = veilwatt_node::consensus::codec::decode_commit_certificate(&cert).unwrap();
+        assert_eq!(cert.value_id.0, block.hash().0);
+        assert_eq!(b["hash"], block.hash().to_hex());
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -725,31 +725,15 @@ impl<'g> Ledger<'g> {
         let mut items = Vec::new();
         let mut positions = Vec::new();
         for (k, tx) in block.txs.iter().enumerate() {
-            if let TxBody::Order {
-                meter,
-                period,
-                side,
-                quantity_wh,
-                proof,
-                ..
-            } = &tx.body
+            // The circuit itself proves the key is a subgroup point, so the (costly) native
+            // subgroup check is not repeated here; enrolment did it once. Non-canonical
+            // coordinates cannot be enrolled: the rules reject such an order as coming from an
+            // unknown meter.
+            if let Some(Ok(item)) = tx
+                .body
+                .order_proof_item(|m| m.to_public_key_unchecked().ok_or(()))
             {
-                // The circuit itself proves the key is a subgroup point, so the (costly)
-                // native subgroup check is not repeated here; enrolment did it once.
-                let Some(pk) = meter.to_public_key_unchecked() else {
-                    // Non-canonical coordinates cannot be enrolled; the rules reject the order
-                    // as coming from an unknown meter.
-                    continue;
-                };
-                items.push((
-                    OrderPublic {
-                        meter: pk,
-                        period: *period,
-                        side: (*side).into(),
-                        quantity_wh: *quantity_wh,
-                    },
-                    *proof,
-                ));
+                items.push(item);
                 positions.push(k);
             }
         }

@@ -12,6 +12,7 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use veilwatt_circuits::order::OrderPublic;
 use veilwatt_circuits::{babyjub::PointError, eddsa::PublicKey};
 
 /// Money in thousandths of a minor currency unit.
@@ -364,6 +365,36 @@ impl TxBody {
             TxBody::CancelOrder { .. } => 5,
             TxBody::Withdraw { .. } => 6,
         }
+    }
+
+    /// For an order: the proof and the public inputs the ledger derives for it (meter key as
+    /// decoded by `decode`, period, side, quantity). `None` for other kinds.
+    pub fn order_proof_item<E>(
+        &self,
+        decode: impl FnOnce(&MeterKey) -> Result<PublicKey, E>,
+    ) -> Option<Result<(OrderPublic, OrderProof), E>> {
+        let TxBody::Order {
+            meter,
+            period,
+            side,
+            quantity_wh,
+            proof,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(decode(meter).map(|pk| {
+            (
+                OrderPublic {
+                    meter: pk,
+                    period: *period,
+                    side: (*side).into(),
+                    quantity_wh: *quantity_wh,
+                },
+                *proof,
+            )
+        }))
     }
 
     /// Whether the registrar must sign this kind.

@@ -1,0 +1,371 @@
+//! `veilwatt-load`: load generator for a Veilwatt node. Pre-generates valid signed orders with
+//! real proofs for many households (cached on disk, since proving dominates), enrols their
+//! meters, then submits the orders from concurrent clients and reports orders accepted and
+//! committed per second and the submit-to-commit latency (commit times from the node's SSE
+//! stream).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use ed25519_dalek::SigningKey;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use veilwatt_circuits::eddsa::SecretKey;
+use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
+use veilwatt_prover::{OrderRequest, Prover};
+use veilwatt_verifier::types::{Genesis, MeterKey, Side, Transaction, TxBody, TxId, WalletKey};
+
+#[derive(Parser)]
+#[command(
+    name = "veilwatt-load",
+    about = "Submit many proven orders to a Veilwatt node"
+)]
+struct Args {
+    /// Node API base URL.
+    #[arg(long, default_value = "http://127.0.0.1:26600")]
+    node: String,
+    /// Genesis file of the node's chain.
+    #[arg(long)]
+    genesis: PathBuf,
+    /// Registrar key file (`registrar_key.json` from `veilwatt-node testnet`).
+    #[arg(long)]
+    registrar_key: PathBuf,
+    /// Number of orders (= households; one order each).
+    #[arg(long, default_value_t = 1000)]
+    orders: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Settlement period of the orders (default: the last ended period).
+    #[arg(long)]
+    period: Option<u64>,
+    /// Seed of the households' keys.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Cache file for generated orders (reused when chain, period, seed and count match).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Give up waiting for commits after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+fn household(seed: u64, i: usize) -> (SigningKey, SecretKey) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed.wrapping_mul(1_000_003) ^ i as u64);
+    let mut w = [0u8; 32];
+    let mut m = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rng, &mut w);
+    rand::RngCore::fill_bytes(&mut rng, &mut m);
+    (SigningKey::from_bytes(&w), SecretKey::from_bytes(m))
+}
+
+fn generate(g: &Genesis, args: &Args, period: u64) -> Result<Vec<Transaction>> {
+    let keys = veilwatt_params::dev::keys()?;
+    let prover = Prover::new(keys.pk.clone(), keys.vk_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bar = ProgressBar::new(args.orders as u64).with_style(ProgressStyle::with_template(
+        "proving {bar:40} {pos}/{len} orders, {per_sec}, eta {eta}",
+    )?);
+    // One order at a time: the prover is itself parallel (and its constraint synthesis needs
+    // more stack than rayon's worker threads have).
+    let txs = (0..args.orders)
+        .map(|i| {
+            let (wallet, meter) = household(args.seed, i);
+            // Half sell, half buy, with overlapping prices so that the period clears trades.
+            let sell = i % 2 == 0;
+            let q = 500 + (i % 7) as u32 * 100;
+            let st = PeriodStatement {
+                meter: meter.public_key(),
+                period,
+                import_wh: if sell { 100 } else { q + 100 },
+                export_wh: if sell { q + 100 } else { 0 },
+                profile_digest: profile_digest(&[]),
+            }
+            .sign(&meter);
+            let side = if sell { Side::Sell } else { Side::Buy };
+            let proven = prover
+                .prove(
+                    &st,
+                    &OrderRequest {
+                        side: side.into(),
+                        quantity_wh: q,
+                    },
+                    &mut ChaCha20Rng::seed_from_u64(i as u64),
+                )
+                .map_err(|e| anyhow::anyhow!("proving order {i}: {e}"))?;
+            bar.inc(1);
+            let price = if sell {
+                9 + (i % 5) as u64
+            } else {
+                12 + (i % 9) as u64
+            };
+            Ok(Transaction::sign(
+                &g.chain_id,
+                TxBody::Order {
+                    meter: MeterKey::from_public_key(&meter.public_key()),
+                    period,
+                    side,
+                    quantity_wh: q,
+                    limit_price: price,
+                    proof: proven.proof,
+                },
+                &wallet,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    bar.finish();
+    Ok(txs)
+}
+
+async fn submit_all(
+    http: &reqwest::Client,
+    base: &str,
+    txs: Vec<Transaction>,
+    concurrency: usize,
+    label: &str,
+) -> Result<(Vec<(TxId, Instant)>, BTreeMap<u16, usize>, Duration)> {
+    let queue = Arc::new(Mutex::new(txs.into_iter().collect::<Vec<_>>()));
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let statuses = Arc::new(Mutex::new(BTreeMap::<u16, usize>::new()));
+    let bar = ProgressBar::new(queue.lock().map_or(0, |q| q.len()) as u64).with_style(
+        ProgressStyle::with_template(&format!("{label} {{bar:40}} {{pos}}/{{len}} {{per_sec}}"))?,
+    );
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (queue, accepted, statuses, http, base, bar) = (
+                queue.clone(),
+                accepted.clone(),
+                statuses.clone(),
+                http.clone(),
+                base.to_owned(),
+                bar.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let Some(tx) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                        return;
+                    };
+                    let sent = Instant::now();
+                    let status = match http.post(format!("{base}/v1/tx")).json(&tx).send().await {
+                        Ok(r) => r.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    if status == 202 {
+                        if let Ok(mut a) = accepted.lock() {
+                            a.push((tx.id(), sent));
+                        }
+                    }
+                    if let Ok(mut s) = statuses.lock() {
+                        *s.entry(status).or_default() += 1;
+                    }
+                    bar.inc(1);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    bar.finish();
+    let took = t0.elapsed();
+    let accepted = accepted.lock().map(|a| a.clone()).unwrap_or_default();
+    let statuses = statuses.lock().map(|s| s.clone()).unwrap_or_default();
+    Ok((accepted, statuses, took))
+}
+
+/// Commit times of transactions, from the node's event stream.
+fn watch_commits(
+    http: reqwest::Client,
+    base: String,
+) -> (
+    Arc<Mutex<BTreeMap<TxId, Instant>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let seen: Arc<Mutex<BTreeMap<TxId, Instant>>> = Arc::default();
+    let s = seen.clone();
+    let h = tokio::spawn(async move {
+        let Ok(mut resp) = http.get(format!("{base}/v1/events")).send().await else {
+            return;
+        };
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            let now = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                for line in event.lines() {
+                    if let Some(data) = line.strip_prefix("data:") {
+                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) {
+                            if let Some(txs) = v["txs"].as_array() {
+                                if let Ok(mut seen) = s.lock() {
+                                    for t in txs.iter().filter_map(|t| t.as_str()) {
+                                        if let Ok(id) = TxId::from_hex(t) {
+                                            seen.insert(id, now);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    (seen, h)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let g: Genesis = serde_json::from_str(&std::fs::read_to_string(&args.genesis)?)?;
+    let rk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&args.registrar_key)?)?;
+    let secret: [u8; 32] = hex::decode(rk["secret"].as_str().context("registrar secret")?)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("registrar secret must be 32 bytes"))?;
+    let registrar = SigningKey::from_bytes(&secret);
+    if WalletKey(registrar.verifying_key().to_bytes()) != g.registrar {
+        bail!("the registrar key is not the genesis registrar");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let period = match args.period {
+        Some(p) => p,
+        None => (now.saturating_sub(g.genesis_time) / g.period_secs)
+            .checked_sub(1)
+            .context("no period has ended yet")?,
+    };
+
+    // Orders: from the cache if it matches, else proven now.
+    let tag = format!("{}:{}:{}:{}", g.chain_id, period, args.seed, args.orders);
+    let cached = args.cache.as_ref().and_then(|p| {
+        let text = std::fs::read_to_string(p).ok()?;
+        let (head, body) = text.split_once('\n')?;
+        (head == tag).then(|| serde_json::from_str::<Vec<Transaction>>(body).ok())?
+    });
+    let orders = match cached {
+        Some(o) => {
+            eprintln!("using {} cached orders", o.len());
+            o
+        }
+        None => {
+            let o = generate(&g, &args, period)?;
+            if let Some(p) = &args.cache {
+                std::fs::write(p, format!("{tag}\n{}", serde_json::to_string(&o)?))?;
+            }
+            o
+        }
+    };
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let base = args.node.trim_end_matches('/').to_owned();
+
+    // Enrol the meters.
+    let enrolls: Vec<Transaction> = (0..args.orders)
+        .map(|i| {
+            let (wallet, meter) = household(args.seed, i);
+            Transaction::sign(
+                &g.chain_id,
+                TxBody::EnrollMeter {
+                    meter: MeterKey::from_public_key(&meter.public_key()),
+                    owner: WalletKey(wallet.verifying_key().to_bytes()),
+                },
+                &registrar,
+            )
+        })
+        .collect();
+    let (seen, watcher) = watch_commits(http.clone(), base.clone());
+    let (enrolled, _, _) = submit_all(&http, &base, enrolls, args.concurrency, "enrolling").await?;
+    // Buyers need funds for escrow.
+    let deposits: Vec<Transaction> = (0..args.orders)
+        .filter(|i| i % 2 == 1)
+        .map(|i| {
+            let (wallet, _) = household(args.seed, i);
+            Transaction::sign(
+                &g.chain_id,
+                TxBody::Deposit {
+                    to: WalletKey(wallet.verifying_key().to_bytes()),
+                    amount: 100_000_000,
+                    reference: args.seed << 32 | i as u64,
+                },
+                &registrar,
+            )
+        })
+        .collect();
+    let (funded, _, _) = submit_all(&http, &base, deposits, args.concurrency, "funding").await?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    while enrolled
+        .iter()
+        .chain(&funded)
+        .any(|(id, _)| !seen.lock().map(|s| s.contains_key(id)).unwrap_or(false))
+    {
+        if Instant::now() > deadline {
+            bail!("enrolments were not committed in time");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The measured part: orders.
+    let t0 = Instant::now();
+    let (accepted, statuses, submit_time) =
+        submit_all(&http, &base, orders, args.concurrency, "orders").await?;
+    let mut last_commit = t0;
+    let mut latencies = Vec::with_capacity(accepted.len());
+    while Instant::now() < deadline {
+        let s = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        if accepted.iter().all(|(id, _)| s.contains_key(id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    for (id, sent) in &accepted {
+        if let Some(at) = s.get(id) {
+            latencies.push(at.saturating_duration_since(*sent));
+            last_commit = last_commit.max(*at);
+        }
+    }
+    watcher.abort();
+    latencies.sort();
+    let committed = latencies.len();
+    let commit_span = last_commit.saturating_duration_since(t0).as_secs_f64();
+    let report = serde_json::json!({
+        "orders": accepted.len() + statuses.iter().filter(|(k, _)| **k != 202).map(|(_, v)| v).sum::<usize>(),
+        "accepted": accepted.len(),
+        "responses": statuses.iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>(),
+        "accepted_per_s": (accepted.len() as f64 / submit_time.as_secs_f64()).round(),
+        "committed": committed,
+        "committed_per_s": if commit_span > 0.0 { (committed as f64 / commit_span).round() } else { 0.0 },
+        "latency_ms": {
+            "p50": percentile(&latencies, 0.50).as_millis(),
+            "p99": percentile(&latencies, 0.99).as_millis(),
+            "max": latencies.last().map_or(0, |d| d.as_millis()),
+        },
+        "concurrency": args.concurrency,
+        "period": period,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if committed < accepted.len() {
+        bail!(
+            "{} accepted orders were not committed in time",
+            accepted.len() - committed
+        );
+    }
+    Ok(())
+}
