@@ -85,6 +85,9 @@ impl RocksStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // The state is rewritten whole at every block (see docs/benchmarks.md): bound the
+        // write-ahead log so that old rewrites are flushed and their log files recycled.
+        opts.set_max_total_wal_size(128 << 20);
         let cfs = [CF_BLOCKS, CF_TX_INDEX, CF_STATE, CF_CERTS, CF_PENDING]
             .into_iter()
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
