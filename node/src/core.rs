@@ -352,8 +352,13 @@ impl NodeCore {
         pool.mempool.remove(&ids);
         self.metrics.mempool.set(pool.mempool.len() as i64);
         drop(pool);
+        self.record_rejected(refused);
+    }
+
+    /// Remembers why pending transactions were dropped, for `GET /v1/tx/{id}`.
+    fn record_rejected(&self, dropped: Vec<(TxId, String)>) {
         let mut rej = lock(&self.rejected);
-        for (id, reason) in refused {
+        for (id, reason) in dropped {
             rej.insert(id, "rule_violation", reason);
         }
     }
@@ -392,12 +397,7 @@ impl NodeCore {
             pool.pending = pending;
             self.metrics.mempool.set(pool.mempool.len() as i64);
         }
-        if !dropped.is_empty() {
-            let mut rej = lock(&self.rejected);
-            for (id, reason) in dropped {
-                rej.insert(id, "rule_violation", reason);
-            }
-        }
+        self.record_rejected(dropped);
         let cleared_periods: Vec<u64> = next
             .results
             .keys()

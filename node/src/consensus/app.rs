@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_malachitebft_app_channel::app::consensus::{Role, VoteExtensionVerdicts};
+use arc_malachitebft_app_channel::app::consensus::VoteExtensionVerdicts;
 use arc_malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use arc_malachitebft_app_channel::app::streaming::StreamContent;
 use arc_malachitebft_app_channel::app::types::core::{
@@ -81,7 +81,6 @@ pub struct App {
 }
 
 fn block_from_parts(
-    chain_id: &str,
     parts: &BTreeMap<u64, StreamContent<ProposalPart>>,
 ) -> Option<(Block, Round, Round, Signature)> {
     let mut header = None;
@@ -116,7 +115,6 @@ fn block_from_parts(
         txs,
         state_root: h.state_root,
     };
-    let _ = chain_id;
     Some((
         block,
         to_round(round)?,
@@ -204,7 +202,6 @@ impl App {
                     })
                     .collect();
                 let _ = reply_value.send(values);
-                let _ = role == Role::Proposer;
             }
             AppMsg::GetValue {
                 height,
@@ -522,7 +519,7 @@ impl App {
         }
         let stream = self.streams.remove(&key)?;
         let chain_id = self.core.genesis.chain_id.clone();
-        let (block, round, pol_round, sig) = block_from_parts(&chain_id, &stream.parts)?;
+        let (block, round, pol_round, sig) = block_from_parts(&stream.parts)?;
         let id = BlockId::from(block.hash());
 
         // The stream must come from the round's proposer, and carry its signature.
@@ -690,9 +687,4 @@ impl App {
             validity,
         })
     }
-}
-
-/// A block's consensus public key, for checks outside the engine.
-pub fn validator_public_key(key: &WalletKey) -> Option<PublicKey> {
-    PublicKey::from_bytes(key.0).ok()
 }

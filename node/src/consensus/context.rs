@@ -7,7 +7,7 @@ use std::fmt;
 use arc_malachitebft_app_channel::app::types::core::{
     self as mc, LinearTimeouts, NilOrVal, Round, SignedExtension, VoteType, VotingPower,
 };
-use arc_malachitebft_signing_ed25519::{Ed25519, PublicKey, Signature};
+use arc_malachitebft_signing_ed25519::{Ed25519, PublicKey};
 use borsh::{BorshDeserialize, BorshSerialize};
 use veilwatt_verifier::types::{Genesis, Hash32, Transaction, WalletKey};
 
@@ -150,15 +150,12 @@ impl ValidatorSet {
                 power: v.power,
             });
         }
-        validators.sort_by(|a, b| b.power.cmp(&a.power).then(a.address.cmp(&b.address)));
-        if validators.windows(2).any(|w| w[0].address == w[1].address) {
-            let dup = validators
-                .windows(2)
-                .find(|w| w[0].address == w[1].address)
-                .map(|w| w[0].address.to_string())
-                .unwrap_or_default();
-            return Err(ValidatorSetError::Duplicate(dup));
+        let mut keys: Vec<&Address> = validators.iter().map(|v| &v.address).collect();
+        keys.sort();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ValidatorSetError::Duplicate(w[0].to_string()));
         }
+        validators.sort_by(|a, b| b.power.cmp(&a.power).then(a.address.cmp(&b.address)));
         validators
             .iter()
             .try_fold(0u64, |acc, v| acc.checked_add(v.power))
@@ -423,14 +420,4 @@ impl mc::Context for VwContext {
             extension: None,
         }
     }
-}
-
-/// Default consensus timeouts: generous for a loaded 2-core machine.
-pub fn default_timeouts() -> LinearTimeouts {
-    LinearTimeouts::default()
-}
-
-/// Decodes a signature.
-pub fn signature_from_bytes(b: [u8; 64]) -> Signature {
-    Signature::from_bytes(b)
 }
