@@ -17,6 +17,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::admission::AdmitError;
 use crate::consensus::codec::decode_commit_certificate;
 use crate::core::NodeCore;
+use crate::forward::ForwardError;
 
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -100,6 +101,14 @@ pub fn routes(
         .and(warp::body::bytes())
         .and(c())
         .and_then(submit_tx);
+    let peer_txs = warp::path!("v1" / "peer" / "txs")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(
+            crate::forward::MAX_BATCH_BYTES as u64,
+        ))
+        .and(warp::body::bytes())
+        .and(c())
+        .and_then(receive_forwarded);
     let tx = warp::path!("v1" / "tx" / String)
         .and(warp::get())
         .and(c())
@@ -144,6 +153,7 @@ pub fn routes(
         .and(warp::get())
         .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/json"));
     submit
+        .or(peer_txs)
         .or(tx)
         .or(block)
         .or(blocks)
@@ -206,6 +216,29 @@ async fn submit_tx(body: bytes::Bytes, core: Arc<NodeCore>) -> ApiResult {
         )
         .into_response()),
         Err(e) => answer(Err(e.into())),
+    }
+}
+
+async fn receive_forwarded(body: bytes::Bytes, core: Arc<NodeCore>) -> ApiResult {
+    if !core.accepting.load(Ordering::Acquire) {
+        return answer(Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the node is shutting down",
+        )));
+    }
+    match core.receive_forwarded(&body).await {
+        Ok(outcome) => ok(&outcome),
+        Err(e) => {
+            let (status, code) = match e {
+                ForwardError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+                ForwardError::WrongChain(_) => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_chain"),
+                ForwardError::UnknownSender(_) | ForwardError::BadSignature => {
+                    (StatusCode::UNAUTHORIZED, "unauthorized")
+                }
+            };
+            answer(Err(ApiError::new(status, code, e.to_string())))
+        }
     }
 }
 

@@ -74,6 +74,18 @@ pub struct ConsensusSettings {
     pub block_interval_ms: u64,
     /// Most transactions per block.
     pub max_block_txs: usize,
+    /// How long validators wait for a round's proposal before voting nil, ms (grows by half a
+    /// second per round). Also bounds how long a proposer waits for the block interval.
+    #[serde(default = "default_propose_timeout_ms")]
+    pub propose_timeout_ms: u64,
+    /// The other validators' API base URLs (`http://host:port`): transactions this node's
+    /// clients submit are forwarded to them.
+    #[serde(default)]
+    pub peer_apis: Vec<String>,
+}
+
+fn default_propose_timeout_ms() -> u64 {
+    3000
 }
 
 /// Mempool settings.
@@ -96,6 +108,11 @@ pub struct NodeConfig {
     pub consensus: ConsensusSettings,
     /// Mempool.
     pub mempool: MempoolSettings,
+    /// Test-only misbehaviour as a proposer (`byzantine` feature; a node built without it
+    /// refuses a config that sets this).
+    #[cfg(feature = "byzantine")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byzantine: Option<crate::byzantine::Mode>,
 }
 
 impl NodeConfig {
@@ -114,8 +131,12 @@ impl NodeConfig {
                 persistent_peers: Vec::new(),
                 block_interval_ms: 1000,
                 max_block_txs: 4000,
+                propose_timeout_ms: default_propose_timeout_ms(),
+                peer_apis: Vec::new(),
             },
             mempool: MempoolSettings { capacity: 50_000 },
+            #[cfg(feature = "byzantine")]
+            byzantine: None,
         }
     }
 }
@@ -155,6 +176,15 @@ impl Home {
     /// Where the running node writes its bound API address.
     pub fn api_addr_file(&self) -> PathBuf {
         self.dir.join("data").join("api.addr")
+    }
+
+    /// This validator's consensus public key.
+    pub fn public_key(&self) -> WalletKey {
+        WalletKey(
+            ed25519_dalek::SigningKey::from_bytes(&self.secret)
+                .verifying_key()
+                .to_bytes(),
+        )
     }
 
     /// Loads and cross-checks a home.

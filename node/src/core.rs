@@ -2,20 +2,21 @@
 //! admission pipeline, the store, commit notifications and metrics. The HTTP API and the
 //! consensus application both work through it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use veilwatt_verifier::ledger::{BlockError, Ledger, LedgerState};
+use veilwatt_verifier::ledger::{BlockError, Ledger, LedgerState, ProofCheck};
 use veilwatt_verifier::store::LedgerStore;
 use veilwatt_verifier::types::{Block, Genesis, Hash32, Transaction, TxId, WalletKey};
 use veilwatt_verifier::OrderVerifier;
 
 use crate::admission::{Admission, AdmissionConfig, AdmitError, ProofCache};
 use crate::consensus::context::ValidatorSet;
+use crate::forward::{ForwardError, Forwarder};
 use crate::mempool::Mempool;
 use crate::metrics::NodeMetrics;
 use crate::store::{RocksStore, StoreError, TxLocation};
@@ -115,6 +116,26 @@ impl Rejected {
 
 type AdmitReply = oneshot::Sender<Result<TxId, AdmitError>>;
 
+/// Where a submitted transaction comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client of this node's API: forwarded to the other validators once admitted.
+    Client,
+    /// Another validator forwarded it: not forwarded again.
+    Peer,
+}
+
+/// What forwarded transactions did at admission.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ForwardOutcome {
+    /// Admitted to the mempool.
+    pub admitted: usize,
+    /// Already pending or committed here.
+    pub duplicate: usize,
+    /// Refused (signature, proof, rules, full mempool).
+    pub refused: usize,
+}
+
 /// The shared state of one node.
 pub struct NodeCore {
     /// Genesis (lives as long as the process).
@@ -130,7 +151,11 @@ pub struct NodeCore {
     pool: Mutex<Pool>,
     rejected: Mutex<Rejected>,
     events: broadcast::Sender<Arc<CommitEvent>>,
-    admit_tx: mpsc::Sender<(Transaction, AdmitReply)>,
+    admit_tx: mpsc::Sender<(Transaction, Origin, AdmitReply)>,
+    forwarder: OnceLock<Forwarder>,
+    /// Test-only misbehaviour of this validator as a proposer.
+    #[cfg(feature = "byzantine")]
+    pub byzantine: OnceLock<crate::byzantine::Mode>,
     /// Metrics.
     pub metrics: NodeMetrics,
     /// Consensus validator set.
@@ -143,12 +168,14 @@ pub struct NodeCore {
     pub peers: Vec<String>,
     /// This node's moniker.
     pub moniker: String,
+    /// This validator's consensus key.
+    pub self_key: WalletKey,
     /// Set when shutdown begins; long-lived responses (event streams) end on it.
     pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The receiving end of the admission queue; run with [`NodeCore::run_admission`].
-pub struct AdmissionQueue(mpsc::Receiver<(Transaction, AdmitReply)>);
+pub struct AdmissionQueue(mpsc::Receiver<(Transaction, Origin, AdmitReply)>);
 
 impl NodeCore {
     /// Opens the node's state: the store at `ledger_dir`, resuming from its last block.
@@ -161,6 +188,7 @@ impl NodeCore {
         mempool_capacity: usize,
         peers: Vec<String>,
         moniker: String,
+        self_key: WalletKey,
     ) -> Result<(Arc<Self>, AdmissionQueue), CoreError> {
         // One genesis per process lifetime: leaking it lets the rules borrow it for 'static.
         let genesis: &'static Genesis = Box::leak(Box::new(genesis));
@@ -188,12 +216,16 @@ impl NodeCore {
             rejected: Mutex::default(),
             events,
             admit_tx,
+            forwarder: OnceLock::new(),
+            #[cfg(feature = "byzantine")]
+            byzantine: OnceLock::new(),
             metrics,
             validators,
             accepting: AtomicBool::new(true),
             synced_to: AtomicU64::new(0),
             peers,
             moniker,
+            self_key,
             closing: tokio::sync::watch::channel(false).0,
         });
         Ok((core, AdmissionQueue(admit_rx)))
@@ -214,13 +246,50 @@ impl NodeCore {
         self.admission.decode(body)
     }
 
+    /// Forwards transactions admitted from clients with `forwarder` from now on.
+    pub fn set_forwarder(&self, forwarder: Forwarder) {
+        let _ = self.forwarder.set(forwarder);
+    }
+
     /// Submits a decoded transaction to the admission queue and waits for the verdict.
     pub async fn submit(&self, tx: Transaction) -> Result<TxId, AdmitError> {
+        self.submit_from(tx, Origin::Client).await
+    }
+
+    async fn submit_from(&self, tx: Transaction, origin: Origin) -> Result<TxId, AdmitError> {
         let (reply, rx) = oneshot::channel();
         self.admit_tx
-            .try_send((tx, reply))
+            .try_send((tx, origin, reply))
             .map_err(|_| AdmitError::MempoolFull)?;
         rx.await.unwrap_or(Err(AdmitError::MempoolFull))
+    }
+
+    /// Admits a batch another validator forwarded (see [`crate::forward`]): checks who sent it,
+    /// then runs every transaction through this node's own admission.
+    pub async fn receive_forwarded(&self, body: &[u8]) -> Result<ForwardOutcome, ForwardError> {
+        let batch = crate::forward::open(
+            body,
+            &self.genesis.chain_id,
+            &self.genesis.validators,
+            &self.self_key,
+        )?;
+        self.metrics.forward_received.inc_by(batch.txs.len() as u64);
+        let verdicts = futures::future::join_all(
+            batch
+                .txs
+                .into_iter()
+                .map(|tx| self.submit_from(tx, Origin::Peer)),
+        )
+        .await;
+        let mut out = ForwardOutcome::default();
+        for v in verdicts {
+            match v {
+                Ok(_) => out.admitted += 1,
+                Err(AdmitError::Duplicate(_)) => out.duplicate += 1,
+                Err(_) => out.refused += 1,
+            }
+        }
+        Ok(out)
     }
 
     /// The admission worker: takes queued submissions in batches, checks signatures and
@@ -234,9 +303,16 @@ impl NodeCore {
                     Err(_) => break,
                 }
             }
-            let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let mut txs = Vec::with_capacity(batch.len());
+            let mut origins = Vec::with_capacity(batch.len());
+            let mut replies = Vec::with_capacity(batch.len());
+            for (tx, origin, reply) in batch {
+                txs.push(tx);
+                origins.push(origin);
+                replies.push(reply);
+            }
             let core = Arc::clone(&self);
-            let results = tokio::task::spawn_blocking(move || core.admit_batch(txs)).await;
+            let results = tokio::task::spawn_blocking(move || core.admit_batch(txs, origins)).await;
             match results {
                 Ok(results) => {
                     for (r, reply) in results.into_iter().zip(replies) {
@@ -248,8 +324,28 @@ impl NodeCore {
         }
     }
 
-    fn admit_batch(&self, txs: Vec<Transaction>) -> Vec<Result<TxId, AdmitError>> {
-        let pre = self.admission.check_stateless(&txs);
+    fn admit_batch(
+        &self,
+        txs: Vec<Transaction>,
+        origins: Vec<Origin>,
+    ) -> Vec<Result<TxId, AdmitError>> {
+        #[allow(unused_mut)]
+        let mut pre = self.admission.check_stateless(&txs);
+        #[cfg(feature = "byzantine")]
+        if self.byzantine.get() == Some(&crate::byzantine::Mode::InvalidProof) {
+            crate::byzantine::ignore_invalid_proofs(&mut pre);
+        }
+        // Client transactions that passed the stateless checks, kept for forwarding.
+        let forward: Vec<Transaction> = match self.forwarder.get() {
+            Some(_) => txs
+                .iter()
+                .zip(&origins)
+                .zip(&pre)
+                .filter(|((_, o), p)| **o == Origin::Client && p.is_none())
+                .map(|((t, _), _)| t.clone())
+                .collect(),
+            None => Vec::new(),
+        };
         let mut pool = lock(&self.pool);
         let time = now_secs().max(pool.pending.last_time);
         let Pool { mempool, pending } = &mut *pool;
@@ -264,6 +360,18 @@ impl NodeCore {
                     self.metrics.accepted.inc();
                 }
                 Err(e) => self.metrics.rejected(e.code()),
+            }
+        }
+        if let Some(f) = self.forwarder.get() {
+            // Only what this node admitted: the ids of accepted client transactions.
+            let admitted: BTreeSet<TxId> = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok().copied())
+                .collect();
+            for tx in forward {
+                if admitted.contains(&tx.id()) {
+                    f.push(tx);
+                }
             }
         }
         results
@@ -329,10 +437,20 @@ impl NodeCore {
             txs,
             state_root: Hash32::default(),
         };
-        let (next, _) = self.ledger.execute(&state, &block, self.proofs)?;
+        let proofs: &dyn ProofCheck = self.proofs;
+        #[cfg(feature = "byzantine")]
+        let proofs: &dyn ProofCheck = match self.byzantine.get() {
+            Some(crate::byzantine::Mode::InvalidProof) => &crate::byzantine::AcceptAll,
+            _ => proofs,
+        };
+        #[allow(unused_mut)]
+        let (mut next, _) = self.ledger.execute(&state, &block, proofs)?;
+        #[cfg(feature = "byzantine")]
+        if self.byzantine.get() == Some(&crate::byzantine::Mode::WrongTrades) {
+            crate::byzantine::tamper_clearing(&mut next);
+        }
         block.state_root = next.root();
         // The hash covers the root, so the state's last hash is set after it is known.
-        let mut next = next;
         next.last_block_hash = block.hash();
         Ok((block, next))
     }

@@ -333,8 +333,11 @@ fn main() -> Result<()> {
             block_interval_ms,
             market,
         } => {
-            if validators == 0 {
-                bail!("--validators must be at least 1");
+            if validators == 0 || validators > 100 {
+                bail!("--validators must be between 1 and 100 (ports base+i and base+100+i)");
+            }
+            if usize::from(base_port) + 100 + validators > usize::from(u16::MAX) {
+                bail!("--base-port too high for {validators} validators");
             }
             let secrets: Vec<[u8; 32]> = (0..validators).map(|_| random_secret()).collect();
             let registrar = random_secret();
@@ -365,6 +368,10 @@ fn main() -> Result<()> {
                 cfg.consensus.persistent_peers = (0..validators)
                     .filter(|j| *j != i)
                     .map(|j| format!("/ip4/127.0.0.1/tcp/{}", p2p(j)))
+                    .collect();
+                cfg.consensus.peer_apis = (0..validators)
+                    .filter(|j| *j != i)
+                    .map(|j| format!("http://127.0.0.1:{}", base_port + j as u16))
                     .collect();
                 Home::create(&out.join(format!("node{i}")), &cfg, &g, *secret)?;
             }

@@ -32,6 +32,16 @@ pub struct NodeMetrics {
     pub mempool: Gauge,
     /// Time to write a decided block durably and update the state.
     pub commit_seconds: Histogram,
+    /// Batches delivered to a peer validator.
+    pub forwarded_batches: Counter,
+    /// Batches a peer validator could not be reached for, after retries.
+    pub forward_failed: Counter,
+    /// Transactions not forwarded because a queue was full.
+    pub forward_dropped: Counter,
+    /// Transactions received from peer validators.
+    pub forward_received: Counter,
+    /// Proposed blocks this validator found invalid and voted against.
+    pub proposals_refused: Counter,
 }
 
 impl NodeMetrics {
@@ -46,6 +56,11 @@ impl NodeMetrics {
             height: Gauge::default(),
             mempool: Gauge::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            forwarded_batches: Counter::default(),
+            forward_failed: Counter::default(),
+            forward_dropped: Counter::default(),
+            forward_received: Counter::default(),
+            proposals_refused: Counter::default(),
         };
         SharedRegistry::global()
             .with_moniker(moniker)
@@ -77,6 +92,31 @@ impl NodeMetrics {
                     "commit_seconds",
                     "Time to commit a decided block",
                     m.commit_seconds.clone(),
+                );
+                reg.register(
+                    "forward_batches",
+                    "Transaction batches delivered to peer validators",
+                    m.forwarded_batches.clone(),
+                );
+                reg.register(
+                    "forward_failed",
+                    "Transaction batches a peer validator could not be reached for",
+                    m.forward_failed.clone(),
+                );
+                reg.register(
+                    "forward_dropped",
+                    "Transactions not forwarded because a queue was full",
+                    m.forward_dropped.clone(),
+                );
+                reg.register(
+                    "forward_received",
+                    "Transactions received from peer validators",
+                    m.forward_received.clone(),
+                );
+                reg.register(
+                    "proposals_refused",
+                    "Proposed blocks found invalid and voted against",
+                    m.proposals_refused.clone(),
                 );
             });
         m

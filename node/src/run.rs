@@ -17,6 +17,7 @@ use crate::config::Home;
 use crate::consensus::app::AppSettings;
 use crate::consensus::{self, ConsensusHandle, ConsensusSetup};
 use crate::core::NodeCore;
+use crate::forward::Forwarder;
 use crate::store::RocksStore;
 
 /// Why a node could not start.
@@ -88,7 +89,24 @@ pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
         cfg.mempool.capacity,
         cfg.consensus.persistent_peers.clone(),
         cfg.moniker.clone(),
+        home.public_key(),
     )?;
+    #[cfg(feature = "byzantine")]
+    if let Some(mode) = cfg.byzantine {
+        tracing::warn!(
+            ?mode,
+            "BYZANTINE test mode: this validator proposes invalid blocks"
+        );
+        let _ = core.byzantine.set(mode);
+    }
+    if !cfg.consensus.peer_apis.is_empty() {
+        core.set_forwarder(Forwarder::start(
+            ed25519_dalek::SigningKey::from_bytes(&home.secret),
+            home.genesis.chain_id.clone(),
+            cfg.consensus.peer_apis.clone(),
+            core.metrics.clone(),
+        ));
+    }
     tracing::info!(height = core.state().height, chain = %home.genesis.chain_id, "ledger opened");
     tokio::spawn(Arc::clone(&core).run_admission(queue));
 
@@ -104,6 +122,7 @@ pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
             settings: AppSettings {
                 block_interval: Duration::from_millis(cfg.consensus.block_interval_ms),
                 max_block_txs: cfg.consensus.max_block_txs,
+                propose_timeout: Duration::from_millis(cfg.consensus.propose_timeout_ms),
             },
         },
         rx.clone(),

@@ -252,6 +252,16 @@ async fn every_route_and_error_code() {
                     r.status().as_u16()
                 }
                 "get" => api.get(&url).await.0,
+                "post" if path == "/v1/peer/txs" => {
+                    let r = api
+                        .http
+                        .post(format!("{}{url}", api.base))
+                        .body(vec![7u8; 100])
+                        .send()
+                        .await
+                        .unwrap();
+                    r.status().as_u16()
+                }
                 "post" => api.submit(&deposit(&g, &owner, 1, 1000)).await.0,
                 m => panic!("undocumented method {m}"),
             };
@@ -274,6 +284,7 @@ async fn every_route_and_error_code() {
         "get /v1/status",
         "get /v1/tx/{id}",
         "post /v1/tx",
+        "post /v1/peer/txs",
     ];
     live.sort();
     assert_eq!(documented, live);

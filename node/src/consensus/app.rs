@@ -46,6 +46,8 @@ pub struct AppSettings {
     pub block_interval: Duration,
     /// Most transactions per block.
     pub max_block_txs: usize,
+    /// Base propose timeout (LinearTimeouts' other defaults apply).
+    pub propose_timeout: Duration,
 }
 
 /// A block seen at the current height (proposed by us, received, synced or recovered).
@@ -132,7 +134,10 @@ impl App {
             core,
             signer,
             address,
-            timeouts: LinearTimeouts::default(),
+            timeouts: LinearTimeouts {
+                propose: settings.propose_timeout,
+                ..LinearTimeouts::default()
+            },
             settings,
             last_commit: Instant::now(),
             candidates: BTreeMap::new(),
@@ -340,7 +345,10 @@ impl App {
         match tokio::task::spawn_blocking(move || core.validate_block(&block)).await {
             Ok(Ok(next)) => (Validity::Valid, Some(next)),
             Ok(Err(e)) => {
-                tracing::warn!(height, error = %e, "invalid block");
+                tracing::warn!(height, error = %e, "invalid block; voting against it");
+                if live {
+                    self.core.metrics.proposals_refused.inc();
+                }
                 (Validity::Invalid, None)
             }
             Err(e) => {

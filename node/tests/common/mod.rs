@@ -265,3 +265,217 @@ pub async fn replay(api: &Api, g: &Genesis, to: u64) -> LedgerState {
     }
     state
 }
+
+/// Seed of validator `i` in a multi-validator test network.
+pub fn validator_seed(i: usize) -> [u8; 32] {
+    [201u8.wrapping_add(i as u8); 32]
+}
+
+/// `genesis` with `n` equal-power validators.
+pub fn genesis_n(chain: &str, period: u64, gate: u64, n: usize) -> Genesis {
+    let mut g = genesis(chain, period, gate);
+    g.validators = (0..n)
+        .map(|i| Validator {
+            name: format!("v{i}"),
+            key: wallet(&SigningKey::from_bytes(&validator_seed(i))),
+            power: 1,
+        })
+        .collect();
+    g
+}
+
+/// A free TCP port on 127.0.0.1 (bound by the OS, then released for the node to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A local network of validator processes (`veilwatt-node run`), each in its own home, with
+/// consensus peers and transaction forwarding wired between all of them.
+pub struct Net {
+    pub dir: tempfile::TempDir,
+    pub genesis: Genesis,
+    pub homes: Vec<PathBuf>,
+    pub apis: Vec<Api>,
+    children: Vec<Option<std::process::Child>>,
+}
+
+impl Net {
+    /// Writes `n` homes; `tweak(i, cfg)` adjusts validator `i`'s config. Nothing is started.
+    pub fn new(g: Genesis, tweak: impl Fn(usize, &mut NodeConfig)) -> Self {
+        let n = g.validators.len();
+        let dir = tempfile::tempdir().unwrap();
+        let api_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let p2p_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut homes = Vec::new();
+        for i in 0..n {
+            let api = format!("127.0.0.1:{}", api_ports[i]).parse().unwrap();
+            let mut cfg = NodeConfig::new(&format!("v{i}"), api, p2p_ports[i]);
+            cfg.consensus.block_interval_ms = 300;
+            cfg.consensus.propose_timeout_ms = 1500;
+            cfg.consensus.persistent_peers = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| format!("/ip4/127.0.0.1/tcp/{}", p2p_ports[j]))
+                .collect();
+            cfg.consensus.peer_apis = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| format!("http://127.0.0.1:{}", api_ports[j]))
+                .collect();
+            tweak(i, &mut cfg);
+            let home = dir.path().join(format!("node{i}"));
+            Home::create(&home, &cfg, &g, validator_seed(i)).unwrap();
+            homes.push(home);
+        }
+        let apis = api_ports
+            .iter()
+            .map(|p| Api::new(format!("http://127.0.0.1:{p}")))
+            .collect();
+        Self {
+            dir,
+            genesis: g,
+            homes,
+            apis,
+            children: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// Starts validator `i` and waits for its API.
+    pub fn start(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "validator {i} is running");
+        let addr_file = self.homes[i].join("data").join("api.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::File::create(self.dir.path().join(format!("node{i}.log"))).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_veilwatt-node"))
+            .args(["run", "--home"])
+            .arg(&self.homes[i])
+            .env("RUST_LOG", "warn,veilwatt_node=info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[i] = Some(child);
+        let t0 = Instant::now();
+        while !addr_file.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "validator {i} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts every validator.
+    pub fn start_all(&mut self) {
+        for i in 0..self.homes.len() {
+            self.start(i);
+        }
+    }
+
+    /// Kills validator `i` with SIGKILL and waits for it to exit.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The last lines of validator `i`'s log (for failure messages).
+    pub fn log_tail(&self, i: usize) -> String {
+        let s = std::fs::read_to_string(self.dir.path().join(format!("node{i}.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Validator `i`'s whole log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node{i}.log"))).unwrap_or_default()
+    }
+
+    /// Height of validator `i`.
+    pub async fn height(&self, i: usize) -> u64 {
+        let (_, v) = self.apis[i].get("/v1/status").await;
+        v["height"].as_u64().unwrap_or(0)
+    }
+
+    /// Blocks `1..=to` of validator `i` as JSON values.
+    pub async fn blocks(&self, i: usize, to: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut from = 1;
+        while from <= to {
+            let hi = (from + 99).min(to);
+            let (s, r) = self.apis[i]
+                .get(&format!("/v1/blocks?from={from}&to={hi}"))
+                .await;
+            assert_eq!(s, 200, "{r}");
+            let got = r["blocks"].as_array().unwrap().clone();
+            assert_eq!(
+                got.len() as u64,
+                hi - from + 1,
+                "validator {i} lacks blocks"
+            );
+            out.extend(got);
+            from = hi + 1;
+        }
+        out
+    }
+
+    /// The value of the metric `name` (summed over labels) on validator `i`.
+    pub async fn metric(&self, i: usize, name: &str) -> f64 {
+        let r = self.apis[i]
+            .http
+            .get(format!("{}/metrics", self.apis[i].base))
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        text.lines()
+            .filter(|l| {
+                // Counters are exported with a `_total` suffix.
+                let rest = l.strip_prefix(name).unwrap_or("#");
+                let rest = rest.strip_prefix("_total").unwrap_or(rest);
+                rest.starts_with(['{', ' '])
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Asserts validators `among` hold identical blocks (hence state roots) up to `to`.
+    pub async fn assert_same_chain(&self, among: &[usize], to: u64) {
+        let reference = self.blocks(among[0], to).await;
+        for &i in &among[1..] {
+            let other = self.blocks(i, to).await;
+            for (a, b) in reference.iter().zip(&other) {
+                // Everything but the certificate, whose set of precommits each validator
+                // gathers itself (any > 2/3 is valid).
+                let strip = |v: &Value| {
+                    let mut v = v.clone();
+                    v.as_object_mut().unwrap().remove("certificate");
+                    v
+                };
+                assert_eq!(
+                    strip(a),
+                    strip(b),
+                    "validators {} and {i} differ at height {}",
+                    among[0],
+                    a["height"]
+                );
+                assert_eq!(
+                    a["certificate"]["block_hash"],
+                    b["certificate"]["block_hash"]
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}

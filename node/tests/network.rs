@@ -1,0 +1,410 @@
+//! The BFT validator network, as real `veilwatt-node` processes on 127.0.0.1: four validators
+//! agree on every block and state root under orders submitted to any of them; a killed
+//! validator is not needed and catches up through sync; Byzantine proposers (the test-only
+//! `byzantine` build) are refused; without a quorum nothing commits until one returns.
+//!
+//! The tests take turns (one network at a time on a 2-core machine).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ed25519_dalek::SigningKey;
+use serde_json::Value;
+use veilwatt_node::byzantine::Mode;
+use veilwatt_verifier::types::*;
+
+const T: Duration = Duration::from_secs(120);
+
+static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until every validator of `among` has height >= `h`.
+async fn wait_height(net: &Net, among: &[usize], h: u64) {
+    let t0 = Instant::now();
+    loop {
+        let mut lowest = u64::MAX;
+        for &i in among {
+            lowest = lowest.min(net.height(i).await);
+        }
+        if lowest >= h {
+            return;
+        }
+        if t0.elapsed() > T {
+            let logs: Vec<String> = among.iter().map(|&i| net.log_tail(i)).collect();
+            panic!("height {h} not reached (lowest {lowest}); logs:\n{logs:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Lowest height among `among`.
+async fn lowest_height(net: &Net, among: &[usize]) -> u64 {
+    let mut lowest = u64::MAX;
+    for &i in among {
+        lowest = lowest.min(net.height(i).await);
+    }
+    lowest
+}
+
+/// Submits `tx` to validator `i`, expecting it admitted.
+async fn submit(net: &Net, i: usize, tx: &Transaction) {
+    let r = net.apis[i].submit(tx).await;
+    assert_eq!(r.0, 202, "validator {i}: {r:?}");
+}
+
+/// Enrols meters `first..first+n` (owners `key(100 + meter)`), funds the buyers among them,
+/// submitting round robin to `among`; waits until all are committed on `among[0]`.
+async fn setup_meters(net: &Net, among: &[usize], first: u8, n: u8) -> Vec<SigningKey> {
+    let g = &net.genesis;
+    let owners: Vec<SigningKey> = (first..first + n).map(|m| key(100 + m)).collect();
+    let mut txs = Vec::new();
+    for (k, m) in (first..first + n).enumerate() {
+        txs.push(enroll(g, m, &owners[k]));
+        txs.push(deposit(g, &owners[k], 1_000_000, u64::from(m)));
+    }
+    for (k, tx) in txs.iter().enumerate() {
+        submit(net, among[k % among.len()], tx).await;
+    }
+    for tx in &txs {
+        net.apis[among[0]].wait_committed(&tx.id(), T).await;
+    }
+    owners
+}
+
+/// Waits until `period` is cleared on validator `i`; returns its view.
+async fn wait_cleared(net: &Net, i: usize, period: u64) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = net.apis[i].get(&format!("/v1/periods/{period}")).await;
+        if v["status"] == "cleared" {
+            return v;
+        }
+        assert!(t0.elapsed() < T, "period {period} did not clear: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The current period of `g`'s clock, and when it ends.
+fn current_period(g: &Genesis) -> (u64, u64) {
+    let p = (now() - g.genesis_time) / g.period_secs;
+    (p, g.period_end(p).unwrap())
+}
+
+/// Proposers of blocks `from..=to` on validator `i`.
+async fn proposers(net: &Net, i: usize, from: u64, to: u64) -> Vec<String> {
+    net.blocks(i, to).await[(from - 1) as usize..]
+        .iter()
+        .map(|b| b["proposer"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn validator_hex(i: usize) -> String {
+    wallet(&SigningKey::from_bytes(&validator_seed(i))).to_hex()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validators_commit_identical_blocks_under_orders() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut net = Net::new(genesis_n("net-agree", 4, 6, 4), |_, _| {});
+    net.start_all();
+    let all = [0, 1, 2, 3];
+    let g = net.genesis.clone();
+
+    // Meters 1-4 sell, 5-8 buy; set up through every validator (forwarding carries each
+    // transaction to the others).
+    let owners = setup_meters(&net, &all, 1, 8).await;
+
+    // A stream of deposits to all four validators while orders for one period go in.
+    let stream = {
+        let apis = net.apis.clone();
+        let g = g.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..200u64 {
+                let tx = deposit(&g, &key(60), 1 + n, 10_000 + n);
+                let r = apis[n as usize % 4].submit(&tx).await;
+                assert_eq!(r.0, 202, "{r:?}");
+                ids.push(tx.id());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            ids
+        })
+    };
+    let (p, end) = current_period(&g);
+    let orders: Vec<Transaction> = (0..8u8)
+        .map(|k| {
+            let m = k + 1;
+            if k < 4 {
+                order(
+                    &g,
+                    &owners[k as usize],
+                    m,
+                    p,
+                    Side::Sell,
+                    100,
+                    1_600,
+                    1_500,
+                    9 + u64::from(k),
+                )
+            } else {
+                order(
+                    &g,
+                    &owners[k as usize],
+                    m,
+                    p,
+                    Side::Buy,
+                    2_000,
+                    0,
+                    1_200,
+                    20 + u64::from(k),
+                )
+            }
+        })
+        .collect();
+    sleep_until_unix(end).await;
+    for (k, tx) in orders.iter().enumerate() {
+        submit(&net, k % 4, tx).await;
+    }
+    let deposits = stream.await.unwrap();
+
+    // Every transaction commits, as seen from a validator other than the one it went to.
+    for (k, tx) in orders.iter().enumerate() {
+        net.apis[(k + 1) % 4].wait_committed(&tx.id(), T).await;
+    }
+    for (n, id) in deposits.iter().enumerate() {
+        net.apis[(n + 2) % 4].wait_committed(id, T).await;
+    }
+    let cleared = wait_cleared(&net, 0, p).await;
+    // Every bid is above every ask: all 4 x 1,200 Wh of demand is met.
+    assert_eq!(cleared["volume_wh"], 4_800, "{cleared}");
+
+    // Identical blocks and state roots everywhere; the same period view everywhere.
+    let h = lowest_height(&net, &all).await;
+    net.assert_same_chain(&all, h).await;
+    for i in 1..4 {
+        assert_eq!(wait_cleared(&net, i, p).await, cleared, "validator {i}");
+    }
+    // The chain replays through the state machine (real proof checks) to the stored roots.
+    let replayed = replay(&net.apis[2], &g, h).await;
+    let (_, top) = net.apis[3].get(&format!("/v1/blocks/{h}")).await;
+    assert_eq!(
+        replayed.root().to_hex(),
+        top["state_root"].as_str().unwrap()
+    );
+    assert_eq!(
+        serde_json::to_value(&replayed.results[&p].trades).unwrap(),
+        cleared["trades"]
+    );
+
+    // Every validator proposed, and every one received forwarded transactions.
+    let who: std::collections::BTreeSet<String> =
+        proposers(&net, 0, 1, h).await.into_iter().collect();
+    for i in all {
+        assert!(
+            who.contains(&validator_hex(i)),
+            "validator {i} never proposed"
+        );
+        assert!(
+            net.metric(i, "veilwatt_forward_received").await > 0.0,
+            "validator {i} received nothing forwarded"
+        );
+        assert_eq!(net.metric(i, "veilwatt_proposals_refused").await, 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_validator_is_not_needed_and_catches_up_after_restart() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut net = Net::new(genesis_n("net-restart", 4, 6, 4), |_, _| {});
+    net.start_all();
+    let g = net.genesis.clone();
+    wait_height(&net, &[0, 1, 2, 3], 2).await;
+
+    net.kill(3);
+    let killed_at = lowest_height(&net, &[0, 1, 2]).await;
+    // The other three keep committing, including transactions submitted meanwhile.
+    let owners = setup_meters(&net, &[0, 1, 2], 1, 2).await;
+    let mut txs = Vec::new();
+    for n in 0..30u64 {
+        let tx = deposit(&g, &owners[0], 100 + n, 500 + n);
+        submit(&net, n as usize % 3, &tx).await;
+        txs.push(tx);
+    }
+    for tx in &txs {
+        net.apis[1].wait_committed(&tx.id(), T).await;
+    }
+    wait_height(&net, &[0, 1, 2], killed_at + 8).await;
+
+    // Restarted, it syncs to the others' height and holds the same blocks and roots.
+    net.start(3);
+    let target = lowest_height(&net, &[0, 1, 2]).await;
+    wait_height(&net, &[3], target).await;
+    net.assert_same_chain(&[0, 1, 2, 3], target).await;
+    let (_, status) = net.apis[3].get("/v1/status").await;
+    assert!(
+        status["sync"].is_object() || status["sync"].is_null(),
+        "{status}"
+    );
+
+    // And it takes part again: a transaction submitted to it commits everywhere.
+    let tx = deposit(&g, &owners[1], 7, 9_999);
+    submit(&net, 3, &tx).await;
+    let at = net.apis[0].wait_committed(&tx.id(), T).await;
+    wait_height(&net, &[0, 1, 2, 3], at).await;
+    net.assert_same_chain(&[0, 1, 2, 3], at).await;
+}
+
+/// Runs a network whose validator 0 proposes per `mode`; returns it with the order setup.
+async fn byzantine_net(chain: &str, mode: Mode) -> (Net, Vec<SigningKey>) {
+    let mut net = Net::new(genesis_n(chain, 4, 6, 4), |i, c| {
+        if i == 0 {
+            c.byzantine = Some(mode);
+        }
+    });
+    net.start_all();
+    let owners = setup_meters(&net, &[1, 2, 3], 1, 2).await;
+    (net, owners)
+}
+
+/// After height `from`, validator 0 proposes nothing that commits; the honest validators
+/// refused its proposals for `reason` (a fragment of the error they log); all four hold the
+/// same chain, which replays to its roots.
+async fn assert_byzantine_refused(net: &Net, from: u64, reason: &str) -> u64 {
+    let all = [0, 1, 2, 3];
+    // Long enough for validator 0 to have had several turns as proposer.
+    wait_height(net, &all, from + 12).await;
+    let h = lowest_height(net, &all).await;
+    let byz = validator_hex(0);
+    for (k, p) in proposers(net, 1, from + 1, h).await.iter().enumerate() {
+        assert_ne!(
+            p,
+            &byz,
+            "block {} by the Byzantine proposer committed",
+            from + 1 + k as u64
+        );
+    }
+    for i in 1..4 {
+        assert!(
+            net.metric(i, "veilwatt_proposals_refused").await >= 1.0,
+            "validator {i} never refused a proposal"
+        );
+        let log = net.log(i);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("voting against it") && l.contains(reason)),
+            "validator {i} refused for another reason than {reason:?}:\n{}",
+            net.log_tail(i)
+        );
+    }
+    net.assert_same_chain(&all, h).await;
+    let replayed = replay(&net.apis[1], &net.genesis, h).await;
+    let (_, top) = net.apis[2].get(&format!("/v1/blocks/{h}")).await;
+    assert_eq!(
+        replayed.root().to_hex(),
+        top["state_root"].as_str().unwrap()
+    );
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposer_including_an_invalid_proof_is_refused() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let (net, owners) = byzantine_net("net-byz-proof", Mode::InvalidProof).await;
+    let g = net.genesis.clone();
+    let (p, end) = current_period(&g);
+    // Meter 1 proves a 1,000 Wh sale but offers 5,000 Wh with that proof (inflated surplus).
+    let honest = order(&g, &owners[0], 1, p, Side::Sell, 100, 1_100, 1_000, 9);
+    let TxBody::Order { proof, .. } = honest.body.clone() else {
+        unreachable!()
+    };
+    let inflated = Transaction::sign(
+        &g.chain_id,
+        TxBody::Order {
+            meter: meter_key(1),
+            period: p,
+            side: Side::Sell,
+            quantity_wh: 5_000,
+            limit_price: 9,
+            proof,
+        },
+        &owners[0],
+    );
+    let buy = order(&g, &owners[1], 2, p, Side::Buy, 6_000, 0, 5_000, 25);
+    sleep_until_unix(end).await;
+    // Honest validators refuse it at admission; the Byzantine one takes it.
+    for i in 1..4 {
+        let (s, v) = net.apis[i].submit(&inflated).await;
+        assert_eq!((s, v["code"].as_str()), (422, Some("invalid_proof")), "{v}");
+    }
+    submit(&net, 0, &inflated).await;
+    submit(&net, 1, &buy).await;
+    let from = net.height(0).await;
+    net.apis[2].wait_committed(&buy.id(), T).await;
+
+    let h = assert_byzantine_refused(&net, from, "proof invalid for this order").await;
+    for i in 0..4 {
+        let (_, v) = net.apis[i].get(&format!("/v1/tx/{}", inflated.id())).await;
+        assert_ne!(v["status"], "committed", "validator {i}: {v}");
+    }
+    for b in net.blocks(3, h).await {
+        for tx in b["txs"].as_array().unwrap() {
+            assert_ne!(tx["id"].as_str(), Some(inflated.id().to_hex().as_str()));
+        }
+    }
+    // The buy order is on the ledger and the period clears with nothing to match it.
+    let cleared = wait_cleared(&net, 1, p).await;
+    assert_eq!(cleared["volume_wh"], 0, "{cleared}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposer_with_trades_that_differ_from_the_clearing_is_refused() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let (net, owners) = byzantine_net("net-byz-trades", Mode::WrongTrades).await;
+    let g = net.genesis.clone();
+    let (p, end) = current_period(&g);
+    let sell = order(&g, &owners[0], 1, p, Side::Sell, 100, 1_100, 1_000, 9);
+    let buy = order(&g, &owners[1], 2, p, Side::Buy, 2_000, 0, 1_000, 25);
+    sleep_until_unix(end).await;
+    submit(&net, 1, &sell).await;
+    submit(&net, 2, &buy).await;
+    let cleared = wait_cleared(&net, 1, p).await;
+    assert_eq!(cleared["volume_wh"], 1_000, "{cleared}");
+    let from = cleared["cleared_at"].as_u64().unwrap_or_else(|| {
+        panic!("period view without cleared_at: {cleared}");
+    });
+
+    assert_byzantine_refused(&net, from, "state root mismatch").await;
+    // Every validator, the Byzantine one included, holds the true clearing.
+    for i in [0, 2, 3] {
+        assert_eq!(wait_cleared(&net, i, p).await, cleared, "validator {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_nothing_commits_until_a_validator_returns() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut net = Net::new(genesis_n("net-quorum", 4, 6, 4), |_, _| {});
+    net.start_all();
+    let g = net.genesis.clone();
+    wait_height(&net, &[0, 1, 2, 3], 2).await;
+
+    net.kill(2);
+    net.kill(3);
+    // A decision already under way may still land; after that the height must not move.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stalled = [net.height(0).await, net.height(1).await];
+    let tx = deposit(&g, &key(9), 5, 1);
+    submit(&net, 0, &tx).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!([net.height(0).await, net.height(1).await], stalled);
+    let (_, v) = net.apis[0].get(&format!("/v1/tx/{}", tx.id())).await;
+    assert_eq!(v["status"], "pending", "{v}");
+
+    // Three of four again: progress resumes and the pending transaction commits.
+    net.start(2);
+    let at = net.apis[1].wait_committed(&tx.id(), T).await;
+    assert!(at > stalled[0].max(stalled[1]));
+    wait_height(&net, &[0, 1, 2], at).await;
+    net.assert_same_chain(&[0, 1, 2], at).await;
+}
