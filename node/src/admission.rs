@@ -95,12 +95,27 @@ fn proof_key(public: &OrderPublic, proof: &OrderProof) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Proofs this node has verified, by hash of (proof, public inputs); bounded, oldest evicted.
-/// As a [`ProofCheck`] it verifies only the proofs it does not know.
+/// Proofs this node has verified, by hash of (proof, public inputs), and transactions whose
+/// signature it has verified, by id; both bounded, oldest evicted. As a [`ProofCheck`] it
+/// verifies only the proofs it does not know, and lets block execution skip the signatures
+/// checked at admission.
 pub struct ProofCache {
     verifier: OrderVerifier,
     capacity: usize,
     inner: Mutex<Remembered>,
+    signatures: Mutex<Remembered>,
+}
+
+fn remember_in(set: &Mutex<Remembered>, capacity: usize, key: [u8; 32]) {
+    let mut g = set.lock().unwrap_or_else(|e| e.into_inner());
+    if g.0.insert(key) {
+        g.1.push_back(key);
+        while g.1.len() > capacity {
+            if let Some(old) = g.1.pop_front() {
+                g.0.remove(&old);
+            }
+        }
+    }
 }
 
 /// Known proof keys, and their insertion order for eviction.
@@ -113,6 +128,7 @@ impl ProofCache {
             verifier,
             capacity,
             inner: Mutex::new((BTreeSet::new(), VecDeque::new())),
+            signatures: Mutex::new((BTreeSet::new(), VecDeque::new())),
         }
     }
 
@@ -135,15 +151,12 @@ impl ProofCache {
     }
 
     fn remember(&self, key: [u8; 32]) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0.insert(key) {
-            g.1.push_back(key);
-            while g.1.len() > self.capacity {
-                if let Some(old) = g.1.pop_front() {
-                    g.0.remove(&old);
-                }
-            }
-        }
+        remember_in(&self.inner, self.capacity, key);
+    }
+
+    /// Records that transaction `id`'s signature verified (the id commits to it).
+    pub fn remember_signature(&self, id: &TxId) {
+        remember_in(&self.signatures, self.capacity, id.0);
     }
 
     /// Verifies `items` (batch, only the unknown ones) and remembers the valid ones. Returns the
@@ -181,6 +194,14 @@ impl ProofCheck for ProofCache {
         } else {
             Err(BatchFailure { invalid })
         }
+    }
+
+    fn signature_known(&self, id: &TxId) -> bool {
+        self.signatures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .contains(&id.0)
     }
 }
 
@@ -242,6 +263,7 @@ impl<'g> Admission<'g> {
             .par_iter()
             .map(|t| {
                 if t.verify_signature(&self.chain_id) {
+                    self.proofs.remember_signature(&t.id());
                     None
                 } else {
                     Some(AdmitError::BadSignature)
@@ -255,13 +277,20 @@ impl<'g> Admission<'g> {
             if results[i].is_some() {
                 continue;
             }
-            match tx.body.order_proof_item(|m| m.to_public_key()) {
+            // As in block execution, the meter key's subgroup check is left to the circuit
+            // (and was done natively at enrolment; the rules refuse unenrolled meters).
+            match tx
+                .body
+                .order_proof_item(|m| m.to_public_key_unchecked().ok_or(()))
+            {
                 Some(Ok(item)) => {
                     items.push(item);
                     positions.push(i);
                 }
-                Some(Err(e)) => {
-                    results[i] = Some(AdmitError::Rule(TxError::InvalidMeterKey(e.to_string())))
+                Some(Err(_)) => {
+                    results[i] = Some(AdmitError::Rule(TxError::InvalidMeterKey(
+                        "not a Baby Jubjub point".into(),
+                    )))
                 }
                 None => {}
             }

@@ -26,9 +26,10 @@ use veilwatt_verifier::types::{Genesis, MeterKey, Side, Transaction, TxBody, TxI
     about = "Submit many proven orders to a Veilwatt node"
 )]
 struct Args {
-    /// Node API base URL.
-    #[arg(long, default_value = "http://127.0.0.1:26600")]
-    node: String,
+    /// Node API base URL; repeat to spread the clients over several validators (commit times
+    /// are read from the first).
+    #[arg(long = "node", default_value = "http://127.0.0.1:26600")]
+    nodes: Vec<String>,
     /// Genesis file of the node's chain.
     #[arg(long)]
     genesis: PathBuf,
@@ -123,7 +124,7 @@ fn generate(g: &Genesis, args: &Args, period: u64) -> Result<Vec<Transaction>> {
 
 async fn submit_all(
     http: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     txs: Vec<Transaction>,
     concurrency: usize,
     label: &str,
@@ -136,13 +137,13 @@ async fn submit_all(
     );
     let t0 = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
-        .map(|_| {
+        .map(|k| {
             let (queue, accepted, statuses, http, base, bar) = (
                 queue.clone(),
                 accepted.clone(),
                 statuses.clone(),
                 http.clone(),
-                base.to_owned(),
+                bases[k % bases.len()].clone(),
                 bar.clone(),
             );
             tokio::spawn(async move {
@@ -274,7 +275,12 @@ async fn main() -> Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let base = args.node.trim_end_matches('/').to_owned();
+    let bases: Vec<String> = args
+        .nodes
+        .iter()
+        .map(|b| b.trim_end_matches('/').to_owned())
+        .collect();
+    let base = bases[0].clone();
 
     // Enrol the meters.
     let enrolls: Vec<Transaction> = (0..args.orders)
@@ -291,7 +297,7 @@ async fn main() -> Result<()> {
         })
         .collect();
     let (seen, watcher) = watch_commits(http.clone(), base.clone());
-    let (enrolled, _, _) = submit_all(&http, &base, enrolls, args.concurrency, "enrolling").await?;
+    let (enrolled, _, _) = submit_all(&http, &bases, enrolls, args.concurrency, "enrolling").await?;
     // Buyers need funds for escrow.
     let deposits: Vec<Transaction> = (0..args.orders)
         .filter(|i| i % 2 == 1)
@@ -308,7 +314,7 @@ async fn main() -> Result<()> {
             )
         })
         .collect();
-    let (funded, _, _) = submit_all(&http, &base, deposits, args.concurrency, "funding").await?;
+    let (funded, _, _) = submit_all(&http, &bases, deposits, args.concurrency, "funding").await?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     while enrolled
         .iter()
@@ -324,7 +330,7 @@ async fn main() -> Result<()> {
     // The measured part: orders.
     let t0 = Instant::now();
     let (accepted, statuses, submit_time) =
-        submit_all(&http, &base, orders, args.concurrency, "orders").await?;
+        submit_all(&http, &bases, orders, args.concurrency, "orders").await?;
     let mut last_commit = t0;
     let mut latencies = Vec::with_capacity(accepted.len());
     while Instant::now() < deadline {
