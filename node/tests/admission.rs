@@ -269,6 +269,59 @@ fn verified_proofs_are_remembered_for_block_execution() {
 }
 
 #[test]
+fn only_signatures_that_verified_at_admission_are_remembered() {
+    let g = genesis();
+    let k = dev::keys().unwrap();
+    let cache = ProofCache::new(OrderVerifier::new(&k.vk, k.vk_id).unwrap(), 10);
+    let adm = Admission::new(
+        Ledger::new(&g).unwrap(),
+        g.chain_id.clone(),
+        AdmissionConfig::default(),
+        &cache,
+    );
+    let good = Transaction::sign(
+        &g.chain_id,
+        TxBody::Deposit {
+            to: wallet(&key(5)),
+            amount: 1,
+            reference: 1,
+        },
+        &key(200),
+    );
+    // The same body and signer with another signature; and a good signature for another chain.
+    let mut forged = good.clone();
+    forged.signature.0[0] ^= 1;
+    let other_chain = Transaction::sign("elsewhere", good.body.clone(), &key(200));
+    let pre = adm.check_stateless(&[good.clone(), forged.clone(), other_chain.clone()]);
+    assert_eq!(pre[0], None);
+    assert_eq!(pre[1], Some(AdmitError::BadSignature));
+    assert_eq!(pre[2], Some(AdmitError::BadSignature));
+    assert!(cache.signature_known(&good.id()));
+    assert_ne!(forged.id(), good.id());
+    assert!(!cache.signature_known(&forged.id()));
+    assert!(!cache.signature_known(&other_chain.id()));
+
+    // Block execution still refuses the forged one although its body was seen.
+    let ledger = Ledger::new(&g).unwrap();
+    let s = state(&g);
+    let block = Block {
+        height: s.height + 1,
+        prev_hash: s.last_block_hash,
+        time: IN_GATE,
+        proposer: wallet(&key(201)),
+        txs: vec![forged],
+        state_root: Hash32::default(),
+    };
+    assert!(matches!(
+        ledger.execute(&s, &block, &cache),
+        Err(veilwatt_verifier::ledger::BlockError::Tx {
+            error: TxError::BadSignature,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn mempool_is_fifo_and_forgets_committed() {
     let g = genesis();
     let mut pool = Mempool::new(3);

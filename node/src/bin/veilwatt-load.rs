@@ -297,7 +297,8 @@ async fn main() -> Result<()> {
         })
         .collect();
     let (seen, watcher) = watch_commits(http.clone(), base.clone());
-    let (enrolled, _, _) = submit_all(&http, &bases, enrolls, args.concurrency, "enrolling").await?;
+    let (enrolled, _, _) =
+        submit_all(&http, &bases, enrolls, args.concurrency, "enrolling").await?;
     // Buyers need funds for escrow.
     let deposits: Vec<Transaction> = (0..args.orders)
         .filter(|i| i % 2 == 1)
