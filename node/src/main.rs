@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod demo;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand_core::{OsRng, RngCore};
@@ -109,6 +111,32 @@ impl MarketArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run a local demo community: a genesis with short periods, an embedded validator (or
+    /// several), simulated meters, households proving and submitting orders, the periods
+    /// clearing, and a report read back from the ledger.
+    Demo {
+        /// Households.
+        #[arg(long, default_value_t = 16)]
+        households: usize,
+        /// Periods traded (each stands for one simulated hour of a summer day from 09:00).
+        #[arg(long, default_value_t = 6)]
+        periods: u64,
+        /// Validators (1: embedded in this process; more: child processes on 127.0.0.1).
+        #[arg(long, default_value_t = 1)]
+        validators: usize,
+        /// Real length of a period, seconds.
+        #[arg(long, default_value_t = 8)]
+        period_secs: u64,
+        /// Seed of the simulation.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Working directory (recreated on every run).
+        #[arg(long, default_value = "veilwatt-demo")]
+        dir: PathBuf,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a validator home: a new consensus key, config.toml and the genesis.
     Init {
         /// Genesis file.
@@ -379,6 +407,41 @@ fn main() -> Result<()> {
                 "{}",
                 serde_json::json!({"out": out, "validators": validators, "genesis_hash": g.hash()})
             );
+        }
+        Cmd::Demo {
+            households,
+            periods,
+            validators,
+            period_secs,
+            seed,
+            dir,
+            json,
+        } => {
+            // Progress on stderr; the engine and node logs only when RUST_LOG asks.
+            let filter =
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("error,arc_malachitebft_network=off")
+                });
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(demo::run(demo::DemoOptions {
+                households,
+                periods,
+                validators,
+                period_secs,
+                seed,
+                dir,
+            }))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", demo::render(&report));
+            }
         }
         Cmd::Run { home } => {
             let home = Home::load(&home)?;

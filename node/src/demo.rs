@@ -1,0 +1,599 @@
+//! `veilwatt-node demo`: a local community from scratch. Writes a genesis with short periods,
+//! starts the validator(s), simulates the households' meters (`veilwatt_prover::simulate`),
+//! enrols the meters, credits deposits, proves and submits every household's order for each
+//! period as it ends, waits for the periods to clear, and reports what the ledger says.
+//!
+//! Every step goes through the node's real HTTP API and the real prover; the report is read
+//! back from the ledger (`/v1/periods/{p}`), not computed locally.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::SigningKey;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde::Serialize;
+use serde_json::Value;
+use veilwatt_node::config::{Home, NodeConfig};
+use veilwatt_prover::simulate::{community, simulate_hour, Household, Site, Weather};
+use veilwatt_prover::{OrderRequest, Prover};
+use veilwatt_verifier::types::*;
+
+/// Demo settings.
+pub struct DemoOptions {
+    /// Households.
+    pub households: usize,
+    /// Periods traded.
+    pub periods: u64,
+    /// Validators.
+    pub validators: usize,
+    /// Period length, seconds (each period stands for one simulated hour).
+    pub period_secs: u64,
+    /// Seed of the simulation and the households' keys.
+    pub seed: u64,
+    /// Working directory (ledger, homes).
+    pub dir: PathBuf,
+}
+
+/// Deposit credited to every household, minor units.
+const DEPOSIT_UNITS: u64 = 50_000;
+/// Quantities are rounded down to this many Wh (coarser quantities leak less about readings).
+const QUANTITY_UNIT_WH: u32 = 10;
+/// Simulated solar hour of the first period.
+const FIRST_HOUR: f64 = 9.0;
+const T: Duration = Duration::from_secs(120);
+
+/// One period's line of the report.
+#[derive(Serialize, Debug)]
+pub struct PeriodLine {
+    /// Period number.
+    pub period: u64,
+    /// Simulated solar hour it stands for.
+    pub hour: String,
+    /// Sell orders.
+    pub sell_orders: u64,
+    /// Buy orders.
+    pub buy_orders: u64,
+    /// Energy traded, Wh.
+    pub volume_wh: u64,
+    /// Clearing price, minor units per kWh.
+    pub clearing_price: Option<u64>,
+    /// Money paid by buyers to sellers for energy, millis.
+    pub money_millis: u64,
+    /// Grid/wheeling fees, millis.
+    pub grid_fees_millis: u64,
+    /// Market fees, millis.
+    pub market_fees_millis: u64,
+    /// Offered energy nobody bought (goes to the utility at the feed-in tariff), Wh.
+    pub unmatched_sell_wh: u64,
+    /// Demand not met locally (drawn from the utility at retail), Wh.
+    pub unmatched_buy_wh: u64,
+}
+
+/// The community summary.
+#[derive(Serialize, Debug)]
+pub struct Summary {
+    /// Households.
+    pub households: usize,
+    /// Validators.
+    pub validators: usize,
+    /// Orders submitted.
+    pub orders: u64,
+    /// Trades.
+    pub trades: u64,
+    /// Energy traded locally, Wh.
+    pub energy_traded_wh: u64,
+    /// Money that stayed in the community (paid by neighbours to neighbours), millis.
+    pub money_kept_millis: u64,
+    /// Fees, millis.
+    pub fees_millis: u64,
+    /// Average saving per household against selling everything at the feed-in tariff and
+    /// buying everything at the retail tariff, millis.
+    pub average_saving_millis: u64,
+    /// Final height.
+    pub height: u64,
+    /// Wall time of the demo, seconds.
+    pub seconds: u64,
+}
+
+/// The whole report.
+#[derive(Serialize, Debug)]
+pub struct Report {
+    /// Per period.
+    pub periods: Vec<PeriodLine>,
+    /// Community summary.
+    pub summary: Summary,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn secret(rng: &mut ChaCha20Rng) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    rand::RngCore::fill_bytes(rng, &mut s);
+    s
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The running validators: one in this process, or several child processes.
+enum Validators {
+    Embedded(veilwatt_node::run::RunningNode),
+    Processes(Vec<std::process::Child>),
+}
+
+impl Validators {
+    async fn stop(self) {
+        match self {
+            Validators::Embedded(node) => node.shutdown().await,
+            Validators::Processes(children) => {
+                for mut c in children {
+                    // SIGTERM for a graceful stop, then reap.
+                    let _ = std::process::Command::new("kill")
+                        .arg(c.id().to_string())
+                        .status();
+                    let _ = c.wait();
+                }
+            }
+        }
+    }
+}
+
+/// The order a household places for a period's readings: sell its net surplus or buy its net
+/// demand, rounded down; asks between the feed-in tariff and 40 % of the way to retail, bids
+/// from 60 % of the way to retail.
+fn choose_order(
+    g: &Genesis,
+    import_wh: u32,
+    export_wh: u32,
+    rng: &mut ChaCha20Rng,
+) -> Option<(Side, u32, u64)> {
+    let (side, net) = if export_wh > import_wh {
+        (Side::Sell, export_wh - import_wh)
+    } else {
+        (Side::Buy, import_wh - export_wh)
+    };
+    let q = net / QUANTITY_UNIT_WH * QUANTITY_UNIT_WH;
+    if q == 0 {
+        return None;
+    }
+    let spread = g.price_cap - g.price_floor;
+    let x = rand::RngCore::next_u64(rng) % (spread * 4 / 10 + 1);
+    let price = match side {
+        Side::Sell => g.price_floor + x,
+        Side::Buy => g.price_cap - x,
+    };
+    Some((side, q, price))
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn get(&self, path: &str) -> Result<Value> {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
+        Ok(r.json().await?)
+    }
+
+    async fn submit(&self, tx: &Transaction) -> Result<TxId> {
+        let r = self
+            .http
+            .post(format!("{}/v1/tx", self.base))
+            .json(tx)
+            .send()
+            .await?;
+        let status = r.status();
+        let body: Value = r.json().await?;
+        if status.as_u16() != 202 {
+            bail!("node refused a transaction ({status}): {body}");
+        }
+        Ok(tx.id())
+    }
+
+    async fn wait_committed(&self, ids: &[TxId]) -> Result<()> {
+        let t0 = Instant::now();
+        for id in ids {
+            loop {
+                let v = self.get(&format!("/v1/tx/{id}")).await?;
+                match v["status"].as_str() {
+                    Some("committed") => break,
+                    Some("rejected") => bail!("transaction {id} rejected: {v}"),
+                    _ if t0.elapsed() > T => bail!("transaction {id} not committed: {v}"),
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(t: u64) {
+    while now() < t {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn prepare_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let marker = dir.join("veilwatt-demo");
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !marker.exists() && !empty {
+            bail!(
+                "{} exists and is not a demo directory; choose another --dir",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("veilwatt-demo"), "created by veilwatt-node demo\n")?;
+    Ok(())
+}
+
+/// Runs the demo; progress goes to stderr.
+pub async fn run(opts: DemoOptions) -> Result<Report> {
+    if opts.households == 0 || opts.periods == 0 || opts.validators == 0 {
+        bail!("--households, --periods and --validators must be at least 1");
+    }
+    let started = Instant::now();
+    prepare_dir(&opts.dir)?;
+    let mut rng = ChaCha20Rng::seed_from_u64(opts.seed);
+
+    // Genesis: short periods; the gate leaves time to prove every household's order.
+    let registrar = SigningKey::from_bytes(&secret(&mut rng));
+    let secrets: Vec<[u8; 32]> = (0..opts.validators).map(|_| secret(&mut rng)).collect();
+    let period = opts.period_secs.max(2);
+    let t = now();
+    let g = Genesis {
+        chain_id: "veilwatt-demo".into(),
+        genesis_time: t - t % period,
+        validators: secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Validator {
+                name: format!("validator-{i}"),
+                key: WalletKey(SigningKey::from_bytes(s).verifying_key().to_bytes()),
+                power: 1,
+            })
+            .collect(),
+        registrar: WalletKey(registrar.verifying_key().to_bytes()),
+        period_secs: period,
+        gate_delay_secs: 2 * period + opts.households as u64 / 2 + 10,
+        mechanism: Mechanism::Uniform,
+        fees: FeeSchedule {
+            grid_fee_per_kwh: 4,
+            market_fee_per_kwh: 1,
+            market_fee_buyer_share_bps: 5_000,
+        },
+        price_floor: 8,
+        price_cap: 30,
+        vk_id: Hash32(veilwatt_params::dev::pinned_vk_id().0),
+    };
+    g.validate()?;
+
+    // Validators.
+    let n = opts.validators;
+    let api_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+    let p2p_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+    let mut homes = Vec::new();
+    for (i, s) in secrets.iter().enumerate() {
+        let api = format!("127.0.0.1:{}", api_ports[i]).parse()?;
+        let mut cfg = NodeConfig::new(&format!("validator-{i}"), api, p2p_ports[i]);
+        cfg.consensus.block_interval_ms = 500;
+        cfg.consensus.persistent_peers = (0..n)
+            .filter(|j| *j != i)
+            .map(|j| format!("/ip4/127.0.0.1/tcp/{}", p2p_ports[j]))
+            .collect();
+        cfg.consensus.peer_apis = (0..n)
+            .filter(|j| *j != i)
+            .map(|j| format!("http://127.0.0.1:{}", api_ports[j]))
+            .collect();
+        let home = opts.dir.join(format!("node{i}"));
+        Home::create(&home, &cfg, &g, *s)?;
+        homes.push(home);
+    }
+    let validators = if n == 1 {
+        let home = Home::load(&homes[0])?;
+        Validators::Embedded(veilwatt_node::run::start(&home).await?)
+    } else {
+        let exe = std::env::current_exe()?;
+        let mut children = Vec::new();
+        for (i, h) in homes.iter().enumerate() {
+            let log = std::fs::File::create(opts.dir.join(format!("node{i}.log")))?;
+            children.push(
+                std::process::Command::new(&exe)
+                    .args(["run", "--home"])
+                    .arg(h)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .context("starting a validator process")?,
+            );
+        }
+        Validators::Processes(children)
+    };
+    let result = community_run(&opts, &g, &registrar, &api_ports, &mut rng, started).await;
+    validators.stop().await;
+    result
+}
+
+async fn community_run(
+    opts: &DemoOptions,
+    g: &Genesis,
+    registrar: &SigningKey,
+    api_ports: &[u16],
+    rng: &mut ChaCha20Rng,
+    started: Instant,
+) -> Result<Report> {
+    let clients: Vec<Client> = api_ports
+        .iter()
+        .map(|p| Client {
+            http: reqwest::Client::new(),
+            base: format!("http://127.0.0.1:{p}"),
+        })
+        .collect();
+    let first = &clients[0];
+    let t0 = Instant::now();
+    while first.get("/v1/status").await.is_err() {
+        if t0.elapsed() > T {
+            bail!("the validator API did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Households: enrol each meter to its wallet and credit a deposit.
+    let mut homes: Vec<Household> = community(opts.households, opts.seed);
+    let wallets: Vec<SigningKey> = homes
+        .iter()
+        .map(|_| SigningKey::from_bytes(&secret(rng)))
+        .collect();
+    let mut setup = Vec::new();
+    for (i, (h, w)) in homes.iter().zip(&wallets).enumerate() {
+        let owner = WalletKey(w.verifying_key().to_bytes());
+        let meter = MeterKey::from_public_key(&h.meter.public_key());
+        for body in [
+            TxBody::EnrollMeter { meter, owner },
+            TxBody::Deposit {
+                to: owner,
+                amount: DEPOSIT_UNITS * 1_000,
+                reference: i as u64,
+            },
+        ] {
+            let tx = Transaction::sign(&g.chain_id, body, registrar);
+            setup.push(clients[i % clients.len()].submit(&tx).await?);
+        }
+    }
+    first.wait_committed(&setup).await?;
+    eprintln!(
+        "{} households enrolled and funded ({} with PV, {} with batteries)",
+        homes.len(),
+        homes.iter().filter(|h| h.pv_peak_w > 0.0).count(),
+        homes.iter().filter(|h| h.battery_wh > 0.0).count()
+    );
+
+    // Periods: the next full period and the ones after it.
+    let keys = veilwatt_params::dev::keys()?;
+    let prover = std::sync::Arc::new(Prover::new(keys.pk.clone(), keys.vk_id)?);
+    let first_period = (now() - g.genesis_time) / g.period_secs + 1;
+    let periods: Vec<u64> = (first_period..first_period + opts.periods).collect();
+    let site = Site::default();
+    let mut weather = Weather::new(opts.seed);
+    let bar = ProgressBar::new(opts.households as u64 * opts.periods).with_style(
+        ProgressStyle::with_template(
+            "proving {bar:40} {pos}/{len} orders ({msg}) {elapsed_precise}",
+        )?,
+    );
+    let mut orders = 0u64;
+    let mut submitted = Vec::new();
+    for (k, &p) in periods.iter().enumerate() {
+        let end = g.period_end(p).context("period overflow")?;
+        bar.set_message(format!("period {p} ends in {}s", end.saturating_sub(now())));
+        sleep_until(end).await;
+        bar.set_message(format!("period {p}"));
+        // The meters close the period and sign their statements.
+        let readings = simulate_hour(site, &mut weather, &mut homes, FIRST_HOUR + k as f64);
+        for (i, ((h, w), r)) in homes.iter().zip(&wallets).zip(&readings).enumerate() {
+            let Some((side, q, price)) = choose_order(g, r.import_wh, r.export_wh, rng) else {
+                bar.inc(1);
+                continue;
+            };
+            let statement = r.sign(&h.meter, p);
+            let prover = std::sync::Arc::clone(&prover);
+            let seed = opts.seed ^ (p << 20) ^ i as u64;
+            let proven = tokio::task::spawn_blocking(move || {
+                prover.prove(
+                    &statement,
+                    &OrderRequest {
+                        side: side.into(),
+                        quantity_wh: q,
+                    },
+                    &mut ChaCha20Rng::seed_from_u64(seed),
+                )
+            })
+            .await??;
+            let tx = Transaction::sign(
+                &g.chain_id,
+                TxBody::Order {
+                    meter: MeterKey::from_public_key(&h.meter.public_key()),
+                    period: p,
+                    side,
+                    quantity_wh: q,
+                    limit_price: price,
+                    proof: proven.proof,
+                },
+                w,
+            );
+            submitted.push(clients[i % clients.len()].submit(&tx).await?);
+            orders += 1;
+            bar.inc(1);
+        }
+    }
+    bar.finish_with_message("all orders submitted");
+    first.wait_committed(&submitted).await?;
+
+    // Wait for every period to clear, then read the ledger's own figures.
+    let last_close = g
+        .gate_close(*periods.last().unwrap_or(&first_period))
+        .unwrap_or(0);
+    eprintln!(
+        "waiting for the last gate to close ({}s)",
+        last_close.saturating_sub(now())
+    );
+    let mut lines = Vec::new();
+    let mut trades_all: Vec<Value> = Vec::new();
+    for (k, &p) in periods.iter().enumerate() {
+        let t0 = Instant::now();
+        let v = loop {
+            let v = first.get(&format!("/v1/periods/{p}")).await?;
+            if v["status"] == "cleared" {
+                break v;
+            }
+            if t0.elapsed() > T + Duration::from_secs(g.gate_delay_secs) {
+                bail!("period {p} did not clear: {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let u = |x: &Value| x.as_u64().unwrap_or(0);
+        let h = FIRST_HOUR as u64 + k as u64;
+        lines.push(PeriodLine {
+            period: p,
+            hour: format!("{h:02}:00-{:02}:00", h + 1),
+            sell_orders: u(&v["orders"]["sell"]),
+            buy_orders: u(&v["orders"]["buy"]),
+            volume_wh: u(&v["volume_wh"]),
+            clearing_price: v["clearing_price"].as_u64(),
+            money_millis: u(&v["money_exchanged_millis"]),
+            grid_fees_millis: u(&v["fees_millis"]["grid"]),
+            market_fees_millis: u(&v["fees_millis"]["market"]),
+            unmatched_sell_wh: u(&v["unmatched_wh"]["sell"]),
+            unmatched_buy_wh: u(&v["unmatched_wh"]["buy"]),
+        });
+        trades_all.extend(v["trades"].as_array().cloned().unwrap_or_default());
+    }
+
+    // Savings against the plain utility tariffs of genesis (unmatched energy goes to or comes
+    // from the utility at those tariffs either way, so only traded energy saves anything).
+    let mut saving: i128 = 0;
+    for t in &trades_all {
+        let u = |k: &str| i128::from(t[k].as_u64().unwrap_or(0));
+        let q = u("quantity_wh");
+        let buyer_paid = u("energy_value") + u("grid_fee") + u("market_fee_buyer");
+        let seller_got = u("energy_value") - u("market_fee_seller");
+        saving += q * i128::from(g.price_cap) - buyer_paid;
+        saving += seller_got - q * i128::from(g.price_floor);
+    }
+    let status = first.get("/v1/status").await?;
+    let money: u64 = lines.iter().map(|l| l.money_millis).sum();
+    let summary = Summary {
+        households: opts.households,
+        validators: opts.validators,
+        orders,
+        trades: trades_all.len() as u64,
+        energy_traded_wh: lines.iter().map(|l| l.volume_wh).sum(),
+        money_kept_millis: money,
+        fees_millis: lines
+            .iter()
+            .map(|l| l.grid_fees_millis + l.market_fees_millis)
+            .sum(),
+        average_saving_millis: u64::try_from(saving.max(0) / opts.households as i128).unwrap_or(0),
+        height: status["height"].as_u64().unwrap_or(0),
+        seconds: started.elapsed().as_secs(),
+    };
+    Ok(Report {
+        periods: lines,
+        summary,
+    })
+}
+
+fn units(millis: u64) -> String {
+    format!("{}.{:02}", millis / 1_000, millis % 1_000 / 10)
+}
+
+fn kwh(wh: u64) -> String {
+    format!("{}.{:03}", wh / 1_000, wh % 1_000)
+}
+
+/// The report as terminal tables (money in minor units with two decimals, energy in kWh).
+pub fn render(r: &Report) -> String {
+    let mut rows: Vec<[String; 10]> = vec![[
+        "period".into(),
+        "hour".into(),
+        "sell".into(),
+        "buy".into(),
+        "traded kWh".into(),
+        "price/kWh".into(),
+        "paid".into(),
+        "grid fees".into(),
+        "market fees".into(),
+        "unmatched kWh (sell/buy)".into(),
+    ]];
+    for l in &r.periods {
+        rows.push([
+            l.period.to_string(),
+            l.hour.clone(),
+            l.sell_orders.to_string(),
+            l.buy_orders.to_string(),
+            kwh(l.volume_wh),
+            l.clearing_price.map_or("-".into(), |p| p.to_string()),
+            units(l.money_millis),
+            units(l.grid_fees_millis),
+            units(l.market_fees_millis),
+            format!("{} / {}", kwh(l.unmatched_sell_wh), kwh(l.unmatched_buy_wh)),
+        ]);
+    }
+    let widths: Vec<usize> = (0..10)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (k, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:>w$}"))
+            .collect();
+        out.push_str(&cells.join("  "));
+        out.push('\n');
+        if k == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 18));
+            out.push('\n');
+        }
+    }
+    let s = &r.summary;
+    let lines = [
+        format!(
+            "\ncommunity of {} households, {} validator(s), {} s",
+            s.households, s.validators, s.seconds
+        ),
+        format!("  orders {}, trades {}", s.orders, s.trades),
+        format!(
+            "  energy traded locally         {} kWh",
+            kwh(s.energy_traded_wh)
+        ),
+        format!(
+            "  money kept in the community   {}",
+            units(s.money_kept_millis)
+        ),
+        format!("  fees                          {}", units(s.fees_millis)),
+        format!(
+            "  average saving per household  {} (against the utility's tariffs)",
+            units(s.average_saving_millis)
+        ),
+        format!("  ledger height                 {}", s.height),
+    ];
+    for l in &lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
