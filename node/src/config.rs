@@ -139,6 +139,23 @@ impl NodeConfig {
             byzantine: None,
         }
     }
+
+    /// Validator `i` of a network on 127.0.0.1 whose validators listen on `api_ports` (HTTP)
+    /// and `p2p_ports` (consensus): every other validator is a persistent peer and a forwarding
+    /// target.
+    pub fn local_network(moniker: &str, i: usize, api_ports: &[u16], p2p_ports: &[u16]) -> Self {
+        let api = SocketAddr::from(([127, 0, 0, 1], api_ports[i]));
+        let mut cfg = Self::new(moniker, api, p2p_ports[i]);
+        let others = |ports: &[u16], fmt: fn(u16) -> String| -> Vec<String> {
+            (0..ports.len())
+                .filter(|j| *j != i)
+                .map(|j| fmt(ports[j]))
+                .collect()
+        };
+        cfg.consensus.persistent_peers = others(p2p_ports, |p| format!("/ip4/127.0.0.1/tcp/{p}"));
+        cfg.consensus.peer_apis = others(api_ports, |p| format!("http://127.0.0.1:{p}"));
+        cfg
+    }
 }
 
 /// The validator's consensus key, stored as hex of the 32-byte Ed25519 seed.

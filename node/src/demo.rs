@@ -288,17 +288,9 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
     let p2p_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
     let mut homes = Vec::new();
     for (i, s) in secrets.iter().enumerate() {
-        let api = format!("127.0.0.1:{}", api_ports[i]).parse()?;
-        let mut cfg = NodeConfig::new(&format!("validator-{i}"), api, p2p_ports[i]);
+        let mut cfg =
+            NodeConfig::local_network(&format!("validator-{i}"), i, &api_ports, &p2p_ports);
         cfg.consensus.block_interval_ms = 500;
-        cfg.consensus.persistent_peers = (0..n)
-            .filter(|j| *j != i)
-            .map(|j| format!("/ip4/127.0.0.1/tcp/{}", p2p_ports[j]))
-            .collect();
-        cfg.consensus.peer_apis = (0..n)
-            .filter(|j| *j != i)
-            .map(|j| format!("http://127.0.0.1:{}", api_ports[j]))
-            .collect();
         let home = opts.dir.join(format!("node{i}"));
         Home::create(&home, &cfg, &g, *s)?;
         homes.push(home);

@@ -388,19 +388,12 @@ fn main() -> Result<()> {
                     "secret": hex::encode(registrar),
                 }))?,
             )?;
-            let p2p = |i: usize| base_port + 100 + i as u16;
+            let api_ports: Vec<u16> = (0..validators).map(|i| base_port + i as u16).collect();
+            let p2p_ports: Vec<u16> = api_ports.iter().map(|p| p + 100).collect();
             for (i, secret) in secrets.iter().enumerate() {
-                let api: SocketAddr = ([127, 0, 0, 1], base_port + i as u16).into();
-                let mut cfg = NodeConfig::new(&format!("validator-{i}"), api, p2p(i));
+                let moniker = format!("validator-{i}");
+                let mut cfg = NodeConfig::local_network(&moniker, i, &api_ports, &p2p_ports);
                 cfg.consensus.block_interval_ms = block_interval_ms;
-                cfg.consensus.persistent_peers = (0..validators)
-                    .filter(|j| *j != i)
-                    .map(|j| format!("/ip4/127.0.0.1/tcp/{}", p2p(j)))
-                    .collect();
-                cfg.consensus.peer_apis = (0..validators)
-                    .filter(|j| *j != i)
-                    .map(|j| format!("http://127.0.0.1:{}", base_port + j as u16))
-                    .collect();
                 Home::create(&out.join(format!("node{i}")), &cfg, &g, *secret)?;
             }
             println!(

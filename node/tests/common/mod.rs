@@ -312,18 +312,9 @@ impl Net {
         let p2p_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut homes = Vec::new();
         for i in 0..n {
-            let api = format!("127.0.0.1:{}", api_ports[i]).parse().unwrap();
-            let mut cfg = NodeConfig::new(&format!("v{i}"), api, p2p_ports[i]);
+            let mut cfg = NodeConfig::local_network(&format!("v{i}"), i, &api_ports, &p2p_ports);
             cfg.consensus.block_interval_ms = 300;
             cfg.consensus.propose_timeout_ms = 1500;
-            cfg.consensus.persistent_peers = (0..n)
-                .filter(|j| *j != i)
-                .map(|j| format!("/ip4/127.0.0.1/tcp/{}", p2p_ports[j]))
-                .collect();
-            cfg.consensus.peer_apis = (0..n)
-                .filter(|j| *j != i)
-                .map(|j| format!("http://127.0.0.1:{}", api_ports[j]))
-                .collect();
             tweak(i, &mut cfg);
             let home = dir.path().join(format!("node{i}"));
             Home::create(&home, &cfg, &g, validator_seed(i)).unwrap();
