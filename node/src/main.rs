@@ -12,7 +12,10 @@ use veilwatt_node::config::{read_genesis, write_genesis, Home, NodeConfig};
 use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
 use veilwatt_verifier::store::LedgerStore;
-use veilwatt_verifier::types::{FeeSchedule, Genesis, Hash32, Mechanism, Validator, WalletKey};
+use veilwatt_verifier::types::{
+    FeeSchedule, Genesis, Hash32, Mechanism, MeterKey, Transaction, TxBody, Validator, WalletKey,
+    MILLIS_PER_MINOR,
+};
 
 #[derive(Parser)]
 #[command(name = "veilwatt-node", version, about = "Veilwatt validator node")]
@@ -192,6 +195,21 @@ enum Cmd {
         #[command(flatten)]
         market: MarketArgs,
     },
+    /// The registrar's transactions (the utility or community operator): enrol a household's
+    /// meter to its wallet, credit a deposit.
+    Registrar {
+        /// The registrar's key file (`{"public_key": .., "secret": ..}`, as `testnet` writes).
+        #[arg(long)]
+        key: PathBuf,
+        /// A validator's API.
+        #[arg(long)]
+        node: String,
+        /// Wait until the transaction is committed.
+        #[arg(long)]
+        wait: bool,
+        #[command(subcommand)]
+        action: RegistrarCmd,
+    },
     /// Export committed blocks with their commit certificates (for offline audit).
     Export {
         /// Home directory.
@@ -207,6 +225,119 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum RegistrarCmd {
+    /// Enrol a meter to the wallet that may trade against its statements.
+    Enroll {
+        /// The meter's public key, hex.
+        #[arg(long)]
+        meter: String,
+        /// The household's wallet address, hex.
+        #[arg(long)]
+        owner: String,
+    },
+    /// Credit a household's account (money the household paid in to the registrar).
+    Deposit {
+        /// The wallet address, hex.
+        #[arg(long)]
+        to: String,
+        /// Amount, minor currency units.
+        #[arg(long)]
+        amount: u64,
+        /// The payment's reference (repeated deposits need distinct references).
+        #[arg(long)]
+        reference: u64,
+    },
+}
+
+/// Signs and submits one registrar transaction.
+async fn registrar(
+    key: &Path,
+    node: &str,
+    wait: bool,
+    action: RegistrarCmd,
+) -> Result<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
+    )
+    .with_context(|| format!("{} is not a key file", key.display()))?;
+    let secret: [u8; 32] = v["secret"]
+        .as_str()
+        .and_then(|s| hex::decode(s).ok())
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| format!("{}: no 32-byte hex secret", key.display()))?;
+    let signer = ed25519_dalek::SigningKey::from_bytes(&secret);
+    let base = node.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let status: serde_json::Value = http
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let chain_id = status["chain_id"]
+        .as_str()
+        .context("the node's status has no chain_id")?;
+    let body = match action {
+        RegistrarCmd::Enroll { meter, owner } => {
+            let meter = MeterKey::from_hex(&meter).map_err(|e| anyhow::anyhow!("--meter: {e}"))?;
+            meter
+                .to_public_key()
+                .map_err(|e| anyhow::anyhow!("--meter is not a valid meter key: {e}"))?;
+            TxBody::EnrollMeter {
+                meter,
+                owner: WalletKey::from_hex(&owner).map_err(|e| anyhow::anyhow!("--owner: {e}"))?,
+            }
+        }
+        RegistrarCmd::Deposit {
+            to,
+            amount,
+            reference,
+        } => TxBody::Deposit {
+            to: WalletKey::from_hex(&to).map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+            amount: amount
+                .checked_mul(MILLIS_PER_MINOR)
+                .context("--amount is too large")?,
+            reference,
+        },
+    };
+    let tx = Transaction::sign(chain_id, body, &signer);
+    let r = http.post(format!("{base}/v1/tx")).json(&tx).send().await?;
+    let code = r.status();
+    let answer: serde_json::Value = r.json().await.unwrap_or_default();
+    if code.as_u16() != 202 {
+        bail!(
+            "the node refused the transaction ({code}): {}",
+            answer["message"].as_str().unwrap_or("no reason given")
+        );
+    }
+    let id = tx.id();
+    if !wait {
+        return Ok(serde_json::json!({"id": id, "status": "pending"}));
+    }
+    let t0 = std::time::Instant::now();
+    loop {
+        let st: serde_json::Value = http
+            .get(format!("{base}/v1/tx/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        match st["status"].as_str() {
+            Some("committed") => return Ok(st),
+            Some("rejected") => bail!(
+                "transaction {id} rejected: {}",
+                st["reason"].as_str().unwrap_or("no reason given")
+            ),
+            _ if t0.elapsed() > std::time::Duration::from_secs(60) => {
+                bail!("transaction {id} not committed after 60 s")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
 }
 
 fn random_secret() -> [u8; 32] {
@@ -457,6 +588,18 @@ fn main() -> Result<()> {
             to,
             out,
         } => export(&home, from, to, &out)?,
+        Cmd::Registrar {
+            key,
+            node,
+            wait,
+            action,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let v = rt.block_on(registrar(&key, &node, wait, action))?;
+            println!("{v}");
+        }
     }
     Ok(())
 }

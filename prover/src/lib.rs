@@ -1,7 +1,13 @@
 //! The household's prover: from a meter-signed period statement and an order to a Groth16 proof
 //! that the statement covers the order, without revealing the readings.
 
+pub mod accounting;
+pub mod client;
+pub mod household;
+pub mod interval;
 pub mod simulate;
+pub mod statement_file;
+pub mod wallet;
 
 use ark_bn254::Bn254;
 use ark_groth16::{Groth16, ProvingKey};
@@ -31,10 +37,10 @@ pub struct OrderRequest {
 pub enum ProveError {
     /// The statement does not support the order (e.g. not enough surplus, or a statement whose
     /// signature does not verify): no valid proof exists.
-    #[error("the statement does not support this order: {0}")]
+    #[error("the statement does not support this order")]
     Relation(#[from] RelationError),
     /// The proving system failed.
-    #[error("proving failed: {0}")]
+    #[error("proving failed")]
     Synthesis(#[from] SynthesisError),
     /// The proof did not verify under the proving key's own verifying key (a key/circuit
     /// mismatch): never hand out such a proof.

@@ -70,7 +70,7 @@ pub struct Household {
 }
 
 /// One period's readings of one household.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeriodReadings {
     /// Energy imported, Wh.
     pub import_wh: u32,

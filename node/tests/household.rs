@@ -1,0 +1,606 @@
+//! The household tools end to end, through real processes over HTTP: `veilwatt-meter simulate`
+//! writes meter keys and signed statements, `veilwatt-prover init/import/auto` creates
+//! encrypted wallets, imports, proves and submits, `veilwatt-node registrar` enrols the meters
+//! and credits deposits, a `veilwatt-node run` validator clears the periods, and every
+//! household's `statement` must agree with the ledger's trades to the milli.
+//!
+//! Also: bad statements and bad interval data are refused with clear errors and store nothing,
+//! and a wallet does not open with a wrong passphrase.
+//!
+//! The prover and meter binaries belong to the prover crate; `cargo test --release --workspace`
+//! builds them next to this crate's binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn bin(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_veilwatt-node")).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run the workspace tests (`cargo test --release --workspace`) or \
+         `cargo build --release -p veilwatt-prover --bins` first",
+        p.display()
+    );
+    p
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name)).args(args).output().unwrap()
+}
+
+fn ok_json(name: &str, args: &[&str]) -> Value {
+    let out = run(name, args);
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{name} {args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn fails(name: &str, args: &[&str], needle: &str) {
+    let out = run(name, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{name} {args:?} succeeded");
+    assert!(
+        err.contains(needle),
+        "{name} {args:?}: expected {needle:?} in the error, got: {err}"
+    );
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn write_genesis(dir: &Path, g: &veilwatt_verifier::types::Genesis) -> PathBuf {
+    let p = dir.join("genesis.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(g).unwrap()).unwrap();
+    p
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn households_trade_and_their_statements_match_the_ledger() {
+    // The proving key must be cached before six provers start at once.
+    veilwatt_params::dev::keys().unwrap();
+    let g = genesis_n("households", 2, 40, 1);
+    let mut net = Net::new(g.clone(), |_, _| {});
+    net.start_all();
+    let api = net.apis[0].clone();
+    let url = api.base.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = write_genesis(dir.path(), &g);
+    let registrar_key = dir.path().join("registrar.json");
+    std::fs::write(
+        &registrar_key,
+        serde_json::json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
+            .to_string(),
+    )
+    .unwrap();
+    let pass = dir.path().join("passphrase");
+    std::fs::write(&pass, "a household passphrase\n").unwrap();
+
+    // Meters: the three periods that just ended, around midday so that PV homes sell.
+    let meters = dir.path().join("meters");
+    let sim = ok_json(
+        "veilwatt-meter",
+        &[
+            "simulate",
+            "--households",
+            "6",
+            "--periods",
+            "3",
+            "--seed",
+            "7",
+            "--start-hour",
+            "11",
+            "--genesis",
+            s(&genesis),
+            "--out",
+            s(&meters),
+            "--json",
+        ],
+    );
+    let first = sim["periods"]["first"].as_u64().unwrap();
+    let last = sim["periods"]["last"].as_u64().unwrap();
+    assert_eq!(last, first + 2);
+
+    // Households: wallet, enrolment, deposit, import.
+    let mut homes = Vec::new();
+    for i in 0..6 {
+        let home = dir.path().join(format!("hh{i}"));
+        let mkey = meters.join(format!("household-{i:02}/meter-key.json"));
+        let common = ["--home", s(&home), "--passphrase-file", s(&pass), "--json"];
+        let init = ok_json(
+            "veilwatt-prover",
+            &[
+                &common[..],
+                &[
+                    "init",
+                    "--node",
+                    &url,
+                    "--genesis",
+                    s(&genesis),
+                    "--meter",
+                    s(&mkey),
+                ],
+            ]
+            .concat(),
+        );
+        let address = init["address"].as_str().unwrap().to_owned();
+        let meter = init["meter"].as_str().unwrap().to_owned();
+        let reg = ["registrar", "--key", s(&registrar_key), "--node", &url];
+        ok_json(
+            "veilwatt-node",
+            &[
+                &reg[..],
+                &["enroll", "--meter", &meter, "--owner", &address],
+            ]
+            .concat(),
+        );
+        let wait: &[&str] = if i == 5 { &["--wait"] } else { &[] };
+        ok_json(
+            "veilwatt-node",
+            &[
+                &reg[..],
+                wait,
+                &[
+                    "deposit",
+                    "--to",
+                    &address,
+                    "--amount",
+                    "500",
+                    "--reference",
+                    &i.to_string(),
+                ],
+            ]
+            .concat(),
+        );
+        let statements = meters.join(format!("household-{i:02}/statements"));
+        let imported = ok_json(
+            "veilwatt-prover",
+            &[&common[..], &["import", s(&statements)]].concat(),
+        );
+        assert_eq!(
+            imported["imported"].as_array().unwrap().len(),
+            3,
+            "{imported}"
+        );
+        homes.push((home, address));
+    }
+
+    // Every household's prover at once, as separate processes.
+    let children: Vec<_> = homes
+        .iter()
+        .map(|(home, _)| {
+            Command::new(bin("veilwatt-prover"))
+                .args(["--home", s(home), "--passphrase-file", s(&pass), "--json"])
+                .args([
+                    "auto",
+                    "--sell-min",
+                    "12",
+                    "--buy-max",
+                    "26",
+                    "--round-wh",
+                    "10",
+                ])
+                .output()
+        })
+        .collect();
+    let mut placed = 0;
+    for c in children {
+        let out = c.unwrap();
+        assert!(
+            out.status.success(),
+            "auto: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for skip in v["skipped"].as_array().unwrap() {
+            assert!(
+                skip["reason"].as_str().unwrap().contains("no net surplus"),
+                "unexpected skip: {skip}"
+            );
+        }
+        placed += v["placed"].as_array().unwrap().len();
+    }
+    assert!(placed >= 12, "only {placed} orders placed");
+    // A second round finds nothing left to do.
+    let again = ok_json(
+        "veilwatt-prover",
+        &[
+            "--home",
+            s(&homes[0].0),
+            "--passphrase-file",
+            s(&pass),
+            "--json",
+            "auto",
+            "--sell-min",
+            "12",
+            "--buy-max",
+            "26",
+        ],
+    );
+    assert!(again["placed"].as_array().unwrap().is_empty(), "{again}");
+
+    // Let the three periods clear.
+    let t0 = Instant::now();
+    let mut views = Vec::new();
+    for p in first..=last {
+        loop {
+            let (_, v) = api.get(&format!("/v1/periods/{p}")).await;
+            if v["status"] == "cleared" {
+                views.push(v);
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "period {p} did not clear: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let trades: Vec<&Value> = views
+        .iter()
+        .flat_map(|v| v["trades"].as_array().unwrap())
+        .collect();
+    assert!(!trades.is_empty(), "nothing traded: {views:?}");
+    let ledger_sum = |f: &dyn Fn(&Value) -> u64| -> u64 { trades.iter().map(|t| f(t)).sum() };
+    let volume = ledger_sum(&|t| t["quantity_wh"].as_u64().unwrap());
+    let grid = ledger_sum(&|t| t["grid_fee"].as_u64().unwrap());
+    let market = ledger_sum(&|t| {
+        t["market_fee_buyer"].as_u64().unwrap() + t["market_fee_seller"].as_u64().unwrap()
+    });
+
+    // Every household's statement against the ledger.
+    let (mut sold, mut bought, mut grid_paid, mut market_paid, mut lines) = (0, 0, 0, 0, 0);
+    let mut net_total: i64 = 0;
+    for (home, address) in &homes {
+        let st = ok_json(
+            "veilwatt-prover",
+            &[
+                "--home",
+                s(home),
+                "--json",
+                "statement",
+                "--from",
+                &first.to_string(),
+                "--to",
+                &last.to_string(),
+            ],
+        );
+        assert_eq!(st["orders_not_cleared"], 0, "{st}");
+        sold += st["sold_wh"].as_u64().unwrap();
+        bought += st["bought_wh"].as_u64().unwrap();
+        grid_paid += st["grid_fees_millis"].as_u64().unwrap();
+        market_paid += st["market_fees_millis"].as_u64().unwrap();
+        net_total += st["net_millis"].as_i64().unwrap();
+        // Each line is a ledger trade seen from this household's side, savings by the tariffs.
+        for l in st["lines"].as_array().unwrap() {
+            lines += 1;
+            let q = l["quantity_wh"].as_i64().unwrap();
+            let net = l["net_millis"].as_i64().unwrap();
+            let saving = l["saving_millis"].as_i64().unwrap();
+            match l["side"].as_str().unwrap() {
+                "buy" => assert_eq!(saving, q * g.price_cap as i64 + net),
+                _ => assert_eq!(saving, net - q * g.price_floor as i64),
+            }
+        }
+        // The account on the ledger moved by exactly the statement's net.
+        let (_, acct) = api.get(&format!("/v1/accounts/{address}")).await;
+        let held =
+            acct["balance_millis"].as_i64().unwrap() + acct["escrow_millis"].as_i64().unwrap();
+        assert_eq!(
+            held,
+            500_000 + st["net_millis"].as_i64().unwrap(),
+            "{st} {acct}"
+        );
+        // History: every order committed and cleared.
+        let h = ok_json("veilwatt-prover", &["--home", s(home), "--json", "history"]);
+        for o in h.as_array().unwrap() {
+            assert_eq!(o["status"], "committed", "{o}");
+            assert_eq!(o["cleared"], true, "{o}");
+        }
+        let status = ok_json("veilwatt-prover", &["--home", s(home), "--json", "status"]);
+        assert_eq!(status["meter_enrolled"], true, "{status}");
+        assert_eq!(status["address"].as_str().unwrap(), address);
+    }
+    assert_eq!(sold, volume);
+    assert_eq!(bought, volume);
+    assert_eq!(lines, 2 * trades.len());
+    assert_eq!(grid_paid, grid);
+    assert_eq!(market_paid, market);
+    // Money only leaves the community as fees.
+    assert_eq!(-net_total, (grid + market) as i64);
+}
+
+#[test]
+fn bad_statements_and_meter_data_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let g = genesis("offline", 3600, 600);
+    let genesis = write_genesis(d, &g);
+    let pass = d.join("passphrase");
+    std::fs::write(&pass, "a household passphrase\n").unwrap();
+    let key_a = d.join("a.json");
+    let key_b = d.join("b.json");
+    ok_json("veilwatt-meter", &["keygen", "--out", s(&key_a), "--json"]);
+    ok_json("veilwatt-meter", &["keygen", "--out", s(&key_b), "--json"]);
+    fails(
+        "veilwatt-meter",
+        &["keygen", "--out", s(&key_a)],
+        "must not exist",
+    );
+    let home = d.join("home");
+    let init = ok_json(
+        "veilwatt-prover",
+        &[
+            "--home",
+            s(&home),
+            "--passphrase-file",
+            s(&pass),
+            "--json",
+            "init",
+            "--node",
+            "http://127.0.0.1:9",
+            "--genesis",
+            s(&genesis),
+            "--meter",
+            s(&key_a),
+        ],
+    );
+    assert!(init["address"].is_string());
+    let stored = home.join("statements");
+    let import = |path: &Path| run("veilwatt-prover", &["--home", s(&home), "import", s(path)]);
+
+    // Interval data: two whole hours of quarter-hour readings from genesis, as CSV.
+    let csv = d.join("meter.csv");
+    let mut text = String::from("timestamp,import_wh,export_wh\n");
+    for k in 0..8u64 {
+        text.push_str(&format!(
+            "{},{},{}\n",
+            g.genesis_time + 900 * k,
+            50 + k,
+            300 * k
+        ));
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let signed_a = d.join("signed-a");
+    let out = ok_json(
+        "veilwatt-meter",
+        &[
+            "sign",
+            "--key",
+            s(&key_a),
+            "--genesis",
+            s(&genesis),
+            "--input",
+            s(&csv),
+            "--out",
+            s(&signed_a),
+            "--json",
+        ],
+    );
+    assert_eq!(out["statements"].as_array().unwrap().len(), 2);
+    let signed_b = d.join("signed-b");
+    ok_json(
+        "veilwatt-meter",
+        &[
+            "sign",
+            "--key",
+            s(&key_b),
+            "--genesis",
+            s(&genesis),
+            "--input",
+            s(&csv),
+            "--out",
+            s(&signed_b),
+            "--json",
+        ],
+    );
+
+    // Tampered: one more Wh exported than the meter signed.
+    let tampered = d.join("tampered.json");
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(signed_a.join("1.json")).unwrap()).unwrap();
+    v["export_wh"] = (v["export_wh"].as_u64().unwrap() + 1).into();
+    std::fs::write(&tampered, v.to_string()).unwrap();
+    let out = import(&tampered);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("signature does not verify"),
+        "{out:?}"
+    );
+    // Malformed.
+    let junk = d.join("junk.json");
+    std::fs::write(
+        &junk,
+        "{\"format\": \"veilwatt-statement/1\", \"meter\": 12",
+    )
+    .unwrap();
+    let out = import(&junk);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a statement file"),
+        "{out:?}"
+    );
+    // Another meter's statement.
+    let out = import(&signed_b.join("0.json"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("this household's meter is"),
+        "{out:?}"
+    );
+    // A directory with good files and one bad one: all or nothing.
+    let mixed = d.join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    std::fs::copy(signed_a.join("0.json"), mixed.join("0.json")).unwrap();
+    std::fs::copy(signed_a.join("1.json"), mixed.join("1.json")).unwrap();
+    std::fs::copy(&tampered, mixed.join("2.json")).unwrap();
+    let out = import(&mixed);
+    assert!(!out.status.success());
+    assert_eq!(files_in(&stored), 0, "a refused import stored something");
+
+    // The good ones import; the same again is recognised; a conflicting one is refused.
+    let ok = ok_json(
+        "veilwatt-prover",
+        &["--home", s(&home), "--json", "import", s(&signed_a)],
+    );
+    assert_eq!(ok["imported"], serde_json::json!([0, 1]));
+    let again = ok_json(
+        "veilwatt-prover",
+        &["--home", s(&home), "--json", "import", s(&signed_a)],
+    );
+    assert_eq!(again["already_present"], serde_json::json!([0, 1]));
+    let other_csv = d.join("other.csv");
+    std::fs::write(&other_csv, text.replace(",50,0\n", ",51,0\n")).unwrap();
+    let conflicting = d.join("conflicting");
+    ok_json(
+        "veilwatt-meter",
+        &[
+            "sign",
+            "--key",
+            s(&key_a),
+            "--genesis",
+            s(&genesis),
+            "--input",
+            s(&other_csv),
+            "--out",
+            s(&conflicting),
+            "--json",
+        ],
+    );
+    let out = import(&conflicting.join("0.json"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("different statement for period 0"),
+        "{out:?}"
+    );
+    assert_eq!(files_in(&stored), 2);
+
+    // Bad interval data: clear errors, nothing signed.
+    let sign_err = |name: &str, content: &str, needle: &str| {
+        let input = d.join(name);
+        std::fs::write(&input, content).unwrap();
+        let out_dir = d.join(format!("out-{name}"));
+        fails(
+            "veilwatt-meter",
+            &[
+                "sign",
+                "--key",
+                s(&key_a),
+                "--genesis",
+                s(&genesis),
+                "--input",
+                s(&input),
+                "--out",
+                s(&out_dir),
+            ],
+            needle,
+        );
+        assert_eq!(files_in(&out_dir), 0, "{name}: something was signed");
+    };
+    let t = g.genesis_time;
+    let lines: Vec<&str> = text.lines().collect();
+    let gap = [&lines[..4], &lines[5..]].concat().join("\n");
+    sign_err("gap.csv", &gap, "gap: no readings from");
+    let overlap = text.replace(&format!("{},", t + 900 * 3), &format!("{},", t + 900 * 2));
+    sign_err("overlap.csv", &overlap, "overlap");
+    sign_err(
+        "kwh.csv",
+        "timestamp,import_kwh,export_kwh\n0,1.5,0\n",
+        "kWh",
+    );
+    sign_err("half.csv", &lines[..7].join("\n"), "incomplete");
+    sign_err(
+        "frac.csv",
+        &text.replace(",50,0", ",50.5,0"),
+        "not a whole number of Wh",
+    );
+    let espi = |uom: u32| {
+        let mut x = String::from(
+            "<feed xmlns:espi=\"http://naesb.org/espi\"><entry><content><espi:ReadingType>",
+        );
+        x.push_str(&format!("<espi:flowDirection>1</espi:flowDirection><espi:uom>{uom}</espi:uom></espi:ReadingType></content></entry><entry><content><espi:IntervalBlock>"));
+        for k in 0..4 {
+            x.push_str(&format!("<espi:IntervalReading><espi:timePeriod><espi:duration>900</espi:duration><espi:start>{}</espi:start></espi:timePeriod><espi:value>100</espi:value></espi:IntervalReading>", t + 900 * k));
+        }
+        x.push_str("</espi:IntervalBlock></content></entry></feed>");
+        x
+    };
+    sign_err("power.xml", &espi(38), "W (uom 38)");
+    sign_err("broken.xml", &espi(72).replace("</espi:value>", ""), "XML");
+    // Green Button in Wh signs.
+    std::fs::write(d.join("good.xml"), espi(72)).unwrap();
+    let out = ok_json(
+        "veilwatt-meter",
+        &[
+            "sign",
+            "--key",
+            s(&key_a),
+            "--genesis",
+            s(&genesis),
+            "--input",
+            s(&d.join("good.xml")),
+            "--out",
+            s(&d.join("out-xml")),
+            "--json",
+        ],
+    );
+    assert_eq!(out["statements"][0]["import_wh"], 400);
+
+    // The wallet does not open with a wrong passphrase.
+    let wrong = d.join("wrong");
+    std::fs::write(&wrong, "not the passphrase\n").unwrap();
+    fails(
+        "veilwatt-prover",
+        &[
+            "--home",
+            s(&home),
+            "--passphrase-file",
+            s(&wrong),
+            "sell",
+            "--period",
+            "1",
+            "--kwh",
+            "0.5",
+            "--price",
+            "10",
+        ],
+        "wrong passphrase",
+    );
+    // The wallet file holds no plain secret (its address is public).
+    let w: Value =
+        serde_json::from_slice(&std::fs::read(home.join("wallet.json")).unwrap()).unwrap();
+    assert_eq!(w["kdf"], "argon2id");
+    assert_eq!(w["cipher"], "xchacha20poly1305");
+    // A second init does not overwrite the wallet.
+    fails(
+        "veilwatt-prover",
+        &[
+            "--home",
+            s(&home),
+            "--passphrase-file",
+            s(&pass),
+            "init",
+            "--node",
+            "http://127.0.0.1:9",
+            "--genesis",
+            s(&genesis),
+            "--meter",
+            s(&key_a),
+        ],
+        "already holds a wallet",
+    );
+}

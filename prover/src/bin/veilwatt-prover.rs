@@ -1,0 +1,745 @@
+//! `veilwatt-prover`: the household's tool. Keeps an encrypted wallet and the statements the
+//! meter signed, proves and submits sell/buy orders without revealing the readings, and reports
+//! what the household traded, paid and saved.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ed25519_dalek::SigningKey;
+use rand_core::OsRng;
+use serde_json::{json, Value};
+use veilwatt_circuits::statement::SignedPeriodStatement;
+use veilwatt_prover::accounting::{self, OrderFate};
+use veilwatt_prover::client::NodeClient;
+use veilwatt_prover::household::{Household, OrderRecord, Settings, HOUSEHOLD_FORMAT};
+use veilwatt_prover::wallet::{KdfParams, WalletFile};
+use veilwatt_prover::{OrderRequest, Prover};
+use veilwatt_verifier::types::{Genesis, MeterKey, Side, Transaction, TxBody};
+
+#[derive(Parser)]
+#[command(
+    name = "veilwatt-prover",
+    version,
+    about = "A household's Veilwatt wallet and prover"
+)]
+struct Cli {
+    /// The household directory.
+    #[arg(
+        long,
+        global = true,
+        env = "VEILWATT_HOME",
+        default_value = "veilwatt-household"
+    )]
+    home: PathBuf,
+    /// Read the wallet passphrase from this file (first line) instead of
+    /// $VEILWATT_PASSPHRASE or a prompt.
+    #[arg(long, global = true)]
+    passphrase_file: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct Rounding {
+    /// Round quantities down to a multiple of this many Wh (coarser quantities reveal less
+    /// about the readings).
+    #[arg(long, default_value_t = 1)]
+    round_wh: u32,
+}
+
+#[derive(clap::Args)]
+struct OrderArgs {
+    /// Settlement period.
+    #[arg(long)]
+    period: u64,
+    /// Quantity, kWh (up to three decimals).
+    #[arg(long)]
+    kwh: String,
+    /// Limit price, minor currency units per kWh.
+    #[arg(long)]
+    price: u64,
+    #[command(flatten)]
+    rounding: Rounding,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the household directory and its encrypted wallet.
+    Init {
+        /// The validator API.
+        #[arg(long)]
+        node: String,
+        /// The market's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The household's meter: its public key (hex) or its key file.
+        #[arg(long)]
+        meter: String,
+    },
+    /// Print the wallet's address.
+    Address,
+    /// Import meter-signed statements (a file or a directory of .json files).
+    Import {
+        /// File or directory.
+        path: PathBuf,
+    },
+    /// Prove and submit a sell order against a period's statement.
+    Sell(OrderArgs),
+    /// Prove and submit a buy order against a period's statement.
+    Buy(OrderArgs),
+    /// Submit an order for every period with a statement and no order yet: sell the net
+    /// surplus at --sell-min, buy the net demand at --buy-max.
+    Auto {
+        /// Ask price for surplus, minor units per kWh.
+        #[arg(long)]
+        sell_min: u64,
+        /// Bid price for demand, minor units per kWh.
+        #[arg(long)]
+        buy_max: u64,
+        #[command(flatten)]
+        rounding: Rounding,
+        /// Keep running: import new statements from --watch and submit orders as periods end.
+        #[arg(long)]
+        daemon: bool,
+        /// Directory the meter drops statements into (with --daemon).
+        #[arg(long)]
+        watch: Option<PathBuf>,
+        /// Seconds between rounds (with --daemon).
+        #[arg(long, default_value_t = 10)]
+        poll_secs: u64,
+    },
+    /// Balance, meter enrolment, statements and orders at a glance.
+    Status,
+    /// Every order with its fate on the ledger and its trades.
+    History,
+    /// Itemised statement for a range of periods, with savings against the utility's tariffs.
+    Statement {
+        /// First period.
+        #[arg(long)]
+        from: u64,
+        /// Last period.
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn passphrase(cli: &Cli, confirm: bool) -> Result<String> {
+    if let Some(f) = &cli.passphrase_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the passphrase file {}", f.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_owned());
+    }
+    if let Ok(p) = std::env::var("VEILWATT_PASSPHRASE") {
+        return Ok(p);
+    }
+    let p = rpassword::prompt_password("wallet passphrase: ")?;
+    if confirm && rpassword::prompt_password("repeat passphrase: ")? != p {
+        bail!("the passphrases differ");
+    }
+    Ok(p)
+}
+
+fn open_key(cli: &Cli, h: &Household) -> Result<SigningKey> {
+    let w = h.wallet()?;
+    Ok(w.open(&passphrase(cli, false)?)?)
+}
+
+/// Parses a kWh quantity with at most three decimals into Wh.
+fn parse_kwh(s: &str) -> Result<u32> {
+    let (int, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
+        bail!("--kwh {s:?} is not a non-negative decimal number");
+    }
+    if frac.len() > 3 {
+        bail!("--kwh {s:?} has more than three decimals (1 Wh is the smallest unit)");
+    }
+    let wh = int
+        .parse::<u64>()
+        .unwrap_or(if int.is_empty() { 0 } else { u64::MAX })
+        .checked_mul(1000)
+        .and_then(|w| w.checked_add(format!("{frac:0<3}").parse::<u64>().unwrap_or(0)))
+        .and_then(|w| u32::try_from(w).ok())
+        .with_context(|| format!("--kwh {s:?} is too large"))?;
+    Ok(wh)
+}
+
+fn round(wh: u32, r: Rounding) -> Result<u32> {
+    if r.round_wh == 0 {
+        bail!("--round-wh must be at least 1");
+    }
+    Ok(wh / r.round_wh * r.round_wh)
+}
+
+/// Everything needed to place orders.
+struct Trader {
+    home: Household,
+    key: SigningKey,
+    client: NodeClient,
+    prover: Arc<Prover>,
+}
+
+impl Trader {
+    async fn new(cli: &Cli) -> Result<Self> {
+        let home = Household::open(&cli.home)?;
+        let key = open_key(cli, &home)?;
+        let client = NodeClient::new(&home.settings.node);
+        let keys = veilwatt_params::dev::keys().context("loading the proving key")?;
+        if keys.vk_id.0 != home.settings.genesis.vk_id.0 {
+            bail!(
+                "this market's verifying key is {}, but only the development proving key ({}) is available here",
+                home.settings.genesis.vk_id,
+                keys.vk_id
+            );
+        }
+        let prover = Arc::new(Prover::new(keys.pk.clone(), keys.vk_id)?);
+        Ok(Self {
+            home,
+            key,
+            client,
+            prover,
+        })
+    }
+
+    fn genesis(&self) -> &Genesis {
+        &self.home.settings.genesis
+    }
+
+    /// Why an order for `period` cannot be placed now, if it cannot.
+    fn gate_problem(&self, period: u64, t: u64) -> Option<String> {
+        let g = self.genesis();
+        let end = g.period_end(period)?;
+        let close = g.gate_close(period)?;
+        if t < end {
+            Some(format!(
+                "period {period} has not ended yet (ends in {} s)",
+                end - t
+            ))
+        } else if t >= close {
+            Some(format!(
+                "the gate of period {period} closed {} s ago",
+                t - close
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Proves and submits one order; records it locally once the node admitted it.
+    async fn place(
+        &self,
+        statement: SignedPeriodStatement,
+        side: Side,
+        quantity_wh: u32,
+        price: u64,
+    ) -> Result<OrderRecord> {
+        let period = statement.statement.period;
+        let g = self.genesis();
+        if let Some(o) = self.home.orders()?.get(&period) {
+            bail!(
+                "an order for period {period} was already submitted ({})",
+                o.id
+            );
+        }
+        if price < g.price_floor || price > g.price_cap {
+            bail!(
+                "price {price} is outside the market's range {}-{} per kWh",
+                g.price_floor,
+                g.price_cap
+            );
+        }
+        if quantity_wh == 0 {
+            bail!("the quantity is zero (after rounding)");
+        }
+        if let Some(why) = self.gate_problem(period, now()) {
+            bail!("{why}");
+        }
+        let prover = Arc::clone(&self.prover);
+        let request = OrderRequest {
+            side: side.into(),
+            quantity_wh,
+        };
+        let proven =
+            tokio::task::spawn_blocking(move || prover.prove(&statement, &request, &mut OsRng))
+                .await??;
+        let tx = Transaction::sign(
+            &g.chain_id,
+            TxBody::Order {
+                meter: self.home.settings.meter,
+                period,
+                side,
+                quantity_wh,
+                limit_price: price,
+                proof: proven.proof,
+            },
+            &self.key,
+        );
+        let id = self.client.submit(&tx).await?;
+        let rec = OrderRecord {
+            period,
+            id,
+            side,
+            quantity_wh,
+            limit_price: price,
+            submitted_at: now(),
+        };
+        self.home.record_order(&rec)?;
+        Ok(rec)
+    }
+}
+
+fn order_json(o: &OrderRecord) -> Value {
+    serde_json::to_value(o).unwrap_or(Value::Null)
+}
+
+fn kwh(wh: u64) -> String {
+    format!("{}.{:03}", wh / 1000, wh % 1000)
+}
+
+fn money(millis: i64) -> String {
+    let sign = if millis < 0 { "-" } else { "" };
+    let m = millis.unsigned_abs();
+    format!("{sign}{}.{:03}", m / 1000, m % 1000)
+}
+
+fn side_name(s: Side) -> &'static str {
+    match s {
+        Side::Sell => "sell",
+        Side::Buy => "buy",
+    }
+}
+
+async fn fates(home: &Household, client: &NodeClient) -> Result<Vec<OrderFate>> {
+    let mut out = Vec::new();
+    for (period, order) in home.orders()? {
+        let st = client.tx_status(&order.id).await?;
+        let status = st
+            .as_ref()
+            .and_then(|v| v["status"].as_str())
+            .unwrap_or("unknown")
+            .to_owned();
+        let reason = st
+            .as_ref()
+            .and_then(|v| v["reason"].as_str())
+            .map(str::to_owned);
+        let view = client.period(period).await?;
+        let cleared = view.status == "cleared" && status == "committed";
+        let outcome = view.outcomes.iter().find(|o| o.id == order.id);
+        let trades = view
+            .trades
+            .iter()
+            .filter(|t| t.sell == order.id || t.buy == order.id)
+            .copied()
+            .collect();
+        out.push(OrderFate {
+            status,
+            reason,
+            cleared,
+            filled_wh: outcome.map_or(0, |o| o.filled_wh),
+            unmatched_wh: outcome.map_or(0, |o| o.unmatched_wh),
+            trades,
+            order,
+        });
+    }
+    Ok(out)
+}
+
+/// One round of `auto`: an order for every stored statement with none yet whose gate is open.
+async fn auto_round(
+    t: &Trader,
+    sell_min: u64,
+    buy_max: u64,
+    rounding: Rounding,
+    json: bool,
+) -> Result<(Vec<Value>, Vec<Value>)> {
+    let orders = t.home.orders()?;
+    let now = now();
+    let due: Vec<(u64, SignedPeriodStatement)> = t
+        .home
+        .statements()?
+        .into_iter()
+        .filter(|(p, _)| !orders.contains_key(p) && t.gate_problem(*p, now).is_none())
+        .collect();
+    let bar = if json || due.is_empty() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(due.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "proving {bar:30} {pos}/{len} periods {elapsed_precise} {msg}",
+            )?,
+        )
+    };
+    let (mut placed, mut skipped) = (Vec::new(), Vec::new());
+    for (p, s) in due {
+        bar.set_message(format!("period {p}"));
+        let (imp, exp) = (s.statement.import_wh, s.statement.export_wh);
+        let (side, net, price) = if exp > imp {
+            (Side::Sell, exp - imp, sell_min)
+        } else {
+            (Side::Buy, imp - exp, buy_max)
+        };
+        let q = round(net, rounding)?;
+        if q == 0 {
+            skipped.push(json!({"period": p, "reason": "no net surplus or demand after rounding"}));
+        } else {
+            match t.place(s, side, q, price).await {
+                Ok(o) => placed.push(order_json(&o)),
+                Err(e) => skipped.push(json!({"period": p, "reason": format!("{e:#}")})),
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((placed, skipped))
+}
+
+fn print(json: bool, v: &Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{v}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn meter_from_arg(s: &str) -> Result<MeterKey> {
+    if let Ok(k) = MeterKey::from_hex(s) {
+        k.to_public_key()
+            .map_err(|e| anyhow::anyhow!("--meter is not a valid meter key: {e}"))?;
+        return Ok(k);
+    }
+    let v: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(s))
+            .with_context(|| format!("--meter {s:?} is neither a key nor a readable file"))?,
+    )
+    .with_context(|| format!("{s} is not JSON"))?;
+    let k = v["public_key"]
+        .as_str()
+        .and_then(|h| MeterKey::from_hex(h).ok())
+        .with_context(|| format!("{s} has no public_key"))?;
+    k.to_public_key()
+        .map_err(|e| anyhow::anyhow!("{s}: not a valid meter key: {e}"))?;
+    Ok(k)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.cmd {
+        Cmd::Init {
+            node,
+            genesis,
+            meter,
+        } => {
+            let g: Genesis = serde_json::from_slice(
+                &std::fs::read(genesis)
+                    .with_context(|| format!("reading {}", genesis.display()))?,
+            )
+            .with_context(|| format!("{} is not a genesis file", genesis.display()))?;
+            g.validate()?;
+            let meter = meter_from_arg(meter)?;
+            if cli.home.join("wallet.json").exists() {
+                bail!(
+                    "{} already holds a wallet; refusing to overwrite it",
+                    cli.home.display()
+                );
+            }
+            let pass = passphrase(&cli, true)?;
+            let key = SigningKey::generate(&mut OsRng);
+            let wallet = WalletFile::seal(&key, &pass, KdfParams::default(), &mut OsRng)?;
+            let settings = Settings {
+                format: HOUSEHOLD_FORMAT.into(),
+                node: node.clone(),
+                meter,
+                genesis: g,
+            };
+            Household::create(&cli.home, settings, &wallet)?;
+            let v = json!({"address": wallet.address, "meter": meter, "home": cli.home});
+            print(cli.json, &v, || {
+                format!(
+                    "wallet created in {}\naddress: {}\nmeter:   {meter}\nAsk the registrar to enrol the meter to this address.",
+                    cli.home.display(),
+                    wallet.address
+                )
+            });
+        }
+        Cmd::Address => {
+            let h = Household::open(&cli.home)?;
+            let a = h.wallet()?.address;
+            print(cli.json, &json!({"address": a}), || a.to_string());
+        }
+        Cmd::Import { path } => {
+            let h = Household::open(&cli.home)?;
+            let r = h.import(path)?;
+            print(cli.json, &serde_json::to_value(&r)?, || {
+                format!(
+                    "{} statements imported{}",
+                    r.imported.len(),
+                    if r.already_present.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} already present", r.already_present.len())
+                    }
+                )
+            });
+        }
+        Cmd::Sell(a) | Cmd::Buy(a) => {
+            let side = if matches!(cli.cmd, Cmd::Sell(_)) {
+                Side::Sell
+            } else {
+                Side::Buy
+            };
+            let q = round(parse_kwh(&a.kwh)?, a.rounding)?;
+            let t = Trader::new(&cli).await?;
+            let s = t.home.statement(a.period)?.with_context(|| {
+                format!("no statement for period {}: import it first", a.period)
+            })?;
+            let o = t.place(s, side, q, a.price).await?;
+            print(cli.json, &order_json(&o), || {
+                format!(
+                    "{} order for period {}: {} kWh at {} per kWh submitted as {}",
+                    side_name(side),
+                    o.period,
+                    kwh(u64::from(o.quantity_wh)),
+                    o.limit_price,
+                    o.id
+                )
+            });
+        }
+        Cmd::Auto {
+            sell_min,
+            buy_max,
+            rounding,
+            daemon,
+            watch,
+            poll_secs,
+        } => {
+            let t = Trader::new(&cli).await?;
+            loop {
+                if let Some(dir) = watch {
+                    if let Err(e) = t.home.import(dir) {
+                        eprintln!("import from {}: {e}", dir.display());
+                    }
+                }
+                let (placed, skipped) =
+                    auto_round(&t, *sell_min, *buy_max, *rounding, cli.json).await?;
+                let v = json!({"placed": placed, "skipped": skipped});
+                print(cli.json, &v, || {
+                    let mut s = format!("{} orders submitted", placed.len());
+                    for o in &placed {
+                        s.push_str(&format!(
+                            "\n  period {} {} {} kWh at {} ({})",
+                            o["period"],
+                            o["side"].as_str().unwrap_or(""),
+                            kwh(o["quantity_wh"].as_u64().unwrap_or(0)),
+                            o["limit_price"],
+                            o["id"].as_str().unwrap_or("")
+                        ));
+                    }
+                    for k in &skipped {
+                        s.push_str(&format!(
+                            "\n  period {} skipped: {}",
+                            k["period"],
+                            k["reason"].as_str().unwrap_or("")
+                        ));
+                    }
+                    s
+                });
+                if !daemon {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tokio::time::sleep(Duration::from_secs((*poll_secs).max(1))) => {}
+                }
+            }
+        }
+        Cmd::Status => {
+            let h = Household::open(&cli.home)?;
+            let address = h.wallet()?.address;
+            let client = NodeClient::new(&h.settings.node);
+            let node = client.status().await?;
+            let account = client.account(&address).await?;
+            let meter = client
+                .get(&format!("/v1/meters/{}", h.settings.meter))
+                .await?;
+            let statements = h.statements()?;
+            let orders = h.orders()?;
+            let t = now();
+            let g = &h.settings.genesis;
+            let awaiting: Vec<u64> = statements
+                .keys()
+                .filter(|p| !orders.contains_key(p) && g.gate_close(**p).is_some_and(|c| t < c))
+                .copied()
+                .collect();
+            let enrolled = meter.as_ref().is_some_and(|m| {
+                m["owner"].as_str() == Some(address.to_hex().as_str()) && m["revoked"] != true
+            });
+            let balance = account
+                .as_ref()
+                .and_then(|a| a["balance_millis"].as_u64())
+                .unwrap_or(0);
+            let escrow = account
+                .as_ref()
+                .and_then(|a| a["escrow_millis"].as_u64())
+                .unwrap_or(0);
+            let v = json!({
+                "address": address,
+                "meter": h.settings.meter,
+                "meter_enrolled": enrolled,
+                "node": {"url": h.settings.node, "chain_id": node["chain_id"], "height": node["height"]},
+                "balance_millis": balance,
+                "escrow_millis": escrow,
+                "statements": statements.len(),
+                "orders": orders.len(),
+                "periods_awaiting_order": awaiting,
+                "current_period": t.saturating_sub(g.genesis_time) / g.period_secs,
+            });
+            print(cli.json, &v, || {
+                format!(
+                    "address   {address}\nmeter     {} ({})\nnode      {} ({}, height {})\nbalance   {} (in escrow {})\nstatements {}, orders {}, periods awaiting an order: {:?}",
+                    h.settings.meter,
+                    if enrolled { "enrolled" } else { "NOT enrolled to this address" },
+                    h.settings.node,
+                    node["chain_id"].as_str().unwrap_or("?"),
+                    node["height"],
+                    money(i64::try_from(balance).unwrap_or(i64::MAX)),
+                    money(i64::try_from(escrow).unwrap_or(i64::MAX)),
+                    statements.len(),
+                    orders.len(),
+                    awaiting
+                )
+            });
+        }
+        Cmd::History => {
+            let h = Household::open(&cli.home)?;
+            let client = NodeClient::new(&h.settings.node);
+            let f = fates(&h, &client).await?;
+            print(cli.json, &serde_json::to_value(&f)?, || {
+                let mut s = format!(
+                    "{:>8} {:<4} {:>9} {:>5} {:<10} {:>9} {:>9} {:>6}",
+                    "period", "side", "kWh", "limit", "status", "filled", "unmatched", "trades"
+                );
+                for o in &f {
+                    s.push_str(&format!(
+                        "\n{:>8} {:<4} {:>9} {:>5} {:<10} {:>9} {:>9} {:>6}",
+                        o.order.period,
+                        side_name(o.order.side),
+                        kwh(u64::from(o.order.quantity_wh)),
+                        o.order.limit_price,
+                        if o.cleared {
+                            "cleared"
+                        } else {
+                            o.status.as_str()
+                        },
+                        kwh(u64::from(o.filled_wh)),
+                        kwh(u64::from(o.unmatched_wh)),
+                        o.trades.len()
+                    ));
+                    for t in &o.trades {
+                        let fee = match o.order.side {
+                            Side::Buy => t.grid_fee + t.market_fee_buyer,
+                            Side::Sell => t.market_fee_seller,
+                        };
+                        s.push_str(&format!(
+                            "\n         trade {} kWh at {} (fees {})",
+                            kwh(u64::from(t.quantity_wh)),
+                            t.price,
+                            money(i64::try_from(fee).unwrap_or(i64::MAX))
+                        ));
+                    }
+                    if let Some(r) = &o.reason {
+                        s.push_str(&format!("\n         rejected: {r}"));
+                    }
+                }
+                s
+            });
+        }
+        Cmd::Statement { from, to } => {
+            if from > to {
+                bail!("--from {from} is after --to {to}");
+            }
+            let h = Household::open(&cli.home)?;
+            let client = NodeClient::new(&h.settings.node);
+            let f = fates(&h, &client).await?;
+            let s = accounting::statement(&h.settings.genesis, *from, *to, &f);
+            print(cli.json, &serde_json::to_value(&s)?, || {
+                let mut out = format!(
+                    "Statement for periods {}-{} (tariffs: retail {}, feed-in {} per kWh)\n{:>8} {:<4} {:>9} {:>5} {:>10} {:>9} {:>9} {:>10} {:>10}",
+                    s.from, s.to, s.retail_tariff, s.feed_in_tariff,
+                    "period", "side", "kWh", "price", "energy", "grid fee", "mkt fee", "net", "saving"
+                );
+                for l in &s.lines {
+                    out.push_str(&format!(
+                        "\n{:>8} {:<4} {:>9} {:>5} {:>10} {:>9} {:>9} {:>10} {:>10}",
+                        l.period,
+                        side_name(l.side),
+                        kwh(u64::from(l.quantity_wh)),
+                        l.price,
+                        money(i64::try_from(l.energy_millis).unwrap_or(i64::MAX)),
+                        money(i64::try_from(l.grid_fee_millis).unwrap_or(i64::MAX)),
+                        money(i64::try_from(l.market_fee_millis).unwrap_or(i64::MAX)),
+                        money(l.net_millis),
+                        money(l.saving_millis)
+                    ));
+                }
+                let m = |x: u64| money(i64::try_from(x).unwrap_or(i64::MAX));
+                out.push_str(&format!(
+                    "\nsold {} kWh for {}, bought {} kWh for {}; grid fees {}, market fees {}; net {}\n\
+                     unmatched (settled with the utility): {} kWh offered, {} kWh bid\n\
+                     saving against the tariffs: {}{}",
+                    kwh(s.sold_wh),
+                    m(s.received_energy_millis),
+                    kwh(s.bought_wh),
+                    m(s.paid_energy_millis),
+                    m(s.grid_fees_millis),
+                    m(s.market_fees_millis),
+                    money(s.net_millis),
+                    kwh(s.unmatched_sell_wh),
+                    kwh(s.unmatched_buy_wh),
+                    money(s.saving_millis),
+                    if s.orders_not_cleared > 0 {
+                        format!("\n({} orders of the range not cleared yet)", s.orders_not_cleared)
+                    } else {
+                        String::new()
+                    }
+                ));
+                out
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kwh_parsing() {
+        assert_eq!(parse_kwh("1").unwrap(), 1000);
+        assert_eq!(parse_kwh("1.5").unwrap(), 1500);
+        assert_eq!(parse_kwh("0.001").unwrap(), 1);
+        assert_eq!(parse_kwh(".25").unwrap(), 250);
+        assert!(parse_kwh("1.0001").is_err());
+        assert!(parse_kwh("-1").is_err());
+        assert!(parse_kwh("").is_err());
+        assert!(parse_kwh("1e3").is_err());
+        assert!(parse_kwh("99999999999").is_err());
+        assert_eq!(round(1234, Rounding { round_wh: 100 }).unwrap(), 1200);
+        assert!(round(1, Rounding { round_wh: 0 }).is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! The validator API as the household tools use it (docs/spec/api.md).
+
+use serde::Deserialize;
+use serde_json::Value;
+use veilwatt_verifier::clearing::Trade;
+use veilwatt_verifier::ledger::OrderOutcome;
+use veilwatt_verifier::types::{Transaction, TxId, WalletKey};
+
+/// Why a call to the node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached or answered garbage.
+    #[error("node {base}: {source}")]
+    Http {
+        /// The node.
+        base: String,
+        /// The error.
+        source: reqwest::Error,
+    },
+    /// The node refused the request with a reason.
+    #[error("the node refused it ({status}, {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Why.
+        message: String,
+    },
+    /// The answer was not what the API documents.
+    #[error("unexpected answer from the node: {0}")]
+    Unexpected(String),
+}
+
+/// A period as the node reports it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PeriodView {
+    /// `open` or `cleared`.
+    pub status: String,
+    /// Uniform clearing price, if any.
+    #[serde(default)]
+    pub clearing_price: Option<u64>,
+    /// Trades (cleared periods).
+    #[serde(default)]
+    pub trades: Vec<Trade>,
+    /// Per-order outcomes (cleared periods).
+    #[serde(default)]
+    pub outcomes: Vec<OrderOutcome>,
+}
+
+/// A client of one validator's API.
+#[derive(Clone, Debug)]
+pub struct NodeClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl NodeClient {
+    /// A client of the API at `base` (e.g. `http://127.0.0.1:26657`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn http(&self) -> impl FnOnce(reqwest::Error) -> ClientError + '_ {
+        |source| ClientError::Http {
+            base: self.base.clone(),
+            source,
+        }
+    }
+
+    async fn refused(r: reqwest::Response) -> ClientError {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        ClientError::Refused {
+            status,
+            code: body["code"].as_str().unwrap_or("unknown").to_owned(),
+            message: body["message"]
+                .as_str()
+                .unwrap_or("(no reason given)")
+                .to_owned(),
+        }
+    }
+
+    /// GET `path`; `None` on 404.
+    pub async fn get(&self, path: &str) -> Result<Option<Value>, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(self.http())?;
+        if r.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(Self::refused(r).await);
+        }
+        r.json().await.map(Some).map_err(self.http())
+    }
+
+    async fn get_some(&self, path: &str) -> Result<Value, ClientError> {
+        self.get(path)
+            .await?
+            .ok_or_else(|| ClientError::Unexpected(format!("{path} not found")))
+    }
+
+    /// `/v1/status`.
+    pub async fn status(&self) -> Result<Value, ClientError> {
+        self.get_some("/v1/status").await
+    }
+
+    /// Submits a transaction; its id once the node admitted it.
+    pub async fn submit(&self, tx: &Transaction) -> Result<TxId, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/v1/tx", self.base))
+            .json(tx)
+            .send()
+            .await
+            .map_err(self.http())?;
+        if r.status().as_u16() != 202 {
+            return Err(Self::refused(r).await);
+        }
+        Ok(tx.id())
+    }
+
+    /// A transaction's status (`pending`, `committed`, `rejected`), `None` if unknown.
+    pub async fn tx_status(&self, id: &TxId) -> Result<Option<Value>, ClientError> {
+        self.get(&format!("/v1/tx/{id}")).await
+    }
+
+    /// A period's view.
+    pub async fn period(&self, p: u64) -> Result<PeriodView, ClientError> {
+        let v = self.get_some(&format!("/v1/periods/{p}")).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Unexpected(e.to_string()))
+    }
+
+    /// An account (`None` until something was credited to it).
+    pub async fn account(&self, a: &WalletKey) -> Result<Option<Value>, ClientError> {
+        self.get(&format!("/v1/accounts/{a}")).await
+    }
+}
