@@ -1,6 +1,7 @@
 //! The rules every validator and regulator checks. For now: Groth16 verification of order
 //! proofs, one at a time or in batches.
 
+pub mod audit;
 pub mod clearing;
 mod curve;
 pub mod ledger;

@@ -1,0 +1,400 @@
+//! The regulator's audit against a real node: a `veilwatt-node run` validator clears a period
+//! with real proofs; `veilwatt-verifier audit` on its export and on its live API passes and
+//! reports exactly the node's own period figures; tampered exports fail with the right message
+//! even when the tamperer re-hashes the chain and holds the validator key to re-sign it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::Value;
+use veilwatt_verifier::audit::{audit, AuditError, CertError, Certificate, Export, Quiet};
+use veilwatt_verifier::ledger::BlockError;
+use veilwatt_verifier::types::{Genesis, Hash32, Side, Signature64, TxBody, WalletKey};
+use veilwatt_verifier::OrderVerifier;
+
+fn bin(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_veilwatt-node")).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo test --release --workspace`",
+        p.display()
+    );
+    p
+}
+
+/// Re-hashes blocks from `pos` on, re-links them and re-signs their certificates with the
+/// (single) validator's key: what a tamperer holding every validator key could do.
+fn reseal(g: &Genesis, e: &mut Export, pos: usize) {
+    let key = SigningKey::from_bytes(&validator_seed(0));
+    let me = WalletKey(key.verifying_key().to_bytes());
+    for i in pos..e.blocks.len() {
+        if i > 0 {
+            e.blocks[i].block.prev_hash = e.blocks[i - 1].hash;
+        }
+        let b = &mut e.blocks[i];
+        b.hash = b.block.hash();
+        let mut cert = Certificate {
+            height: b.block.height,
+            round: 0,
+            block_hash: b.hash,
+            signatures: vec![],
+        };
+        let sig = key.sign(&cert.signing_bytes(&g.chain_id, &me));
+        cert.signatures = vec![(me, Signature64(sig.to_bytes()))];
+        b.certificate = hex::encode(cert.encode());
+    }
+}
+
+fn run_audit(g: &Genesis, e: &Export) -> Result<veilwatt_verifier::audit::AuditReport, AuditError> {
+    let keys = veilwatt_params::dev::keys().unwrap();
+    let v = OrderVerifier::new(&keys.vk, keys.vk_id).unwrap();
+    audit(g, e, &v, None, &Quiet)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
+    let g = genesis_n("audit", 2, 6, 1);
+    let mut net = Net::new(g.clone(), |_, _| {});
+    net.start_all();
+    let api = net.apis[0].clone();
+    let owners: Vec<SigningKey> = (1..=4u8).map(|i| key(100 + i)).collect();
+    let mut setup = Vec::new();
+    for (i, o) in owners.iter().enumerate() {
+        for tx in [
+            enroll(&g, i as u8 + 1, o),
+            deposit(&g, o, 100_000_000, i as u64),
+        ] {
+            let (s, v) = api.submit(&tx).await;
+            assert_eq!(s, 202, "{v}");
+            setup.push(tx.id());
+        }
+    }
+    for id in &setup {
+        api.wait_committed(id, Duration::from_secs(30)).await;
+    }
+    // Two sellers, two buyers, proven before their period ends.
+    let p = (now() - g.genesis_time) / g.period_secs + 2;
+    let orders = vec![
+        order(&g, &owners[0], 1, p, Side::Sell, 0, 3_000, 2_000, 10),
+        order(&g, &owners[1], 2, p, Side::Sell, 500, 2_500, 1_500, 12),
+        order(&g, &owners[2], 3, p, Side::Buy, 3_000, 0, 1_000, 25),
+        order(&g, &owners[3], 4, p, Side::Buy, 3_000, 100, 2_500, 20),
+    ];
+    sleep_until_unix(g.period_end(p).unwrap()).await;
+    for tx in &orders {
+        let (s, v) = api.submit(tx).await;
+        assert_eq!(s, 202, "{v}");
+    }
+    for tx in &orders {
+        api.wait_committed(&tx.id(), Duration::from_secs(30)).await;
+    }
+    let t0 = Instant::now();
+    let view = loop {
+        let (_, v) = api.get(&format!("/v1/periods/{p}")).await;
+        if v["status"] == "cleared" {
+            break v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "period {p} did not clear: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(view["volume_wh"].as_u64().unwrap() > 0, "{view}");
+
+    // Export (read-only, next to the running node) and audit with the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let gfile = dir.path().join("genesis.json");
+    std::fs::write(&gfile, serde_json::to_vec(&g).unwrap()).unwrap();
+    let xfile = dir.path().join("export.json");
+    let st = Command::new(bin("veilwatt-node"))
+        .args(["export", "--home"])
+        .arg(&net.homes[0])
+        .arg("--out")
+        .arg(&xfile)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cli = |args: &[&str]| {
+        Command::new(bin("veilwatt-verifier"))
+            .arg("audit")
+            .arg("--genesis")
+            .arg(&gfile)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let check_figures = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "audit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let f = r["periods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["period"] == p)
+            .unwrap_or_else(|| panic!("period {p} missing: {r}"))
+            .clone();
+        assert_eq!(f["traded_wh"], view["volume_wh"]);
+        assert_eq!(f["clearing_price"], view["clearing_price"]);
+        assert_eq!(f["money_millis"], view["money_exchanged_millis"]);
+        assert_eq!(f["grid_fees_millis"], view["fees_millis"]["grid"]);
+        assert_eq!(f["market_fees_millis"], view["fees_millis"]["market"]);
+        assert_eq!(f["sell_orders"], view["orders"]["sell"]);
+        assert_eq!(f["buy_orders"], view["orders"]["buy"]);
+        assert_eq!(f["unmatched_sell_wh"], view["unmatched_wh"]["sell"]);
+        assert_eq!(f["unmatched_buy_wh"], view["unmatched_wh"]["buy"]);
+        assert_eq!(f["trades"], view["trades"].as_array().unwrap().len());
+        assert_eq!(f["meters"], 4);
+        assert_eq!(f["one_order_per_meter"], true);
+        assert_eq!(r["proofs"], 4);
+        r
+    };
+    let x = xfile.to_str().unwrap();
+    check_figures(&cli(&["--ledger", x, "--json"]));
+    check_figures(&cli(&[
+        "--node",
+        &api.base,
+        "--json",
+        "--from",
+        &p.to_string(),
+        "--to",
+        &p.to_string(),
+    ]));
+    let table = cli(&["--ledger", x]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("AUDIT PASSED"));
+    let csv = cli(&["--ledger", x, "--csv"]);
+    assert!(String::from_utf8_lossy(&csv.stdout).starts_with("period,cleared_at,"));
+
+    // verify-proof on one order as a block returns it.
+    let h = api
+        .wait_committed(&orders[0].id(), Duration::from_secs(5))
+        .await;
+    let (_, b) = api.get(&format!("/v1/blocks/{h}")).await;
+    let tx = b["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == orders[0].id().to_hex())
+        .unwrap()
+        .clone();
+    let ofile = dir.path().join("order.json");
+    std::fs::write(&ofile, tx.to_string()).unwrap();
+    let out = Command::new(bin("veilwatt-verifier"))
+        .args(["verify-proof", "--genesis"])
+        .arg(&gfile)
+        .arg("--order")
+        .arg(&ofile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The owner re-signs its order with a larger quantity: the signature is fine, the proof
+    // does not cover it.
+    let mut forged = orders[0].clone();
+    if let TxBody::Order { quantity_wh, .. } = &mut forged.body {
+        *quantity_wh = 2_001;
+    }
+    let forged = veilwatt_verifier::types::Transaction::sign(&g.chain_id, forged.body, &owners[0]);
+    std::fs::write(&ofile, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let out = Command::new(bin("veilwatt-verifier"))
+        .args(["verify-proof", "--genesis"])
+        .arg(&gfile)
+        .arg("--order")
+        .arg(&ofile)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("proof does not verify"),
+        "{out:?}"
+    );
+    assert!(!out.status.success());
+
+    // Tampering, at the library level on the real export.
+    let export: Export = serde_json::from_slice(&std::fs::read(&xfile).unwrap()).unwrap();
+    assert!(run_audit(&g, &export).is_ok());
+    let pos = export
+        .blocks
+        .iter()
+        .position(|b| {
+            b.block
+                .txs
+                .iter()
+                .any(|t| matches!(t.body, TxBody::Order { .. }))
+        })
+        .unwrap();
+    let height = export.blocks[pos].block.height;
+    let order_idx: Vec<usize> = export.blocks[pos]
+        .block
+        .txs
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| matches!(t.body, TxBody::Order { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let set_quantity = |e: &mut Export, q: u32| {
+        if let TxBody::Order { quantity_wh, .. } = &mut e.blocks[pos].block.txs[order_idx[0]].body {
+            *quantity_wh = q;
+        }
+    };
+
+    // A changed quantity: the block no longer hashes to its hash...
+    let mut e = export.clone();
+    set_quantity(&mut e, 2_500);
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(err, AuditError::BlockHash { height: h, .. } if h == height),
+        "{err}"
+    );
+    // ...and re-hashed and re-signed, its proof does not cover it.
+    reseal(&g, &mut e, pos);
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::Proof { height: h, index, quantity_wh: 2_500, .. } if *h == height && *index == order_idx[0]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("proof does not verify"), "{err}");
+
+    // Swapped proofs between two orders.
+    let mut e = export.clone();
+    let proof_of = |e: &Export, i: usize| match &e.blocks[pos].block.txs[i].body {
+        TxBody::Order { proof, .. } => *proof,
+        _ => unreachable!(),
+    };
+    let (a, b) = (proof_of(&e, order_idx[0]), proof_of(&e, order_idx[1]));
+    for (i, p) in [(order_idx[0], b), (order_idx[1], a)] {
+        if let TxBody::Order { proof, .. } = &mut e.blocks[pos].block.txs[i].body {
+            *proof = p;
+        }
+    }
+    reseal(&g, &mut e, pos);
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(err, AuditError::Proof { height: h, .. } if h == height),
+        "{err}"
+    );
+
+    // A removed transaction: the replayed state differs from the block's root.
+    let mut e = export.clone();
+    e.blocks[pos].block.txs.remove(order_idx[0]);
+    reseal(&g, &mut e, pos);
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(err, AuditError::Replay { height: h, error: BlockError::StateRootMismatch { .. } } if h == height),
+        "{err}"
+    );
+
+    // A wrong state root.
+    let mut e = export.clone();
+    let last = e.blocks.len() - 1;
+    e.blocks[last].block.state_root = Hash32([7; 32]);
+    reseal(&g, &mut e, last);
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AuditError::Replay {
+                error: BlockError::StateRootMismatch { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("state root mismatch"), "{err}");
+
+    // A forged certificate signature, and a missing one.
+    let mut e = export.clone();
+    let mut cert = Certificate::decode(&hex::decode(&e.blocks[pos].certificate).unwrap()).unwrap();
+    cert.signatures[0].1 .0[5] ^= 1;
+    e.blocks[pos].certificate = hex::encode(cert.encode());
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::Certificate { height: h, error: CertError::BadSignature(_) } if *h == height),
+        "{err}"
+    );
+    let mut e = export.clone();
+    cert.signatures.clear();
+    e.blocks[pos].certificate = hex::encode(cert.encode());
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AuditError::Certificate {
+                error: CertError::NotEnoughPower { power: 0, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A certificate of another block.
+    let mut e = export.clone();
+    e.blocks[pos].certificate = e.blocks[pos + 1].certificate.clone();
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AuditError::Certificate {
+                error: CertError::Height(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Blocks out of order, and a missing block.
+    let mut e = export.clone();
+    e.blocks.swap(1, 2);
+    let err = run_audit(&g, &e).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::OutOfOrder {
+                position: 1,
+                expected: 2,
+                got: 3
+            }
+        ),
+        "{err}"
+    );
+    let mut e = export.clone();
+    e.blocks.remove(1);
+    assert!(matches!(
+        run_audit(&g, &e).unwrap_err(),
+        AuditError::OutOfOrder { .. }
+    ));
+
+    // Another market's genesis.
+    let mut other = g.clone();
+    other.price_cap += 1;
+    assert!(matches!(
+        run_audit(&other, &export).unwrap_err(),
+        AuditError::OtherGenesis(_)
+    ));
+
+    // The CLI: non-zero exit and the message.
+    let mut e = export.clone();
+    set_quantity(&mut e, 2_500);
+    reseal(&g, &mut e, pos);
+    std::fs::write(&xfile, serde_json::to_vec(&e).unwrap()).unwrap();
+    let out = cli(&["--ledger", x]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "AUDIT FAILED: height {height}, transaction #{}",
+            order_idx[0]
+        )),
+        "{err}"
+    );
+}

@@ -1,0 +1,461 @@
+//! `veilwatt-verifier`: the regulator's tool. Audits a ledger (an export file or a live node)
+//! against the genesis without trusting any validator, and checks single orders' proofs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use veilwatt_verifier::audit::{
+    audit, AuditReport, Certificate, Export, ExportedBlock, PeriodFigures, Progress, EXPORT_FORMAT,
+};
+use veilwatt_verifier::types::{
+    Block, Genesis, Hash32, Signature64, Transaction, TxBody, WalletKey,
+};
+use veilwatt_verifier::OrderVerifier;
+
+#[derive(Parser)]
+#[command(
+    name = "veilwatt-verifier",
+    version,
+    about = "Audit a Veilwatt ledger; check single orders"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Verify the hash chain, every commit certificate and every proof, replay every block
+    /// through the state machine, and report the market's figures per period.
+    Audit {
+        /// The market's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// A `veilwatt-node export` file.
+        #[arg(long, conflicts_with = "node", required_unless_present = "node")]
+        ledger: Option<PathBuf>,
+        /// A validator's API: fetch every block with its certificate, and compare the node's
+        /// own period figures with the replay.
+        #[arg(long)]
+        node: Option<String>,
+        /// First period of the report.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Last period of the report.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print the per-period figures as CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Check one order's proof (its JSON as `GET /v1/tx/{id}` or a block returns it).
+    VerifyProof {
+        /// The market's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The order transaction, JSON (`-` for stdin).
+        #[arg(long)]
+        order: PathBuf,
+    },
+}
+
+struct Bar(Mutex<Option<ProgressBar>>);
+
+impl Progress for Bar {
+    fn stage(&self, name: &str, total: u64) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = g.take() {
+            b.finish_and_clear();
+        }
+        let style =
+            ProgressStyle::with_template("{prefix:>12} {bar:40} {pos}/{len} {elapsed_precise}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let b = ProgressBar::new(total).with_style(style);
+        b.set_prefix(name.to_owned());
+        *g = Some(b);
+    }
+    fn advance(&self, n: u64) {
+        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            b.inc(n);
+        }
+    }
+}
+
+impl Bar {
+    fn finish(&self) {
+        if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn read_genesis(path: &Path) -> Result<Genesis> {
+    let g: Genesis = serde_json::from_slice(
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a genesis file", path.display()))?;
+    g.validate()
+        .with_context(|| format!("{} is not a valid genesis", path.display()))?;
+    Ok(g)
+}
+
+fn verifier_for(g: &Genesis) -> Result<OrderVerifier> {
+    let keys = veilwatt_params::dev::keys().context("loading the verifying key")?;
+    if keys.vk_id.0 != g.vk_id.0 {
+        bail!(
+            "the market's verifying key is {}; only the development key ({}) is available here",
+            g.vk_id,
+            keys.vk_id
+        );
+    }
+    Ok(OrderVerifier::new(&keys.vk, keys.vk_id)?)
+}
+
+/// Every block of a live node, as an export.
+async fn fetch_export(base: &str, g: &Genesis, bar: &Bar) -> Result<(Export, reqwest::Client)> {
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(format!("{base}{path}")).send().await?;
+            if !r.status().is_success() {
+                bail!("{path}: HTTP {}", r.status());
+            }
+            Ok::<Value, anyhow::Error>(r.json().await?)
+        }
+    };
+    let status = get("/v1/status".into()).await?;
+    let top = status["height"].as_u64().context("status has no height")?;
+    bar.stage("download", top);
+    let mut blocks = Vec::new();
+    let mut from = 1;
+    while from <= top {
+        let page = get(format!("/v1/blocks?from={from}&to={top}")).await?;
+        let list = page["blocks"]
+            .as_array()
+            .context("no blocks in the answer")?;
+        if list.is_empty() {
+            bail!("the node returned no blocks from height {from}");
+        }
+        for v in list {
+            let block: Block = serde_json::from_value(v.clone())
+                .with_context(|| format!("block at height {from} does not decode"))?;
+            let c = &v["certificate"];
+            let signatures = c["signatures"]
+                .as_array()
+                .with_context(|| format!("block {} has no certificate", block.height))?
+                .iter()
+                .map(|s| {
+                    let k = WalletKey::from_hex(s["validator"].as_str().unwrap_or(""))
+                        .map_err(anyhow::Error::msg)?;
+                    let sig = Signature64::from_hex(s["signature"].as_str().unwrap_or(""))
+                        .map_err(anyhow::Error::msg)?;
+                    Ok((k, sig))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let cert = Certificate {
+                height: block.height,
+                round: c["round"].as_i64().context("certificate round")?,
+                block_hash: Hash32::from_hex(c["block_hash"].as_str().unwrap_or(""))
+                    .map_err(anyhow::Error::msg)?,
+                signatures,
+            };
+            let hash =
+                Hash32::from_hex(v["hash"].as_str().unwrap_or("")).map_err(anyhow::Error::msg)?;
+            from = block.height + 1;
+            blocks.push(ExportedBlock {
+                hash,
+                block,
+                certificate: hex::encode(cert.encode()),
+            });
+            bar.advance(1);
+        }
+    }
+    Ok((
+        Export {
+            format: EXPORT_FORMAT.into(),
+            chain_id: status["chain_id"].as_str().unwrap_or("").to_owned(),
+            genesis_hash: g.hash(),
+            from: 1,
+            to: top,
+            blocks,
+        },
+        http,
+    ))
+}
+
+/// Compares the node's own period views with the replay.
+async fn compare_with_node(http: &reqwest::Client, base: &str, r: &AuditReport) -> Result<()> {
+    for f in &r.periods {
+        let v: Value = http
+            .get(format!("{base}/v1/periods/{}", f.period))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let mismatch = |what: &str, node: Value, replay: Value| -> Result<()> {
+            if node != replay {
+                bail!(
+                    "period {}: the node reports {what} = {node}, the replay gives {replay}",
+                    f.period
+                );
+            }
+            Ok(())
+        };
+        mismatch("status", v["status"].clone(), json!("cleared"))?;
+        mismatch("volume_wh", v["volume_wh"].clone(), json!(f.traded_wh))?;
+        mismatch(
+            "clearing_price",
+            v["clearing_price"].clone(),
+            json!(f.clearing_price),
+        )?;
+        mismatch(
+            "money_exchanged_millis",
+            v["money_exchanged_millis"].clone(),
+            json!(f.money_millis),
+        )?;
+        mismatch(
+            "fees_millis.grid",
+            v["fees_millis"]["grid"].clone(),
+            json!(f.grid_fees_millis),
+        )?;
+        mismatch(
+            "fees_millis.market",
+            v["fees_millis"]["market"].clone(),
+            json!(f.market_fees_millis),
+        )?;
+        mismatch(
+            "orders.sell",
+            v["orders"]["sell"].clone(),
+            json!(f.sell_orders),
+        )?;
+        mismatch(
+            "orders.buy",
+            v["orders"]["buy"].clone(),
+            json!(f.buy_orders),
+        )?;
+        mismatch(
+            "trades (count)",
+            json!(v["trades"].as_array().map_or(0, Vec::len)),
+            json!(f.trades),
+        )?;
+    }
+    Ok(())
+}
+
+fn units(millis: u64) -> String {
+    format!("{}.{:03}", millis / 1000, millis % 1000)
+}
+
+fn kwh(wh: u64) -> String {
+    format!("{}.{:03}", wh / 1000, wh % 1000)
+}
+
+fn price(f: &PeriodFigures) -> String {
+    match (f.clearing_price, f.price_range) {
+        (Some(p), _) => p.to_string(),
+        (None, Some((a, z))) if a == z => a.to_string(),
+        (None, Some((a, z))) => format!("{a}-{z}"),
+        (None, None) => "-".into(),
+    }
+}
+
+fn row(label: &str, f: &PeriodFigures) -> String {
+    format!(
+        "{label:>8} {:>5} {:>5} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6} {}",
+        f.sell_orders,
+        f.buy_orders,
+        kwh(f.traded_wh),
+        units(f.money_millis),
+        price(f),
+        units(f.grid_fees_millis),
+        units(f.market_fees_millis),
+        kwh(f.unmatched_sell_wh),
+        kwh(f.unmatched_buy_wh),
+        f.trades,
+        f.meters,
+        if f.one_order_per_meter { "yes" } else { "NO" }
+    )
+}
+
+fn table(r: &AuditReport) -> String {
+    let mut s = format!(
+        "AUDIT PASSED: chain {} (genesis {}), blocks 1-{}, {} transactions, {} proofs and {} commit signatures verified, state root {}\n\n",
+        r.chain_id, r.genesis_hash, r.blocks, r.transactions, r.proofs, r.signatures, r.state_root
+    );
+    s.push_str(&format!(
+        "{:>8} {:>5} {:>5} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6} {}\n",
+        "period",
+        "sells",
+        "buys",
+        "kWh",
+        "money",
+        "price",
+        "grid fee",
+        "mkt fee",
+        "unsold kWh",
+        "unmet kWh",
+        "trades",
+        "meters",
+        "1/meter"
+    ));
+    for f in &r.periods {
+        s.push_str(&row(&f.period.to_string(), f));
+        s.push('\n');
+    }
+    s.push_str(&row("total", &r.totals));
+    s.push_str("\n\nmoney in minor currency units; prices per kWh; 1/meter: no meter had two orders in the period");
+    if !r.open_periods.is_empty() {
+        s.push_str(&format!(
+            "\nperiods with orders not yet cleared: {:?}",
+            r.open_periods
+        ));
+    }
+    s
+}
+
+fn csv(r: &AuditReport) -> String {
+    let mut s = String::from("period,cleared_at,sell_orders,buy_orders,offered_wh,bid_wh,traded_wh,trades,clearing_price,min_price,max_price,money_millis,grid_fees_millis,market_fees_millis,unmatched_sell_wh,unmatched_buy_wh,meters,one_order_per_meter\n");
+    for f in &r.periods {
+        let (lo, hi) = f
+            .price_range
+            .map_or((String::new(), String::new()), |(a, z)| {
+                (a.to_string(), z.to_string())
+            });
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{lo},{hi},{},{},{},{},{},{},{}\n",
+            f.period,
+            f.cleared_at,
+            f.sell_orders,
+            f.buy_orders,
+            f.offered_wh,
+            f.bid_wh,
+            f.traded_wh,
+            f.trades,
+            f.clearing_price.map_or(String::new(), |p| p.to_string()),
+            f.money_millis,
+            f.grid_fees_millis,
+            f.market_fees_millis,
+            f.unmatched_sell_wh,
+            f.unmatched_buy_wh,
+            f.meters,
+            f.one_order_per_meter
+        ));
+    }
+    s
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let prefix = match cli.cmd {
+        Cmd::Audit { .. } => "AUDIT FAILED",
+        Cmd::VerifyProof { .. } => "INVALID",
+    };
+    if let Err(e) = run(cli) {
+        eprintln!("{prefix}: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Audit {
+            genesis,
+            ledger,
+            node,
+            from,
+            to,
+            json,
+            csv: as_csv,
+        } => {
+            let g = read_genesis(&genesis)?;
+            let verifier = verifier_for(&g)?;
+            let bar = Bar(Mutex::new(None));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (export, live) = match (&ledger, &node) {
+                (Some(path), _) => {
+                    bar.stage("reading", 1);
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let export: Export = serde_json::from_slice(&bytes).with_context(|| {
+                        format!("{} is not a {EXPORT_FORMAT} file", path.display())
+                    })?;
+                    (export, None)
+                }
+                (None, Some(url)) => {
+                    let base = url.trim_end_matches('/').to_owned();
+                    let (export, http) = rt.block_on(fetch_export(&base, &g, &bar))?;
+                    (export, Some((http, base)))
+                }
+                (None, None) => bail!("give --ledger FILE or --node URL"),
+            };
+            let range = (from.is_some() || to.is_some())
+                .then(|| (from.unwrap_or(0), to.unwrap_or(u64::MAX)));
+            let report = audit(&g, &export, &verifier, range, &bar);
+            bar.finish();
+            let report = report?;
+            if let Some((http, base)) = live {
+                rt.block_on(compare_with_node(&http, &base, &report))?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if as_csv {
+                print!("{}", csv(&report));
+            } else {
+                println!("{}", table(&report));
+            }
+            Ok(())
+        }
+        Cmd::VerifyProof { genesis, order } => {
+            let g = read_genesis(&genesis)?;
+            let verifier = verifier_for(&g)?;
+            let bytes = if order.as_os_str() == "-" {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+                v
+            } else {
+                std::fs::read(&order).with_context(|| format!("reading {}", order.display()))?
+            };
+            let tx: Transaction =
+                serde_json::from_slice(&bytes).context("not a transaction in JSON")?;
+            if !tx.verify_signature(&g.chain_id) {
+                bail!(
+                    "the transaction's signature does not verify for chain {}",
+                    g.chain_id
+                );
+            }
+            let TxBody::Order {
+                meter,
+                period,
+                side,
+                quantity_wh,
+                ..
+            } = &tx.body
+            else {
+                bail!("the transaction is not an order");
+            };
+            let (public, proof) = tx
+                .body
+                .order_proof_item(|m| m.to_public_key())
+                .context("not an order")?
+                .map_err(|e| anyhow::anyhow!("the meter key is invalid: {e}"))?;
+            verifier
+                .verify(&public, &proof)
+                .map_err(|e| anyhow::anyhow!("the proof does not verify: {e}"))?;
+            println!(
+                "{}",
+                json!({"id": tx.id(), "valid": true, "meter": meter, "period": period, "side": side, "quantity_wh": quantity_wh, "signer": tx.signer})
+            );
+            Ok(())
+        }
+    }
+}
