@@ -56,6 +56,85 @@ fn run_audit(g: &Genesis, e: &Export) -> Result<veilwatt_verifier::audit::AuditR
     audit(g, e, &v, None, &Quiet)
 }
 
+/// Renders the HTML report in headless Chromium (Debian's `chromium`, which `.ci/run`
+/// installs): the DOM holds both charts and no script, and the screenshot shows each chart
+/// colour over more pixels than its legend swatch alone (12 x 12) could cover.
+fn check_html_renders(html: &std::path::Path) {
+    let page = std::fs::read_to_string(html).unwrap();
+    assert!(
+        !page.contains("<script"),
+        "the report must work without scripts"
+    );
+    assert!(
+        !page.contains("http://") || !page.contains("src=\"http"),
+        "no remote resources"
+    );
+    let chromium = |args: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .args(args)
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .unwrap_or_else(|e| panic!("chromium not runnable ({e}): apt-get install chromium"))
+    };
+    let dom = chromium(&["--dump-dom"]);
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for id in ["chart-volume", "chart-fees"] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\"")),
+            "{id} missing from the rendered DOM"
+        );
+    }
+    assert!(dom.contains("AUDIT PASSED"));
+    let shot = html.with_extension("png");
+    let out = chromium(&[
+        "--window-size=1100,1500",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let count = |hex: &str| {
+        let c: Vec<u8> = (0..3)
+            .map(|i| u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap())
+            .collect();
+        buf[..info.buffer_size()]
+            .chunks_exact(channels)
+            .filter(|p| (0..3).all(|i| p[i].abs_diff(c[i]) <= 6))
+            .count()
+    };
+    use veilwatt_verifier::audit_html::*;
+    for (what, colour, min) in [
+        ("volume bars", VOLUME_COLOUR, 2_000),
+        ("price levels", PRICE_COLOUR, 800),
+        ("grid-fee bars", GRID_FEE_COLOUR, 2_000),
+        ("market-fee bars", MARKET_FEE_COLOUR, 300),
+    ] {
+        let n = count(colour);
+        assert!(
+            n >= min,
+            "{what}: only {n} pixels of {colour} in the screenshot"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
     let g = genesis_n("audit", 2, 6, 1);
@@ -173,6 +252,10 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
     assert!(String::from_utf8_lossy(&table.stdout).contains("AUDIT PASSED"));
     let csv = cli(&["--ledger", x, "--csv"]);
     assert!(String::from_utf8_lossy(&csv.stdout).starts_with("period,cleared_at,"));
+    let html = dir.path().join("report.html");
+    let out = cli(&["--ledger", x, "--html", html.to_str().unwrap()]);
+    assert!(out.status.success());
+    check_html_renders(&html);
 
     // verify-proof on one order as a block returns it.
     let h = api

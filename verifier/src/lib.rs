@@ -2,6 +2,7 @@
 //! proofs, one at a time or in batches.
 
 pub mod audit;
+pub mod audit_html;
 pub mod clearing;
 mod curve;
 pub mod ledger;

@@ -54,6 +54,9 @@ enum Cmd {
         /// Print the per-period figures as CSV.
         #[arg(long)]
         csv: bool,
+        /// Also write the report as a self-contained HTML page with charts.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Check one order's proof (its JSON as `GET /v1/tx/{id}` or a block returns it).
     VerifyProof {
@@ -374,6 +377,7 @@ fn run(cli: Cli) -> Result<()> {
             to,
             json,
             csv: as_csv,
+            html,
         } => {
             let g = read_genesis(&genesis)?;
             let verifier = verifier_for(&g)?;
@@ -405,6 +409,10 @@ fn run(cli: Cli) -> Result<()> {
             let report = report?;
             if let Some((http, base)) = live {
                 rt.block_on(compare_with_node(&http, &base, &report))?;
+            }
+            if let Some(path) = &html {
+                std::fs::write(path, veilwatt_verifier::audit_html::render(&report))
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
