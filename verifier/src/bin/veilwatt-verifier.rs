@@ -69,10 +69,15 @@ enum Cmd {
     },
 }
 
-struct Bar(Mutex<Option<ProgressBar>>);
+/// A progress bar per stage; remembers how long each stage took.
+struct Bar(Mutex<Option<ProgressBar>>, Mutex<Vec<(String, std::time::Instant)>>);
 
 impl Progress for Bar {
     fn stage(&self, name: &str, total: u64) {
+        self.1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.to_owned(), std::time::Instant::now()));
         let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = g.take() {
             b.finish_and_clear();
@@ -92,10 +97,26 @@ impl Progress for Bar {
 }
 
 impl Bar {
-    fn finish(&self) {
+    fn new() -> Self {
+        Self(Mutex::new(None), Mutex::new(Vec::new()))
+    }
+
+    /// Ends the last stage; the time of each stage, e.g. `proofs 1.20 s, replay 0.40 s`.
+    fn finish(&self) -> String {
         if let Some(b) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
             b.finish_and_clear();
         }
+        let stages = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        let end = std::time::Instant::now();
+        stages
+            .iter()
+            .enumerate()
+            .map(|(i, (name, t))| {
+                let next = stages.get(i + 1).map_or(end, |s| s.1);
+                format!("{name} {:.2} s", (next - *t).as_secs_f64())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -381,7 +402,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let g = read_genesis(&genesis)?;
             let verifier = verifier_for(&g)?;
-            let bar = Bar(Mutex::new(None));
+            let bar = Bar::new();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -405,7 +426,7 @@ fn run(cli: Cli) -> Result<()> {
             let range = (from.is_some() || to.is_some())
                 .then(|| (from.unwrap_or(0), to.unwrap_or(u64::MAX)));
             let report = audit(&g, &export, &verifier, range, &bar);
-            bar.finish();
+            eprintln!("time: {}", bar.finish());
             let report = report?;
             if let Some((http, base)) = live {
                 rt.block_on(compare_with_node(&http, &base, &report))?;
