@@ -528,6 +528,11 @@ async fn main() -> Result<()> {
             poll_secs,
         } => {
             let t = Trader::new(&cli).await?;
+            // Registered before the first round, so a signal during a round ends the daemon
+            // after that round instead of killing it mid-submission.
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut interrupt = signal(SignalKind::interrupt())?;
+            let mut terminate = signal(SignalKind::terminate())?;
             loop {
                 if let Some(dir) = watch {
                     if let Err(e) = t.home.import(dir) {
@@ -562,7 +567,8 @@ async fn main() -> Result<()> {
                     break;
                 }
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = interrupt.recv() => break,
+                    _ = terminate.recv() => break,
                     _ = tokio::time::sleep(Duration::from_secs((*poll_secs).max(1))) => {}
                 }
             }

@@ -70,7 +70,10 @@ enum Cmd {
 }
 
 /// A progress bar per stage; remembers how long each stage took.
-struct Bar(Mutex<Option<ProgressBar>>, Mutex<Vec<(String, std::time::Instant)>>);
+struct Bar(
+    Mutex<Option<ProgressBar>>,
+    Mutex<Vec<(String, std::time::Instant)>>,
+);
 
 impl Progress for Bar {
     fn stage(&self, name: &str, total: u64) {

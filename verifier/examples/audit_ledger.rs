@@ -1,0 +1,323 @@
+//! Builds a large ledger export for benchmarking `veilwatt-verifier audit`:
+//! `audit_ledger HOUSEHOLDS PERIODS OUT_DIR` writes `OUT_DIR/genesis.json` and
+//! `OUT_DIR/export.json` with HOUSEHOLDS x PERIODS orders (docs/benchmarks.md).
+//!
+//! Proving 100,000 orders honestly takes hours on the benchmark machine, so this tool forges
+//! the proofs instead, which is possible only because the *insecure development keys* derive
+//! their Groth16 trapdoor from a public seed: it re-draws `beta, gamma, delta` exactly as the
+//! setup did (`ChaCha20Rng::seed_from_u64(0)`, four field elements: alpha, beta, gamma, delta)
+//! and, for public inputs `x` with `IC_x = sum x_i gamma_abc_i`, picks random `a, b` and sets
+//! `A = a alpha_G1`, `B = b beta_G2`, `C = ((ab - 1) beta / delta) alpha_G1 - (gamma / delta) IC_x`,
+//! so that `e(A, B) = e(alpha, beta) e(IC_x, gamma) e(C, delta)`. The verifier's work per proof
+//! is identical to a real proof's. Never use development keys for a real market.
+//!
+//! The ledger otherwise follows the node's shape: four validators (certificates signed by three),
+//! one block enrolling and funding every household, then per period one block with every
+//! household's order (half sell, half buy), which also clears the previous period, and a last
+//! block clearing the last period.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ark_bn254::{Fr, G1Projective, G2Affine};
+use ark_ec::{AffineRepr, CurveGroup};
+use ark_ff::{Field, UniformRand};
+use ark_groth16::Proof;
+use ed25519_dalek::{Signer, SigningKey};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+use veilwatt_circuits::eddsa::SecretKey;
+use veilwatt_circuits::order::OrderPublic;
+use veilwatt_verifier::audit::{Certificate, Export, ExportedBlock, EXPORT_FORMAT};
+use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck};
+use veilwatt_verifier::types::*;
+use veilwatt_verifier::{BatchFailure, OrderProof, OrderVerifier};
+
+/// Accepts every proof: the forged proofs are valid by construction and the audit re-verifies
+/// them all; building the ledger need not.
+struct Unchecked;
+impl ProofCheck for Unchecked {
+    fn check(&self, _: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
+        Ok(())
+    }
+}
+
+struct Forger {
+    vk: ark_groth16::VerifyingKey<ark_bn254::Bn254>,
+    beta_over_delta: Fr,
+    gamma_over_delta: Fr,
+}
+
+impl Forger {
+    fn new() -> Self {
+        let keys = veilwatt_params::dev::keys().expect("development keys");
+        let mut rng = ChaCha20Rng::seed_from_u64(veilwatt_params::dev::DEFAULT_SEED);
+        let _alpha = Fr::rand(&mut rng);
+        let beta = Fr::rand(&mut rng);
+        let gamma = Fr::rand(&mut rng);
+        let delta = Fr::rand(&mut rng);
+        let vk = keys.vk.clone();
+        // The recovered trapdoor must explain the key.
+        let g2 = |k: &G2Affine, s: Fr| (*k * s).into_affine();
+        assert_eq!(
+            g2(&vk.gamma_g2, beta / gamma),
+            vk.beta_g2,
+            "trapdoor mismatch"
+        );
+        assert_eq!(
+            g2(&vk.delta_g2, beta / delta),
+            vk.beta_g2,
+            "trapdoor mismatch"
+        );
+        let inv = delta.inverse().expect("delta is non-zero");
+        Self {
+            vk,
+            beta_over_delta: beta * inv,
+            gamma_over_delta: gamma * inv,
+        }
+    }
+
+    fn forge(&self, public: &OrderPublic, rng: &mut ChaCha20Rng) -> OrderProof {
+        let x = public.to_field_elements();
+        let mut ic: G1Projective = self.vk.gamma_abc_g1[0].into_group();
+        for (xi, base) in x.iter().zip(&self.vk.gamma_abc_g1[1..]) {
+            ic += *base * xi;
+        }
+        let a = Fr::rand(rng);
+        let b = Fr::rand(rng);
+        let alpha = self.vk.alpha_g1.into_group();
+        let proof = Proof {
+            a: (alpha * a).into_affine(),
+            b: (self.vk.beta_g2 * b).into_affine(),
+            c: (alpha * ((a * b - Fr::ONE) * self.beta_over_delta) - ic * self.gamma_over_delta)
+                .into_affine(),
+        };
+        OrderProof::from_proof(&proof)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (households, periods, out) = match args.as_slice() {
+        [_, h, p, o] => (
+            h.parse::<usize>().expect("HOUSEHOLDS"),
+            p.parse::<u64>().expect("PERIODS"),
+            PathBuf::from(o),
+        ),
+        _ => {
+            eprintln!("usage: audit_ledger HOUSEHOLDS PERIODS OUT_DIR");
+            std::process::exit(2);
+        }
+    };
+    let t0 = Instant::now();
+    let forger = Forger::new();
+    let keys = veilwatt_params::dev::keys().expect("development keys");
+    let validators: Vec<SigningKey> = (1..=4u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let registrar = SigningKey::from_bytes(&[9; 32]);
+    let g = Genesis {
+        chain_id: "veilwatt-audit-bench".into(),
+        genesis_time: 1_795_500_000,
+        validators: validators
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Validator {
+                name: format!("validator-{i}"),
+                key: WalletKey(k.verifying_key().to_bytes()),
+                power: 1,
+            })
+            .collect(),
+        registrar: WalletKey(registrar.verifying_key().to_bytes()),
+        period_secs: 900,
+        gate_delay_secs: 60,
+        mechanism: Mechanism::Uniform,
+        fees: FeeSchedule {
+            grid_fee_per_kwh: 4,
+            market_fee_per_kwh: 1,
+            market_fee_buyer_share_bps: 5_000,
+        },
+        price_floor: 8,
+        price_cap: 30,
+        vk_id: Hash32(keys.vk_id.0),
+    };
+    let ledger = Ledger::new(&g).expect("valid genesis");
+
+    // Households.
+    let meters: Vec<SecretKey> = (0..households)
+        .map(|i| {
+            let mut s = [0u8; 32];
+            s[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            SecretKey::from_bytes(s)
+        })
+        .collect();
+    let meter_keys: Vec<MeterKey> = meters
+        .par_iter()
+        .map(|m| MeterKey::from_public_key(&m.public_key()))
+        .collect();
+    let owners: Vec<SigningKey> = (0..households)
+        .map(|i| {
+            let mut s = [7u8; 32];
+            s[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            SigningKey::from_bytes(&s)
+        })
+        .collect();
+    let mut state = LedgerState::default();
+    let mut blocks: Vec<ExportedBlock> = Vec::new();
+    let mut seal = |state: &mut LedgerState, time: u64, txs: Vec<Transaction>| {
+        let height = state.height + 1;
+        let mut block = Block {
+            height,
+            prev_hash: state.last_block_hash,
+            time,
+            proposer: g.validators[height as usize % 4].key,
+            txs,
+            state_root: Hash32::default(),
+        };
+        let (next, _) = ledger
+            .execute(state, &block, &Unchecked)
+            .unwrap_or_else(|e| panic!("block {height}: {e}"));
+        block.state_root = next.root();
+        *state = next;
+        state.last_block_hash = block.hash();
+        let hash = block.hash();
+        let mut cert = Certificate {
+            height,
+            round: 0,
+            block_hash: hash,
+            signatures: vec![],
+        };
+        cert.signatures = validators[..3]
+            .iter()
+            .map(|k| {
+                let me = WalletKey(k.verifying_key().to_bytes());
+                (
+                    me,
+                    Signature64(k.sign(&cert.signing_bytes(&g.chain_id, &me)).to_bytes()),
+                )
+            })
+            .collect();
+        blocks.push(ExportedBlock {
+            hash,
+            block,
+            certificate: hex::encode(cert.encode()),
+        });
+    };
+
+    let setup: Vec<Transaction> = (0..households)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let owner = WalletKey(owners[i].verifying_key().to_bytes());
+            [
+                Transaction::sign(
+                    &g.chain_id,
+                    TxBody::EnrollMeter {
+                        meter: meter_keys[i],
+                        owner,
+                    },
+                    &registrar,
+                ),
+                Transaction::sign(
+                    &g.chain_id,
+                    TxBody::Deposit {
+                        to: owner,
+                        amount: 1_000_000_000_000,
+                        reference: i as u64,
+                    },
+                    &registrar,
+                ),
+            ]
+        })
+        .collect();
+    seal(&mut state, g.genesis_time + 1, setup);
+
+    let mut orders = 0u64;
+    for p in 0..periods {
+        let txs: Vec<Transaction> = (0..households)
+            .into_par_iter()
+            .map(|i| {
+                let mut rng = ChaCha20Rng::seed_from_u64(p << 32 | i as u64);
+                let side = if i % 2 == 0 { Side::Sell } else { Side::Buy };
+                let quantity_wh = 100 + (rng.next_u32() % 3_000);
+                let limit_price = match side {
+                    Side::Sell => 8 + u64::from(rng.next_u32() % 12),
+                    Side::Buy => 30 - u64::from(rng.next_u32() % 12),
+                };
+                let public = OrderPublic {
+                    meter: meters[i].public_key(),
+                    period: p,
+                    side: side.into(),
+                    quantity_wh,
+                };
+                let proof = forger.forge(&public, &mut rng);
+                Transaction::sign(
+                    &g.chain_id,
+                    TxBody::Order {
+                        meter: meter_keys[i],
+                        period: p,
+                        side,
+                        quantity_wh,
+                        limit_price,
+                        proof,
+                    },
+                    &owners[i],
+                )
+            })
+            .collect();
+        orders += txs.len() as u64;
+        seal(&mut state, g.period_end(p).expect("time") + 1, txs);
+        eprint!("\rperiod {}/{periods}", p + 1);
+    }
+    // Clear the last period.
+    seal(
+        &mut state,
+        g.gate_close(periods.saturating_sub(1)).expect("time") + 1,
+        vec![],
+    );
+    eprintln!();
+
+    // Spot-check: forged proofs verify under the real verifier.
+    let verifier = OrderVerifier::new(&keys.vk, keys.vk_id).expect("verifier");
+    let sample: Vec<(OrderPublic, OrderProof)> = blocks[1]
+        .block
+        .txs
+        .iter()
+        .take(16)
+        .filter_map(|t| {
+            t.body
+                .order_proof_item(|m| m.to_public_key())
+                .and_then(Result::ok)
+        })
+        .collect();
+    verifier
+        .verify_batch_deterministic(&sample)
+        .expect("forged proofs verify");
+
+    let export = Export {
+        format: EXPORT_FORMAT.into(),
+        chain_id: g.chain_id.clone(),
+        genesis_hash: g.hash(),
+        from: 1,
+        to: blocks.len() as u64,
+        blocks,
+    };
+    std::fs::create_dir_all(&out).expect("output directory");
+    std::fs::write(
+        out.join("genesis.json"),
+        serde_json::to_vec_pretty(&g).expect("json"),
+    )
+    .expect("write genesis");
+    std::fs::write(
+        out.join("export.json"),
+        serde_json::to_vec(&export).expect("json"),
+    )
+    .expect("write export");
+    eprintln!(
+        "{orders} orders in {} blocks, {} periods cleared, written to {} in {:.1} s",
+        export.blocks.len(),
+        state.results.len(),
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+}
