@@ -20,6 +20,7 @@ use veilwatt_node::config::{Home, NodeConfig};
 use veilwatt_prover::simulate::{community, simulate_hour, Household, Site, Weather};
 use veilwatt_prover::{OrderRequest, Prover};
 use veilwatt_verifier::types::*;
+use veilwatt_verifier::units::{kwh, minor_units as units};
 
 /// Demo settings.
 pub struct DemoOptions {
@@ -506,14 +507,6 @@ async fn community_run(
         periods: lines,
         summary,
     })
-}
-
-fn units(millis: u64) -> String {
-    format!("{}.{:02}", millis / 1_000, millis % 1_000 / 10)
-}
-
-fn kwh(wh: u64) -> String {
-    format!("{}.{:03}", wh / 1_000, wh % 1_000)
 }
 
 /// The report as terminal tables (money in minor units with two decimals, energy in kWh).

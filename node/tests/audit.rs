@@ -18,13 +18,7 @@ use veilwatt_verifier::types::{Genesis, Hash32, Side, Signature64, TxBody, Walle
 use veilwatt_verifier::OrderVerifier;
 
 fn bin(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_veilwatt-node")).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is not built: run `cargo test --release --workspace`",
-        p.display()
-    );
-    p
+    sibling_bin(name)
 }
 
 /// Re-hashes blocks from `pos` on, re-links them and re-signs their certificates with the

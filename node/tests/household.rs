@@ -20,14 +20,7 @@ use common::*;
 use serde_json::Value;
 
 fn bin(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_BIN_EXE_veilwatt-node")).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is not built: run the workspace tests (`cargo test --release --workspace`) or \
-         `cargo build --release -p veilwatt-prover --bins` first",
-        p.display()
-    );
-    p
+    sibling_bin(name)
 }
 
 fn run(name: &str, args: &[&str]) -> Output {

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::audit::{AuditReport, PeriodFigures};
+use crate::units::{kwh, minor_units as units};
 
 /// Bar colour of the traded-volume chart.
 pub const VOLUME_COLOUR: &str = "#2a9d8f";
@@ -25,14 +26,6 @@ fn esc(s: &str) -> String {
             c => c.to_string(),
         })
         .collect()
-}
-
-fn units(millis: u64) -> String {
-    format!("{}.{:03}", millis / 1000, millis % 1000)
-}
-
-fn kwh(wh: u64) -> String {
-    format!("{}.{:03}", wh / 1000, wh % 1000)
 }
 
 const W: f64 = 960.0;

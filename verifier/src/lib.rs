@@ -10,5 +10,6 @@ pub mod merkle;
 pub mod proof;
 pub mod store;
 pub mod types;
+pub mod units;
 
 pub use proof::{BatchFailure, OrderProof, OrderVerifier, ProofError, VerifyError, PROOF_BYTES};

@@ -251,7 +251,55 @@ pub enum GenesisError {
     Invalid(&'static str),
 }
 
+/// Why a genesis file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisFileError {
+    /// The file cannot be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a genesis in JSON.
+    #[error("{path} is not a genesis file: {source}")]
+    Json {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A genesis whose parameters the rules reject.
+    #[error("{path} is not a valid genesis: {source}")]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: GenesisError,
+    },
+}
+
 impl Genesis {
+    /// Reads and validates a genesis file (JSON).
+    pub fn read(path: &std::path::Path) -> Result<Self, GenesisFileError> {
+        let path_buf = || path.to_owned();
+        let bytes = std::fs::read(path).map_err(|source| GenesisFileError::Io {
+            path: path_buf(),
+            source,
+        })?;
+        let g: Genesis =
+            serde_json::from_slice(&bytes).map_err(|source| GenesisFileError::Json {
+                path: path_buf(),
+                source,
+            })?;
+        g.validate().map_err(|source| GenesisFileError::Invalid {
+            path: path_buf(),
+            source,
+        })?;
+        Ok(g)
+    }
+
     /// Checks the parameters the rules rely on.
     pub fn validate(&self) -> Result<(), GenesisError> {
         let bad = |m| Err(GenesisError::Invalid(m));

@@ -284,6 +284,19 @@ pub fn genesis_n(chain: &str, period: u64, gate: u64, n: usize) -> Genesis {
     g
 }
 
+/// A binary of another workspace crate (`veilwatt-prover`, `veilwatt-meter`,
+/// `veilwatt-verifier`), next to this crate's: `cargo test --release --workspace` builds them.
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_veilwatt-node")).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run the workspace tests (`cargo test --release --workspace`) or \
+         `cargo build --release --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
 /// A free TCP port on 127.0.0.1 (bound by the OS, then released for the node to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -164,13 +164,7 @@ fn load_key(path: &Path) -> Result<SecretKey> {
 }
 
 fn load_genesis(path: &Path) -> Result<Genesis> {
-    let g: Genesis = serde_json::from_slice(
-        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not a genesis file", path.display()))?;
-    g.validate()
-        .with_context(|| format!("{} is not a valid genesis", path.display()))?;
-    Ok(g)
+    Ok(Genesis::read(path)?)
 }
 
 fn now() -> u64 {

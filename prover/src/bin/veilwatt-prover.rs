@@ -18,6 +18,7 @@ use veilwatt_prover::household::{Household, OrderRecord, Settings, HOUSEHOLD_FOR
 use veilwatt_prover::wallet::{KdfParams, WalletFile};
 use veilwatt_prover::{OrderRequest, Prover};
 use veilwatt_verifier::types::{Genesis, MeterKey, Side, Transaction, TxBody};
+use veilwatt_verifier::units::{kwh, signed_minor_units as money};
 
 #[derive(Parser)]
 #[command(
@@ -306,16 +307,6 @@ fn order_json(o: &OrderRecord) -> Value {
     serde_json::to_value(o).unwrap_or(Value::Null)
 }
 
-fn kwh(wh: u64) -> String {
-    format!("{}.{:03}", wh / 1000, wh % 1000)
-}
-
-fn money(millis: i64) -> String {
-    let sign = if millis < 0 { "-" } else { "" };
-    let m = millis.unsigned_abs();
-    format!("{sign}{}.{:03}", m / 1000, m % 1000)
-}
-
 fn side_name(s: Side) -> &'static str {
     match s {
         Side::Sell => "sell",
@@ -444,12 +435,7 @@ async fn main() -> Result<()> {
             genesis,
             meter,
         } => {
-            let g: Genesis = serde_json::from_slice(
-                &std::fs::read(genesis)
-                    .with_context(|| format!("reading {}", genesis.display()))?,
-            )
-            .with_context(|| format!("{} is not a genesis file", genesis.display()))?;
-            g.validate()?;
+            let g = Genesis::read(genesis)?;
             let meter = meter_from_arg(meter)?;
             if cli.home.join("wallet.json").exists() {
                 bail!(

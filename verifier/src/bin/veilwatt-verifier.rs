@@ -14,6 +14,7 @@ use veilwatt_verifier::audit::{
 use veilwatt_verifier::types::{
     Block, Genesis, Hash32, Signature64, Transaction, TxBody, WalletKey,
 };
+use veilwatt_verifier::units::{kwh, minor_units as units};
 use veilwatt_verifier::OrderVerifier;
 
 #[derive(Parser)]
@@ -124,13 +125,7 @@ impl Bar {
 }
 
 fn read_genesis(path: &Path) -> Result<Genesis> {
-    let g: Genesis = serde_json::from_slice(
-        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not a genesis file", path.display()))?;
-    g.validate()
-        .with_context(|| format!("{} is not a valid genesis", path.display()))?;
-    Ok(g)
+    Ok(Genesis::read(path)?)
 }
 
 fn verifier_for(g: &Genesis) -> Result<OrderVerifier> {
@@ -275,14 +270,6 @@ async fn compare_with_node(http: &reqwest::Client, base: &str, r: &AuditReport) 
         )?;
     }
     Ok(())
-}
-
-fn units(millis: u64) -> String {
-    format!("{}.{:03}", millis / 1000, millis % 1000)
-}
-
-fn kwh(wh: u64) -> String {
-    format!("{}.{:03}", wh / 1000, wh % 1000)
 }
 
 fn price(f: &PeriodFigures) -> String {
