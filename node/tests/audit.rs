@@ -242,6 +242,24 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
         "--to",
         &p.to_string(),
     ]));
+    // The market's key from a key directory (as a regulator gets it), and a wrong one.
+    for (seed, ok) in [("0", true), ("1", false)] {
+        let keys = dir.path().join(format!("keys-{seed}"));
+        let st = Command::new(bin("veilwatt-params"))
+            .args(["dev-setup", "--seed", seed, "--out"])
+            .arg(&keys)
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+        let out = cli(&["--ledger", x, "--json", "--params", keys.to_str().unwrap()]);
+        if ok {
+            check_figures(&out);
+        } else {
+            assert_eq!(out.status.code(), Some(1));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("refusing to use it"), "{err}");
+        }
+    }
     let table = cli(&["--ledger", x]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("AUDIT PASSED"));
     let csv = cli(&["--ledger", x, "--csv"]);

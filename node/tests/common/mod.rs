@@ -285,7 +285,8 @@ pub fn genesis_n(chain: &str, period: u64, gate: u64, n: usize) -> Genesis {
 }
 
 /// A binary of another workspace crate (`veilwatt-prover`, `veilwatt-meter`,
-/// `veilwatt-verifier`), next to this crate's: `cargo test --release --workspace` builds them.
+/// `veilwatt-verifier`, `veilwatt-params`), next to this crate's: `cargo test --release
+/// --workspace` builds them because their crates have integration tests that run them.
 pub fn sibling_bin(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_BIN_EXE_veilwatt-node")).with_file_name(name);
     assert!(

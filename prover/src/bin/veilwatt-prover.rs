@@ -42,6 +42,10 @@ struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Directory with the market's `order.pk`, `order.vk` and `order.json` (default: the
+    /// development keys, for a market whose genesis names them).
+    #[arg(long, global = true, env = "VEILWATT_PARAMS")]
+    params: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -199,14 +203,31 @@ impl Trader {
         let home = Household::open(&cli.home)?;
         let key = open_key(cli, &home)?;
         let client = NodeClient::new(&home.settings.node);
-        let keys = veilwatt_params::dev::keys().context("loading the proving key")?;
-        if keys.vk_id.0 != home.settings.genesis.vk_id.0 {
-            bail!(
-                "this market's verifying key is {}, but only the development proving key ({}) is available here",
-                home.settings.genesis.vk_id,
-                keys.vk_id
-            );
-        }
+        let vk_id = veilwatt_params::KeyId(home.settings.genesis.vk_id.0);
+        let keys = match &cli.params {
+            // The verifying key is pinned by the genesis, the proving key by the directory's
+            // manifest; a proving key that does not match fails every proof's self-check.
+            Some(dir) => {
+                let manifest = veilwatt_params::read_manifest(dir)?;
+                Arc::new(veilwatt_params::OrderKeys::load(
+                    dir,
+                    &veilwatt_params::ExpectedIds {
+                        vk_id,
+                        pk_id: manifest.pk_id,
+                    },
+                )?)
+            }
+            None => {
+                let keys = veilwatt_params::dev::keys().context("loading the proving key")?;
+                if keys.vk_id != vk_id {
+                    bail!(
+                        "this market's verifying key is {}; give its key directory with --params",
+                        home.settings.genesis.vk_id
+                    );
+                }
+                keys
+            }
+        };
         let prover = Arc::new(Prover::new(keys.pk.clone(), keys.vk_id)?);
         Ok(Self {
             home,

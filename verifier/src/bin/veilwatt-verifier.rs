@@ -36,6 +36,9 @@ enum Cmd {
         /// The market's genesis file.
         #[arg(long)]
         genesis: PathBuf,
+        /// Directory holding the market's `order.vk` (default: the development key).
+        #[arg(long)]
+        params: Option<PathBuf>,
         /// A `veilwatt-node export` file.
         #[arg(long, conflicts_with = "node", required_unless_present = "node")]
         ledger: Option<PathBuf>,
@@ -64,6 +67,9 @@ enum Cmd {
         /// The market's genesis file.
         #[arg(long)]
         genesis: PathBuf,
+        /// Directory holding the market's `order.vk` (default: the development key).
+        #[arg(long)]
+        params: Option<PathBuf>,
         /// The order transaction, JSON (`-` for stdin).
         #[arg(long)]
         order: PathBuf,
@@ -128,16 +134,27 @@ fn read_genesis(path: &Path) -> Result<Genesis> {
     Ok(Genesis::read(path)?)
 }
 
-fn verifier_for(g: &Genesis) -> Result<OrderVerifier> {
-    let keys = veilwatt_params::dev::keys().context("loading the verifying key")?;
-    if keys.vk_id.0 != g.vk_id.0 {
-        bail!(
-            "the market's verifying key is {}; only the development key ({}) is available here",
-            g.vk_id,
-            keys.vk_id
-        );
-    }
-    Ok(OrderVerifier::new(&keys.vk, keys.vk_id)?)
+/// The verifier for the market's key: `order.vk` from `params` (its content hash must be the
+/// genesis `vk_id`), or the development key when the genesis names it.
+fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<OrderVerifier> {
+    let id = veilwatt_params::KeyId(g.vk_id.0);
+    let vk = match params {
+        Some(dir) => veilwatt_params::load_verifying_key(&dir.join(veilwatt_params::VK_FILE), &id)
+            .with_context(|| {
+                format!("loading the market's verifying key from {}", dir.display())
+            })?,
+        None => {
+            let keys = veilwatt_params::dev::keys().context("loading the development key")?;
+            if keys.vk_id != id {
+                bail!(
+                    "the market's verifying key is {}; give its key directory with --params",
+                    g.vk_id
+                );
+            }
+            keys.vk.clone()
+        }
+    };
+    Ok(OrderVerifier::new(&vk, id)?)
 }
 
 /// Every block of a live node, as an export.
@@ -382,6 +399,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Audit {
             genesis,
+            params,
             ledger,
             node,
             from,
@@ -391,7 +409,7 @@ fn run(cli: Cli) -> Result<()> {
             html,
         } => {
             let g = read_genesis(&genesis)?;
-            let verifier = verifier_for(&g)?;
+            let verifier = verifier_for(&g, params.as_deref())?;
             let bar = Bar::new();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -434,9 +452,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::VerifyProof { genesis, order } => {
+        Cmd::VerifyProof {
+            genesis,
+            params,
+            order,
+        } => {
             let g = read_genesis(&genesis)?;
-            let verifier = verifier_for(&g)?;
+            let verifier = verifier_for(&g, params.as_deref())?;
             let bytes = if order.as_os_str() == "-" {
                 let mut v = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
