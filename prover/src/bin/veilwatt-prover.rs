@@ -492,9 +492,10 @@ async fn main() -> Result<()> {
             let h = Household::open(&cli.home)?;
             let r = h.import(path)?;
             print(cli.json, &serde_json::to_value(&r)?, || {
+                let n = r.imported.len();
                 format!(
-                    "{} statements imported{}",
-                    r.imported.len(),
+                    "{n} statement{} imported{}",
+                    if n == 1 { "" } else { "s" },
                     if r.already_present.is_empty() {
                         String::new()
                     } else {
