@@ -1,9 +1,17 @@
-//! INSECURE development keys: the Groth16 toxic waste is derived from a public seed, so anyone
-//! can forge proofs under these keys. For tests, benchmarks and the local demo only.
+//! INSECURE development keys: a one-contributor ceremony (the same code as a real one, see
+//! [`crate::ceremony`]) over a phase 1, with every secret drawn from a public seed. Anyone can
+//! recompute the trapdoor ([`trapdoor`]) and forge proofs ([`forge`]). For tests, benchmarks
+//! and the local demo only; a market using them must say `insecure_dev_keys: true` in its
+//! genesis, and every tool refuses them otherwise.
 
+use crate::ceremony::{self, phase2, ptau, MarketCircuit, Provenance};
 use crate::{ExpectedIds, KeyId, OrderKeys, ParamsError};
+use ark_bn254::{Bn254, Fr, G1Affine, G1Projective, G2Affine};
+use ark_ec::{AffineRepr, CurveGroup, VariableBaseMSM};
+use ark_ff::{Field, UniformRand, Zero};
+use ark_groth16::{Proof, VerifyingKey};
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -13,9 +21,9 @@ pub const DEFAULT_SEED: u64 = 0;
 /// Content ids of the development keys for [`DEFAULT_SEED`], pinned so that a change to the
 /// order circuit (which changes the keys) is noticed: `pinned_ids_match_the_circuit` fails until
 /// these are updated deliberately.
-pub const PINNED_VK_ID: &str = "31c2c2cc6f1136ce8bb25b6831cd5b3be046dee03b8ffd8f3a064c60ada7c2de";
+pub const PINNED_VK_ID: &str = "8a3e4bd21224252aba163d58f74702a47697d0eb08a163d63eee796d59f3f720";
 /// See [`PINNED_VK_ID`].
-pub const PINNED_PK_ID: &str = "4a10ee5edeb814d79f917a9bf40f6ef88b1102439d9094f4606ac97288d781ac";
+pub const PINNED_PK_ID: &str = "29817e654514ad53fe28cc03499c082b59024e835be3ff6f4c0f085811770866";
 
 /// The pinned ids as [`ExpectedIds`].
 pub fn pinned_ids() -> ExpectedIds {
@@ -25,10 +33,92 @@ pub fn pinned_ids() -> ExpectedIds {
     }
 }
 
-/// Generates the insecure development keys for `seed` (deterministic: same seed, same bytes).
+/// The development ceremony's secrets: phase 1's and the single contribution's.
+#[derive(Clone, Copy, Debug)]
+pub struct Trapdoor {
+    /// Phase 1 (tau, alpha, beta).
+    pub phase1: ptau::InsecurePhase1Secrets,
+    /// The contribution's secret, the final delta.
+    pub delta: Fr,
+}
+
+/// Draws the development secrets in the order [`generate_insecure`] consumes them.
+fn draw_phase1(rng: &mut ChaCha20Rng) -> ptau::InsecurePhase1Secrets {
+    ptau::InsecurePhase1Secrets {
+        tau: Fr::rand(rng),
+        alpha: Fr::rand(rng),
+        beta: Fr::rand(rng),
+    }
+}
+
+/// The phase-1 secrets a seed gives (as [`generate_insecure`] draws them).
+pub fn phase1_secrets(seed: u64) -> ptau::InsecurePhase1Secrets {
+    draw_phase1(&mut ChaCha20Rng::seed_from_u64(seed))
+}
+
+/// The smallest phase-1 power every market circuit fits in.
+pub fn phase1_power() -> Result<u32, ParamsError> {
+    Ok(MarketCircuit::ALL
+        .iter()
+        .map(|c| c.r1cs().map(|r| r.domain_power()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(1))
+}
+
+/// The trapdoor of the development keys for `seed`: phase 1's secrets, then the first nonzero
+/// field element the contribution draws from the same stream.
+pub fn trapdoor(seed: u64) -> Trapdoor {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let phase1 = draw_phase1(&mut rng);
+    let mut delta = Fr::zero();
+    while delta.is_zero() {
+        delta = Fr::rand(&mut rng);
+    }
+    Trapdoor { phase1, delta }
+}
+
+/// Runs the development ceremony for `seed`: a phase 1 of the smallest power the circuits need,
+/// the initial keys, one contribution (deterministic: same seed, same bytes).
 pub fn generate_insecure(seed: u64) -> Result<OrderKeys, ParamsError> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    OrderKeys::generate(&mut rng)
+    let secrets = draw_phase1(&mut rng);
+    let power = phase1_power()?;
+    let mut phase1 = ptau::Phase1File::from_bytes(ptau::write_insecure(power, &secrets)?)?;
+    let initial = ceremony::initial_keys(&mut phase1)?;
+    let (_, _, init) = initial
+        .into_iter()
+        .find(|(c, _, _)| *c == MarketCircuit::Order)
+        .ok_or_else(|| ceremony::CeremonyError::Verify("no order circuit".into()))?;
+    let (z, _) = phase2::contribute(&init, Some("INSECURE development key"), &mut rng)?;
+    Ok(OrderKeys::from_proving_key(ceremony::proving_key(&z)))
+}
+
+/// Forges a proof that verifies under `vk` for any `public` inputs, using the trapdoor. This is
+/// what anyone can do against a market that runs on development keys: tests use it to show
+/// that ceremony keys refuse such proofs, benchmarks to build large ledgers without hours of
+/// proving.
+pub fn forge<R: RngCore + CryptoRng>(
+    vk: &VerifyingKey<Bn254>,
+    t: &Trapdoor,
+    public: &[Fr],
+    rng: &mut R,
+) -> Proof<Bn254> {
+    // e(A, B) = e(alpha, beta) e(vk_x, gamma) e(C, delta) with gamma = 1:
+    // pick A = [a]_1, B = [b]_2, then C = ([ab - alpha beta]_1 - vk_x) / delta.
+    let a = Fr::rand(rng);
+    let b = Fr::rand(rng);
+    let vk_x = vk.gamma_abc_g1[0].into_group()
+        + G1Projective::msm_unchecked(&vk.gamma_abc_g1[1..], public);
+    let g1 = G1Affine::generator();
+    let numerator = g1 * (a * b - t.phase1.alpha * t.phase1.beta) - vk_x;
+    let c = numerator * t.delta.inverse().unwrap_or_default();
+    Proof {
+        a: (g1 * a).into_affine(),
+        b: (G2Affine::generator() * b).into_affine(),
+        c: c.into_affine(),
+    }
 }
 
 /// Where cached development keys live: `$VEILWATT_PARAMS_DIR`, else `target/veilwatt-params`
@@ -50,14 +140,14 @@ pub fn keys() -> Result<Arc<OrderKeys>, ParamsError> {
     if let Some(k) = guard.as_ref() {
         return Ok(Arc::clone(k));
     }
-    let dir = cache_dir().join(format!("dev-seed-{DEFAULT_SEED}"));
+    let dir = cache_dir().join(format!("dev-ceremony-seed-{DEFAULT_SEED}"));
     let expected = pinned_ids();
     let keys = match OrderKeys::load(&dir, &expected) {
         Ok(k) => k,
         Err(_) => {
             let k = generate_insecure(DEFAULT_SEED)?;
             check_pinned(&k, &expected)?;
-            k.write(&dir, Some(DEFAULT_SEED))?;
+            k.write(&dir, Provenance::InsecureDev { seed: DEFAULT_SEED })?;
             k
         }
     };

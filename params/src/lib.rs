@@ -3,25 +3,29 @@
 //! * [`KeyId`]: SHA-256 content hash of a key file, the id every party pins.
 //! * [`KeyFiles`]: the on-disk layout (`order.pk`, `order.vk`, `order.json`), written atomically
 //!   (temporary file + rename) and loaded only if the files hash to the expected ids.
-//! * [`dev`]: **insecure** development keys derived deterministically from a seed (anyone who
-//!   knows the seed can forge proofs), cached on disk so tests and demos do not regenerate them.
-//!   A real deployment replaces them with keys from a multi-party ceremony.
+//! * [`ceremony`]: keys from a multi-party BGM17 phase-2 ceremony over a public Powers of Tau,
+//!   in snarkjs' formats; [`qap::SnarkjsReduction`] is the reduction such keys prove with.
+//! * [`dev`]: **insecure** development keys: the same ceremony code run by one contributor over
+//!   a phase 1, both from a public seed (anyone who knows the seed can forge proofs), cached on
+//!   disk so tests and demos do not regenerate them.
 //!
 //! File formats: `order.vk` is the arkworks canonical *compressed* serialization of the
 //! verifying key; `order.pk` is the *uncompressed* serialization of the proving key (loading it
 //! skips point decompression; its integrity comes from the pinned hash, so curve checks are
 //! skipped too).
 
+pub mod ceremony;
 pub mod dev;
+pub mod qap;
+
+pub use ceremony::Provenance;
 
 use ark_bn254::{Bn254, Fr};
-use ark_groth16::{Groth16, ProvingKey, VerifyingKey};
+use ark_groth16::{ProvingKey, VerifyingKey};
 use ark_relations::gr1cs::{
     ConstraintSynthesizer, ConstraintSystem, SynthesisError, SynthesisMode,
 };
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
-use ark_snark::SNARK;
-use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -124,12 +128,24 @@ pub enum ParamsError {
         /// The cause.
         source: serde_json::Error,
     },
+    /// A key directory holds development keys, and the market does not allow them.
+    #[error(
+        "{path} holds INSECURE development keys (anyone can forge their proofs), and this market's \
+         genesis does not say insecure_dev_keys: true; use the keys from its ceremony"
+    )]
+    InsecureKeys {
+        /// The key directory.
+        path: PathBuf,
+    },
     /// Not a hex-encoded 32-byte id.
     #[error("not a key id: {0:?}")]
     BadKeyId(String),
     /// Key generation failed.
     #[error("key generation: {0}")]
     Synthesis(#[from] SynthesisError),
+    /// The ceremony code that makes the development keys failed.
+    #[error("development ceremony: {0}")]
+    Ceremony(#[from] ceremony::CeremonyError),
     /// Freshly generated development keys do not match the ids pinned in code.
     #[error(
         "development keys for seed {seed} have vk id {vk_id} / pk id {pk_id}, but the ids \
@@ -158,8 +174,15 @@ pub struct Manifest {
     pub constraints: usize,
     /// Public inputs a verifier supplies.
     pub public_inputs: usize,
-    /// For development keys: the seed they derive from. Such keys are insecure.
-    pub insecure_dev_seed: Option<u64>,
+    /// Where the keys came from: a ceremony, or (insecure) a public seed.
+    pub provenance: Provenance,
+}
+
+impl Manifest {
+    /// True for development keys, whose trapdoor anyone can compute.
+    pub fn is_insecure(&self) -> bool {
+        matches!(self.provenance, Provenance::InsecureDev { .. })
+    }
 }
 
 /// A proving key, its verifying key and their ids.
@@ -224,26 +247,22 @@ pub fn vk_id(vk: &VerifyingKey<Bn254>) -> KeyId {
 }
 
 impl OrderKeys {
-    /// Runs the Groth16 setup for the order circuit with randomness from `rng`.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Result<Self, ParamsError> {
-        let (pk, vk) = Groth16::<Bn254>::circuit_specific_setup(OrderCircuit::blank(), rng)?;
+    /// Wraps a proving key (from a finished ceremony) with its ids.
+    pub fn from_proving_key(pk: ProvingKey<Bn254>) -> Self {
+        let vk = pk.vk.clone();
         let vk_bytes = vk_bytes(&vk);
-        Ok(Self {
+        Self {
             vk_id: KeyId::of_bytes(&vk_bytes),
             pk_id: KeyId::of_bytes(&pk_bytes(&pk)),
             pk,
             vk,
             vk_bytes,
-        })
+        }
     }
 
     /// Writes `order.pk`, `order.vk` and `order.json` into `dir` (created if needed). Each file
     /// is written to a temporary name, synced and renamed, so readers never see a partial file.
-    pub fn write(
-        &self,
-        dir: &Path,
-        insecure_dev_seed: Option<u64>,
-    ) -> Result<Manifest, ParamsError> {
+    pub fn write(&self, dir: &Path, provenance: Provenance) -> Result<Manifest, ParamsError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| ParamsError::Io { path, source }
@@ -254,7 +273,7 @@ impl OrderKeys {
             pk_id: self.pk_id,
             constraints: constraint_count()?,
             public_inputs: public_input::COUNT,
-            insecure_dev_seed,
+            provenance,
         };
         let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         for (name, bytes) in [
@@ -295,13 +314,13 @@ impl OrderKeys {
     }
 
     /// The manifest describing these keys.
-    pub fn manifest(&self, insecure_dev_seed: Option<u64>) -> Result<Manifest, ParamsError> {
+    pub fn manifest(&self, provenance: Provenance) -> Result<Manifest, ParamsError> {
         Ok(Manifest {
             vk_id: self.vk_id,
             pk_id: self.pk_id,
             constraints: constraint_count()?,
             public_inputs: public_input::COUNT,
-            insecure_dev_seed,
+            provenance,
         })
     }
 }
@@ -325,6 +344,22 @@ pub fn load_verifying_key(
         ));
     }
     Ok(vk)
+}
+
+/// Refuses a key directory whose manifest says its keys are development keys unless the
+/// market allows them (`insecure_allowed`, the genesis flag). A directory without a manifest
+/// passes (the pinned content hash is what binds the keys).
+pub fn check_provenance(dir: &Path, insecure_allowed: bool) -> Result<(), ParamsError> {
+    if !dir.join(MANIFEST_FILE).exists() {
+        return Ok(());
+    }
+    let m = read_manifest(dir)?;
+    if m.is_insecure() && !insecure_allowed {
+        return Err(ParamsError::InsecureKeys {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads a key directory's manifest.
@@ -353,7 +388,7 @@ fn read_pinned(path: &Path, expected: &KeyId) -> Result<Vec<u8>, ParamsError> {
     Ok(bytes)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));

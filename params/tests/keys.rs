@@ -33,7 +33,11 @@ fn dev_keys_are_deterministic_per_seed() {
 fn loader_refuses_mismatching_files() {
     let dir = tempfile::tempdir().unwrap();
     let k = dev::generate_insecure(3).unwrap();
-    k.write(dir.path(), Some(3)).unwrap();
+    k.write(
+        dir.path(),
+        veilwatt_params::Provenance::InsecureDev { seed: 3 },
+    )
+    .unwrap();
     let ids = ExpectedIds {
         vk_id: k.vk_id,
         pk_id: k.pk_id,

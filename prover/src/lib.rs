@@ -18,6 +18,7 @@ use veilwatt_circuits::order::{
     check_relation, OrderCircuit, OrderPrivate, OrderPublic, OrderWitness, RelationError, Side,
 };
 use veilwatt_circuits::statement::SignedPeriodStatement;
+use veilwatt_params::qap::SnarkjsReduction;
 use veilwatt_params::KeyId;
 use veilwatt_verifier::{OrderProof, OrderVerifier, VerifyError};
 
@@ -106,7 +107,8 @@ impl Prover {
     ) -> Result<ProvenOrder, ProveError> {
         let (public, witness) = Self::witness(statement, order);
         check_relation(&witness)?;
-        let proof = Groth16::<Bn254>::prove(&self.pk, OrderCircuit::new(witness), rng)?;
+        let proof =
+            Groth16::<Bn254, SnarkjsReduction>::prove(&self.pk, OrderCircuit::new(witness), rng)?;
         let proof = OrderProof::from_proof(&proof);
         self.self_check
             .verify(&public, &proof)

@@ -3,13 +3,11 @@
 //! `OUT_DIR/export.json` with HOUSEHOLDS x PERIODS orders (docs/benchmarks.md).
 //!
 //! Proving 100,000 orders honestly takes hours on the benchmark machine, so this tool forges
-//! the proofs instead, which is possible only because the *insecure development keys* derive
-//! their Groth16 trapdoor from a public seed: it re-draws `beta, gamma, delta` exactly as the
-//! setup did (`ChaCha20Rng::seed_from_u64(0)`, four field elements: alpha, beta, gamma, delta)
-//! and, for public inputs `x` with `IC_x = sum x_i gamma_abc_i`, picks random `a, b` and sets
-//! `A = a alpha_G1`, `B = b beta_G2`, `C = ((ab - 1) beta / delta) alpha_G1 - (gamma / delta) IC_x`,
-//! so that `e(A, B) = e(alpha, beta) e(IC_x, gamma) e(C, delta)`. The verifier's work per proof
-//! is identical to a real proof's. Never use development keys for a real market.
+//! the proofs instead, which is possible only because the *insecure development keys* come from
+//! a ceremony whose every secret follows from a public seed: `veilwatt_params::dev::forge` uses
+//! that trapdoor to make, for any public inputs, a proof that satisfies the verification
+//! equation. The verifier's work per proof is identical to a real proof's. Never use
+//! development keys for a real market (genesis `insecure_dev_keys` says when a chain does).
 //!
 //! The ledger otherwise follows the node's shape: four validators (certificates signed by three),
 //! one block enrolling and funding every household, then per period one block with every
@@ -19,10 +17,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ark_bn254::{Fr, G1Projective, G2Affine};
-use ark_ec::{AffineRepr, CurveGroup};
-use ark_ff::{Field, UniformRand};
-use ark_groth16::Proof;
 use ed25519_dalek::{Signer, SigningKey};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -45,54 +39,21 @@ impl ProofCheck for Unchecked {
 
 struct Forger {
     vk: ark_groth16::VerifyingKey<ark_bn254::Bn254>,
-    beta_over_delta: Fr,
-    gamma_over_delta: Fr,
+    trapdoor: veilwatt_params::dev::Trapdoor,
 }
 
 impl Forger {
     fn new() -> Self {
         let keys = veilwatt_params::dev::keys().expect("development keys");
-        let mut rng = ChaCha20Rng::seed_from_u64(veilwatt_params::dev::DEFAULT_SEED);
-        let _alpha = Fr::rand(&mut rng);
-        let beta = Fr::rand(&mut rng);
-        let gamma = Fr::rand(&mut rng);
-        let delta = Fr::rand(&mut rng);
-        let vk = keys.vk.clone();
-        // The recovered trapdoor must explain the key.
-        let g2 = |k: &G2Affine, s: Fr| (*k * s).into_affine();
-        assert_eq!(
-            g2(&vk.gamma_g2, beta / gamma),
-            vk.beta_g2,
-            "trapdoor mismatch"
-        );
-        assert_eq!(
-            g2(&vk.delta_g2, beta / delta),
-            vk.beta_g2,
-            "trapdoor mismatch"
-        );
-        let inv = delta.inverse().expect("delta is non-zero");
         Self {
-            vk,
-            beta_over_delta: beta * inv,
-            gamma_over_delta: gamma * inv,
+            vk: keys.vk.clone(),
+            trapdoor: veilwatt_params::dev::trapdoor(veilwatt_params::dev::DEFAULT_SEED),
         }
     }
 
     fn forge(&self, public: &OrderPublic, rng: &mut ChaCha20Rng) -> OrderProof {
-        let x = public.to_field_elements();
-        let mut ic: G1Projective = self.vk.gamma_abc_g1[0].into_group();
-        for (xi, base) in x.iter().zip(&self.vk.gamma_abc_g1[1..]) {
-            ic += *base * xi;
-        }
-        let a = Fr::rand(rng);
-        let b = Fr::rand(rng);
-        let alpha = self.vk.alpha_g1.into_group();
-        let proof = Proof {
-            a: (alpha * a).into_affine(),
-            b: (self.vk.beta_g2 * b).into_affine(),
-            c: (alpha * ((a * b - Fr::ONE) * self.beta_over_delta) - ic * self.gamma_over_delta)
-                .into_affine(),
-        };
+        let proof =
+            veilwatt_params::dev::forge(&self.vk, &self.trapdoor, &public.to_field_elements(), rng);
         OrderProof::from_proof(&proof)
     }
 }
@@ -141,6 +102,7 @@ fn main() {
         price_floor: 8,
         price_cap: 30,
         vk_id: Hash32(keys.vk_id.0),
+        insecure_dev_keys: true,
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
 

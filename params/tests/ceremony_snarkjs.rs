@@ -1,0 +1,163 @@
+//! Interoperability with snarkjs, the ecosystem's tool: a chain mixing our contributions and a
+//! snarkjs one verifies in both tools, and snarkjs builds the same initial key from our `.r1cs`.
+//!
+//! snarkjs is pinned in `tools/snarkjs` (`npm ci --prefix tools/snarkjs`, which `.ci/run` does);
+//! `VEILWATT_SNARKJS` may name another executable. Without it this test fails (it does not skip).
+
+mod common;
+
+use common::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use veilwatt_params::ceremony::{self, zkey::Zkey, MarketCircuit};
+
+fn snarkjs() -> PathBuf {
+    if let Some(p) = std::env::var_os("VEILWATT_SNARKJS") {
+        return PathBuf::from(p);
+    }
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/snarkjs/node_modules/.bin/snarkjs");
+    assert!(
+        p.exists(),
+        "snarkjs not installed: run `npm ci --prefix tools/snarkjs` (or set VEILWATT_SNARKJS)"
+    );
+    p
+}
+
+/// Runs snarkjs; returns (success, stdout + stderr).
+fn run_snarkjs(args: &[&str]) -> (bool, String) {
+    let out = Command::new(snarkjs())
+        .args(args)
+        .output()
+        .expect("snarkjs runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Copies the files that travel with a transcript (all but the key) from `a` to `b`.
+fn carry(a: &Path, b: &Path) {
+    std::fs::create_dir_all(b).unwrap();
+    for f in ["ceremony.json", "order.r1cs"] {
+        std::fs::copy(a.join(f), b.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn a_chain_with_a_snarkjs_contribution_verifies_in_both_tools() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let ptau = write_ptau(r, "pot.ptau", circuit_power(), 31);
+    let d: Vec<PathBuf> = (0..5).map(|i| r.join(format!("t{i}"))).collect();
+    ceremony::init(&ptau, &d[0]).unwrap();
+
+    // snarkjs builds the same initial key from our .r1cs and the phase-1 file.
+    let theirs = r.join("snarkjs-init.zkey");
+    let (ok, log) = run_snarkjs(&[
+        "zkey",
+        "new",
+        s(&d[0].join("order.r1cs")),
+        s(&ptau),
+        s(&theirs),
+    ]);
+    assert!(ok, "{log}");
+    let theirs = Zkey::from_bytes(&std::fs::read(&theirs).unwrap(), "snarkjs init").unwrap();
+    assert_eq!(
+        theirs,
+        ceremony::read_zkey(&d[0], MarketCircuit::Order).unwrap()
+    );
+
+    // ours -> snarkjs -> ours -> beacon (ours).
+    let mut rng = ChaCha20Rng::seed_from_u64(77);
+    ceremony::contribute(&d[0], &d[1], Some("alice"), &mut rng).unwrap();
+    carry(&d[1], &d[2]);
+    let (ok, log) = run_snarkjs(&[
+        "zkey",
+        "contribute",
+        s(&d[1].join("order.zkey")),
+        s(&d[2].join("order.zkey")),
+        "--name=carol (snarkjs)",
+        "-e=typed entropy for the test",
+    ]);
+    assert!(ok, "{log}");
+    ceremony::contribute(&d[2], &d[3], Some("dave"), &mut rng).unwrap();
+    ceremony::beacon(&d[3], &d[4], &[0x5a; 32], 10, Some("beacon")).unwrap();
+
+    // Our verify accepts the mixed chain and lists every contribution.
+    let report = ceremony::verify(&d[4], Some(&ptau)).unwrap();
+    let names: Vec<Option<String>> = report[0]
+        .contributions
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            Some("alice".to_owned()),
+            Some("carol (snarkjs)".to_owned()),
+            Some("dave".to_owned()),
+            Some("beacon".to_owned())
+        ]
+    );
+
+    // snarkjs accepts it too.
+    let (ok, log) = run_snarkjs(&[
+        "zkey",
+        "verify",
+        s(&d[0].join("order.r1cs")),
+        s(&ptau),
+        s(&d[4].join("order.zkey")),
+    ]);
+    assert!(ok && log.contains("ZKey Ok!"), "{log}");
+
+    // Proofs with the final keys verify; proofs with the previous link's keys do not.
+    let (keys, _) = ceremony::finalize(&d[4], &r.join("keys"), Some(&ptau)).unwrap();
+    let (public, proof) = prove(&keys.pk, 3);
+    assert!(verifies(&keys.vk, &public, &proof));
+    let previous =
+        ceremony::proving_key(&ceremony::read_zkey(&d[3], MarketCircuit::Order).unwrap());
+    let (public, stale) = prove(&previous, 4);
+    assert!(!verifies(&keys.vk, &public, &stale));
+}
+
+#[test]
+fn snarkjs_rejects_what_our_verify_rejects() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let ptau = write_ptau(r, "pot.ptau", circuit_power(), 32);
+    let (d0, d1, d2) = (r.join("t0"), r.join("t1"), r.join("t2"));
+    ceremony::init(&ptau, &d0).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(78);
+    ceremony::contribute(&d0, &d1, Some("alice"), &mut rng).unwrap();
+    ceremony::contribute(&d1, &d2, Some("mallory"), &mut rng).unwrap();
+    // Mallory changed delta but kept alice's L query.
+    let mut z = ceremony::read_zkey(&d2, MarketCircuit::Order).unwrap();
+    z.l = ceremony::read_zkey(&d1, MarketCircuit::Order).unwrap().l;
+    std::fs::write(d2.join("order.zkey"), z.to_bytes()).unwrap();
+    let e = ceremony::verify(&d2, Some(&ptau)).unwrap_err().to_string();
+    assert!(
+        e.contains("L query") && e.contains("contribution #2 (mallory)"),
+        "{e}"
+    );
+    let (ok, log) = run_snarkjs(&[
+        "zkey",
+        "verify",
+        s(&d0.join("order.r1cs")),
+        s(&ptau),
+        s(&d2.join("order.zkey")),
+    ]);
+    assert!(
+        !log.contains("ZKey Ok!"),
+        "snarkjs accepted a tampered key: {log}"
+    );
+    let _ = ok;
+}

@@ -1,0 +1,84 @@
+//! Shared helpers of the ceremony tests: a fast insecure phase 1, honest order proofs.
+#![allow(dead_code)]
+
+use ark_bn254::{Bn254, Fr};
+use ark_ff::{PrimeField, UniformRand};
+use ark_groth16::{Groth16, Proof, ProvingKey, VerifyingKey};
+use ark_snark::SNARK;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use veilwatt_circuits::eddsa::SecretKey;
+use veilwatt_circuits::order::{OrderCircuit, OrderPrivate, OrderPublic, OrderWitness, Side};
+use veilwatt_circuits::statement::PeriodStatement;
+use veilwatt_params::ceremony::{ptau, MarketCircuit};
+use veilwatt_params::qap::SnarkjsReduction;
+
+/// The power every market circuit fits in.
+pub fn circuit_power() -> u32 {
+    MarketCircuit::ALL
+        .iter()
+        .map(|c| c.r1cs().unwrap().domain_power())
+        .max()
+        .unwrap()
+}
+
+/// Writes a prepared phase-1 file of `power` for secrets drawn from `seed`.
+pub fn write_ptau(dir: &Path, name: &str, power: u32, seed: u64) -> PathBuf {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let secrets = ptau::InsecurePhase1Secrets {
+        tau: Fr::rand(&mut rng),
+        alpha: Fr::rand(&mut rng),
+        beta: Fr::rand(&mut rng),
+    };
+    let path = dir.join(name);
+    std::fs::write(&path, ptau::write_insecure(power, &secrets).unwrap()).unwrap();
+    path
+}
+
+/// One phase-1 file for the whole test binary (power = what the circuits need).
+pub fn shared_ptau() -> &'static Path {
+    static P: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = P.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_ptau(dir.path(), "pot.ptau", circuit_power(), 1);
+        (dir, path)
+    });
+    path
+}
+
+/// An honest sell order and its witness.
+pub fn honest_order(seed: u64) -> (OrderPublic, OrderWitness) {
+    let sk = SecretKey::generate(&mut ChaCha20Rng::seed_from_u64(seed));
+    let statement = PeriodStatement {
+        meter: sk.public_key(),
+        period: 7,
+        import_wh: 300,
+        export_wh: 2_300,
+        profile_digest: Fr::from_le_bytes_mod_order(&[seed as u8; 32]),
+    };
+    let signed = statement.sign(&sk);
+    let public = OrderPublic {
+        meter: sk.public_key(),
+        period: 7,
+        side: Side::Sell,
+        quantity_wh: 1_500,
+    };
+    let witness = OrderWitness::new(&public, &OrderPrivate::from_statement(&signed));
+    (public, witness)
+}
+
+/// Proves an honest order with `pk` (snarkjs' reduction, as every key from a ceremony needs).
+pub fn prove(pk: &ProvingKey<Bn254>, seed: u64) -> (OrderPublic, Proof<Bn254>) {
+    let (public, witness) = honest_order(seed);
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let proof = Groth16::<Bn254, SnarkjsReduction>::prove(pk, OrderCircuit::new(witness), &mut rng)
+        .unwrap();
+    (public, proof)
+}
+
+/// Whether `proof` verifies for `public` under `vk`.
+pub fn verifies(vk: &VerifyingKey<Bn254>, public: &OrderPublic, proof: &Proof<Bn254>) -> bool {
+    Groth16::<Bn254>::verify(vk, &public.to_field_elements(), proof).unwrap_or(false)
+}
