@@ -280,6 +280,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
         price_floor: 8,
         price_cap: 30,
         vk_id: Hash32(veilwatt_params::dev::pinned_vk_id().0),
+        insecure_dev_keys: true,
     };
     g.validate()?;
 

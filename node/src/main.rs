@@ -74,9 +74,13 @@ struct MarketArgs {
     /// Price cap (retail tariff), minor units per kWh.
     #[arg(long, default_value_t = 30)]
     price_cap: u64,
-    /// Verifying-key id (hex); default: the development key.
-    #[arg(long)]
+    /// Verifying-key id (hex) of the order circuit's keys, as `veilwatt-params ceremony
+    /// finalize` prints it.
+    #[arg(long, required_unless_present = "insecure_dev_keys")]
     vk_id: Option<String>,
+    /// A play market on the INSECURE development keys (anyone can forge proofs): demos, tests.
+    #[arg(long)]
+    insecure_dev_keys: bool,
 }
 
 impl MarketArgs {
@@ -84,9 +88,13 @@ impl MarketArgs {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs();
-        let vk_id = match &self.vk_id {
-            Some(h) => Hash32::from_hex(h).map_err(anyhow::Error::msg)?,
-            None => Hash32(veilwatt_params::dev::pinned_vk_id().0),
+        let vk_id = match (&self.vk_id, self.insecure_dev_keys) {
+            (Some(h), _) => Hash32::from_hex(h).map_err(anyhow::Error::msg)?,
+            (None, true) => Hash32(veilwatt_params::dev::pinned_vk_id().0),
+            (None, false) => anyhow::bail!(
+                "pass --vk-id (from `veilwatt-params ceremony finalize`), or --insecure-dev-keys \
+                 for a play market"
+            ),
         };
         let g = Genesis {
             chain_id: self.chain_id.clone(),
@@ -106,6 +114,7 @@ impl MarketArgs {
             price_floor: self.price_floor,
             price_cap: self.price_cap,
             vk_id,
+            insecure_dev_keys: self.insecure_dev_keys,
         };
         g.validate()?;
         Ok(g)
@@ -569,6 +578,9 @@ fn main() -> Result<()> {
         }
         Cmd::Run { home } => {
             let home = Home::load(&home)?;
+            if let Some(w) = home.genesis.insecure_keys_warning() {
+                eprintln!("\n!!! {w}\n");
+            }
             init_tracing(home.genesis.validators.len() == 1);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

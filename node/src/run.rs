@@ -46,6 +46,8 @@ pub fn verifier_for(home: &Path, genesis: &Genesis) -> Result<OrderVerifier, Run
     let id = KeyId(genesis.vk_id.0);
     let file = home.join("keys").join(veilwatt_params::VK_FILE);
     let vk = if file.exists() {
+        veilwatt_params::check_provenance(&home.join("keys"), genesis.insecure_dev_keys)
+            .map_err(|e| RunError::Keys(e.to_string()))?;
         veilwatt_params::load_verifying_key(&file, &id)
             .map_err(|e| RunError::Keys(e.to_string()))?
     } else if id == veilwatt_params::dev::pinned_vk_id() {

@@ -44,6 +44,7 @@ fn genesis() -> Genesis {
         price_floor: 8,
         price_cap: 30,
         vk_id: Hash32(dev::keys().unwrap().vk_id.0),
+        insecure_dev_keys: true,
     }
 }
 

@@ -31,6 +31,7 @@ fn genesis_then_init_writes_a_loadable_home() {
         "900",
         "--mechanism",
         "pay-as-bid",
+        "--insecure-dev-keys",
     ]);
     assert!(
         out.status.success(),
@@ -95,9 +96,36 @@ fn bad_genesis_arguments_are_refused() {
         "50",
         "--price-cap",
         "10",
+        "--insecure-dev-keys",
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("price_floor"));
+    // Neither a ceremony key id nor the explicit flag for a play market.
+    let out = node(&[
+        "genesis",
+        "--out",
+        g.to_str().unwrap(),
+        "--validator",
+        &format!("v:{KEY}"),
+        "--registrar",
+        KEY,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vk-id"));
+    // The development key's id given explicitly, without the flag: refused too.
+    let out = node(&[
+        "genesis",
+        "--out",
+        g.to_str().unwrap(),
+        "--validator",
+        &format!("v:{KEY}"),
+        "--registrar",
+        KEY,
+        "--vk-id",
+        veilwatt_params::dev::PINNED_VK_ID,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INSECURE development keys"));
     assert!(!g.exists());
 }
 
@@ -112,6 +140,7 @@ fn testnet_writes_one_home_per_validator_sharing_one_genesis() {
         dir.path().to_str().unwrap(),
         "--base-port",
         "31000",
+        "--insecure-dev-keys",
     ]);
     assert!(
         out.status.success(),

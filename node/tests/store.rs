@@ -45,6 +45,7 @@ fn genesis() -> (Genesis, SigningKey, SigningKey) {
         price_floor: 8,
         price_cap: 30,
         vk_id: Hash32([0; 32]),
+        insecure_dev_keys: true,
     };
     (g, registrar, validator)
 }

@@ -57,7 +57,8 @@ fn genesis() -> Genesis {
         "mechanism": "uniform",
         "fees": {"grid_fee_per_kwh": 4, "market_fee_per_kwh": 1, "market_fee_buyer_share_bps": 5000},
         "price_floor": 8, "price_cap": 30,
-        "vk_id": veilwatt_params::dev::PINNED_VK_ID
+        "vk_id": veilwatt_params::dev::PINNED_VK_ID,
+        "insecure_dev_keys": true
     }))
     .unwrap()
 }
@@ -322,9 +323,12 @@ fn bad_statements_and_meter_data_are_refused_and_store_nothing() {
     );
     // Another market's keys are refused before proving.
     let other_keys = d.join("keys-1");
-    veilwatt_params::dev::generate_insecure(1)
-        .unwrap()
-        .write(&other_keys, Some(1))
+    let insecure_1 = veilwatt_params::dev::generate_insecure(1).unwrap();
+    insecure_1
+        .write(
+            &other_keys,
+            veilwatt_params::Provenance::InsecureDev { seed: 1 },
+        )
         .unwrap();
     fails(
         "veilwatt-prover",
@@ -344,6 +348,56 @@ fn bad_statements_and_meter_data_are_refused_and_store_nothing() {
             "10",
         ],
         "refusing to use it",
+    );
+    // Development keys on a market that does not say insecure_dev_keys: the genesis that pins
+    // the default ones is refused at init, other development keys when they are given.
+    let mut unmarked = g.clone();
+    unmarked.insecure_dev_keys = false;
+    let unmarked_dir = d.join("unmarked");
+    std::fs::create_dir_all(&unmarked_dir).unwrap();
+    let unmarked_genesis = write_genesis(&unmarked_dir, &unmarked);
+    let init_with = |home: &Path, genesis: &Path| {
+        vec![
+            "--home".to_owned(),
+            s(home).to_owned(),
+            "--passphrase-file".to_owned(),
+            s(&pass).to_owned(),
+            "init".to_owned(),
+            "--node".to_owned(),
+            "http://127.0.0.1:9".to_owned(),
+            "--genesis".to_owned(),
+            s(genesis).to_owned(),
+            "--meter".to_owned(),
+            s(&key_b).to_owned(),
+        ]
+    };
+    let args = init_with(&d.join("home-unmarked"), &unmarked_genesis);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails("veilwatt-prover", &args, "INSECURE development keys");
+    unmarked.vk_id = veilwatt_verifier::types::Hash32(insecure_1.vk_id.0);
+    let unmarked_genesis = write_genesis(&unmarked_dir, &unmarked);
+    let home2 = d.join("home-other-keys");
+    let args = init_with(&home2, &unmarked_genesis);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok_json("veilwatt-prover", &[&["--json"][..], &args[..]].concat());
+    fails(
+        "veilwatt-prover",
+        &[
+            "--home",
+            s(&home2),
+            "--passphrase-file",
+            s(&pass),
+            "--params",
+            s(&other_keys),
+            "sell",
+            "--period",
+            "1",
+            "--kwh",
+            "0.5",
+            "--price",
+            "10",
+        ],
+        "INSECURE development keys",
     );
     // The wallet file holds no plain secret (its address is public).
     let w: Value =

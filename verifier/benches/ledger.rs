@@ -71,6 +71,7 @@ fn bench(c: &mut Criterion) {
         price_floor: 8,
         price_cap: 30,
         vk_id: Hash32([0; 32]),
+        insecure_dev_keys: true,
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
     let households: Vec<(SigningKey, MeterKey)> = (0..1_000u32)

@@ -372,6 +372,8 @@ pub struct AuditReport {
     pub totals: PeriodFigures,
     /// Periods with orders on the ledger that have not cleared yet.
     pub open_periods: Vec<u64>,
+    /// The chain runs on the INSECURE development keys: its proofs prove nothing.
+    pub insecure_dev_keys: bool,
 }
 
 /// Proofs per batch: big enough to amortise the pairing, small enough to parallelise.
@@ -638,6 +640,7 @@ pub fn audit(
         periods: out,
         totals,
         open_periods: open_periods.into_iter().collect(),
+        insecure_dev_keys: g.insecure_dev_keys,
     })
 }
 
@@ -679,6 +682,7 @@ mod tests {
             price_floor: 1,
             price_cap: 2,
             vk_id: Hash32([0; 32]),
+            insecure_dev_keys: true,
         }
     }
 

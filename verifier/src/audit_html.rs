@@ -250,9 +250,14 @@ h1{font-size:22px;margin:0 0 4px}.ok{color:#1b7f3b;font-weight:bold}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}.card{border:1px solid #ddd;border-radius:6px;padding:10px 14px;min-width:130px}
 .card b{display:block;font-size:20px}table{border-collapse:collapse;font-size:13px;margin-top:12px}
 td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:right}th{background:#f6f6f6}
-tr.total td{font-weight:bold;border-top:2px solid #999}code{font-size:12px}.legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
+tr.total td{font-weight:bold;border-top:2px solid #999}.insecure{background:#b00020;color:#fff;padding:12px 16px;font-size:18px;font-weight:bold;border-radius:6px}code{font-size:12px}.legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
 </style></head><body>"#,
     );
+    if r.insecure_dev_keys {
+        out.push_str(
+            r#"<p class="insecure" role="alert">INSECURE DEVELOPMENT KEYS: this chain says insecure_dev_keys: true. Anyone can forge its proofs, so the verified proofs below prove nothing. A play market only.</p>"#,
+        );
+    }
     let _ = write!(
         out,
         r#"<h1>Veilwatt audit report</h1><p><span class="ok">AUDIT PASSED</span> — chain <code>{}</code>, genesis <code>{}</code></p>

@@ -241,6 +241,11 @@ pub struct Genesis {
     pub price_cap: u64,
     /// Id of the order circuit's verifying key (SHA-256 of `order.vk`).
     pub vk_id: Hash32,
+    /// The market runs on the INSECURE development keys (anyone can forge their proofs): only
+    /// for play markets (the demo, test networks, benchmarks). A genesis that pins the
+    /// development keys without saying so is invalid, so every tool refuses it.
+    #[serde(default)]
+    pub insecure_dev_keys: bool,
 }
 
 /// Why a genesis is unusable.
@@ -300,11 +305,34 @@ impl Genesis {
         Ok(g)
     }
 
+    /// True if `vk_id` is the development keys' (forgeable by anyone).
+    pub fn uses_development_keys(&self) -> bool {
+        self.vk_id.0 == veilwatt_params::dev::pinned_vk_id().0
+    }
+
+    /// The warning every tool prints for a market on development keys, `None` otherwise.
+    pub fn insecure_keys_warning(&self) -> Option<String> {
+        self.insecure_dev_keys.then(|| {
+            format!(
+                "WARNING: chain {} runs on INSECURE development keys (insecure_dev_keys: true): \
+                 anyone can forge its proofs. A play market only; nothing on it is worth anything.",
+                self.chain_id
+            )
+        })
+    }
+
     /// Checks the parameters the rules rely on.
     pub fn validate(&self) -> Result<(), GenesisError> {
         let bad = |m| Err(GenesisError::Invalid(m));
         if self.chain_id.is_empty() || self.chain_id.len() > 64 {
             return bad("chain_id must be 1..=64 bytes");
+        }
+        if self.uses_development_keys() && !self.insecure_dev_keys {
+            return bad(
+                "vk_id pins the INSECURE development keys, whose proofs anyone can forge; a real \
+                 market needs keys from a ceremony (veilwatt-params ceremony finalize), a play \
+                 market must say \"insecure_dev_keys\": true",
+            );
         }
         if self.validators.is_empty() || self.validators.iter().any(|v| v.power == 0) {
             return bad("at least one validator, each with positive power");

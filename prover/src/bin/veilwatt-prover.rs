@@ -203,11 +203,19 @@ impl Trader {
         let home = Household::open(&cli.home)?;
         let key = open_key(cli, &home)?;
         let client = NodeClient::new(&home.settings.node);
-        let vk_id = veilwatt_params::KeyId(home.settings.genesis.vk_id.0);
+        let genesis = &home.settings.genesis;
+        genesis
+            .validate()
+            .context("this household's market genesis is not usable")?;
+        if let Some(w) = genesis.insecure_keys_warning() {
+            eprintln!("{w}");
+        }
+        let vk_id = veilwatt_params::KeyId(genesis.vk_id.0);
         let keys = match &cli.params {
             // The verifying key is pinned by the genesis, the proving key by the directory's
             // manifest; a proving key that does not match fails every proof's self-check.
             Some(dir) => {
+                veilwatt_params::check_provenance(dir, genesis.insecure_dev_keys)?;
                 let manifest = veilwatt_params::read_manifest(dir)?;
                 Arc::new(veilwatt_params::OrderKeys::load(
                     dir,
@@ -218,6 +226,13 @@ impl Trader {
                 )?)
             }
             None => {
+                if !genesis.insecure_dev_keys {
+                    bail!(
+                        "this market runs on keys from a ceremony (vk {}); give its key directory \
+                         with --params",
+                        genesis.vk_id
+                    );
+                }
                 let keys = veilwatt_params::dev::keys().context("loading the proving key")?;
                 if keys.vk_id != vk_id {
                     bail!(

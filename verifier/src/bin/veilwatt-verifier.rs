@@ -139,10 +139,13 @@ fn read_genesis(path: &Path) -> Result<Genesis> {
 fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<OrderVerifier> {
     let id = veilwatt_params::KeyId(g.vk_id.0);
     let vk = match params {
-        Some(dir) => veilwatt_params::load_verifying_key(&dir.join(veilwatt_params::VK_FILE), &id)
-            .with_context(|| {
-                format!("loading the market's verifying key from {}", dir.display())
-            })?,
+        Some(dir) => {
+            veilwatt_params::check_provenance(dir, g.insecure_dev_keys)?;
+            veilwatt_params::load_verifying_key(&dir.join(veilwatt_params::VK_FILE), &id)
+                .with_context(|| {
+                    format!("loading the market's verifying key from {}", dir.display())
+                })?
+        }
         None => {
             let keys = veilwatt_params::dev::keys().context("loading the development key")?;
             if keys.vk_id != id {
@@ -317,7 +320,11 @@ fn row(label: &str, f: &PeriodFigures) -> String {
 }
 
 fn table(r: &AuditReport) -> String {
-    let mut s = format!(
+    let mut s = String::new();
+    if r.insecure_dev_keys {
+        s.push_str(INSECURE_BANNER);
+    }
+    s += &format!(
         "AUDIT PASSED: chain {} (genesis {}), blocks 1-{}, {} transactions, {} proofs and {} commit signatures verified, state root {}\n\n",
         r.chain_id, r.genesis_hash, r.blocks, r.transactions, r.proofs, r.signatures, r.state_root
     );
@@ -395,6 +402,14 @@ fn main() {
     }
 }
 
+/// Printed above everything about a chain on development keys.
+const INSECURE_BANNER: &str = "\
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! INSECURE DEVELOPMENT KEYS: anyone can forge this chain's proofs.             !!
+!! The proofs verified below prove nothing. A play market only.                 !!
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+";
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Audit {
@@ -409,6 +424,9 @@ fn run(cli: Cli) -> Result<()> {
             html,
         } => {
             let g = read_genesis(&genesis)?;
+            if let Some(w) = g.insecure_keys_warning() {
+                eprint!("{INSECURE_BANNER}{w}\n\n");
+            }
             let verifier = verifier_for(&g, params.as_deref())?;
             let bar = Bar::new();
             let rt = tokio::runtime::Builder::new_current_thread()
