@@ -262,12 +262,23 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
     }
     let table = cli(&["--ledger", x]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("AUDIT PASSED"));
+    // This chain runs on the development keys (insecure_dev_keys: true): the report says so
+    // above everything, on stdout, stderr and the HTML page.
+    let stdout = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        stdout.starts_with("!!!") && stdout.contains("INSECURE DEVELOPMENT KEYS"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&table.stderr).contains("INSECURE development keys"));
     let csv = cli(&["--ledger", x, "--csv"]);
     assert!(String::from_utf8_lossy(&csv.stdout).starts_with("period,cleared_at,"));
     let html = dir.path().join("report.html");
     let out = cli(&["--ledger", x, "--html", html.to_str().unwrap()]);
     assert!(out.status.success());
     check_html_renders(&html);
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("INSECURE DEVELOPMENT KEYS"));
 
     // verify-proof on one order as a block returns it.
     let h = api
