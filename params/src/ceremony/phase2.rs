@@ -78,6 +78,9 @@ fn mul_coef<G: CurveGroup<ScalarField = Fr>>(base: &G::Affine, c: &Fr) -> G {
     }
 }
 
+/// Per wire, the `(row, coefficient)` terms of one matrix.
+type WireTerms = [Vec<(usize, Fr)>];
+
 /// Wires with at least this many terms go through a (parallel) Pippenger MSM; the rest are
 /// summed term by term inside a parallel loop over wires.
 const MSM_TERMS: usize = 64;
@@ -99,7 +102,7 @@ fn combine_terms<G: CurveGroup<ScalarField = Fr>>(bases: &[G::Affine], terms: &[
 /// sequentially each, since nesting arkworks' parallel MSM in a parallel loop exhausts rayon
 /// stacks.
 fn per_wire<G: CurveGroup<ScalarField = Fr>>(
-    parts: &[(&[G::Affine], &[Vec<(usize, Fr)>])],
+    parts: &[(&[G::Affine], &WireTerms)],
 ) -> Vec<G::Affine> {
     let nv = parts[0].1.len();
     let big = |w: usize| parts.iter().any(|(_, t)| t[w].len() >= MSM_TERMS);
