@@ -20,6 +20,7 @@ use ark_ff::{Field, PrimeField, UniformRand, Zero};
 use blake2::{Blake2b512, Digest};
 use rand_core::{CryptoRng, RngCore};
 use rayon::prelude::*;
+use zeroize::Zeroize;
 
 /// BLAKE2b-512 output.
 pub type Hash64 = [u8; 64];
@@ -301,8 +302,7 @@ pub fn contribute<R: RngCore + CryptoRng>(
     let out = apply(z, x, g1_s, ContributionKind::Secret, name);
     // Overwrite the secret before returning (best effort: copies made by arithmetic are
     // temporaries on the stack).
-    x = Fr::zero();
-    std::hint::black_box(&x);
+    x.zeroize();
     out
 }
 
