@@ -276,7 +276,9 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), ConfigError> {
+/// Writes a secret to a new file readable by its owner only (0600 on Unix); refuses to
+/// overwrite an existing file.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), ConfigError> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

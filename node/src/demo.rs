@@ -576,6 +576,9 @@ pub fn render(r: &Report) -> String {
             units(s.average_saving_millis)
         ),
         format!("  ledger height                 {}", s.height),
+        "  keys                          INSECURE development keys (a play market: anyone can \
+         forge its proofs; a real market runs on keys from `veilwatt-params ceremony`)"
+            .to_owned(),
     ];
     for l in &lines {
         out.push_str(l);

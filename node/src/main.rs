@@ -521,9 +521,9 @@ fn main() -> Result<()> {
             let g = market.genesis(set, public_of(&registrar))?;
             std::fs::create_dir_all(&out)?;
             write_genesis(&out.join("genesis.json"), &g)?;
-            std::fs::write(
-                out.join("registrar_key.json"),
-                serde_json::to_string_pretty(&serde_json::json!({
+            veilwatt_node::config::write_private(
+                &out.join("registrar_key.json"),
+                &serde_json::to_string_pretty(&serde_json::json!({
                     "public_key": public_of(&registrar),
                     "secret": hex::encode(registrar),
                 }))?,

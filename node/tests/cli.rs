@@ -161,5 +161,9 @@ fn testnet_writes_one_home_per_validator_sharing_one_genesis() {
             .to_bytes();
         assert_eq!(g.validators[i].key.0, me);
     }
-    assert!(dir.path().join("registrar_key.json").exists());
+    // The registrar's secret key is readable by its owner only.
+    let registrar = dir.path().join("registrar_key.json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&registrar).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "registrar_key.json mode {mode:o}");
 }

@@ -337,6 +337,14 @@ impl Genesis {
         if self.validators.is_empty() || self.validators.iter().any(|v| v.power == 0) {
             return bad("at least one validator, each with positive power");
         }
+        if self
+            .validators
+            .iter()
+            .try_fold(0u64, |acc, v| acc.checked_add(v.power))
+            .is_none()
+        {
+            return bad("the validators' total power must fit in 64 bits");
+        }
         if self.period_secs == 0 {
             return bad("period_secs must be positive");
         }
@@ -351,9 +359,15 @@ impl Genesis {
         }
         // Values are computed as Wh (u32) x (minor/kWh) in u64 millis; keep prices and fees
         // small enough that no product of a u32 quantity and a price can overflow.
-        let max_price = self.price_cap + self.fees.grid_fee_per_kwh + self.fees.market_fee_per_kwh;
-        if max_price > u64::from(u32::MAX) {
+        let max_price = self
+            .price_cap
+            .checked_add(self.fees.grid_fee_per_kwh)
+            .and_then(|p| p.checked_add(self.fees.market_fee_per_kwh));
+        if max_price.is_none_or(|p| p > u64::from(u32::MAX)) {
             return bad("prices and fees must be below 2^32 minor units per kWh");
+        }
+        if self.gate_close(0).is_none() {
+            return bad("genesis_time + period_secs + gate_delay_secs must fit in 64 bits");
         }
         Ok(())
     }

@@ -471,3 +471,37 @@ fn block_header_rules() {
         })
     ));
 }
+
+#[test]
+fn genesis_parameters_that_would_overflow_are_invalid() {
+    let ok = genesis(Mechanism::Uniform);
+    assert!(ok.validate().is_ok());
+    let invalid = |tweak: &dyn Fn(&mut Genesis), needle: &str| {
+        let mut g = ok.clone();
+        tweak(&mut g);
+        let e = g.validate().unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    };
+    // Prices and fees whose sum wraps around u64 (it passed before: the sum was unchecked).
+    invalid(
+        &|g| {
+            g.price_cap = u64::MAX;
+            g.fees.grid_fee_per_kwh = 2;
+        },
+        "below 2^32",
+    );
+    invalid(&|g| g.fees.grid_fee_per_kwh = u64::MAX, "below 2^32");
+    // Voting powers whose total wraps.
+    invalid(
+        &|g| {
+            g.validators[0].power = u64::MAX;
+            let mut v = g.validators[0].clone();
+            v.power = 2;
+            g.validators.push(v);
+        },
+        "total power",
+    );
+    // A clock that cannot reach the first gate.
+    invalid(&|g| g.genesis_time = u64::MAX - 1, "64 bits");
+    invalid(&|g| g.gate_delay_secs = u64::MAX, "64 bits");
+}
