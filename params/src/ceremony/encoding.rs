@@ -13,6 +13,7 @@ use super::CeremonyError;
 use ark_bn254::{Fq, Fq2, Fr, G1Affine, G2Affine};
 use ark_ec::AffineRepr;
 use ark_ff::{BigInteger, BigInteger256, Field, PrimeField, Zero};
+use rayon::prelude::*;
 use std::sync::OnceLock;
 
 /// Bytes of one G1 point in LEM or U form.
@@ -126,6 +127,41 @@ pub fn g2_from_lem(
         return Err(bad());
     }
     Ok(p)
+}
+
+/// A run of G1 points in LEM form, parsed and checked in parallel.
+pub fn g1s_from_lem(bytes: &[u8], what: &str) -> Result<Vec<G1Affine>, CeremonyError> {
+    bytes
+        .par_chunks(G1_BYTES)
+        .map(|c| g1_from_lem(c, what))
+        .collect()
+}
+
+/// A run of G2 points in LEM form, parsed and checked (on the curve; in the subgroup too if
+/// `check_subgroup`) in parallel.
+pub fn g2s_from_lem(
+    bytes: &[u8],
+    what: &str,
+    check_subgroup: bool,
+) -> Result<Vec<G2Affine>, CeremonyError> {
+    bytes
+        .par_chunks(G2_BYTES)
+        .map(|c| g2_from_lem(c, what, check_subgroup))
+        .collect()
+}
+
+/// G1 points in LEM form, concatenated.
+pub fn g1s_to_lem(points: &[G1Affine]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(points.len() * G1_BYTES);
+    points.iter().for_each(|p| g1_to_lem(p, &mut out));
+    out
+}
+
+/// G2 points in LEM form, concatenated.
+pub fn g2s_to_lem(points: &[G2Affine]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(points.len() * G2_BYTES);
+    points.iter().for_each(|p| g2_to_lem(p, &mut out));
+    out
 }
 
 /// `R = 2^256 mod r` as a field element (the Montgomery radix of `Fr`).

@@ -12,7 +12,8 @@
 
 use super::binfile::{self, BinFile, Cursor};
 use super::encoding::{
-    g1_from_lem, g1_to_lem, g2_from_lem, g2_to_lem, modulus_le, G1_BYTES, G2_BYTES,
+    g1_from_lem, g1s_from_lem, g1s_to_lem, g2_from_lem, g2s_from_lem, g2s_to_lem, modulus_le,
+    G1_BYTES, G2_BYTES,
 };
 use super::CeremonyError;
 use ark_bn254::{Fq, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
@@ -21,7 +22,6 @@ use ark_ec::PrimeGroup;
 use ark_ff::{One, Zero};
 use ark_poly::{EvaluationDomain, Radix2EvaluationDomain};
 use blake2::{Blake2b512, Digest};
-use rayon::prelude::*;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
@@ -59,23 +59,6 @@ pub struct Phase1File<R> {
     /// The file's power: it serves circuits of up to `2^power` rows.
     pub power: u32,
     what: String,
-}
-
-fn points_g1(bytes: &[u8], what: &str) -> Result<Vec<G1Affine>, CeremonyError> {
-    bytes
-        .par_chunks(G1_BYTES)
-        .map(|c| g1_from_lem(c, what))
-        .collect()
-}
-
-/// G2 points of a phase-1 section: on the curve (they only enter the B query, which is never
-/// used in a pairing check, so the costly subgroup check is skipped; the phase-1 file itself
-/// is trusted by its published hash).
-fn points_g2(bytes: &[u8], what: &str) -> Result<Vec<G2Affine>, CeremonyError> {
-    bytes
-        .par_chunks(G2_BYTES)
-        .map(|c| g2_from_lem(c, what, false))
-        .collect()
 }
 
 impl Phase1File<BufReader<File>> {
@@ -174,10 +157,12 @@ impl<R: Read + Seek> Phase1File<R> {
         let alpha1 = g1_from_lem(&self.file.read(4, 0, g1)?, &what)?;
         let beta1 = g1_from_lem(&self.file.read(5, 0, g1)?, &what)?;
         let beta2 = g2_from_lem(&self.file.read(6, 0, g2)?, &what, true)?;
-        let tau_g1 = points_g1(&self.file.read(12, (n - 1) * g1, n * g1)?, &what)?;
-        let tau_g2 = points_g2(&self.file.read(13, (n - 1) * g2, n * g2)?, &what)?;
-        let alpha_tau_g1 = points_g1(&self.file.read(14, (n - 1) * g1, n * g1)?, &what)?;
-        let beta_tau_g1 = points_g1(&self.file.read(15, (n - 1) * g1, n * g1)?, &what)?;
+        let tau_g1 = g1s_from_lem(&self.file.read(12, (n - 1) * g1, n * g1)?, &what)?;
+        // Phase-1 G2 points only enter the B query, never a pairing check, and the file is
+        // trusted by its published hash: on-curve only (the subgroup check is costly).
+        let tau_g2 = g2s_from_lem(&self.file.read(13, (n - 1) * g2, n * g2)?, &what, false)?;
+        let alpha_tau_g1 = g1s_from_lem(&self.file.read(14, (n - 1) * g1, n * g1)?, &what)?;
+        let beta_tau_g1 = g1s_from_lem(&self.file.read(15, (n - 1) * g1, n * g1)?, &what)?;
         let double = self.file.read(12, (2 * n - 1) * g1, 2 * n * g1)?;
         let odd: Vec<u8> = double
             .chunks(G1_BYTES)
@@ -186,8 +171,8 @@ impl<R: Read + Seek> Phase1File<R> {
             .flatten()
             .copied()
             .collect();
-        let h_lagrange = points_g1(&odd, &what)?;
-        let tau_monomial = points_g1(&self.file.read(2, 0, (2 * n - 1) * g1)?, &what)?;
+        let h_lagrange = g1s_from_lem(&odd, &what)?;
+        let tau_monomial = g1s_from_lem(&self.file.read(2, 0, (2 * n - 1) * g1)?, &what)?;
         Ok(Phase1Slice {
             alpha1,
             beta1,
@@ -244,18 +229,6 @@ fn lagrange(powers: &[Fr]) -> Vec<Fr> {
     v
 }
 
-fn lem_g1(points: &[G1Affine]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(points.len() * G1_BYTES);
-    points.iter().for_each(|p| g1_to_lem(p, &mut out));
-    out
-}
-
-fn lem_g2(points: &[G2Affine]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(points.len() * G2_BYTES);
-    points.iter().for_each(|p| g2_to_lem(p, &mut out));
-    out
-}
-
 /// A prepared `.ptau` file of `power` for known secrets (byte for byte what snarkjs'
 /// `powersoftau prepare phase2` would write for a ceremony that ended in these secrets, with no
 /// recorded contributions).
@@ -305,13 +278,18 @@ pub fn write_insecure(power: u32, s: &InsecurePhase1Secrets) -> Result<Vec<u8>, 
     header.extend_from_slice(&modulus_le::<Fq>());
     header.extend_from_slice(&power.to_le_bytes());
     header.extend_from_slice(&power.to_le_bytes());
-    let s2 = lem_g1(&tau_g1);
-    let s3 = lem_g2(&tau_g2);
-    let s4 = lem_g1(&alpha_tau);
-    let s5 = lem_g1(&beta_tau);
-    let s6 = lem_g2(&[beta_g2]);
+    let s2 = g1s_to_lem(&tau_g1);
+    let s3 = g2s_to_lem(&tau_g2);
+    let s4 = g1s_to_lem(&alpha_tau);
+    let s5 = g1s_to_lem(&beta_tau);
+    let s6 = g2s_to_lem(&[beta_g2]);
     let s7 = 0u32.to_le_bytes();
-    let (s12, s13, s14, s15) = (lem_g1(&l12), lem_g2(&l13), lem_g1(&l14), lem_g1(&l15));
+    let (s12, s13, s14, s15) = (
+        g1s_to_lem(&l12),
+        g2s_to_lem(&l13),
+        g1s_to_lem(&l14),
+        g1s_to_lem(&l15),
+    );
     Ok(binfile::write(
         b"ptau",
         1,

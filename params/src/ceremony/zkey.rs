@@ -10,11 +10,11 @@
 
 use super::binfile::{self, BinFile, Cursor};
 use super::encoding::{
-    g1_from_lem, g1_to_lem, g2_from_lem, g2_to_lem, modulus_le, G1_BYTES, G2_BYTES,
+    g1_from_lem, g1_to_lem, g1s_from_lem, g1s_to_lem, g2_from_lem, g2_to_lem, g2s_from_lem,
+    g2s_to_lem, modulus_le, G1_BYTES, G2_BYTES,
 };
 use super::CeremonyError;
 use ark_bn254::{Fq, Fr, G1Affine, G2Affine};
-use rayon::prelude::*;
 
 /// What kind of contribution a transcript entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,34 +98,6 @@ pub struct Zkey {
     pub mpc: MpcParams,
 }
 
-fn g1s(bytes: &[u8], what: &str) -> Result<Vec<G1Affine>, CeremonyError> {
-    bytes
-        .par_chunks(G1_BYTES)
-        .map(|c| g1_from_lem(c, what))
-        .collect()
-}
-
-fn g2s(bytes: &[u8], what: &str) -> Result<Vec<G2Affine>, CeremonyError> {
-    // Section 7 is only ever compared against a recomputation, so the (costly) subgroup check
-    // is left out here; on-curve is still checked.
-    bytes
-        .par_chunks(G2_BYTES)
-        .map(|c| g2_from_lem(c, what, false))
-        .collect()
-}
-
-fn write_g1s(points: &[G1Affine]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(points.len() * G1_BYTES);
-    points.iter().for_each(|p| g1_to_lem(p, &mut out));
-    out
-}
-
-fn write_g2s(points: &[G2Affine]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(points.len() * G2_BYTES);
-    points.iter().for_each(|p| g2_to_lem(p, &mut out));
-    out
-}
-
 impl Zkey {
     /// Parses a `.zkey` file's bytes; `what` names it in errors.
     pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Self, CeremonyError> {
@@ -171,19 +143,21 @@ impl Zkey {
             Ok::<_, CeremonyError>(s)
         };
         let nv = n_vars as u64;
-        let ic = g1s(
+        let ic = g1s_from_lem(
             &sized(&mut f, 3, n_public as u64 + 1, G1_BYTES, "IC")?,
             what,
         )?;
         let coefs = f.section(4)?;
-        let a = g1s(&sized(&mut f, 5, nv, G1_BYTES, "A")?, what)?;
-        let b1 = g1s(&sized(&mut f, 6, nv, G1_BYTES, "B1")?, what)?;
-        let b2 = g2s(&sized(&mut f, 7, nv, G2_BYTES, "B2")?, what)?;
-        let l = g1s(
+        let a = g1s_from_lem(&sized(&mut f, 5, nv, G1_BYTES, "A")?, what)?;
+        let b1 = g1s_from_lem(&sized(&mut f, 6, nv, G1_BYTES, "B1")?, what)?;
+        // B2 is only ever compared with a recomputation, so its (costly) subgroup check is
+        // left out; on-curve is still checked.
+        let b2 = g2s_from_lem(&sized(&mut f, 7, nv, G2_BYTES, "B2")?, what, false)?;
+        let l = g1s_from_lem(
             &sized(&mut f, 8, nv - n_public as u64 - 1, G1_BYTES, "L")?,
             what,
         )?;
-        let hq = g1s(&sized(&mut f, 9, domain_size as u64, G1_BYTES, "H")?, what)?;
+        let hq = g1s_from_lem(&sized(&mut f, 9, domain_size as u64, G1_BYTES, "H")?, what)?;
         let mpc = parse_mpc(&f.section(10)?, what)?;
         Ok(Self {
             n_vars,
@@ -223,12 +197,12 @@ impl Zkey {
         g2_to_lem(&self.gamma2, &mut header);
         g1_to_lem(&self.delta1, &mut header);
         g2_to_lem(&self.delta2, &mut header);
-        let ic = write_g1s(&self.ic);
-        let a = write_g1s(&self.a);
-        let b1 = write_g1s(&self.b1);
-        let b2 = write_g2s(&self.b2);
-        let l = write_g1s(&self.l);
-        let h = write_g1s(&self.h);
+        let ic = g1s_to_lem(&self.ic);
+        let a = g1s_to_lem(&self.a);
+        let b1 = g1s_to_lem(&self.b1);
+        let b2 = g2s_to_lem(&self.b2);
+        let l = g1s_to_lem(&self.l);
+        let h = g1s_to_lem(&self.h);
         let mpc = write_mpc(&self.mpc);
         binfile::write(
             b"zkey",
