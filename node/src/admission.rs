@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 use veilwatt_circuits::order::OrderPublic;
-use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck, TxError};
+use veilwatt_verifier::ledger::{Ledger, ProofCheck, TxError};
+use veilwatt_verifier::state::{Overlay, StateRead};
 use veilwatt_verifier::types::{Transaction, TxId};
 use veilwatt_verifier::{BatchFailure, OrderProof, OrderVerifier, VerifyError};
 
@@ -56,6 +57,7 @@ impl AdmitError {
         match self {
             AdmitError::TooLarge { .. } => 413,
             AdmitError::Malformed(_) => 400,
+            AdmitError::Rule(TxError::State(_)) => 500,
             AdmitError::BadSignature | AdmitError::InvalidProof(_) | AdmitError::Rule(_) => 422,
             AdmitError::Duplicate(_) => 409,
             AdmitError::MempoolFull => 429,
@@ -69,6 +71,7 @@ impl AdmitError {
             AdmitError::Malformed(_) => "malformed",
             AdmitError::BadSignature => "bad_signature",
             AdmitError::InvalidProof(_) => "invalid_proof",
+            AdmitError::Rule(TxError::State(_)) => "internal",
             AdmitError::Rule(_) => "rule_violation",
             AdmitError::Duplicate(_) => "duplicate",
             AdmitError::MempoolFull => "mempool_full",
@@ -309,7 +312,7 @@ impl<'g> Admission<'g> {
         &self,
         txs: Vec<Transaction>,
         pre: Vec<Option<AdmitError>>,
-        pending: &mut LedgerState,
+        pending: &mut Overlay<'_>,
         time: u64,
         mempool: &mut Mempool,
     ) -> Vec<Result<TxId, AdmitError>> {
@@ -337,16 +340,16 @@ impl<'g> Admission<'g> {
     }
 
     /// Steps 2-4 for a batch against `state` (the committed state) at `time`: pending
-    /// transactions are re-applied to a copy first, as a block would.
+    /// transactions are re-applied over it first, as a block would.
     pub fn admit(
         &self,
         txs: Vec<Transaction>,
-        state: &LedgerState,
+        state: &dyn StateRead,
         time: u64,
         mempool: &mut Mempool,
     ) -> Vec<Result<TxId, AdmitError>> {
         let pre = self.check_stateless(&txs);
-        let mut pending = state.clone();
+        let mut pending = Overlay::new(state);
         for tx in mempool.iter() {
             let _ = self.ledger.apply_signed_tx(&mut pending, tx, tx.id(), time);
         }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
-use veilwatt_verifier::ledger::{LedgerState, OrderRecord};
-use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::ledger::{LedgerRead, OrderRecord};
+use veilwatt_verifier::state::{keys, StateRead};
 use veilwatt_verifier::types::{Block, Hash32, MeterKey, Side, Transaction, TxId, WalletKey};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -134,6 +134,11 @@ pub fn routes(
         .and(warp::get())
         .and(c())
         .and_then(get_meter);
+    let state = warp::path!("v1" / "state" / String)
+        .and(warp::get())
+        .and(warp::query::<StateQuery>())
+        .and(c())
+        .and_then(get_state);
     let status = warp::path!("v1" / "status")
         .and(warp::get())
         .and(c())
@@ -160,6 +165,7 @@ pub fn routes(
         .or(period)
         .or(account)
         .or(meter)
+        .or(state)
         .or(status)
         .or(events)
         .or(metrics)
@@ -351,7 +357,7 @@ pub struct RangeQuery {
 
 async fn get_blocks(q: RangeQuery, core: Arc<NodeCore>) -> ApiResult {
     answer((|| {
-        let top = core.state().height;
+        let top = core.tip().height;
         let to =
             q.to.unwrap_or(u64::MAX)
                 .min(top)
@@ -377,17 +383,52 @@ async fn get_blocks(q: RangeQuery, core: Arc<NodeCore>) -> ApiResult {
     })())
 }
 
-fn open_orders(state: &LedgerState, period: u64) -> impl Iterator<Item = &OrderRecord> {
-    state
-        .open_orders
-        .range((period, TxId([0; 32]))..=(period, TxId([0xff; 32])))
-        .map(|(_, o)| o)
+/// Longest state key the API looks up, bytes.
+const MAX_STATE_KEY: usize = 128;
+
+/// `?proof=true`.
+#[derive(serde::Deserialize)]
+pub struct StateQuery {
+    #[serde(default)]
+    proof: bool,
+}
+
+async fn get_state(key: String, q: StateQuery, core: Arc<NodeCore>) -> ApiResult {
+    answer((|| {
+        let key = hex::decode(&key).map_err(|e| ApiError::malformed(format!("key: {e}")))?;
+        if key.is_empty() || key.len() > MAX_STATE_KEY {
+            return Err(ApiError::malformed(format!(
+                "key: 1..={MAX_STATE_KEY} bytes, hex"
+            )));
+        }
+        if !keys::is_committed(&key) {
+            return Err(ApiError::malformed(
+                "key: a local index, not an entry of the state root",
+            ));
+        }
+        let view = core.store.snapshot();
+        if q.proof {
+            let proof = view.prove(&key).map_err(ApiError::internal)?;
+            return ok(&proof).map_err(|_| ApiError::internal("encoding"));
+        }
+        let height = view.meta().map_err(ApiError::internal)?.height;
+        let value = view
+            .get(&key)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("state key {}", hex::encode(&key))))?;
+        ok(&json!({"height": height, "key": hex::encode(&key), "value": hex::encode(value)}))
+            .map_err(|_| ApiError::internal("encoding"))
+    })())
 }
 
 async fn get_period(period: u64, core: Arc<NodeCore>) -> ApiResult {
-    let state = core.state();
+    answer(period_view(period, &core))
+}
+
+fn period_view(period: u64, core: &NodeCore) -> Result<warp::reply::Response, ApiError> {
+    let view = core.store.snapshot();
     let g = core.genesis;
-    if let Some(r) = state.results.get(&period) {
+    if let Some(r) = view.period_result(period).map_err(ApiError::internal)? {
         let grid: u64 = r.trades.iter().map(|t| t.grid_fee).sum();
         let market: u64 = r
             .trades
@@ -415,10 +456,11 @@ async fn get_period(period: u64, core: Arc<NodeCore>) -> ApiResult {
             "unmatched_wh": {"sell": unmatched(Side::Sell), "buy": unmatched(Side::Buy)},
             "trades": r.trades,
             "outcomes": r.orders,
-        }));
+        }))
+        .map_err(|_| ApiError::internal("encoding"));
     }
     let (mut sells, mut buys, mut sell_wh, mut buy_wh) = (0u64, 0u64, 0u64, 0u64);
-    for o in open_orders(&state, period) {
+    for o in view.orders_of_period(period).map_err(ApiError::internal)? {
         match o.side {
             Side::Sell => {
                 sells += 1;
@@ -438,27 +480,19 @@ async fn get_period(period: u64, core: Arc<NodeCore>) -> ApiResult {
         "orders": {"sell": sells, "buy": buys},
         "quantity_wh": {"sell": sell_wh, "buy": buy_wh},
     }))
+    .map_err(|_| ApiError::internal("encoding"))
 }
 
 async fn get_account(address: String, core: Arc<NodeCore>) -> ApiResult {
     answer((|| {
         let key = parse_hex(&address, WalletKey::from_hex)?;
-        let state = core.state();
-        let acct = state
-            .accounts
-            .get(&key)
+        let view = core.store.snapshot();
+        let acct = view
+            .account(&key)
+            .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("account {address}")))?;
-        let orders: Vec<&OrderRecord> = state
-            .open_orders
-            .values()
-            .filter(|o| o.owner == key)
-            .collect();
-        let meters: Vec<&MeterKey> = state
-            .meters
-            .iter()
-            .filter(|(_, m)| m.owner == key)
-            .map(|(k, _)| k)
-            .collect();
+        let orders: Vec<OrderRecord> = view.orders_of_owner(&key).map_err(ApiError::internal)?;
+        let meters: Vec<MeterKey> = view.meters_of_owner(&key).map_err(ApiError::internal)?;
         ok(&json!({
             "address": key,
             "balance_millis": acct.balance,
@@ -473,17 +507,12 @@ async fn get_account(address: String, core: Arc<NodeCore>) -> ApiResult {
 async fn get_meter(id: String, core: Arc<NodeCore>) -> ApiResult {
     answer((|| {
         let key = parse_hex(&id, MeterKey::from_hex)?;
-        let state = core.state();
-        let m = state
-            .meters
-            .get(&key)
+        let view = core.store.snapshot();
+        let m = view
+            .meter(&key)
+            .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("meter {id}")))?;
-        let orders: Vec<(u64, TxId)> = state
-            .order_slots
-            .iter()
-            .filter(|((mk, _), _)| *mk == key)
-            .map(|((_, p), id)| (*p, *id))
-            .collect();
+        let orders: Vec<(u64, TxId)> = view.slots_of_meter(&key).map_err(ApiError::internal)?;
         ok(&json!({
             "id": key,
             "owner": m.owner,
@@ -495,23 +524,19 @@ async fn get_meter(id: String, core: Arc<NodeCore>) -> ApiResult {
 }
 
 async fn get_status(core: Arc<NodeCore>) -> ApiResult {
-    let state = core.state();
-    let root = match core.store.block(state.height) {
-        Ok(Some(b)) => Some(b.state_root),
-        _ => None,
-    };
+    let tip = core.tip();
     let synced_to = core.synced_to.load(Ordering::Relaxed);
     ok(&json!({
         "chain_id": core.genesis.chain_id,
         "moniker": core.moniker,
-        "height": state.height,
-        "last_block_hash": state.last_block_hash,
-        "last_block_time": state.last_time,
-        "state_root": root,
+        "height": tip.height,
+        "last_block_hash": tip.last_block_hash,
+        "last_block_time": tip.last_time,
+        "state_root": (tip.height > 0).then_some(tip.state_root),
         "validators": core.genesis.validators,
         "peers": core.peers,
         // The last block came through value sync rather than live consensus.
-        "sync": {"catching_up": synced_to > 0 && synced_to == state.height, "last_synced_height": synced_to},
+        "sync": {"catching_up": synced_to > 0 && synced_to == tip.height, "last_synced_height": synced_to},
         "mempool": core.mempool_len(),
         "accepting": core.accepting.load(Ordering::Relaxed),
         "db_bytes": core.store.disk_size(),

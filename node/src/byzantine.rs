@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 use veilwatt_circuits::order::OrderPublic;
-use veilwatt_verifier::ledger::{LedgerState, ProofCheck};
+use veilwatt_verifier::ledger::{LedgerRead, PeriodResult, ProofCheck};
+use veilwatt_verifier::state::{keys, ChangeSet, StateRead};
+use veilwatt_verifier::types::{decode, encode};
 use veilwatt_verifier::{BatchFailure, OrderProof};
 
 use crate::admission::AdmitError;
@@ -38,10 +40,24 @@ pub fn ignore_invalid_proofs(pre: &mut [Option<AdmitError>]) {
     }
 }
 
-/// Alters the most recent cleared period's trades: one more Wh and one more minor unit on
-/// its first trade (or its volume, if nothing traded). Returns whether anything was cleared.
-pub fn tamper_clearing(state: &mut LedgerState) -> bool {
-    let Some(result) = state.results.values_mut().next_back() else {
+/// Alters the most recent cleared period (in the block's changes, else in the committed
+/// state): one more Wh and one more minor unit on its first trade (or its volume, if nothing
+/// traded), written into the block's changes. Returns whether any period was cleared yet.
+pub fn tamper_clearing(changes: &mut ChangeSet, committed: &dyn StateRead) -> bool {
+    let prefix = keys::all_results();
+    let end = keys::prefix_end(&prefix);
+    let in_block = changes
+        .range(prefix..end)
+        .next_back()
+        .and_then(|(_, v)| v.as_deref().and_then(|b| decode::<PeriodResult>(b).ok()));
+    // Test-only code: reading every result is fine for the handful a test network clears.
+    let latest = in_block.or_else(|| {
+        committed
+            .period_results(0, u64::MAX)
+            .ok()
+            .and_then(|mut r| r.pop())
+    });
+    let Some(mut result) = latest else {
         return false;
     };
     match result.trades.first_mut() {
@@ -55,5 +71,6 @@ pub fn tamper_clearing(state: &mut LedgerState) -> bool {
         period = result.period,
         "byzantine: proposing a tampered clearing"
     );
+    changes.insert(keys::result(result.period), Some(encode(&result)));
     true
 }

@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use veilwatt_verifier::ledger::{BlockError, Ledger, LedgerState, ProofCheck};
-use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::ledger::{Applied, BlockError, Ledger, LedgerRead, ProofCheck};
+use veilwatt_verifier::state::{ChangeSet, Overlay, StateUpdate};
 use veilwatt_verifier::types::{Block, Genesis, Hash32, Transaction, TxId, WalletKey};
 use veilwatt_verifier::OrderVerifier;
 
@@ -84,6 +84,9 @@ pub enum CoreError {
     /// Storage.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The state could not be read.
+    #[error(transparent)]
+    State(#[from] veilwatt_verifier::state::StateError),
     /// The stored state does not match genesis.
     #[error("{0}")]
     Inconsistent(String),
@@ -91,8 +94,21 @@ pub enum CoreError {
 
 struct Pool {
     mempool: Mempool,
-    /// The committed state with every pending transaction applied.
-    pending: LedgerState,
+    /// What applying every pending transaction changes in the committed state.
+    pending: ChangeSet,
+}
+
+/// The last committed block, as the node's status reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tip {
+    /// Height (0 before the first block).
+    pub height: u64,
+    /// Its hash (zero at genesis).
+    pub last_block_hash: Hash32,
+    /// Its consensus time.
+    pub last_time: u64,
+    /// The state root after it.
+    pub state_root: Hash32,
 }
 
 #[derive(Default)]
@@ -147,7 +163,7 @@ pub struct NodeCore {
     admission: Admission<'static>,
     /// Storage.
     pub store: RocksStore,
-    state: RwLock<Arc<LedgerState>>,
+    tip: RwLock<Tip>,
     pool: Mutex<Pool>,
     rejected: Mutex<Rejected>,
     events: broadcast::Sender<Arc<CommitEvent>>,
@@ -197,11 +213,23 @@ impl NodeCore {
             .map_err(|e| CoreError::Inconsistent(e.to_string()))?;
         let proofs: &'static ProofCache =
             Box::leak(Box::new(ProofCache::new(verifier, PROOF_CACHE)));
-        let state = store.state()?.unwrap_or_default();
+        if !store.is_initialized()? {
+            let genesis_state = ledger.genesis_update(&store.live())?;
+            store.init_genesis(&genesis_state)?;
+        }
+        let view = store.live();
+        let meta = view.meta()?;
+        let tip = Tip {
+            height: meta.height,
+            last_block_hash: view.last_block_hash()?,
+            last_time: meta.last_time,
+            state_root: veilwatt_verifier::state::tree::root(&view, meta.height)?,
+        };
+        drop(view);
         let (events, _) = broadcast::channel(1024);
         let (admit_tx, admit_rx) = mpsc::channel(16 * 1024);
         let metrics = NodeMetrics::register(&moniker);
-        metrics.height.set(state.height as i64);
+        metrics.height.set(tip.height as i64);
         let core = Arc::new(Self {
             genesis,
             ledger,
@@ -210,9 +238,9 @@ impl NodeCore {
             store,
             pool: Mutex::new(Pool {
                 mempool: Mempool::new(mempool_capacity),
-                pending: state.clone(),
+                pending: ChangeSet::new(),
             }),
-            state: RwLock::new(Arc::new(state)),
+            tip: RwLock::new(tip),
             rejected: Mutex::default(),
             events,
             admit_tx,
@@ -231,9 +259,9 @@ impl NodeCore {
         Ok((core, AdmissionQueue(admit_rx)))
     }
 
-    /// The latest committed state.
-    pub fn state(&self) -> Arc<LedgerState> {
-        Arc::clone(&self.state.read().unwrap_or_else(|e| e.into_inner()))
+    /// The last committed block.
+    pub fn tip(&self) -> Tip {
+        *self.tip.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Subscribes to commit events.
@@ -347,11 +375,16 @@ impl NodeCore {
             None => Vec::new(),
         };
         let mut pool = lock(&self.pool);
-        let time = now_secs().max(pool.pending.last_time);
+        // The pool lock also orders admission after any commit in progress, so the pending
+        // changes and the store agree.
+        let time = now_secs().max(self.tip().last_time);
         let Pool { mempool, pending } = &mut *pool;
+        let view = self.store.live();
+        let mut overlay = Overlay::with_changes(&view, std::mem::take(pending));
         let results = self
             .admission
-            .admit_checked(txs, pre, pending, time, mempool);
+            .admit_checked(txs, pre, &mut overlay, time, mempool);
+        *pending = overlay.into_changes();
         self.metrics.mempool.set(mempool.len() as i64);
         drop(pool);
         for r in &results {
@@ -401,18 +434,19 @@ impl NodeCore {
 
     /// Builds the block a proposer offers at `height`, `time`: pending transactions in arrival
     /// order, skipping any the rules now refuse (those are dropped from the mempool), executed
-    /// for its state root. Returns the block and the state it produces.
+    /// for its state root. Returns the block and the state update it makes.
     pub fn build_block(
         &self,
         height: u64,
         time: u64,
         proposer: WalletKey,
         max_txs: usize,
-    ) -> Result<(Block, LedgerState), BlockError> {
-        let state = self.state();
-        let time = time.max(state.last_time);
+    ) -> Result<(Block, Applied), BlockError> {
+        let tip = self.tip();
+        let time = time.max(tip.last_time);
         let candidates = lock(&self.pool).mempool.peek(max_txs);
-        let mut scratch = (*state).clone();
+        let committed = self.store.live();
+        let mut scratch = Overlay::new(&committed);
         let mut events = Vec::new();
         self.ledger
             .clear_due(&mut scratch, height, time, &mut events)
@@ -426,12 +460,13 @@ impl NodeCore {
                 Err(e) => refused.push((id, e.to_string())),
             }
         }
+        drop(scratch);
         if !refused.is_empty() {
             self.drop_pending(refused);
         }
         let mut block = Block {
             height,
-            prev_hash: state.last_block_hash,
+            prev_hash: tip.last_block_hash,
             time,
             proposer,
             txs,
@@ -444,24 +479,28 @@ impl NodeCore {
             _ => proofs,
         };
         #[allow(unused_mut)]
-        let (mut next, _) = self.ledger.execute(&state, &block, proofs)?;
+        let (mut changes, events) = self.ledger.execute(&committed, &block, proofs)?;
         #[cfg(feature = "byzantine")]
         if self.byzantine.get() == Some(&crate::byzantine::Mode::WrongTrades) {
-            crate::byzantine::tamper_clearing(&mut next);
+            crate::byzantine::tamper_clearing(&mut changes, &committed);
         }
-        block.state_root = next.root();
-        // The hash covers the root, so the state's last hash is set after it is known.
-        next.last_block_hash = block.hash();
-        Ok((block, next))
+        let mut update = StateUpdate::compute(&committed, height, changes)?;
+        block.state_root = update.root;
+        // The hash covers the root, so the tip's hash is recorded after it is known (it is
+        // not part of the root).
+        update.changes.insert(
+            veilwatt_verifier::state::keys::chain(),
+            Some(veilwatt_verifier::types::encode(&block.hash())),
+        );
+        Ok((block, Applied { update, events }))
     }
 
     /// Checks a proposed or synced block in full against the committed state: height, parent,
     /// time, proposer, every signature, every proof not verified before, every rule, the
-    /// period clearing and the state root. Returns the state it produces.
-    pub fn validate_block(&self, block: &Block) -> Result<LedgerState, BlockError> {
-        let state = self.state();
-        let (next, _) = self.ledger.apply_block(&state, block, self.proofs)?;
-        Ok(next)
+    /// period clearing and the state root. Returns the state update it makes.
+    pub fn validate_block(&self, block: &Block) -> Result<Applied, BlockError> {
+        self.ledger
+            .apply_block(&self.store.live(), block, self.proofs)
     }
 
     fn drop_pending(&self, refused: Vec<(TxId, String)>) {
@@ -481,29 +520,35 @@ impl NodeCore {
         }
     }
 
-    /// Commits a decided block (durably, with its certificate), then updates the in-memory
-    /// state, the mempool and subscribers.
+    /// Commits a decided block (durably, with its certificate and state update), then updates
+    /// the tip, the mempool and subscribers.
     pub fn commit(
         &self,
         block: &Block,
-        next: LedgerState,
+        applied: Applied,
         certificate: &[u8],
     ) -> Result<(), CoreError> {
         let started = std::time::Instant::now();
-        self.store.commit_decided(block, &next, certificate)?;
-        let prev = self.state();
-        let next = Arc::new(next);
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
-
-        // The mempool: drop what the block included, re-apply the rest to the new state and
-        // drop what no longer applies.
         let ids: Vec<TxId> = block.txs.iter().map(Transaction::id).collect();
         let mut dropped = Vec::new();
         {
+            // Under the pool lock: admission never sees the new store with the old pending
+            // changes.
             let mut pool = lock(&self.pool);
+            self.store
+                .commit_decided(block, &applied.update, certificate)?;
+            *self.tip.write().unwrap_or_else(|e| e.into_inner()) = Tip {
+                height: block.height,
+                last_block_hash: block.hash(),
+                last_time: block.time,
+                state_root: applied.update.root,
+            };
+            // The mempool: drop what the block included, re-apply the rest to the new state
+            // and drop what no longer applies.
             pool.mempool.remove(&ids);
-            let mut pending = (*next).clone();
-            let time = now_secs().max(next.last_time);
+            let view = self.store.live();
+            let mut pending = Overlay::new(&view);
+            let time = now_secs().max(block.time);
             for tx in pool.mempool.iter() {
                 let id = tx.id();
                 if let Err(e) = self.ledger.apply_signed_tx(&mut pending, tx, id, time) {
@@ -511,17 +556,11 @@ impl NodeCore {
                 }
             }
             let dropped_ids: Vec<TxId> = dropped.iter().map(|(id, _)| *id).collect();
+            pool.pending = pending.into_changes();
             pool.mempool.remove(&dropped_ids);
-            pool.pending = pending;
             self.metrics.mempool.set(pool.mempool.len() as i64);
         }
         self.record_rejected(dropped);
-        let cleared_periods: Vec<u64> = next
-            .results
-            .keys()
-            .filter(|p| !prev.results.contains_key(p))
-            .copied()
-            .collect();
         self.metrics.observe_commit(block, started.elapsed());
         let _ = self.events.send(Arc::new(CommitEvent {
             height: block.height,
@@ -529,7 +568,7 @@ impl NodeCore {
             time: block.time,
             state_root: block.state_root,
             txs: ids,
-            cleared_periods,
+            cleared_periods: applied.cleared_periods(),
         }));
         Ok(())
     }

@@ -11,7 +11,6 @@ use rand_core::{OsRng, RngCore};
 use veilwatt_node::config::{read_genesis, write_genesis, Home, NodeConfig};
 use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
-use veilwatt_verifier::store::LedgerStore;
 use veilwatt_verifier::types::{
     FeeSchedule, Genesis, Hash32, Mechanism, MeterKey, Transaction, TxBody, Validator, WalletKey,
     MILLIS_PER_MINOR,

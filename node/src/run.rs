@@ -109,7 +109,7 @@ pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
             core.metrics.clone(),
         ));
     }
-    tracing::info!(height = core.state().height, chain = %home.genesis.chain_id, "ledger opened");
+    tracing::info!(height = core.tip().height, chain = %home.genesis.chain_id, "ledger opened");
     tokio::spawn(Arc::clone(&core).run_admission(queue));
 
     let (shutdown, rx) = watch::channel(false);
@@ -189,6 +189,6 @@ impl RunningNode {
             tracing::warn!("API connections still open after 10 s; closing them");
         }
         self.consensus.stop().await;
-        tracing::info!(height = self.core.state().height, "stopped");
+        tracing::info!(height = self.core.tip().height, "stopped");
     }
 }

@@ -1,27 +1,42 @@
 //! The validator's durable ledger on RocksDB.
 //!
 //! Column families: `blocks` (height, big-endian -> block), `certificates` (height -> the
-//! consensus commit certificate), `tx_index` (tx id -> height and position), `state` (`current`
-//! -> height and ledger state), `pending` (height ++ block hash -> a block proposed or received
-//! but not yet decided, so that a restarted validator still has the block its consensus WAL
-//! voted for). [`RocksStore::commit_decided`] writes a block, its certificate, its transactions'
-//! index entries and the resulting state, and drops the pending blocks it supersedes, in **one**
-//! write batch with `sync = true`: after a crash at any point the store holds either everything
-//! of a block or nothing of it, and a committed block is on disk before the call returns.
+//! consensus commit certificate), `tx_index` (tx id -> height and position), `kv` (the keyed
+//! ledger state, [`veilwatt_verifier::state::keys`] -> value: one entry per entity), `tree`
+//! (the Jellyfish Merkle tree nodes of the latest state version), `pending` (height ++ block
+//! hash -> a block proposed or received but not yet decided, so that a restarted validator
+//! still has the block its consensus WAL voted for).
+//!
+//! [`RocksStore::commit_decided`] writes a block, its certificate, its transactions' index
+//! entries, the entries the block changed, the new tree nodes (deleting the ones they make
+//! stale) and drops the pending blocks it supersedes, in **one** write batch with
+//! `sync = true`: after a crash at any point the store holds either everything of a block or
+//! nothing of it, and a committed block is on disk before the call returns. A block writes
+//! what it changes, not the state: its cost follows its size, not the ledger's.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+use jmt::{KeyHash, OwnedValue, Version};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
+    ReadOptions, Snapshot, WriteBatch, WriteOptions, DB,
+};
 use std::path::Path;
-use veilwatt_verifier::ledger::LedgerState;
-use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::ledger::LedgerRead;
+use veilwatt_verifier::state::{tree, Entry, StateError, StateProof, StateRead, StateUpdate};
 use veilwatt_verifier::types::{decode, encode, Block, TxId};
 
 const CF_BLOCKS: &str = "blocks";
 const CF_TX_INDEX: &str = "tx_index";
-const CF_STATE: &str = "state";
+const CF_KV: &str = "kv";
+const CF_TREE: &str = "tree";
 const CF_CERTS: &str = "certificates";
 const CF_PENDING: &str = "pending";
-const STATE_KEY: &[u8] = b"current";
+const ALL_CFS: [&str; 6] = [CF_BLOCKS, CF_TX_INDEX, CF_KV, CF_TREE, CF_CERTS, CF_PENDING];
+/// The column family of the version-1 store (the whole state as one value).
+const OLD_STATE_CF: &str = "state";
+/// Block cache shared by the state and tree column families.
+const CACHE_BYTES: usize = 256 << 20;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +63,15 @@ pub enum StoreError {
     /// A column family is missing (not a Veilwatt database).
     #[error("missing column family {0}")]
     MissingColumnFamily(&'static str),
+    /// A database written by Veilwatt 1 (whole-state values, another state root).
+    #[error(
+        "{0} holds a version-1 ledger (one state value, a different state root); this version \
+         cannot read it: start the chain again from its genesis in a new data directory"
+    )]
+    OldFormat(String),
+    /// The keyed state could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Where a committed transaction is.
@@ -79,31 +103,52 @@ fn corrupt(what: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
     }
 }
 
+fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+    let cache = Cache::new_lru_cache(CACHE_BYTES);
+    ALL_CFS
+        .into_iter()
+        .map(|name| {
+            let mut o = Options::default();
+            if name == CF_KV || name == CF_TREE {
+                let mut t = BlockBasedOptions::default();
+                t.set_block_cache(&cache);
+                // Most reads are point lookups of keys that exist or of absent keys (replay
+                // checks, free slots): a bloom filter answers the absent ones without I/O.
+                t.set_bloom_filter(10.0, false);
+                t.set_cache_index_and_filter_blocks(true);
+                o.set_block_based_table_factory(&t);
+            }
+            ColumnFamilyDescriptor::new(name, o)
+        })
+        .collect()
+}
+
+fn refuse_old_format(path: &Path) -> Result<(), StoreError> {
+    let cfs = DB::list_cf(&Options::default(), path).unwrap_or_default();
+    if cfs.iter().any(|c| c == OLD_STATE_CF) {
+        return Err(StoreError::OldFormat(path.display().to_string()));
+    }
+    Ok(())
+}
+
 impl RocksStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        refuse_old_format(path)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        // The state is rewritten whole at every block (see docs/benchmarks.md): bound the
-        // write-ahead log so that old rewrites are flushed and their log files recycled.
         opts.set_max_total_wal_size(128 << 20);
-        let cfs = [CF_BLOCKS, CF_TX_INDEX, CF_STATE, CF_CERTS, CF_PENDING]
-            .into_iter()
-            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         Ok(Self {
-            db: DB::open_cf_descriptors(&opts, path, cfs)?,
+            db: DB::open_cf_descriptors(&opts, path, descriptors())?,
         })
     }
 
     /// Opens an existing database read-only (e.g. to export while the node runs).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        let opts = Options::default();
-        let cfs = [CF_BLOCKS, CF_TX_INDEX, CF_STATE, CF_CERTS, CF_PENDING]
-            .into_iter()
-            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        refuse_old_format(path)?;
         Ok(Self {
-            db: DB::open_cf_descriptors_read_only(&opts, path, cfs, false)?,
+            db: DB::open_cf_descriptors_read_only(&Options::default(), path, descriptors(), false)?,
         })
     }
 
@@ -113,9 +158,47 @@ impl RocksStore {
             .ok_or(StoreError::MissingColumnFamily(name))
     }
 
+    /// The committed state as it is now (each read sees the latest commit).
+    pub fn live(&self) -> StoreView<'_> {
+        StoreView {
+            store: self,
+            snapshot: None,
+        }
+    }
+
+    /// The committed state frozen at this instant: every read through it sees one version,
+    /// whatever is committed meanwhile.
+    pub fn snapshot(&self) -> StoreView<'_> {
+        StoreView {
+            store: self,
+            snapshot: Some(self.db.snapshot()),
+        }
+    }
+
+    /// Whether the genesis state was written.
+    pub fn is_initialized(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_KV)?, veilwatt_verifier::state::keys::meta())?
+            .is_some())
+    }
+
+    /// Writes the genesis state (version 0) into an empty store.
+    pub fn init_genesis(&self, update: &StateUpdate) -> Result<(), StoreError> {
+        if self.is_initialized()? {
+            return Err(StoreError::OutOfOrder { at: 0, got: 0 });
+        }
+        let mut batch = WriteBatch::default();
+        self.write_update(&mut batch, update)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
     /// Height of the last committed block (0 before the first).
     pub fn height(&self) -> Result<u64, StoreError> {
-        Ok(self.state()?.map_or(0, |s| s.height))
+        Ok(self.live().meta()?.height)
     }
 
     /// Where a committed transaction is.
@@ -123,6 +206,14 @@ impl RocksStore {
         self.db
             .get_cf(self.cf(CF_TX_INDEX)?, id.0)?
             .map(|b| decode(&b).map_err(corrupt("tx index")))
+            .transpose()
+    }
+
+    /// The committed block at `height`.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        self.db
+            .get_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes())?
+            .map(|b| decode(&b).map_err(corrupt("block")))
             .transpose()
     }
 
@@ -157,15 +248,36 @@ impl RocksStore {
         Ok(out)
     }
 
-    /// Commits a decided block with its certificate; see the module documentation.
+    fn write_update(&self, batch: &mut WriteBatch, update: &StateUpdate) -> Result<(), StoreError> {
+        let kv = self.cf(CF_KV)?;
+        for (k, v) in &update.changes {
+            match v {
+                Some(v) => batch.put_cf(kv, k, v),
+                None => batch.delete_cf(kv, k),
+            }
+        }
+        // Only the latest version of the tree is kept: proofs are served for the committed
+        // state (through a snapshot), and history is in the blocks.
+        let nodes = self.cf(CF_TREE)?;
+        for stale in &update.tree.stale_node_index_batch {
+            batch.delete_cf(nodes, encode(&stale.node_key));
+        }
+        for (k, n) in update.tree.node_batch.nodes() {
+            batch.put_cf(nodes, encode(k), encode(n));
+        }
+        Ok(())
+    }
+
+    /// Commits a decided block with its certificate and the state update it produced (see
+    /// the module documentation).
     pub fn commit_decided(
         &self,
         block: &Block,
-        state: &LedgerState,
+        update: &StateUpdate,
         certificate: &[u8],
     ) -> Result<(), StoreError> {
         let at = self.height()?;
-        if block.height != at + 1 || state.height != block.height {
+        if block.height != at + 1 || update.version != block.height {
             return Err(StoreError::OutOfOrder {
                 at,
                 got: block.height,
@@ -183,7 +295,7 @@ impl RocksStore {
             };
             batch.put_cf(index, tx.id().0, encode(&loc));
         }
-        batch.put_cf(self.cf(CF_STATE)?, STATE_KEY, encode(state));
+        self.write_update(&mut batch, update)?;
         let end = (block.height + 1).to_be_bytes();
         batch.delete_range_cf(self.cf(CF_PENDING)?, [0u8; 8], end);
         let mut wo = WriteOptions::default();
@@ -194,37 +306,108 @@ impl RocksStore {
 
     /// Approximate on-disk size of the live data, bytes.
     pub fn disk_size(&self) -> u64 {
-        [CF_BLOCKS, CF_CERTS, CF_TX_INDEX, CF_STATE]
+        [CF_BLOCKS, CF_CERTS, CF_TX_INDEX, CF_KV, CF_TREE]
             .iter()
             .filter_map(|n| self.db.cf_handle(n))
-            .filter_map(|cf| {
-                self.db
-                    .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
-                    .ok()
-                    .flatten()
+            .map(|cf| {
+                [
+                    "rocksdb.total-sst-files-size",
+                    "rocksdb.cur-size-all-mem-tables",
+                ]
+                .iter()
+                .filter_map(|p| self.db.property_int_value_cf(cf, *p).ok().flatten())
+                .sum::<u64>()
             })
             .sum()
     }
 }
 
-impl LedgerStore for RocksStore {
-    type Error = StoreError;
+/// The committed state read from RocksDB, live or at a snapshot.
+pub struct StoreView<'a> {
+    store: &'a RocksStore,
+    snapshot: Option<Snapshot<'a>>,
+}
 
-    fn state(&self) -> Result<Option<LedgerState>, StoreError> {
-        self.db
-            .get_cf(self.cf(CF_STATE)?, STATE_KEY)?
-            .map(|b| decode(&b).map_err(corrupt("state")))
-            .transpose()
+impl std::fmt::Debug for StoreView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreView")
+            .field("snapshot", &self.snapshot.is_some())
+            .finish()
+    }
+}
+
+fn rocks(e: impl std::fmt::Display) -> StateError {
+    StateError::Storage(format!("rocksdb: {e}"))
+}
+
+impl StoreView<'_> {
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StateError> {
+        self.store
+            .db
+            .cf_handle(name)
+            .ok_or_else(|| StateError::Storage(format!("missing column family {name}")))
     }
 
-    fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
-        self.db
-            .get_cf(self.cf(CF_BLOCKS)?, height.to_be_bytes())?
-            .map(|b| decode(&b).map_err(corrupt("block")))
-            .transpose()
+    fn get_cf(&self, name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        let cf = self.cf(name)?;
+        match &self.snapshot {
+            Some(s) => s.get_cf(cf, key),
+            None => self.store.db.get_cf(cf, key),
+        }
+        .map_err(rocks)
     }
 
-    fn commit(&mut self, block: &Block, state: &LedgerState) -> Result<(), StoreError> {
-        self.commit_decided(block, state, &[])
+    /// An inclusion or non-inclusion proof of `key` in this state.
+    pub fn prove(&self, key: &[u8]) -> Result<StateProof, StateError> {
+        let height = self.meta()?.height;
+        let value = self.get(key)?;
+        tree::prove(self, height, key, value.as_deref())
+    }
+}
+
+impl StateRead for StoreView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.get_cf(CF_KV, key)
+    }
+
+    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
+        if from >= to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let cf = self.cf(CF_KV)?;
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(to.to_vec());
+        let mode = IteratorMode::From(from, Direction::Forward);
+        let iter = match &self.snapshot {
+            Some(s) => s.iterator_cf_opt(cf, ro, mode),
+            None => self.store.db.iterator_cf_opt(cf, ro, mode),
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(rocks)?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+}
+
+impl TreeReader for StoreView<'_> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        Ok(self
+            .get_cf(CF_TREE, &encode(node_key))?
+            .map(|b| decode(&b))
+            .transpose()?)
+    }
+
+    fn get_value_option(
+        &self,
+        _max_version: Version,
+        _key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        anyhow::bail!("the state is read by key, not by key hash")
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        anyhow::bail!("not supported")
     }
 }

@@ -9,7 +9,8 @@ use veilwatt_node::admission::{Admission, AdmissionConfig, AdmitError, ProofCach
 use veilwatt_node::mempool::Mempool;
 use veilwatt_params::dev;
 use veilwatt_prover::{OrderRequest, Prover};
-use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck, TxError};
+use veilwatt_verifier::ledger::{Ledger, LedgerRead, ProofCheck, TxError};
+use veilwatt_verifier::state::{MemoryState, Overlay, StateUpdate};
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::OrderVerifier;
 
@@ -84,23 +85,48 @@ fn order(g: &Genesis, i: u8, q: u32, proven_q: u32, price: u64) -> Transaction {
     Transaction::sign(&g.chain_id, body, &key(i))
 }
 
-fn state(g: &Genesis) -> LedgerState {
+/// The state after block 1, which enrols households 1..=3.
+fn state(g: &Genesis) -> MemoryState {
     let ledger = Ledger::new(g).unwrap();
-    let mut s = LedgerState::default();
-    for i in 1..=3u8 {
-        let enroll = TxBody::EnrollMeter {
-            meter: MeterKey::from_public_key(&meter(i).public_key()),
-            owner: wallet(&key(i)),
-        };
-        ledger
-            .apply_tx(
-                &mut s,
-                &Transaction::sign(&g.chain_id, enroll, &key(200)),
-                T0,
-            )
-            .unwrap();
-    }
+    let mut s = MemoryState::default();
+    s.commit(ledger.genesis_update(&s).unwrap());
+    let txs = (1..=3u8)
+        .map(|i| {
+            let enroll = TxBody::EnrollMeter {
+                meter: MeterKey::from_public_key(&meter(i).public_key()),
+                owner: wallet(&key(i)),
+            };
+            Transaction::sign(&g.chain_id, enroll, &key(200))
+        })
+        .collect();
+    let block = Block {
+        height: 1,
+        prev_hash: Hash32::default(),
+        time: T0,
+        proposer: wallet(&key(201)),
+        txs,
+        state_root: Hash32::default(),
+    };
+    let (changes, _) = ledger.execute(&s, &block, &NoProofs).unwrap();
+    let update = StateUpdate::compute(&s, 1, changes).unwrap();
+    s.commit(update);
     s
+}
+
+/// Enrolment blocks carry no proofs.
+struct NoProofs;
+
+impl ProofCheck for NoProofs {
+    fn check(
+        &self,
+        items: &[(
+            veilwatt_circuits::order::OrderPublic,
+            veilwatt_verifier::OrderProof,
+        )],
+    ) -> Result<(), veilwatt_verifier::BatchFailure> {
+        assert!(items.is_empty());
+        Ok(())
+    }
 }
 
 const IN_GATE: u64 = T0 + 61;
@@ -204,7 +230,7 @@ fn every_error_has_its_code_and_status() {
     assert_eq!(r[1].as_ref().unwrap_err().http_status(), 429);
 
     // Committed transactions are duplicates too.
-    let mut committed = s.clone();
+    let mut committed = Overlay::new(&s);
     Ledger::new(&g)
         .unwrap()
         .apply_tx(&mut committed, &good, IN_GATE)
@@ -306,8 +332,8 @@ fn only_signatures_that_verified_at_admission_are_remembered() {
     let ledger = Ledger::new(&g).unwrap();
     let s = state(&g);
     let block = Block {
-        height: s.height + 1,
-        prev_hash: s.last_block_hash,
+        height: s.meta().unwrap().height + 1,
+        prev_hash: s.last_block_hash().unwrap(),
         time: IN_GATE,
         proposer: wallet(&key(201)),
         txs: vec![forged],

@@ -11,6 +11,7 @@ use common::*;
 use serde_json::Value;
 use veilwatt_node::config::Home;
 use veilwatt_node::run;
+use veilwatt_verifier::ledger::LedgerRead;
 use veilwatt_verifier::types::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -234,7 +235,11 @@ async fn every_route_and_error_code() {
                 .replace("{id}", &dep.id().to_hex())
                 .replace("{height}", &h.to_string())
                 .replace("{period}", &p.to_string())
-                .replace("{address}", &wallet(&owner).to_hex());
+                .replace("{address}", &wallet(&owner).to_hex())
+                .replace(
+                    "{key}",
+                    &hex::encode(veilwatt_verifier::state::keys::account(&wallet(&owner))),
+                );
             let url = url.replace("/v1/meters/{id}", &format!("/v1/meters/{}", meter_key(1)));
             let url = if path == "/v1/blocks" {
                 format!("{url}?from=1&to=2")
@@ -281,6 +286,7 @@ async fn every_route_and_error_code() {
         "get /v1/meters/{id}",
         "get /v1/openapi.json",
         "get /v1/periods/{period}",
+        "get /v1/state/{key}",
         "get /v1/status",
         "get /v1/tx/{id}",
         "post /v1/tx",
@@ -380,11 +386,11 @@ async fn order_lifecycle_with_real_proofs() {
     assert_eq!(replayed.root().to_hex(), b["state_root"].as_str().unwrap());
     for who in [&seller, &buyer] {
         let (_, a) = api.get(&format!("/v1/accounts/{}", wallet(who))).await;
-        let acct = replayed.accounts[&wallet(who)];
+        let acct = replayed.account(&wallet(who)).unwrap().unwrap();
         assert_eq!(a["balance_millis"].as_u64(), Some(acct.balance));
         assert_eq!(a["escrow_millis"].as_u64(), Some(acct.escrow));
     }
-    let result = &replayed.results[&p];
+    let result = replayed.period_result(p).unwrap().unwrap();
     assert_eq!(
         serde_json::to_value(&result.trades).unwrap(),
         cleared["trades"]
@@ -393,5 +399,76 @@ async fn order_lifecycle_with_real_proofs() {
     // 2/kWh market fee (1 minor unit = 1,000 millis).
     let (_, s) = api.get(&format!("/v1/accounts/{}", wallet(&seller))).await;
     assert_eq!(s["balance_millis"], 14_000);
+
+    // A household checks its balance and the period's result against a committed root, and
+    // that a key is absent, through `GET /v1/state/{key}?proof=true`.
+    use veilwatt_verifier::state::{keys, verify_proof, StateProof};
+    let prove = |key: Vec<u8>| {
+        let api = &api;
+        async move {
+            let (status, v) = api
+                .get(&format!("/v1/state/{}?proof=true", hex::encode(key)))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            let proof: StateProof = serde_json::from_value(v).unwrap();
+            let (_, b) = api.get(&format!("/v1/blocks/{}", proof.height)).await;
+            let root = Hash32::from_hex(b["state_root"].as_str().unwrap()).unwrap();
+            (root, proof)
+        }
+    };
+    let (root, proof) = prove(keys::account(&wallet(&seller))).await;
+    let value = verify_proof(&root, &proof).unwrap().expect("present");
+    let acct: veilwatt_verifier::ledger::Account = decode(&value).unwrap();
+    assert_eq!(acct.balance, 14_000);
+    assert_eq!(
+        acct,
+        replayed.account(&wallet(&seller)).unwrap().unwrap(),
+        "the proven account is the replayed one"
+    );
+    let (root, proof) = prove(keys::result(p)).await;
+    let value = verify_proof(&root, &proof).unwrap().expect("present");
+    let proven: veilwatt_verifier::ledger::PeriodResult = decode(&value).unwrap();
+    assert_eq!(proven, result);
+    // Tampering with the value breaks the proof.
+    let mut forged = proof.clone();
+    let mut bytes = value.clone();
+    bytes[0] ^= 1;
+    forged.value = Some(hex::encode(bytes));
+    assert!(verify_proof(&root, &forged).is_err());
+    // An absent account: a non-inclusion proof, which cannot be turned into an inclusion one.
+    let (root, proof) = prove(keys::account(&wallet(&key(99)))).await;
+    assert_eq!(verify_proof(&root, &proof).unwrap(), None);
+    let forged = StateProof {
+        value: Some(hex::encode(encode(&acct))),
+        ..proof
+    };
+    assert!(verify_proof(&root, &forged).is_err());
+    // Without a proof: the value, or 404.
+    let (status, v) = api
+        .get(&format!(
+            "/v1/state/{}",
+            hex::encode(keys::account(&wallet(&seller)))
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["value"].as_str().unwrap(), hex::encode(encode(&acct)));
+    assert_error(
+        &api.get(&format!(
+            "/v1/state/{}",
+            hex::encode(keys::account(&wallet(&key(99))))
+        ))
+        .await,
+        404,
+        "not_found",
+    );
+    // Bad keys.
+    assert_error(&api.get("/v1/state/zz?proof=true").await, 400, "malformed");
+    assert_error(&api.get("/v1/state/?proof=true").await, 404, "not_found");
+    assert_error(
+        &api.get(&format!("/v1/state/{}", "00".repeat(129))).await,
+        400,
+        "malformed",
+    );
+    assert_error(&api.get("/v1/state/80?proof=true").await, 400, "malformed");
     node.shutdown().await;
 }

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use veilwatt_params::dev;
-use veilwatt_verifier::ledger::{Ledger, LedgerState};
+use veilwatt_verifier::ledger::{Ledger, LedgerRead};
+use veilwatt_verifier::state::MemoryState;
 use veilwatt_verifier::types::{Block, Genesis};
 use veilwatt_verifier::OrderVerifier;
 
@@ -65,15 +66,23 @@ fn demo_report_matches_the_replayed_ledger() {
     let keys = dev::keys().unwrap();
     let verifier = OrderVerifier::new(&keys.vk, keys.vk_id).unwrap();
     let ledger = Ledger::new(&g).unwrap();
-    let mut state = LedgerState::default();
+    let mut state = MemoryState::default();
+    state.commit(ledger.genesis_update(&state).unwrap());
     for b in export["blocks"].as_array().unwrap() {
         let block: Block = serde_json::from_value(b["block"].clone()).unwrap();
-        state = ledger.apply_block(&state, &block, &verifier).unwrap().0;
+        let applied = ledger.apply_block(&state, &block, &verifier).unwrap();
+        state.commit(applied.update);
     }
-    assert_eq!(state.height, summary["height"].as_u64().unwrap());
+    assert_eq!(
+        state.meta().unwrap().height,
+        summary["height"].as_u64().unwrap()
+    );
     let mut trades = 0;
     for p in periods {
-        let r = &state.results[&p["period"].as_u64().unwrap()];
+        let r = state
+            .period_result(p["period"].as_u64().unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(r.volume_wh, p["volume_wh"].as_u64().unwrap());
         assert_eq!(r.clearing_price, p["clearing_price"].as_u64());
         let money: u64 = r.trades.iter().map(|t| t.energy_value).sum();

@@ -13,6 +13,7 @@ use common::*;
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use veilwatt_node::byzantine::Mode;
+use veilwatt_verifier::ledger::LedgerRead;
 use veilwatt_verifier::types::*;
 
 const T: Duration = Duration::from_secs(120);
@@ -193,7 +194,7 @@ async fn four_validators_commit_identical_blocks_under_orders() {
         top["state_root"].as_str().unwrap()
     );
     assert_eq!(
-        serde_json::to_value(&replayed.results[&p].trades).unwrap(),
+        serde_json::to_value(replayed.period_result(p).unwrap().unwrap().trades).unwrap(),
         cleared["trades"]
     );
 

@@ -4,8 +4,8 @@ use ed25519_dalek::SigningKey;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use veilwatt_node::store::{RocksStore, StoreError, TxLocation};
-use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck};
-use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::ledger::{Applied, Ledger, LedgerRead, ProofCheck};
+use veilwatt_verifier::state::{tree, MemoryState, StateRead};
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::{BatchFailure, OrderProof};
 
@@ -50,14 +50,15 @@ fn genesis() -> (Genesis, SigningKey, SigningKey) {
     (g, registrar, validator)
 }
 
-/// Block `h` on top of `state`: three deposits.
+/// Block `h` on top of the committed state of `store`: three deposits.
 fn next_block(
     g: &Genesis,
     registrar: &SigningKey,
     validator: &SigningKey,
-    state: &LedgerState,
-) -> (Block, LedgerState) {
-    let h = state.height + 1;
+    store: &RocksStore,
+) -> (Block, Applied) {
+    let view = store.live();
+    let h = view.meta().unwrap().height + 1;
     let txs = (0..3u64)
         .map(|k| {
             let body = TxBody::Deposit {
@@ -70,41 +71,83 @@ fn next_block(
         .collect();
     let mut b = Block {
         height: h,
-        prev_hash: state.last_block_hash,
+        prev_hash: view.last_block_hash().unwrap(),
         time: h,
         proposer: WalletKey(validator.verifying_key().to_bytes()),
         txs,
         state_root: Hash32([0; 32]),
     };
     let ledger = Ledger::new(g).expect("genesis");
-    b.state_root = ledger
-        .execute(state, &b, &NoOrders)
-        .expect("valid")
-        .0
-        .root();
-    let (next, _) = ledger.apply_block(state, &b, &NoOrders).expect("valid");
-    (b, next)
+    let (changes, _) = ledger.execute(&view, &b, &NoOrders).expect("valid");
+    b.state_root = veilwatt_verifier::state::StateUpdate::compute(&view, h, changes)
+        .expect("root")
+        .root;
+    let applied = ledger.apply_block(&view, &b, &NoOrders).expect("valid");
+    (b, applied)
+}
+
+/// A store with its genesis state written.
+fn open(g: &Genesis, path: &std::path::Path) -> RocksStore {
+    let store = RocksStore::open(path).unwrap();
+    if !store.is_initialized().unwrap() {
+        let genesis = Ledger::new(g)
+            .unwrap()
+            .genesis_update(&store.live())
+            .unwrap();
+        store.init_genesis(&genesis).unwrap();
+    }
+    store
+}
+
+/// Every entry of the store's state.
+fn contents(store: &RocksStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store.live().scan(&[0x00], &[0xff], usize::MAX).unwrap()
+}
+
+/// The state replayed in memory from the store's blocks, checking every root.
+fn replay(g: &Genesis, store: &RocksStore, to: u64) -> MemoryState {
+    let ledger = Ledger::new(g).unwrap();
+    let mut m = MemoryState::default();
+    m.commit(ledger.genesis_update(&m).unwrap());
+    for h in 1..=to {
+        let b = store
+            .block(h)
+            .unwrap()
+            .expect("every block up to the state's height");
+        let applied = ledger
+            .apply_block(&m, &b, &NoOrders)
+            .expect("stored blocks are valid");
+        m.commit(applied.update);
+    }
+    m
 }
 
 #[test]
 fn commits_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let (g, r, v) = genesis();
-    let mut state = LedgerState::default();
     let mut blocks = Vec::new();
     {
-        let mut store = RocksStore::open(dir.path()).unwrap();
-        assert_eq!(store.state().unwrap(), None);
+        let store = RocksStore::open(dir.path()).unwrap();
+        assert!(!store.is_initialized().unwrap());
+        drop(store);
+        let store = open(&g, dir.path());
+        assert_eq!(store.height().unwrap(), 0);
         for _ in 0..5 {
-            let (b, s) = next_block(&g, &r, &v, &state);
-            store.commit(&b, &s).unwrap();
+            let (b, applied) = next_block(&g, &r, &v, &store);
+            store.commit_decided(&b, &applied.update, &[]).unwrap();
             blocks.push(b);
-            state = s;
         }
     }
-    let store = RocksStore::open(dir.path()).unwrap();
-    assert_eq!(store.state().unwrap().as_ref(), Some(&state));
+    let store = open(&g, dir.path());
     assert_eq!(store.height().unwrap(), 5);
+    let replayed = replay(&g, &store, 5);
+    let want: Vec<(Vec<u8>, Vec<u8>)> = replayed
+        .entries()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(contents(&store), want);
+    assert_eq!(tree::root(&store.live(), 5).unwrap(), blocks[4].state_root);
     for b in &blocks {
         assert_eq!(store.block(b.height).unwrap().as_ref(), Some(b));
         for (i, tx) in b.txs.iter().enumerate() {
@@ -125,31 +168,34 @@ fn commits_survive_reopening() {
 fn out_of_order_commits_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (g, r, v) = genesis();
-    let mut store = RocksStore::open(dir.path()).unwrap();
-    let (b1, s1) = next_block(&g, &r, &v, &LedgerState::default());
-    let (b2, s2) = next_block(&g, &r, &v, &s1);
+    let store = open(&g, dir.path());
+    let (b1, a1) = next_block(&g, &r, &v, &store);
+    let mut a2 = a1.clone();
+    a2.update.version = 2;
+    let mut b2 = b1.clone();
+    b2.height = 2;
     assert!(matches!(
-        store.commit(&b2, &s2),
+        store.commit_decided(&b2, &a2.update, &[]),
         Err(StoreError::OutOfOrder { at: 0, got: 2 })
     ));
-    store.commit(&b1, &s1).unwrap();
+    store.commit_decided(&b1, &a1.update, &[]).unwrap();
     assert!(matches!(
-        store.commit(&b1, &s1),
+        store.commit_decided(&b1, &a1.update, &[]),
         Err(StoreError::OutOfOrder { at: 1, got: 1 })
     ));
-    store.commit(&b2, &s2).unwrap();
+    let (b2, a2) = next_block(&g, &r, &v, &store);
+    store.commit_decided(&b2, &a2.update, &[]).unwrap();
+    assert_eq!(store.height().unwrap(), 2);
 }
 
 /// Child mode: commit blocks forever, printing each committed height.
 fn writer(path: &str) -> ! {
     let (g, r, v) = genesis();
-    let mut store = RocksStore::open(std::path::Path::new(path)).unwrap();
-    let mut state = store.state().unwrap().unwrap_or_default();
+    let store = open(&g, std::path::Path::new(path));
     loop {
-        let (b, s) = next_block(&g, &r, &v, &state);
-        store.commit(&b, &s).unwrap();
+        let (b, applied) = next_block(&g, &r, &v, &store);
+        store.commit_decided(&b, &applied.update, &[]).unwrap();
         println!("{}", b.height);
-        state = s;
     }
 }
 
@@ -159,7 +205,7 @@ fn kill_9_leaves_every_reported_commit_and_a_consistent_state() {
         writer(&path);
     }
     let dir = tempfile::tempdir().unwrap();
-    let (g, r, v) = genesis();
+    let (g, _, _) = genesis();
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -185,32 +231,39 @@ fn kill_9_leaves_every_reported_commit_and_a_consistent_state() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
-        let store = RocksStore::open(dir.path()).unwrap();
-        let state = store.state().unwrap().expect("state");
+        let store = open(&g, dir.path());
+        let height = store.height().unwrap();
         assert!(
-            state.height >= reported,
-            "reported {reported}, recovered {}",
-            state.height
+            height >= reported,
+            "reported {reported}, recovered {height}"
         );
-        // The state equals a replay of the stored blocks, block by block.
-        let ledger = Ledger::new(&g).unwrap();
-        let mut replay = LedgerState::default();
-        for h in 1..=state.height {
-            let b = store
-                .block(h)
-                .unwrap()
-                .expect("every block up to the state's height");
-            replay = ledger
-                .apply_block(&replay, &b, &NoOrders)
-                .expect("stored blocks are valid")
-                .0;
-        }
-        assert_eq!(replay, state);
+        // The state equals a replay of the stored blocks, and so does its root.
+        let replayed = replay(&g, &store, height);
+        let want: Vec<(Vec<u8>, Vec<u8>)> = replayed
+            .entries()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(contents(&store), want);
+        assert_eq!(tree::root(&store.live(), height).unwrap(), replayed.root());
         assert_eq!(
-            store.block(state.height + 1).unwrap(),
+            store.block(height + 1).unwrap(),
             None,
             "no block beyond the state"
         );
-        let _ = (&r, &v);
     }
+}
+
+#[test]
+fn a_version_1_database_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), ["blocks", "state"]).unwrap();
+        drop(db);
+    }
+    let e = RocksStore::open(dir.path()).unwrap_err();
+    assert!(matches!(e, StoreError::OldFormat(_)), "{e}");
+    assert!(e.to_string().contains("version-1 ledger"), "{e}");
 }

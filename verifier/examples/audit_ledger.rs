@@ -24,7 +24,8 @@ use rayon::prelude::*;
 use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::order::OrderPublic;
 use veilwatt_verifier::audit::{Certificate, Export, ExportedBlock, EXPORT_FORMAT};
-use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck};
+use veilwatt_verifier::ledger::{Ledger, LedgerRead, ProofCheck};
+use veilwatt_verifier::state::{keys, MemoryState, StateUpdate};
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::{BatchFailure, OrderProof, OrderVerifier};
 
@@ -125,24 +126,28 @@ fn main() {
             SigningKey::from_bytes(&s)
         })
         .collect();
-    let mut state = LedgerState::default();
+    let mut state = MemoryState::default();
+    state.commit(ledger.genesis_update(&state).expect("genesis"));
     let mut blocks: Vec<ExportedBlock> = Vec::new();
-    let mut seal = |state: &mut LedgerState, time: u64, txs: Vec<Transaction>| {
-        let height = state.height + 1;
+    let mut seal = |state: &mut MemoryState, time: u64, txs: Vec<Transaction>| {
+        let height = state.meta().expect("meta").height + 1;
         let mut block = Block {
             height,
-            prev_hash: state.last_block_hash,
+            prev_hash: state.last_block_hash().expect("tip"),
             time,
             proposer: g.validators[height as usize % 4].key,
             txs,
             state_root: Hash32::default(),
         };
-        let (next, _) = ledger
+        let (changes, _) = ledger
             .execute(state, &block, &Unchecked)
             .unwrap_or_else(|e| panic!("block {height}: {e}"));
-        block.state_root = next.root();
-        *state = next;
-        state.last_block_hash = block.hash();
+        let mut update = StateUpdate::compute(state, height, changes).expect("root");
+        block.state_root = update.root;
+        update
+            .changes
+            .insert(keys::chain(), Some(encode(&block.hash())));
+        state.commit(update);
         let hash = block.hash();
         let mut cert = Certificate {
             height,
@@ -278,7 +283,7 @@ fn main() {
     eprintln!(
         "{orders} orders in {} blocks, {} periods cleared, written to {} in {:.1} s",
         export.blocks.len(),
-        state.results.len(),
+        state.period_results(0, u64::MAX).expect("results").len(),
         out.display(),
         t0.elapsed().as_secs_f64()
     );

@@ -19,8 +19,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use veilwatt_circuits::order::OrderPublic;
 
-use crate::ledger::{BlockError, Ledger, LedgerState, ProofCheck};
+use crate::ledger::{BlockError, Ledger, LedgerRead, ProofCheck};
 use crate::proof::{BatchFailure, OrderProof, OrderVerifier};
+use crate::state::{MemoryState, StateError};
 use crate::types::{Block, Genesis, Hash32, MeterKey, Side, Signature64, TxBody, TxId, WalletKey};
 
 /// The export format this audit reads.
@@ -221,6 +222,9 @@ pub enum CertError {
 /// Why an audit failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuditError {
+    /// The replayed state could not be read.
+    #[error(transparent)]
+    State(StateError),
     /// Not an export this audit reads.
     #[error("not a {EXPORT_FORMAT} export: {0}")]
     Format(String),
@@ -537,15 +541,17 @@ pub fn audit(
 
     // 4. Replay.
     progress.stage("replay", export.blocks.len() as u64);
-    let mut state = LedgerState::default();
+    let mut state = MemoryState::default();
+    let genesis = ledger.genesis_update(&state).map_err(AuditError::State)?;
+    state.commit(genesis);
     let mut order_meters: BTreeMap<TxId, MeterKey> = BTreeMap::new();
     let mut transactions = 0u64;
     for (b, proofs) in export.blocks.iter().zip(&items) {
         let height = b.block.height;
-        state = ledger
+        let applied = ledger
             .apply_block(&state, &b.block, &Verified(proofs))
-            .map_err(|error| AuditError::Replay { height, error })?
-            .0;
+            .map_err(|error| AuditError::Replay { height, error })?;
+        state.commit(applied.update);
         for tx in &b.block.txs {
             if let TxBody::Order { meter, .. } = &tx.body {
                 order_meters.insert(tx.id(), *meter);
@@ -558,9 +564,10 @@ pub fn audit(
     // Figures.
     let (lo, hi) = periods.unwrap_or((0, u64::MAX));
     let mut out = Vec::new();
-    for (p, r) in state.results.range(lo..=hi) {
+    let results = state.period_results(lo, hi).map_err(AuditError::State)?;
+    for r in &results {
         let mut f = PeriodFigures {
-            period: *p,
+            period: r.period,
             cleared_at: r.cleared_at,
             clearing_price: r.clearing_price,
             traded_wh: r.volume_wh,
@@ -623,12 +630,12 @@ pub fn audit(
                 Some((x, y)) => (x.min(a), y.max(z)),
             });
         }
-        if let Some(r) = state.results.get(&f.period) {
-            all_meters.extend(r.orders.iter().filter_map(|o| order_meters.get(&o.id)));
-        }
+    }
+    for r in &results {
+        all_meters.extend(r.orders.iter().filter_map(|o| order_meters.get(&o.id)));
     }
     totals.meters = all_meters.len() as u64;
-    let open_periods: BTreeSet<u64> = state.open_orders.keys().map(|(p, _)| *p).collect();
+    let open_periods = state.open_periods().map_err(AuditError::State)?;
     Ok(AuditReport {
         chain_id: g.chain_id.clone(),
         genesis_hash: g.hash(),
@@ -639,7 +646,7 @@ pub fn audit(
         state_root: state.root(),
         periods: out,
         totals,
-        open_periods: open_periods.into_iter().collect(),
+        open_periods,
         insecure_dev_keys: g.insecure_dev_keys,
     })
 }

@@ -1,18 +1,21 @@
 //! The ledger state machine (docs/spec/ledger.md): one pure function from a state and a block
-//! to the next state and its events. No clock (time is the block's consensus time), no I/O, no
-//! floats, no hash-map iteration, no randomness; all arithmetic checked.
+//! to the changes it makes and its events. No clock (time is the block's consensus time), no
+//! floats, no hash-map iteration, no randomness; all arithmetic checked. The state is read
+//! through [`StateRead`] (keyed, see [`crate::state`]) and changed through an [`Overlay`], so a
+//! block costs what it touches, not what the ledger holds.
 
 use crate::clearing::{buy_escrow, clear, BookOrder, Trade};
-use crate::merkle;
 use crate::proof::{BatchFailure, OrderProof, OrderVerifier};
+use crate::state::{keys, ChangeSet, Overlay, StateError, StateRead, StateReadExt, StateUpdate};
 use crate::types::{
-    encode, Block, Genesis, GenesisError, Hash32, MeterKey, Millis, Side, Transaction, TxBody,
-    TxId, WalletKey,
+    Block, Genesis, GenesisError, Hash32, MeterKey, Millis, Side, Transaction, TxBody, TxId,
+    WalletKey,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
+use jmt::storage::TreeReader;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use veilwatt_circuits::order::OrderPublic;
 
 /// A wallet's money.
@@ -123,33 +126,182 @@ pub struct FeeTotals {
     pub market: Millis,
 }
 
-/// The whole ledger state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct LedgerState {
+/// The totals every block updates (key [`keys::META`]).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+pub struct Meta {
     /// Height of the last applied block (0 = genesis).
     pub height: u64,
-    /// Hash of the last applied block (zero at genesis).
-    pub last_block_hash: Hash32,
     /// Consensus time of the last applied block.
     pub last_time: u64,
-    /// Wallets.
-    pub accounts: BTreeMap<WalletKey, Account>,
-    /// Meter registry.
-    pub meters: BTreeMap<MeterKey, MeterRecord>,
-    /// Open orders by (period, id).
-    pub open_orders: BTreeMap<(u64, TxId), OrderRecord>,
-    /// The order occupying each (meter, period) slot.
-    pub order_slots: BTreeMap<(MeterKey, u64), TxId>,
-    /// Ids of every applied transaction (replay protection).
-    pub applied_txs: BTreeSet<TxId>,
-    /// Cleared periods.
-    pub results: BTreeMap<u64, PeriodResult>,
     /// Fees collected.
     pub fees: FeeTotals,
     /// Sum of all deposits, millis.
     pub total_deposits: Millis,
     /// Sum of all withdrawals, millis.
     pub total_withdrawals: Millis,
+}
+
+/// The ledger's tables, read from any state: typed point lookups and ordered scans, each
+/// O(log n) plus what it returns.
+pub trait LedgerRead: StateRead {
+    /// Height, time and totals.
+    fn meta(&self) -> Result<Meta, StateError> {
+        Ok(self.read(&keys::meta())?.unwrap_or_default())
+    }
+
+    /// Hash of the last applied block (zero at genesis).
+    fn last_block_hash(&self) -> Result<Hash32, StateError> {
+        Ok(self.read(&keys::chain())?.unwrap_or_default())
+    }
+
+    /// A wallet's account, if it has one.
+    fn account(&self, wallet: &WalletKey) -> Result<Option<Account>, StateError> {
+        self.read(&keys::account(wallet))
+    }
+
+    /// A meter's record.
+    fn meter(&self, meter: &MeterKey) -> Result<Option<MeterRecord>, StateError> {
+        self.read(&keys::meter(meter))
+    }
+
+    /// An open order by id.
+    fn open_order(&self, id: &TxId) -> Result<Option<OrderRecord>, StateError> {
+        match self.read::<u64>(&keys::order_period(id))? {
+            Some(p) => self.read(&keys::order(p, id)),
+            None => Ok(None),
+        }
+    }
+
+    /// The order occupying a meter's slot for a period.
+    fn slot(&self, meter: &MeterKey, period: u64) -> Result<Option<TxId>, StateError> {
+        self.read(&keys::slot(meter, period))
+    }
+
+    /// Whether the transaction with this id was applied.
+    fn is_applied(&self, id: &TxId) -> Result<bool, StateError> {
+        Ok(self.get(&keys::applied(id))?.is_some())
+    }
+
+    /// A cleared period's result.
+    fn period_result(&self, period: u64) -> Result<Option<PeriodResult>, StateError> {
+        self.read(&keys::result(period))
+    }
+
+    /// Results of the cleared periods in `from..=to`, in period order.
+    fn period_results(&self, from: u64, to: u64) -> Result<Vec<PeriodResult>, StateError> {
+        let end = match to.checked_add(1) {
+            Some(t) => keys::result(t),
+            None => keys::prefix_end(&keys::all_results()),
+        };
+        self.scan(&keys::result(from), &end, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| crate::state::decode_entry(&k, &v))
+            .collect()
+    }
+
+    /// A period's open orders, in id order.
+    fn orders_of_period(&self, period: u64) -> Result<Vec<OrderRecord>, StateError> {
+        Ok(self
+            .read_prefix(&keys::orders_of_period(period))?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect())
+    }
+
+    /// The earliest period with open orders.
+    fn first_open_period(&self) -> Result<Option<u64>, StateError> {
+        Ok(self
+            .first_key(&keys::all_orders())?
+            .and_then(|k| keys::u64_at(&k, 1)))
+    }
+
+    /// Every period with open orders, in order (one seek per period).
+    fn open_periods(&self) -> Result<Vec<u64>, StateError> {
+        let mut out = Vec::new();
+        let end = keys::prefix_end(&keys::all_orders());
+        let mut from = keys::all_orders();
+        while let Some((k, _)) = self.scan(&from, &end, 1)?.into_iter().next() {
+            let Some(p) = keys::u64_at(&k, 1) else { break };
+            out.push(p);
+            from = keys::prefix_end(&keys::orders_of_period(p));
+        }
+        Ok(out)
+    }
+
+    /// A wallet's open orders, by period then id.
+    fn orders_of_owner(&self, owner: &WalletKey) -> Result<Vec<OrderRecord>, StateError> {
+        let prefix = keys::orders_of_owner(owner);
+        let mut out = Vec::new();
+        for (k, _) in self.scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)? {
+            let at = prefix.len();
+            if let (Some(p), Some(id)) = (keys::u64_at(&k, at), keys::bytes32_at(&k, at + 8)) {
+                if let Some(o) = self.read(&keys::order(p, &TxId(id)))? {
+                    out.push(o);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The meters a wallet owns, in key order.
+    fn meters_of_owner(&self, owner: &WalletKey) -> Result<Vec<MeterKey>, StateError> {
+        let prefix = keys::meters_of_owner(owner);
+        Ok(self
+            .scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)?
+            .into_iter()
+            .filter_map(|(k, _)| Some(MeterKey(k.get(prefix.len()..)?.try_into().ok()?)))
+            .collect())
+    }
+
+    /// A meter's occupied slots `(period, order id)`, by period.
+    fn slots_of_meter(&self, meter: &MeterKey) -> Result<Vec<(u64, TxId)>, StateError> {
+        let prefix = keys::slots_of_meter(meter);
+        self.read_prefix::<TxId>(&prefix)?
+            .into_iter()
+            .map(|(k, id)| {
+                let p = keys::u64_at(&k, prefix.len()).ok_or_else(|| StateError::Corrupt {
+                    key: hex::encode(&k),
+                    detail: "slot key without a period".into(),
+                })?;
+                Ok((p, id))
+            })
+            .collect()
+    }
+}
+
+impl<S: StateRead + ?Sized> LedgerRead for S {}
+
+/// A block applied to a state: the new version of the state and what happened.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// Changes, tree nodes and root.
+    pub update: StateUpdate,
+    /// Events, in order.
+    pub events: Vec<Event>,
+}
+
+impl Applied {
+    /// Periods the block cleared.
+    pub fn cleared_periods(&self) -> Vec<u64> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PeriodCleared { period, .. } => Some(*period),
+                Event::TxApplied { .. } => None,
+            })
+            .collect()
+    }
 }
 
 /// Why a transaction is rejected. Each rule has its own variant.
@@ -221,6 +373,9 @@ pub enum TxError {
     /// An amount would overflow.
     #[error("arithmetic overflow")]
     Overflow,
+    /// The state could not be read (not a property of the transaction).
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Why a block is rejected. A rejected block changes nothing.
@@ -264,6 +419,9 @@ pub enum BlockError {
     /// Settling a cleared period failed (an amount overflowed).
     #[error("clearing: {0}")]
     Clearing(TxError),
+    /// The state could not be read (not a property of the block).
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// What a block did, for indexes and subscribers.
@@ -306,108 +464,46 @@ impl ProofCheck for OrderVerifier {
     }
 }
 
-/// Table tags of the state-root entries.
-mod tag {
-    pub const META: u8 = 0;
-    pub const ACCOUNT: u8 = 1;
-    pub const METER: u8 = 2;
-    pub const ORDER: u8 = 3;
-    pub const SLOT: u8 = 4;
-    pub const APPLIED: u8 = 5;
-    pub const RESULT: u8 = 6;
-}
-
-impl LedgerState {
-    /// The state-root entries `(key, value)`, sorted by key (docs/spec/ledger.md lists them).
-    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        fn key<K: BorshSerialize>(t: u8, k: &K) -> Vec<u8> {
-            let mut v = vec![t];
-            // Big-endian-friendly: borsh of fixed-size byte arrays sorts like the arrays; u64s
-            // are encoded big-endian below to sort numerically.
-            v.extend(encode(k));
-            v
-        }
-        let mut out = Vec::new();
-        // `last_block_hash` is not committed: a block cannot contain its own hash, and the
-        // chain of hashes is committed by the blocks themselves.
-        let meta = (
-            self.height,
-            self.last_time,
-            self.fees,
-            self.total_deposits,
-            self.total_withdrawals,
-        );
-        out.push((vec![tag::META], encode(&meta)));
-        for (k, v) in &self.accounts {
-            out.push((key(tag::ACCOUNT, k), encode(v)));
-        }
-        for (k, v) in &self.meters {
-            out.push((key(tag::METER, k), encode(v)));
-        }
-        for ((p, id), v) in &self.open_orders {
-            let mut k = vec![tag::ORDER];
-            k.extend(p.to_be_bytes());
-            k.extend(id.0);
-            out.push((k, encode(v)));
-        }
-        for ((m, p), id) in &self.order_slots {
-            let mut k = key(tag::SLOT, m);
-            k.extend(p.to_be_bytes());
-            out.push((k, encode(id)));
-        }
-        for id in &self.applied_txs {
-            out.push((key(tag::APPLIED, id), Vec::new()));
-        }
-        for (p, r) in &self.results {
-            let mut k = vec![tag::RESULT];
-            k.extend(p.to_be_bytes());
-            out.push((k, encode(r)));
-        }
-        out.sort();
-        out
-    }
-
-    /// The root committing to the whole state.
-    pub fn root(&self) -> Hash32 {
-        let leaves: Vec<[u8; 32]> = self
-            .entries()
-            .iter()
-            .map(|(k, v)| merkle::leaf_hash(k, v))
-            .collect();
-        merkle::root(&leaves)
-    }
-
-    /// An inclusion proof for the entry with `key`, with its value.
-    pub fn prove(&self, key: &[u8]) -> Option<(Vec<u8>, Vec<merkle::ProofStep>)> {
-        let entries = self.entries();
-        let idx = entries
-            .binary_search_by(|(k, _)| k.as_slice().cmp(key))
-            .ok()?;
-        let leaves: Vec<[u8; 32]> = entries
-            .iter()
-            .map(|(k, v)| merkle::leaf_hash(k, v))
-            .collect();
-        Some((entries[idx].1.clone(), merkle::prove(&leaves, idx)?))
-    }
-
-    /// The state-root key of a wallet's account entry.
-    pub fn account_key(wallet: &WalletKey) -> Vec<u8> {
-        let mut k = vec![tag::ACCOUNT];
-        k.extend(wallet.0);
-        k
-    }
-
-    fn account(&mut self, w: &WalletKey) -> &mut Account {
-        self.accounts.entry(*w).or_default()
-    }
-}
-
 fn add(a: Millis, b: Millis) -> Result<Millis, TxError> {
     a.checked_add(b).ok_or(TxError::Overflow)
 }
 
 fn sub(a: Millis, b: Millis) -> Result<Millis, TxError> {
     a.checked_sub(b).ok_or(TxError::Overflow)
+}
+
+/// Writes of the ledger's tables (every entity and its indexes change together).
+mod write {
+    use super::*;
+
+    pub fn account(s: &mut Overlay<'_>, wallet: &WalletKey, a: &Account) {
+        s.put(keys::account(wallet), a);
+    }
+
+    pub fn meta(s: &mut Overlay<'_>, m: &Meta) {
+        s.put(keys::meta(), m);
+    }
+
+    pub fn meter(s: &mut Overlay<'_>, key: &MeterKey, m: &MeterRecord, new: bool) {
+        s.put(keys::meter(key), m);
+        if new {
+            s.put_raw(keys::meter_by_owner(&m.owner, key), Vec::new());
+        }
+    }
+
+    pub fn open_order(s: &mut Overlay<'_>, o: &OrderRecord) {
+        s.put(keys::order(o.period, &o.id), o);
+        s.put(keys::slot(&o.meter, o.period), &o.id);
+        s.put(keys::order_period(&o.id), &o.period);
+        s.put_raw(keys::order_by_owner(&o.owner, o.period, &o.id), Vec::new());
+    }
+
+    pub fn close_order(s: &mut Overlay<'_>, o: &OrderRecord) {
+        s.delete(keys::order(o.period, &o.id));
+        s.delete(keys::slot(&o.meter, o.period));
+        s.delete(keys::order_period(&o.id));
+        s.delete(keys::order_by_owner(&o.owner, o.period, &o.id));
+    }
 }
 
 /// The rules, bound to one genesis.
@@ -429,16 +525,24 @@ impl<'g> Ledger<'g> {
         self.genesis
     }
 
+    /// The state at height 0 (version 0 of the tree): empty but for zero totals. `reader` is
+    /// the empty backend that will hold it.
+    pub fn genesis_update<R: TreeReader>(&self, reader: &R) -> Result<StateUpdate, StateError> {
+        let mut changes = ChangeSet::new();
+        changes.insert(keys::meta(), Some(crate::types::encode(&Meta::default())));
+        StateUpdate::compute(reader, 0, changes)
+    }
+
     /// Checks and applies one transaction at consensus time `time`, assuming any order proof
     /// has been verified. On error `state` is unchanged.
     pub fn apply_tx(
         &self,
-        state: &mut LedgerState,
+        state: &mut Overlay<'_>,
         tx: &Transaction,
         time: u64,
     ) -> Result<(), TxError> {
         let id = tx.id();
-        if state.applied_txs.contains(&id) {
+        if state.is_applied(&id)? {
             return Err(TxError::Replay(id));
         }
         if !tx.verify_signature(&self.genesis.chain_id) {
@@ -452,64 +556,84 @@ impl<'g> Ledger<'g> {
     /// admission). `id` must be `tx.id()`. On error `state` is unchanged.
     pub fn apply_signed_tx(
         &self,
-        state: &mut LedgerState,
+        state: &mut Overlay<'_>,
         tx: &Transaction,
         id: TxId,
         time: u64,
     ) -> Result<(), TxError> {
-        if state.applied_txs.contains(&id) {
+        // The transaction's changes go to a nested overlay and reach `state` only if every
+        // rule passed.
+        let changes = {
+            let mut scratch = Overlay::new(&*state);
+            self.apply_rules(&mut scratch, tx, id, time)?;
+            scratch.into_changes()
+        };
+        state.absorb(changes);
+        Ok(())
+    }
+
+    fn apply_rules(
+        &self,
+        state: &mut Overlay<'_>,
+        tx: &Transaction,
+        id: TxId,
+        time: u64,
+    ) -> Result<(), TxError> {
+        if state.is_applied(&id)? {
             return Err(TxError::Replay(id));
         }
         if tx.body.is_registrar_kind() && tx.signer != self.genesis.registrar {
             return Err(TxError::NotRegistrar);
         }
-        // Each arm checks everything before mutating anything.
         match &tx.body {
             TxBody::EnrollMeter { meter, owner } => {
                 meter
                     .to_public_key()
                     .map_err(|e| TxError::InvalidMeterKey(e.to_string()))?;
-                if state.meters.contains_key(meter) {
+                if state.meter(meter)?.is_some() {
                     return Err(TxError::MeterAlreadyEnrolled);
                 }
-                state.meters.insert(
-                    *meter,
-                    MeterRecord {
-                        owner: *owner,
-                        revoked: false,
-                    },
-                );
+                let record = MeterRecord {
+                    owner: *owner,
+                    revoked: false,
+                };
+                write::meter(state, meter, &record, true);
             }
             TxBody::RevokeMeter { meter } => {
-                let m = state.meters.get_mut(meter).ok_or(TxError::UnknownMeter)?;
+                let mut m = state.meter(meter)?.ok_or(TxError::UnknownMeter)?;
                 if m.revoked {
                     return Err(TxError::MeterRevoked);
                 }
                 m.revoked = true;
+                write::meter(state, meter, &m, false);
             }
             TxBody::Deposit { to, amount, .. } => {
                 if *amount == 0 {
                     return Err(TxError::ZeroAmount);
                 }
-                let total = add(state.total_deposits, *amount)?;
-                let bal = add(state.accounts.get(to).map_or(0, |a| a.balance), *amount)?;
-                state.account(to).balance = bal;
-                state.total_deposits = total;
+                let mut meta = state.meta()?;
+                meta.total_deposits = add(meta.total_deposits, *amount)?;
+                let mut a = state.account(to)?.unwrap_or_default();
+                a.balance = add(a.balance, *amount)?;
+                write::account(state, to, &a);
+                write::meta(state, &meta);
             }
             TxBody::Withdraw { amount, .. } => {
                 if *amount == 0 {
                     return Err(TxError::ZeroAmount);
                 }
-                let have = state.accounts.get(&tx.signer).map_or(0, |a| a.balance);
-                if have < *amount {
+                let mut a = state.account(&tx.signer)?.unwrap_or_default();
+                if a.balance < *amount {
                     return Err(TxError::InsufficientFunds {
                         need: *amount,
-                        have,
+                        have: a.balance,
                     });
                 }
-                let total = add(state.total_withdrawals, *amount)?;
-                state.account(&tx.signer).balance = have - amount;
-                state.total_withdrawals = total;
+                let mut meta = state.meta()?;
+                meta.total_withdrawals = add(meta.total_withdrawals, *amount)?;
+                a.balance -= amount;
+                write::account(state, &tx.signer, &a);
+                write::meta(state, &meta);
             }
             TxBody::Order {
                 meter,
@@ -519,15 +643,15 @@ impl<'g> Ledger<'g> {
                 limit_price,
                 ..
             } => {
-                let m = state.meters.get(meter).ok_or(TxError::UnknownMeter)?;
+                let m = state.meter(meter)?.ok_or(TxError::UnknownMeter)?;
                 if m.revoked {
                     return Err(TxError::MeterRevoked);
                 }
                 if m.owner != tx.signer {
                     return Err(TxError::NotMeterOwner);
                 }
-                if let Some(existing) = state.order_slots.get(&(*meter, *period)) {
-                    return Err(TxError::DuplicateOrder(*existing));
+                if let Some(existing) = state.slot(meter, *period)? {
+                    return Err(TxError::DuplicateOrder(existing));
                 }
                 self.check_gate(*period, time, true)?;
                 if *quantity_wh == 0 {
@@ -545,20 +669,19 @@ impl<'g> Ledger<'g> {
                     Side::Sell => 0,
                     Side::Buy => buy_escrow(*quantity_wh, *limit_price, &self.genesis.fees),
                 };
-                let acct = state.accounts.get(&tx.signer).copied().unwrap_or_default();
-                if acct.balance < escrow {
+                let mut a = state.account(&tx.signer)?.unwrap_or_default();
+                if a.balance < escrow {
                     return Err(TxError::InsufficientFunds {
                         need: escrow,
-                        have: acct.balance,
+                        have: a.balance,
                     });
                 }
-                let new_escrow = add(acct.escrow, escrow)?;
-                let a = state.account(&tx.signer);
+                a.escrow = add(a.escrow, escrow)?;
                 a.balance -= escrow;
-                a.escrow = new_escrow;
-                state.open_orders.insert(
-                    (*period, id),
-                    OrderRecord {
+                write::account(state, &tx.signer, &a);
+                write::open_order(
+                    state,
+                    &OrderRecord {
                         id,
                         owner: tx.signer,
                         meter: *meter,
@@ -569,29 +692,21 @@ impl<'g> Ledger<'g> {
                         escrow,
                     },
                 );
-                state.order_slots.insert((*meter, *period), id);
             }
             TxBody::CancelOrder { order } => {
-                let (key, rec) = state
-                    .open_orders
-                    .iter()
-                    .find(|(_, r)| r.id == *order)
-                    .map(|(k, r)| (*k, *r))
-                    .ok_or(TxError::UnknownOrder)?;
+                let rec = state.open_order(order)?.ok_or(TxError::UnknownOrder)?;
                 if rec.owner != tx.signer {
                     return Err(TxError::NotOrderOwner);
                 }
                 self.check_gate(rec.period, time, false)?;
-                let a = state.accounts.get(&tx.signer).copied().unwrap_or_default();
-                let (balance, escrow) = (add(a.balance, rec.escrow)?, sub(a.escrow, rec.escrow)?);
-                let acct = state.account(&tx.signer);
-                acct.balance = balance;
-                acct.escrow = escrow;
-                state.open_orders.remove(&key);
-                state.order_slots.remove(&(rec.meter, rec.period));
+                let mut a = state.account(&tx.signer)?.unwrap_or_default();
+                a.balance = add(a.balance, rec.escrow)?;
+                a.escrow = sub(a.escrow, rec.escrow)?;
+                write::account(state, &tx.signer, &a);
+                write::close_order(state, &rec);
             }
         }
-        state.applied_txs.insert(id);
+        state.put_raw(keys::applied(&id), Vec::new());
         Ok(())
     }
 
@@ -609,101 +724,111 @@ impl<'g> Ledger<'g> {
         Ok(())
     }
 
-    /// Clears every period whose gate has closed by `time`: the first thing a block at
-    /// (`height`, `time`) does. Proposers call it on a scratch state before selecting
-    /// transactions with [`Ledger::apply_tx`].
+    /// Clears every period whose gate has closed by `time`, earliest first: the first thing a
+    /// block at (`height`, `time`) does. Proposers call it on a scratch overlay before
+    /// selecting transactions with [`Ledger::apply_tx`].
     pub fn clear_due(
         &self,
-        state: &mut LedgerState,
+        state: &mut Overlay<'_>,
         height: u64,
         time: u64,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
-        let due: BTreeSet<u64> = state
-            .open_orders
-            .keys()
-            .map(|(p, _)| *p)
-            .filter(|p| self.genesis.gate_close(*p).is_some_and(|c| c <= time))
-            .collect();
-        for p in due {
-            let records: Vec<OrderRecord> = state
-                .open_orders
-                .range((p, TxId([0; 32]))..=(p, TxId([0xff; 32])))
-                .map(|(_, r)| *r)
-                .collect();
-            let book: Vec<BookOrder> = records
-                .iter()
-                .map(|r| BookOrder {
-                    id: r.id,
-                    side: r.side,
-                    quantity_wh: r.quantity_wh,
-                    limit_price: r.limit_price,
-                })
-                .collect();
-            let c = clear(&book, self.genesis.mechanism, &self.genesis.fees);
-            let index: BTreeMap<TxId, usize> =
-                records.iter().enumerate().map(|(k, r)| (r.id, k)).collect();
-            let mut spent = vec![0 as Millis; records.len()];
-            for t in &c.trades {
-                let (s, b) = (&records[index[&t.sell]], index[&t.buy]);
-                spent[b] = add(spent[b], t.buyer_pays())?;
-                let seller = state.account(&s.owner);
-                seller.balance = add(seller.balance, t.seller_receives())?;
-                state.fees.grid = add(state.fees.grid, t.grid_fee)?;
-                state.fees.market = add(
-                    add(state.fees.market, t.market_fee_buyer)?,
-                    t.market_fee_seller,
-                )?;
+        // Gates close in period order, so the due periods are a prefix of the open ones.
+        while let Some(p) = state.first_open_period()? {
+            if self.genesis.gate_close(p).is_none_or(|c| c > time) {
+                break;
             }
-            for (k, r) in records.iter().enumerate() {
-                if r.side == Side::Buy {
-                    let a = state.account(&r.owner);
-                    a.escrow = sub(a.escrow, r.escrow)?;
-                    a.balance = add(a.balance, sub(r.escrow, spent[k])?)?;
-                }
-                state.open_orders.remove(&(p, r.id));
-            }
-            let orders = records
-                .iter()
-                .zip(&c.filled_wh)
-                .map(|(r, f)| OrderOutcome {
-                    id: r.id,
-                    owner: r.owner,
-                    side: r.side,
-                    filled_wh: *f,
-                    unmatched_wh: r.quantity_wh - f,
-                })
-                .collect();
-            events.push(Event::PeriodCleared {
-                period: p,
-                volume_wh: c.volume_wh,
-                trades: c.trades.len(),
-            });
-            state.results.insert(
-                p,
-                PeriodResult {
-                    period: p,
-                    cleared_at: height,
-                    clearing_price: c.clearing_price,
-                    volume_wh: c.volume_wh,
-                    trades: c.trades,
-                    orders,
-                },
-            );
+            self.clear_period(state, p, height, events)?;
         }
         Ok(())
     }
 
-    /// Executes a block's header and transactions on a copy of `state`, returning the new state
-    /// (its root not yet compared with the block's) and events. Used by proposers to compute the
-    /// root and by [`Ledger::apply_block`].
+    fn clear_period(
+        &self,
+        state: &mut Overlay<'_>,
+        p: u64,
+        height: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
+        let records = state.orders_of_period(p)?;
+        let book: Vec<BookOrder> = records
+            .iter()
+            .map(|r| BookOrder {
+                id: r.id,
+                side: r.side,
+                quantity_wh: r.quantity_wh,
+                limit_price: r.limit_price,
+            })
+            .collect();
+        let c = clear(&book, self.genesis.mechanism, &self.genesis.fees);
+        let index: BTreeMap<TxId, usize> =
+            records.iter().enumerate().map(|(k, r)| (r.id, k)).collect();
+        let mut meta = state.meta()?;
+        let mut spent = vec![0 as Millis; records.len()];
+        for t in &c.trades {
+            let (s, b) = (&records[index[&t.sell]], index[&t.buy]);
+            spent[b] = add(spent[b], t.buyer_pays())?;
+            let mut seller = state.account(&s.owner)?.unwrap_or_default();
+            seller.balance = add(seller.balance, t.seller_receives())?;
+            write::account(state, &s.owner, &seller);
+            meta.fees.grid = add(meta.fees.grid, t.grid_fee)?;
+            meta.fees.market = add(
+                add(meta.fees.market, t.market_fee_buyer)?,
+                t.market_fee_seller,
+            )?;
+        }
+        for (k, r) in records.iter().enumerate() {
+            if r.side == Side::Buy {
+                let mut a = state.account(&r.owner)?.unwrap_or_default();
+                a.escrow = sub(a.escrow, r.escrow)?;
+                a.balance = add(a.balance, sub(r.escrow, spent[k])?)?;
+                write::account(state, &r.owner, &a);
+            }
+            write::close_order(state, r);
+        }
+        write::meta(state, &meta);
+        let orders = records
+            .iter()
+            .zip(&c.filled_wh)
+            .map(|(r, f)| OrderOutcome {
+                id: r.id,
+                owner: r.owner,
+                side: r.side,
+                filled_wh: *f,
+                unmatched_wh: r.quantity_wh - f,
+            })
+            .collect();
+        events.push(Event::PeriodCleared {
+            period: p,
+            volume_wh: c.volume_wh,
+            trades: c.trades.len(),
+        });
+        state.put(
+            keys::result(p),
+            &PeriodResult {
+                period: p,
+                cleared_at: height,
+                clearing_price: c.clearing_price,
+                volume_wh: c.volume_wh,
+                trades: c.trades,
+                orders,
+            },
+        );
+        Ok(())
+    }
+
+    /// Executes a block's header and transactions over `state`, returning the changes (the
+    /// block's state root not yet compared) and events. Used by proposers to compute the root
+    /// and by [`Ledger::apply_block`].
     pub fn execute(
         &self,
-        state: &LedgerState,
+        state: &dyn StateRead,
         block: &Block,
         proofs: &dyn ProofCheck,
-    ) -> Result<(LedgerState, Vec<Event>), BlockError> {
-        let expected = state.height.checked_add(1).ok_or(BlockError::WrongHeight {
+    ) -> Result<(ChangeSet, Vec<Event>), BlockError> {
+        let meta = state.meta()?;
+        let expected = meta.height.checked_add(1).ok_or(BlockError::WrongHeight {
             expected: u64::MAX,
             got: block.height,
         })?;
@@ -713,10 +838,10 @@ impl<'g> Ledger<'g> {
                 got: block.height,
             });
         }
-        if block.prev_hash != state.last_block_hash {
+        if block.prev_hash != state.last_block_hash()? {
             return Err(BlockError::WrongPrevHash);
         }
-        if block.time < state.last_time {
+        if block.time < meta.last_time {
             return Err(BlockError::TimeWentBackwards);
         }
         if !self
@@ -755,10 +880,13 @@ impl<'g> Ledger<'g> {
             }
         }
 
-        let mut next = state.clone();
+        let mut next = Overlay::new(state);
         let mut events = Vec::new();
         self.clear_due(&mut next, block.height, block.time, &mut events)
-            .map_err(BlockError::Clearing)?;
+            .map_err(|e| match e {
+                TxError::State(s) => BlockError::State(s),
+                e => BlockError::Clearing(e),
+            })?;
         // Signatures and ids are independent per transaction: compute them in parallel.
         let checked: Vec<(TxId, bool)> = block
             .txs
@@ -773,36 +901,42 @@ impl<'g> Ledger<'g> {
         for (index, (tx, (id, signed))) in block.txs.iter().zip(checked).enumerate() {
             let result = if signed {
                 self.apply_signed_tx(&mut next, tx, id, block.time)
-            } else if next.applied_txs.contains(&id) {
+            } else if next.is_applied(&id)? {
                 Err(TxError::Replay(id))
             } else {
                 Err(TxError::BadSignature)
             };
-            result.map_err(|error| BlockError::Tx { index, id, error })?;
+            result.map_err(|error| match error {
+                TxError::State(s) => BlockError::State(s),
+                error => BlockError::Tx { index, id, error },
+            })?;
             events.push(Event::TxApplied { id });
         }
-        next.height = block.height;
-        next.last_block_hash = block.hash();
-        next.last_time = block.time;
-        Ok((next, events))
+        let mut meta = next.meta()?;
+        meta.height = block.height;
+        meta.last_time = block.time;
+        write::meta(&mut next, &meta);
+        next.put(keys::chain(), &block.hash());
+        Ok((next.into_changes(), events))
     }
 
-    /// Applies a block: executes it and checks its state root. Pure: `state` is not modified;
-    /// the caller stores the returned state.
-    pub fn apply_block(
+    /// Applies a block to the state `state` (a backend holding the tree of its version):
+    /// executes it and checks its state root. Pure: `state` is not modified; the caller
+    /// commits the returned update.
+    pub fn apply_block<S: StateRead + TreeReader>(
         &self,
-        state: &LedgerState,
+        state: &S,
         block: &Block,
         proofs: &dyn ProofCheck,
-    ) -> Result<(LedgerState, Vec<Event>), BlockError> {
-        let (next, events) = self.execute(state, block, proofs)?;
-        let computed = next.root();
-        if computed != block.state_root {
+    ) -> Result<Applied, BlockError> {
+        let (changes, events) = self.execute(state, block, proofs)?;
+        let update = StateUpdate::compute(state, block.height, changes)?;
+        if update.root != block.state_root {
             return Err(BlockError::StateRootMismatch {
                 claimed: block.state_root,
-                computed,
+                computed: update.root,
             });
         }
-        Ok((next, events))
+        Ok(Applied { update, events })
     }
 }

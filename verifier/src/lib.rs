@@ -6,9 +6,8 @@ pub mod audit_html;
 pub mod clearing;
 mod curve;
 pub mod ledger;
-pub mod merkle;
 pub mod proof;
-pub mod store;
+pub mod state;
 pub mod types;
 pub mod units;
 

@@ -1,11 +1,14 @@
-//! Property tests of the state machine on random blocks: money and energy are conserved, the
-//! same blocks always give the same state root, and invalid input never panics.
+//! Property tests of the state machine on random blocks: the keyed state agrees with the
+//! reference model (same roots, same contents), money and energy are conserved, the same blocks
+//! always give the same state root, and invalid input never panics.
 
 mod common;
 
+use common::reference::RefLedger;
 use common::*;
 use proptest::prelude::*;
-use veilwatt_verifier::ledger::{Ledger, LedgerState};
+use veilwatt_verifier::ledger::{Ledger, LedgerRead};
+use veilwatt_verifier::state::Overlay;
 use veilwatt_verifier::types::*;
 
 /// A household action a random block may contain.
@@ -39,7 +42,7 @@ fn quantity(i: u8, p: u64) -> u32 {
     200 * u32::from(i) + 100 * p as u32
 }
 
-fn to_tx(g: &Genesis, s: &LedgerState, a: &Action) -> Option<Transaction> {
+fn to_tx(g: &Genesis, s: &Overlay<'_>, a: &Action) -> Option<Transaction> {
     Some(match a {
         Action::Deposit(i, amt) => deposit(g, *i, *amt),
         Action::Withdraw(i, amt, n) => sign(
@@ -53,9 +56,9 @@ fn to_tx(g: &Genesis, s: &LedgerState, a: &Action) -> Option<Transaction> {
         Action::Order(i, p, price) => order(g, *i, *p, side(*i), quantity(*i, *p), *price),
         Action::Cancel(i, k) => {
             let mine: Vec<TxId> = s
-                .open_orders
-                .values()
-                .filter(|o| o.owner == wallet(&owner(*i)))
+                .orders_of_owner(&wallet(&owner(*i)))
+                .unwrap()
+                .iter()
                 .map(|o| o.id)
                 .collect();
             let id = *mine.get(k % mine.len().max(1))?;
@@ -66,11 +69,12 @@ fn to_tx(g: &Genesis, s: &LedgerState, a: &Action) -> Option<Transaction> {
 
 /// Builds a block like a proposer: clear due periods on a scratch state, keep the candidate
 /// transactions that apply.
-fn propose(g: &Genesis, s: &LedgerState, time: u64, actions: &[Action]) -> Block {
+fn propose(g: &Genesis, s: &St, time: u64, actions: &[Action]) -> Block {
     let ledger = Ledger::new(g).expect("valid genesis");
-    let mut scratch = s.clone();
+    let mut scratch = Overlay::new(&s.0);
+    let height = s.0.meta().unwrap().height + 1;
     ledger
-        .clear_due(&mut scratch, s.height + 1, time, &mut Vec::new())
+        .clear_due(&mut scratch, height, time, &mut Vec::new())
         .unwrap();
     let mut txs = Vec::new();
     for a in actions {
@@ -80,10 +84,11 @@ fn propose(g: &Genesis, s: &LedgerState, time: u64, actions: &[Action]) -> Block
             }
         }
     }
+    drop(scratch);
     block(g, s, time, txs, verifier())
 }
 
-fn check_invariants(s: &LedgerState) -> Result<(), TestCaseError> {
+fn check_invariants(s: &RefState) -> Result<(), TestCaseError> {
     // Money: balances + escrow + fees change only by deposits and withdrawals.
     let held: u128 = s
         .accounts
@@ -133,42 +138,53 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn random_blocks_conserve_money_and_energy(
+    fn random_blocks_match_the_reference_and_conserve_money_and_energy(
         mech in mechanism(),
         blocks in prop::collection::vec((0u64..2 * PERIOD, prop::collection::vec(action(), 0..10)), 1..8),
     ) {
         let g = genesis(mech);
-        let ledger = Ledger::new(&g).expect("valid genesis");
-        let start = apply(&g, &LedgerState::default(), T0, (1..=6).map(|i| enroll(&g, i)).collect());
+        let reference = RefLedger::new(&g).expect("valid genesis");
+        let genesis_state = St::genesis(&g);
+        prop_assert_eq!(genesis_state.root(), RefState::default().root());
+        let first = block(&g, &genesis_state, T0, (1..=6).map(|i| enroll(&g, i)).collect(), verifier());
+        let start = genesis_state.apply_block(&g, &first, verifier()).expect("enrolment");
+        let mut r = reference.apply_block(&RefState::default(), &first, verifier()).expect("reference").0;
+        prop_assert_eq!(&start.view(), &r);
         let mut s = start.clone();
         let mut time = in_gate(0);
         let mut chain = Vec::new();
-        for (dt, actions) in &blocks {
+        // Far in the future every period clears and no escrow remains. The random blocks may
+        // already have gone past `after_gate(10)`, and block time never goes backwards.
+        let mut plan: Vec<(u64, Vec<Action>)> = blocks.clone();
+        plan.push((0, Vec::new()));
+        for (k, (dt, actions)) in plan.iter().enumerate() {
             time += dt;
+            if k == plan.len() - 1 {
+                time = time.max(after_gate(10));
+            }
             let b = propose(&g, &s, time, actions);
-            let (next, _) = ledger.apply_block(&s, &b, verifier()).expect("proposed block applies");
-            check_invariants(&next)?;
+            let next = s.apply_block(&g, &b, verifier()).expect("proposed block applies");
+            // The reference recomputes its root from scratch over its whole state and checks
+            // it against the block's: same roots, and the same contents.
+            r = reference.execute(&r, &b, verifier()).expect("the reference agrees").0;
+            let view = next.view();
+            prop_assert_eq!(&view, &r);
+            prop_assert_eq!(r.root(), b.state_root);
+            check_invariants(&view)?;
             chain.push(b);
             s = next;
         }
-        // Far in the future every period clears and no escrow remains. The random blocks may
-        // already have gone past `after_gate(10)`, and block time never goes backwards.
-        let b = propose(&g, &s, time.max(after_gate(10)), &[]);
-        let (end, _) = ledger.apply_block(&s, &b, verifier()).unwrap();
-        check_invariants(&end)?;
+        let end = s.view();
         prop_assert!(end.open_orders.is_empty());
         prop_assert!(end.accounts.values().all(|a| a.escrow == 0));
-        chain.push(b);
 
-        // Replaying the same blocks gives the same roots; the state survives encoding.
-        let mut r = start;
+        // Replaying the same blocks gives the same roots.
+        let mut replay = start;
         for b in &chain {
-            r = ledger.apply_block(&r, b, verifier()).expect("replay").0;
-            prop_assert_eq!(r.root(), b.state_root);
+            replay = replay.apply_block(&g, b, verifier()).expect("replay");
+            prop_assert_eq!(replay.root(), b.state_root);
         }
-        prop_assert_eq!(&r, &end);
-        let round: LedgerState = decode(&encode(&end)).unwrap();
-        prop_assert_eq!(round.root(), end.root());
+        prop_assert_eq!(replay.view(), end);
     }
 }
 
@@ -244,14 +260,15 @@ proptest! {
         if let Ok(tx) = decode::<Transaction>(&bytes) {
             prop_assert_eq!(encode(&tx), bytes.clone());
             let g = genesis(Mechanism::Uniform);
-            let mut s = LedgerState::default();
+            let st = St::genesis(&g);
+            let mut s = Overlay::new(&st.0);
             let _ = Ledger::new(&g).expect("valid genesis").apply_tx(&mut s, &tx, T0);
         }
         if let Ok(b) = decode::<Block>(&bytes) {
             prop_assert_eq!(encode(&b), bytes.clone());
         }
         let _ = decode::<Genesis>(&bytes);
-        let _ = decode::<LedgerState>(&bytes);
+        let _ = decode::<veilwatt_verifier::ledger::Meta>(&bytes);
         let _ = serde_json::from_slice::<Transaction>(&bytes);
         // Mutations of a valid encoding.
         let g = genesis(Mechanism::Uniform);
@@ -260,7 +277,8 @@ proptest! {
         valid[i] ^= flip.1;
         if let Ok(tx) = decode::<Transaction>(&valid) {
             prop_assert_eq!(encode(&tx), valid.clone());
-            let mut s = LedgerState::default();
+            let st = St::genesis(&g);
+            let mut s = Overlay::new(&st.0);
             let _ = Ledger::new(&g).expect("valid genesis").apply_tx(&mut s, &tx, T0);
         }
         let _ = MeterKey(std::array::from_fn(|k| bytes.get(k).copied().unwrap_or(0))).to_public_key();

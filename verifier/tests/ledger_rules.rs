@@ -3,26 +3,29 @@
 mod common;
 
 use common::*;
-use veilwatt_verifier::ledger::{BlockError, Ledger, LedgerState, TxError};
-use veilwatt_verifier::merkle;
+use veilwatt_verifier::ledger::{BlockError, Ledger, TxError};
+use veilwatt_verifier::state::{verify_proof, Overlay};
 use veilwatt_verifier::types::*;
 
 /// Genesis state plus enrolled households 1..=4 with deposits, at time `in_gate(0)`.
-fn community(g: &Genesis) -> LedgerState {
+fn community(g: &Genesis) -> St {
     let txs = (1..=4)
         .flat_map(|i| [enroll(g, i), deposit(g, i, 1_000_000)])
         .collect();
-    apply(g, &LedgerState::default(), T0, txs)
+    apply(g, &St::genesis(g), T0, txs)
 }
 
 /// Applies `tx` alone at `time` and returns the error.
-fn reject(g: &Genesis, state: &LedgerState, time: u64, tx: Transaction) -> TxError {
-    let mut s = state.clone();
+fn reject(g: &Genesis, state: &St, time: u64, tx: Transaction) -> TxError {
+    let mut s = Overlay::new(&state.0);
     let err = Ledger::new(g)
         .expect("valid genesis")
         .apply_tx(&mut s, &tx, time)
         .expect_err("must be rejected");
-    assert_eq!(&s, state, "a rejected transaction changes nothing");
+    assert!(
+        s.changes().is_empty(),
+        "a rejected transaction changes nothing"
+    );
     err
 }
 
@@ -42,11 +45,12 @@ fn end_to_end_settlement_with_itemised_fees() {
     );
     // Buyer escrow: 1,500 x 20 + 1,500 x 5 + floor(1,500 x 2 x 0.5) = 30,000 + 7,500 + 1,500.
     let buyer = wallet(&owner(2));
-    assert_eq!(s.accounts[&buyer].escrow, 39_000);
-    assert_eq!(s.accounts[&buyer].balance, 1_000_000 - 39_000);
+    assert_eq!(s.view().accounts[&buyer].escrow, 39_000);
+    assert_eq!(s.view().accounts[&buyer].balance, 1_000_000 - 39_000);
     // The first block after the gate clears period 0 at floor((10 + 20) / 2) = 15.
     let s = apply(&g, &s, after_gate(0), vec![]);
-    let r = &s.results[&0];
+    let v = s.view();
+    let r = &v.results[&0];
     assert_eq!(
         (r.volume_wh, r.clearing_price, r.trades.len()),
         (1_000, Some(15), 1)
@@ -62,28 +66,35 @@ fn end_to_end_settlement_with_itemised_fees() {
         (15_000, 5_000, 1_000, 1_000)
     );
     assert_eq!(
-        s.accounts[&buyer],
+        s.view().accounts[&buyer],
         veilwatt_verifier::ledger::Account {
             balance: 1_000_000 - 21_000,
             escrow: 0
         }
     );
-    assert_eq!(s.accounts[&wallet(&owner(1))].balance, 1_000_000 + 14_000);
-    assert_eq!((s.fees.grid, s.fees.market), (5_000, 2_000));
+    assert_eq!(
+        s.view().accounts[&wallet(&owner(1))].balance,
+        1_000_000 + 14_000
+    );
+    assert_eq!((s.view().fees.grid, s.view().fees.market), (5_000, 2_000));
     let unmatched: Vec<u32> = r.orders.iter().map(|o| o.unmatched_wh).collect();
     assert_eq!(unmatched.iter().sum::<u32>(), 500);
-    assert!(s.open_orders.is_empty());
+    assert!(s.view().open_orders.is_empty());
 
     // A household checks its balance against the committed root.
     let root = s.root();
-    let key = LedgerState::account_key(&buyer);
-    let (value, path) = s.prove(&key).expect("entry exists");
-    assert!(merkle::verify(&root, &key, &value, &path));
+    let key = veilwatt_verifier::state::keys::account(&buyer);
+    let proof = s.0.prove(&key).expect("proof");
+    let value = verify_proof(&root, &proof)
+        .expect("holds")
+        .expect("present");
     let account: veilwatt_verifier::ledger::Account = decode(&value).unwrap();
     assert_eq!(account.balance, 1_000_000 - 21_000);
-    let mut forged = value.clone();
-    forged[0] ^= 1;
-    assert!(!merkle::verify(&root, &key, &forged, &path));
+    let mut forged = proof.clone();
+    let mut v = value.clone();
+    v[0] ^= 1;
+    forged.value = Some(hex::encode(v));
+    assert!(verify_proof(&root, &forged).is_err());
 }
 
 #[test]
@@ -257,7 +268,7 @@ fn orders_only_between_period_end_and_gate_close() {
         reject(&g, &s, after_gate(5), tx.clone()),
         TxError::GateClosed
     );
-    let mut ok = s.clone();
+    let mut ok = Overlay::new(&s.0);
     Ledger::new(&g)
         .expect("valid genesis")
         .apply_tx(&mut ok, &tx, T0 + 6 * PERIOD)
@@ -297,7 +308,7 @@ fn buyer_must_cover_the_escrow_and_withdrawals_the_balance() {
     let g = genesis(Mechanism::Uniform);
     let s = apply(
         &g,
-        &LedgerState::default(),
+        &St::genesis(&g),
         T0,
         vec![enroll(&g, 2), deposit(&g, 2, 1_000)],
     );
@@ -338,12 +349,7 @@ fn buyer_must_cover_the_escrow_and_withdrawals_the_balance() {
 #[test]
 fn deposits_cannot_overflow() {
     let g = genesis(Mechanism::Uniform);
-    let s = apply(
-        &g,
-        &LedgerState::default(),
-        T0,
-        vec![deposit(&g, 1, u64::MAX - 5)],
-    );
+    let s = apply(&g, &St::genesis(&g), T0, vec![deposit(&g, 1, u64::MAX - 5)]);
     assert_eq!(reject(&g, &s, T0, deposit(&g, 1, 10)), TxError::Overflow);
 }
 
@@ -368,7 +374,7 @@ fn proof_must_match_exactly_this_order() {
         };
         let tx = sign(&g, body, &owner(1));
         let b = block(&g, &s, in_gate(1), vec![tx], verifier());
-        match ledger.apply_block(&s, &b, verifier()) {
+        match ledger.apply_block(&s.0, &b, verifier()) {
             Err(BlockError::Tx {
                 index: 0,
                 error: TxError::InvalidProof(_),
@@ -398,13 +404,13 @@ fn cancel_rules() {
     let cancel = sign(&g, TxBody::CancelOrder { order: buy.id() }, &owner(2));
     let s2 = apply(&g, &s, in_gate(0), vec![cancel]);
     assert_eq!(
-        s2.accounts[&wallet(&owner(2))],
+        s2.view().accounts[&wallet(&owner(2))],
         veilwatt_verifier::ledger::Account {
             balance: 1_000_000,
             escrow: 0
         }
     );
-    assert!(s2.open_orders.is_empty());
+    assert!(s2.view().open_orders.is_empty());
 }
 
 #[test]
@@ -413,35 +419,35 @@ fn block_header_rules() {
     let s = community(&g);
     let ledger = Ledger::new(&g).expect("valid genesis");
     let good = block(&g, &s, in_gate(0), vec![], verifier());
-    assert!(ledger.apply_block(&s, &good, verifier()).is_ok());
+    assert!(ledger.apply_block(&s.0, &good, verifier()).is_ok());
     let mut b = good.clone();
     b.height += 1;
     assert!(matches!(
-        ledger.apply_block(&s, &b, verifier()),
+        ledger.apply_block(&s.0, &b, verifier()),
         Err(BlockError::WrongHeight { .. })
     ));
     let mut b = good.clone();
     b.prev_hash = Hash32([1; 32]);
     assert_eq!(
-        ledger.apply_block(&s, &b, verifier()).unwrap_err(),
+        ledger.apply_block(&s.0, &b, verifier()).unwrap_err(),
         BlockError::WrongPrevHash
     );
     let mut b = good.clone();
-    b.time = s.last_time - 1;
+    b.time = s.view().last_time - 1;
     assert_eq!(
-        ledger.apply_block(&s, &b, verifier()).unwrap_err(),
+        ledger.apply_block(&s.0, &b, verifier()).unwrap_err(),
         BlockError::TimeWentBackwards
     );
     let mut b = good.clone();
     b.proposer = wallet(&owner(1));
     assert_eq!(
-        ledger.apply_block(&s, &b, verifier()).unwrap_err(),
+        ledger.apply_block(&s.0, &b, verifier()).unwrap_err(),
         BlockError::UnknownProposer
     );
     let mut b = good.clone();
     b.state_root = Hash32([9; 32]);
     assert!(matches!(
-        ledger.apply_block(&s, &b, verifier()),
+        ledger.apply_block(&s.0, &b, verifier()),
         Err(BlockError::StateRootMismatch { .. })
     ));
     // A block with one bad transaction is rejected whole.
@@ -463,7 +469,7 @@ fn block_header_rules() {
         verifier(),
     );
     assert!(matches!(
-        ledger.apply_block(&s, &b, verifier()),
+        ledger.apply_block(&s.0, &b, verifier()),
         Err(BlockError::Tx {
             index: 1,
             error: TxError::InsufficientFunds { .. },

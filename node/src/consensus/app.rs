@@ -21,8 +21,7 @@ use arc_malachitebft_signing_ed25519::{PublicKey, Signature};
 use arc_malachitebft_sync::RawDecidedValue;
 use bytes::Bytes;
 use tokio::sync::watch;
-use veilwatt_verifier::ledger::LedgerState;
-use veilwatt_verifier::store::LedgerStore;
+use veilwatt_verifier::ledger::Applied;
 use veilwatt_verifier::types::{decode, encode, Block, Hash32, WalletKey};
 
 use super::codec::{decode_commit_certificate, encode_commit_certificate};
@@ -57,7 +56,7 @@ struct Candidate {
     round: Option<(Round, Round)>,
     proposer: Address,
     /// The state it produces, once checked valid.
-    next: Option<LedgerState>,
+    next: Option<Applied>,
     validity: Option<Validity>,
 }
 
@@ -151,7 +150,7 @@ impl App {
     }
 
     fn next_height(&self) -> u64 {
-        self.core.state().height + 1
+        self.core.tip().height + 1
     }
 
     /// Runs until the engine stops or `shutdown` fires. A message being handled when shutdown
@@ -265,7 +264,7 @@ impl App {
             AppMsg::Finalized {
                 certificate, reply, ..
             } => {
-                let committed = self.core.state().height;
+                let committed = self.core.tip().height;
                 let next = if committed >= certificate.height.0 {
                     Next::Start(Height(committed + 1), self.params())
                 } else {
@@ -332,7 +331,7 @@ impl App {
         }
     }
 
-    async fn validate(&self, block: Block, live: bool) -> (Validity, Option<LedgerState>) {
+    async fn validate(&self, block: Block, live: bool) -> (Validity, Option<Applied>) {
         if live && block.time > now_secs() + MAX_FUTURE_DRIFT_SECS {
             tracing::warn!(
                 height = block.height,
@@ -580,7 +579,7 @@ impl App {
 
     async fn decided(&mut self, certificate: &CommitCertificate<VwContext>) {
         let height = certificate.height.0;
-        let committed = self.core.state().height;
+        let committed = self.core.tip().height;
         if height <= committed {
             return;
         }
@@ -627,7 +626,7 @@ impl App {
 
     fn decided_values(&self, from: u64, to: u64) -> Vec<RawDecidedValue<VwContext>> {
         let mut out = Vec::new();
-        let top = self.core.state().height;
+        let top = self.core.tip().height;
         for h in from.max(1)..=to.min(top) {
             let (Ok(Some(block)), Ok(Some(cert))) =
                 (self.core.store.block(h), self.core.store.certificate(h))

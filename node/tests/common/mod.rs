@@ -14,7 +14,8 @@ use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
 use veilwatt_node::config::{Home, NodeConfig};
 use veilwatt_params::dev;
 use veilwatt_prover::{OrderRequest, Prover};
-use veilwatt_verifier::ledger::{Ledger, LedgerState};
+use veilwatt_verifier::ledger::Ledger;
+use veilwatt_verifier::state::MemoryState;
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::OrderVerifier;
 
@@ -248,19 +249,20 @@ pub async fn sleep_until_unix(t: u64) {
 
 /// Replays blocks 1..=`to` from the API through the state machine with real proof
 /// verification; checks every state root; returns the final state.
-pub async fn replay(api: &Api, g: &Genesis, to: u64) -> LedgerState {
+pub async fn replay(api: &Api, g: &Genesis, to: u64) -> MemoryState {
     let keys = veilwatt_params::dev::keys().unwrap();
     let verifier = OrderVerifier::new(&keys.vk, keys.vk_id).unwrap();
     let ledger = Ledger::new(g).unwrap();
-    let mut state = LedgerState::default();
+    let mut state = MemoryState::default();
+    state.commit(ledger.genesis_update(&state).unwrap());
     let mut from = 1;
     while from <= to {
         let (s, r) = api.get(&format!("/v1/blocks?from={from}&to={to}")).await;
         assert_eq!(s, 200);
         for b in r["blocks"].as_array().unwrap() {
             let block: Block = serde_json::from_value(b.clone()).unwrap();
-            let (next, _) = ledger.apply_block(&state, &block, &verifier).unwrap();
-            state = next;
+            let applied = ledger.apply_block(&state, &block, &verifier).unwrap();
+            state.commit(applied.update);
             from = block.height + 1;
         }
     }

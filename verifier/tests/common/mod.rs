@@ -2,15 +2,19 @@
 //! proofs made once under the development keys.
 #![allow(dead_code)]
 
+pub mod reference;
+
 use ed25519_dalek::SigningKey;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+pub use reference::RefState;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 use veilwatt_circuits::{eddsa::SecretKey, statement::PeriodStatement};
 use veilwatt_params::dev;
 use veilwatt_prover::{OrderRequest, Prover};
-use veilwatt_verifier::ledger::{Ledger, LedgerState, ProofCheck};
+use veilwatt_verifier::ledger::{Applied, BlockError, Ledger, ProofCheck};
+use veilwatt_verifier::state::MemoryState;
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::{OrderProof, OrderVerifier};
 
@@ -173,37 +177,81 @@ pub fn after_gate(p: u64) -> u64 {
     T0 + (p + 1) * PERIOD + GATE
 }
 
+/// A keyed ledger state in memory, cheap to keep per block in tests (cloned, never shared).
+#[derive(Clone, Debug)]
+pub struct St(pub MemoryState);
+
+impl St {
+    /// The genesis state.
+    pub fn genesis(g: &Genesis) -> Self {
+        let mut m = MemoryState::default();
+        let u = Ledger::new(g)
+            .expect("valid genesis")
+            .genesis_update(&m)
+            .expect("genesis");
+        m.commit(u);
+        St(m)
+    }
+
+    /// Everything in it, decoded (and its indexes checked).
+    pub fn view(&self) -> RefState {
+        RefState::from_keyed(&self.0)
+    }
+
+    /// The state root.
+    pub fn root(&self) -> Hash32 {
+        self.0.root()
+    }
+
+    /// The state after `applied`.
+    pub fn after(&self, applied: Applied) -> St {
+        let mut next = self.clone();
+        next.0.commit(applied.update);
+        next
+    }
+
+    /// Applies `block`, returning the next state.
+    pub fn apply_block(
+        &self,
+        g: &Genesis,
+        block: &Block,
+        proofs: &dyn ProofCheck,
+    ) -> Result<St, BlockError> {
+        let applied = Ledger::new(g)
+            .expect("valid genesis")
+            .apply_block(&self.0, block, proofs)?;
+        Ok(self.after(applied))
+    }
+}
+
 /// A block on top of `state` with the correct root.
 pub fn block(
     g: &Genesis,
-    state: &LedgerState,
+    state: &St,
     time: u64,
     txs: Vec<Transaction>,
     proofs: &dyn ProofCheck,
 ) -> Block {
+    let view = state.view();
     let mut b = Block {
-        height: state.height + 1,
-        prev_hash: state.last_block_hash,
+        height: view.height + 1,
+        prev_hash: view.last_block_hash,
         time,
         proposer: wallet(&validator()),
         txs,
         state_root: Hash32::default(),
     };
-    if let Ok((next, _)) = Ledger::new(g)
-        .expect("valid genesis")
-        .execute(state, &b, proofs)
-    {
-        b.state_root = next.root();
+    let ledger = Ledger::new(g).expect("valid genesis");
+    if let Ok((changes, _)) = ledger.execute(&state.0, &b, proofs) {
+        if let Ok(u) = veilwatt_verifier::state::StateUpdate::compute(&state.0, b.height, changes) {
+            b.state_root = u.root;
+        }
     }
     b
 }
 
 /// Applies a block built by [`block`], panicking on error.
-pub fn apply(g: &Genesis, state: &LedgerState, time: u64, txs: Vec<Transaction>) -> LedgerState {
+pub fn apply(g: &Genesis, state: &St, time: u64, txs: Vec<Transaction>) -> St {
     let b = block(g, state, time, txs, verifier());
-    Ledger::new(g)
-        .expect("valid genesis")
-        .apply_block(state, &b, verifier())
-        .expect("valid block")
-        .0
+    state.apply_block(g, &b, verifier()).expect("valid block")
 }

@@ -1,0 +1,176 @@
+//! The key of every state entry (docs/spec/ledger.md lists keys and values).
+//!
+//! The first byte is a table tag. Tags below [`LOCAL`] are *committed*: they are leaves of the
+//! state root's tree. Tags from [`LOCAL`] up are indexes a node keeps for lookups by owner and
+//! the chain tip; they are written by the same rules (so they are just as deterministic) but
+//! not committed, so they can change without a change of protocol. Numbers are big-endian so
+//! that keys sort numerically.
+
+use crate::types::{MeterKey, TxId, WalletKey};
+
+/// Height, time, fee and money totals.
+pub const META: u8 = 0x00;
+/// `wallet` -> account.
+pub const ACCOUNT: u8 = 0x01;
+/// `meter` -> meter record.
+pub const METER: u8 = 0x02;
+/// `period || order id` -> open order.
+pub const ORDER: u8 = 0x03;
+/// `meter || period` -> the order id occupying the slot.
+pub const SLOT: u8 = 0x04;
+/// `tx id` -> empty: applied transactions (replay protection).
+pub const APPLIED: u8 = 0x05;
+/// `period` -> period result.
+pub const RESULT: u8 = 0x06;
+/// `order id` -> its period (open orders only).
+pub const ORDER_PERIOD: u8 = 0x07;
+
+/// First tag that is not committed.
+pub const LOCAL: u8 = 0x80;
+/// The last block's hash (a block cannot commit to its own hash).
+pub const CHAIN: u8 = 0x80;
+/// `owner || meter` -> empty.
+pub const METER_BY_OWNER: u8 = 0x81;
+/// `owner || period || order id` -> empty (open orders only).
+pub const ORDER_BY_OWNER: u8 = 0x82;
+
+/// Whether the entry under `key` is a leaf of the state root.
+pub fn is_committed(key: &[u8]) -> bool {
+    key.first().is_some_and(|t| *t < LOCAL)
+}
+
+/// The smallest key above every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff: no tag is, so nothing sorts above this.
+    vec![0xff; 256]
+}
+
+fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(tag);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// Key of the totals.
+pub fn meta() -> Vec<u8> {
+    vec![META]
+}
+
+/// Key of a wallet's account.
+pub fn account(wallet: &WalletKey) -> Vec<u8> {
+    key(ACCOUNT, &[&wallet.0])
+}
+
+/// Key of a meter's record.
+pub fn meter(meter: &MeterKey) -> Vec<u8> {
+    key(METER, &[&meter.0])
+}
+
+/// Prefix of a period's open orders.
+pub fn orders_of_period(period: u64) -> Vec<u8> {
+    key(ORDER, &[&period.to_be_bytes()])
+}
+
+/// Key of an open order.
+pub fn order(period: u64, id: &TxId) -> Vec<u8> {
+    key(ORDER, &[&period.to_be_bytes(), &id.0])
+}
+
+/// Prefix of all open orders.
+pub fn all_orders() -> Vec<u8> {
+    vec![ORDER]
+}
+
+/// Key of a (meter, period) slot.
+pub fn slot(meter: &MeterKey, period: u64) -> Vec<u8> {
+    key(SLOT, &[&meter.0, &period.to_be_bytes()])
+}
+
+/// Prefix of a meter's slots.
+pub fn slots_of_meter(meter: &MeterKey) -> Vec<u8> {
+    key(SLOT, &[&meter.0])
+}
+
+/// Key of an applied transaction id.
+pub fn applied(id: &TxId) -> Vec<u8> {
+    key(APPLIED, &[&id.0])
+}
+
+/// Key of a period's result.
+pub fn result(period: u64) -> Vec<u8> {
+    key(RESULT, &[&period.to_be_bytes()])
+}
+
+/// Prefix of all period results.
+pub fn all_results() -> Vec<u8> {
+    vec![RESULT]
+}
+
+/// Key of an open order's period.
+pub fn order_period(id: &TxId) -> Vec<u8> {
+    key(ORDER_PERIOD, &[&id.0])
+}
+
+/// Key of the chain tip (last block hash).
+pub fn chain() -> Vec<u8> {
+    vec![CHAIN]
+}
+
+/// Key of an owner's meter.
+pub fn meter_by_owner(owner: &WalletKey, meter: &MeterKey) -> Vec<u8> {
+    key(METER_BY_OWNER, &[&owner.0, &meter.0])
+}
+
+/// Prefix of an owner's meters.
+pub fn meters_of_owner(owner: &WalletKey) -> Vec<u8> {
+    key(METER_BY_OWNER, &[&owner.0])
+}
+
+/// Key of an owner's open order.
+pub fn order_by_owner(owner: &WalletKey, period: u64, id: &TxId) -> Vec<u8> {
+    key(ORDER_BY_OWNER, &[&owner.0, &period.to_be_bytes(), &id.0])
+}
+
+/// Prefix of an owner's open orders.
+pub fn orders_of_owner(owner: &WalletKey) -> Vec<u8> {
+    key(ORDER_BY_OWNER, &[&owner.0])
+}
+
+/// The big-endian u64 at `at` of `key`, if there.
+pub fn u64_at(key: &[u8], at: usize) -> Option<u64> {
+    let b = key.get(at..at.checked_add(8)?)?;
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+/// The 32 bytes at `at` of `key`, if there.
+pub fn bytes32_at(key: &[u8], at: usize) -> Option<[u8; 32]> {
+    key.get(at..at.checked_add(32)?)?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bounds_exactly_the_prefix() {
+        assert_eq!(prefix_end(&[3]), vec![4]);
+        assert_eq!(prefix_end(&[3, 0xff]), vec![4]);
+        assert_eq!(prefix_end(&[0xff, 0xff]), vec![0xff; 256]);
+        let p = orders_of_period(7);
+        let end = prefix_end(&p);
+        assert!(order(7, &TxId([0xff; 32])) < end);
+        assert!(order(8, &TxId([0; 32])) >= end);
+        assert!(is_committed(&order(7, &TxId([0; 32]))));
+        assert!(!is_committed(&chain()));
+    }
+}

@@ -1,0 +1,111 @@
+//! The state in memory: the audit's replay, tests and benchmarks. Keeps only the latest version
+//! of the tree (stale nodes are dropped at each commit), so memory follows the size of the
+//! state, not its history.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+use jmt::{KeyHash, OwnedValue, Version};
+
+use super::tree::{self, StateProof};
+use super::{Entry, StateError, StateRead, StateUpdate};
+use crate::types::Hash32;
+
+/// Entries and tree nodes of one version of the state.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryState {
+    kv: BTreeMap<Vec<u8>, Vec<u8>>,
+    nodes: BTreeMap<NodeKey, Node>,
+    version: Option<Version>,
+    root: Hash32,
+}
+
+impl MemoryState {
+    /// Stores `update` (computed over this state) as the new version.
+    pub fn commit(&mut self, update: StateUpdate) {
+        for (k, v) in update.changes {
+            match v {
+                Some(v) => self.kv.insert(k, v),
+                None => self.kv.remove(&k),
+            };
+        }
+        for stale in &update.tree.stale_node_index_batch {
+            self.nodes.remove(&stale.node_key);
+        }
+        for (k, n) in update.tree.node_batch.nodes() {
+            self.nodes.insert(k.clone(), n.clone());
+        }
+        self.version = Some(update.version);
+        self.root = update.root;
+    }
+
+    /// The version (height) of the state; `None` before genesis.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The state root.
+    pub fn root(&self) -> Hash32 {
+        self.root
+    }
+
+    /// An inclusion or non-inclusion proof for `key` against [`MemoryState::root`].
+    pub fn prove(&self, key: &[u8]) -> Result<StateProof, StateError> {
+        let version = self
+            .version
+            .ok_or_else(|| StateError::Storage("no state yet".into()))?;
+        tree::prove(self, version, key, self.kv.get(key).map(Vec::as_slice))
+    }
+
+    /// Every entry, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
+        self.kv.iter()
+    }
+
+    /// Number of tree nodes held.
+    pub fn tree_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn insert_raw(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.kv.insert(k, v);
+    }
+}
+
+impl StateRead for MemoryState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.kv.get(key).cloned())
+    }
+
+    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .kv
+            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+impl TreeReader for MemoryState {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        Ok(self.nodes.get(node_key).cloned())
+    }
+
+    fn get_value_option(
+        &self,
+        _max_version: Version,
+        _key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        anyhow::bail!("the state is read by key, not by key hash")
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        anyhow::bail!("not supported")
+    }
+}

@@ -1,0 +1,623 @@
+//! The reference model: the version-1 ledger, whole state in memory (`BTreeMap`s, cloned per
+//! block) with the same rules written over it directly. The keyed state must give the same
+//! roots and the same contents on every block sequence; this model computes its root from
+//! scratch over all its entries, so it cannot share a bug with the incremental tree.
+#![allow(dead_code)]
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use veilwatt_verifier::clearing::{buy_escrow, clear, BookOrder};
+use veilwatt_verifier::ledger::{
+    Account, BlockError, Event, FeeTotals, MeterRecord, OrderOutcome, OrderRecord, PeriodResult,
+    ProofCheck, TxError,
+};
+use veilwatt_verifier::state::{ChangeSet, MemoryState, StateUpdate};
+use veilwatt_verifier::types::{
+    encode, Block, Genesis, GenesisError, Hash32, MeterKey, Millis, Side, Transaction, TxBody,
+    TxId, WalletKey,
+};
+
+/// The whole ledger state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct RefState {
+    /// Height of the last applied block (0 = genesis).
+    pub height: u64,
+    /// Hash of the last applied block (zero at genesis).
+    pub last_block_hash: Hash32,
+    /// Consensus time of the last applied block.
+    pub last_time: u64,
+    /// Wallets.
+    pub accounts: BTreeMap<WalletKey, Account>,
+    /// Meter registry.
+    pub meters: BTreeMap<MeterKey, MeterRecord>,
+    /// Open orders by (period, id).
+    pub open_orders: BTreeMap<(u64, TxId), OrderRecord>,
+    /// The order occupying each (meter, period) slot.
+    pub order_slots: BTreeMap<(MeterKey, u64), TxId>,
+    /// Ids of every applied transaction (replay protection).
+    pub applied_txs: BTreeSet<TxId>,
+    /// Cleared periods.
+    pub results: BTreeMap<u64, PeriodResult>,
+    /// Fees collected.
+    pub fees: FeeTotals,
+    /// Sum of all deposits, millis.
+    pub total_deposits: Millis,
+    /// Sum of all withdrawals, millis.
+    pub total_withdrawals: Millis,
+}
+
+/// Table tags of the state-root entries.
+mod tag {
+    pub const META: u8 = 0;
+    pub const ACCOUNT: u8 = 1;
+    pub const METER: u8 = 2;
+    pub const ORDER: u8 = 3;
+    pub const SLOT: u8 = 4;
+    pub const APPLIED: u8 = 5;
+    pub const RESULT: u8 = 6;
+    pub const ORDER_PERIOD: u8 = 7;
+}
+
+impl RefState {
+    /// The state-root entries `(key, value)`, sorted by key (docs/spec/ledger.md lists them).
+    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        fn key<K: BorshSerialize>(t: u8, k: &K) -> Vec<u8> {
+            let mut v = vec![t];
+            // Big-endian-friendly: borsh of fixed-size byte arrays sorts like the arrays; u64s
+            // are encoded big-endian below to sort numerically.
+            v.extend(encode(k));
+            v
+        }
+        let mut out = Vec::new();
+        // `last_block_hash` is not committed: a block cannot contain its own hash, and the
+        // chain of hashes is committed by the blocks themselves.
+        let meta = (
+            self.height,
+            self.last_time,
+            self.fees,
+            self.total_deposits,
+            self.total_withdrawals,
+        );
+        out.push((vec![tag::META], encode(&meta)));
+        for (k, v) in &self.accounts {
+            out.push((key(tag::ACCOUNT, k), encode(v)));
+        }
+        for (k, v) in &self.meters {
+            out.push((key(tag::METER, k), encode(v)));
+        }
+        for ((p, id), v) in &self.open_orders {
+            let mut k = vec![tag::ORDER];
+            k.extend(p.to_be_bytes());
+            k.extend(id.0);
+            out.push((k, encode(v)));
+        }
+        for (p, id) in self.open_orders.keys() {
+            out.push((key(tag::ORDER_PERIOD, id), encode(p)));
+        }
+        for ((m, p), id) in &self.order_slots {
+            let mut k = key(tag::SLOT, m);
+            k.extend(p.to_be_bytes());
+            out.push((k, encode(id)));
+        }
+        for id in &self.applied_txs {
+            out.push((key(tag::APPLIED, id), Vec::new()));
+        }
+        for (p, r) in &self.results {
+            let mut k = vec![tag::RESULT];
+            k.extend(p.to_be_bytes());
+            out.push((k, encode(r)));
+        }
+        out.sort();
+        out
+    }
+
+    /// The root committing to the whole state, computed from scratch: a fresh tree holding
+    /// every entry.
+    pub fn root(&self) -> Hash32 {
+        let changes: ChangeSet = self
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        StateUpdate::compute(&MemoryState::default(), 0, changes)
+            .expect("a tree in memory")
+            .root
+    }
+
+    /// The state-root key of a wallet's account entry.
+    pub fn account_key(wallet: &WalletKey) -> Vec<u8> {
+        let mut k = vec![tag::ACCOUNT];
+        k.extend(wallet.0);
+        k
+    }
+
+    fn account(&mut self, w: &WalletKey) -> &mut Account {
+        self.accounts.entry(*w).or_default()
+    }
+}
+
+fn add(a: Millis, b: Millis) -> Result<Millis, TxError> {
+    a.checked_add(b).ok_or(TxError::Overflow)
+}
+
+fn sub(a: Millis, b: Millis) -> Result<Millis, TxError> {
+    a.checked_sub(b).ok_or(TxError::Overflow)
+}
+
+/// The rules, bound to one genesis.
+#[derive(Clone, Copy, Debug)]
+pub struct RefLedger<'g> {
+    genesis: &'g Genesis,
+}
+
+impl<'g> RefLedger<'g> {
+    /// Rules for `genesis`, which must pass [`Genesis::validate`] (the arithmetic relies on
+    /// its bounds).
+    pub fn new(genesis: &'g Genesis) -> Result<Self, GenesisError> {
+        genesis.validate()?;
+        Ok(Self { genesis })
+    }
+
+    /// The genesis these rules are bound to.
+    pub fn genesis(&self) -> &'g Genesis {
+        self.genesis
+    }
+
+    /// Checks and applies one transaction at consensus time `time`, assuming any order proof
+    /// has been verified. On error `state` is unchanged.
+    pub fn apply_tx(
+        &self,
+        state: &mut RefState,
+        tx: &Transaction,
+        time: u64,
+    ) -> Result<(), TxError> {
+        let id = tx.id();
+        if state.applied_txs.contains(&id) {
+            return Err(TxError::Replay(id));
+        }
+        if !tx.verify_signature(&self.genesis.chain_id) {
+            return Err(TxError::BadSignature);
+        }
+        self.apply_signed_tx(state, tx, id, time)
+    }
+
+    /// [`Ledger::apply_tx`] for a transaction whose signature the caller has verified (a block
+    /// verifies all its signatures in parallel first; a node's mempool verified them on
+    /// admission). `id` must be `tx.id()`. On error `state` is unchanged.
+    pub fn apply_signed_tx(
+        &self,
+        state: &mut RefState,
+        tx: &Transaction,
+        id: TxId,
+        time: u64,
+    ) -> Result<(), TxError> {
+        if state.applied_txs.contains(&id) {
+            return Err(TxError::Replay(id));
+        }
+        if tx.body.is_registrar_kind() && tx.signer != self.genesis.registrar {
+            return Err(TxError::NotRegistrar);
+        }
+        // Each arm checks everything before mutating anything.
+        match &tx.body {
+            TxBody::EnrollMeter { meter, owner } => {
+                meter
+                    .to_public_key()
+                    .map_err(|e| TxError::InvalidMeterKey(e.to_string()))?;
+                if state.meters.contains_key(meter) {
+                    return Err(TxError::MeterAlreadyEnrolled);
+                }
+                state.meters.insert(
+                    *meter,
+                    MeterRecord {
+                        owner: *owner,
+                        revoked: false,
+                    },
+                );
+            }
+            TxBody::RevokeMeter { meter } => {
+                let m = state.meters.get_mut(meter).ok_or(TxError::UnknownMeter)?;
+                if m.revoked {
+                    return Err(TxError::MeterRevoked);
+                }
+                m.revoked = true;
+            }
+            TxBody::Deposit { to, amount, .. } => {
+                if *amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                let total = add(state.total_deposits, *amount)?;
+                let bal = add(state.accounts.get(to).map_or(0, |a| a.balance), *amount)?;
+                state.account(to).balance = bal;
+                state.total_deposits = total;
+            }
+            TxBody::Withdraw { amount, .. } => {
+                if *amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                let have = state.accounts.get(&tx.signer).map_or(0, |a| a.balance);
+                if have < *amount {
+                    return Err(TxError::InsufficientFunds {
+                        need: *amount,
+                        have,
+                    });
+                }
+                let total = add(state.total_withdrawals, *amount)?;
+                state.account(&tx.signer).balance = have - amount;
+                state.total_withdrawals = total;
+            }
+            TxBody::Order {
+                meter,
+                period,
+                side,
+                quantity_wh,
+                limit_price,
+                ..
+            } => {
+                let m = state.meters.get(meter).ok_or(TxError::UnknownMeter)?;
+                if m.revoked {
+                    return Err(TxError::MeterRevoked);
+                }
+                if m.owner != tx.signer {
+                    return Err(TxError::NotMeterOwner);
+                }
+                if let Some(existing) = state.order_slots.get(&(*meter, *period)) {
+                    return Err(TxError::DuplicateOrder(*existing));
+                }
+                self.check_gate(*period, time, true)?;
+                if *quantity_wh == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                let (floor, cap) = (self.genesis.price_floor, self.genesis.price_cap);
+                if *limit_price < floor || *limit_price > cap {
+                    return Err(TxError::PriceOutOfRange {
+                        price: *limit_price,
+                        floor,
+                        cap,
+                    });
+                }
+                let escrow = match side {
+                    Side::Sell => 0,
+                    Side::Buy => buy_escrow(*quantity_wh, *limit_price, &self.genesis.fees),
+                };
+                let acct = state.accounts.get(&tx.signer).copied().unwrap_or_default();
+                if acct.balance < escrow {
+                    return Err(TxError::InsufficientFunds {
+                        need: escrow,
+                        have: acct.balance,
+                    });
+                }
+                let new_escrow = add(acct.escrow, escrow)?;
+                let a = state.account(&tx.signer);
+                a.balance -= escrow;
+                a.escrow = new_escrow;
+                state.open_orders.insert(
+                    (*period, id),
+                    OrderRecord {
+                        id,
+                        owner: tx.signer,
+                        meter: *meter,
+                        period: *period,
+                        side: *side,
+                        quantity_wh: *quantity_wh,
+                        limit_price: *limit_price,
+                        escrow,
+                    },
+                );
+                state.order_slots.insert((*meter, *period), id);
+            }
+            TxBody::CancelOrder { order } => {
+                let (key, rec) = state
+                    .open_orders
+                    .iter()
+                    .find(|(_, r)| r.id == *order)
+                    .map(|(k, r)| (*k, *r))
+                    .ok_or(TxError::UnknownOrder)?;
+                if rec.owner != tx.signer {
+                    return Err(TxError::NotOrderOwner);
+                }
+                self.check_gate(rec.period, time, false)?;
+                let a = state.accounts.get(&tx.signer).copied().unwrap_or_default();
+                let (balance, escrow) = (add(a.balance, rec.escrow)?, sub(a.escrow, rec.escrow)?);
+                let acct = state.account(&tx.signer);
+                acct.balance = balance;
+                acct.escrow = escrow;
+                state.open_orders.remove(&key);
+                state.order_slots.remove(&(rec.meter, rec.period));
+            }
+        }
+        state.applied_txs.insert(id);
+        Ok(())
+    }
+
+    /// Orders for period `p` are accepted in `[end(p), end(p) + G)`; cancellations before
+    /// `end(p) + G`.
+    fn check_gate(&self, p: u64, time: u64, must_have_ended: bool) -> Result<(), TxError> {
+        let end = self.genesis.period_end(p).ok_or(TxError::GateClosed)?;
+        let close = self.genesis.gate_close(p).ok_or(TxError::GateClosed)?;
+        if must_have_ended && time < end {
+            return Err(TxError::PeriodNotEnded);
+        }
+        if time >= close {
+            return Err(TxError::GateClosed);
+        }
+        Ok(())
+    }
+
+    /// Clears every period whose gate has closed by `time`: the first thing a block at
+    /// (`height`, `time`) does. Proposers call it on a scratch state before selecting
+    /// transactions with [`Ledger::apply_tx`].
+    pub fn clear_due(
+        &self,
+        state: &mut RefState,
+        height: u64,
+        time: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
+        let due: BTreeSet<u64> = state
+            .open_orders
+            .keys()
+            .map(|(p, _)| *p)
+            .filter(|p| self.genesis.gate_close(*p).is_some_and(|c| c <= time))
+            .collect();
+        for p in due {
+            let records: Vec<OrderRecord> = state
+                .open_orders
+                .range((p, TxId([0; 32]))..=(p, TxId([0xff; 32])))
+                .map(|(_, r)| *r)
+                .collect();
+            let book: Vec<BookOrder> = records
+                .iter()
+                .map(|r| BookOrder {
+                    id: r.id,
+                    side: r.side,
+                    quantity_wh: r.quantity_wh,
+                    limit_price: r.limit_price,
+                })
+                .collect();
+            let c = clear(&book, self.genesis.mechanism, &self.genesis.fees);
+            let index: BTreeMap<TxId, usize> =
+                records.iter().enumerate().map(|(k, r)| (r.id, k)).collect();
+            let mut spent = vec![0 as Millis; records.len()];
+            for t in &c.trades {
+                let (s, b) = (&records[index[&t.sell]], index[&t.buy]);
+                spent[b] = add(spent[b], t.buyer_pays())?;
+                let seller = state.account(&s.owner);
+                seller.balance = add(seller.balance, t.seller_receives())?;
+                state.fees.grid = add(state.fees.grid, t.grid_fee)?;
+                state.fees.market = add(
+                    add(state.fees.market, t.market_fee_buyer)?,
+                    t.market_fee_seller,
+                )?;
+            }
+            for (k, r) in records.iter().enumerate() {
+                if r.side == Side::Buy {
+                    let a = state.account(&r.owner);
+                    a.escrow = sub(a.escrow, r.escrow)?;
+                    a.balance = add(a.balance, sub(r.escrow, spent[k])?)?;
+                }
+                state.open_orders.remove(&(p, r.id));
+                state.order_slots.remove(&(r.meter, r.period));
+            }
+            let orders = records
+                .iter()
+                .zip(&c.filled_wh)
+                .map(|(r, f)| OrderOutcome {
+                    id: r.id,
+                    owner: r.owner,
+                    side: r.side,
+                    filled_wh: *f,
+                    unmatched_wh: r.quantity_wh - f,
+                })
+                .collect();
+            events.push(Event::PeriodCleared {
+                period: p,
+                volume_wh: c.volume_wh,
+                trades: c.trades.len(),
+            });
+            state.results.insert(
+                p,
+                PeriodResult {
+                    period: p,
+                    cleared_at: height,
+                    clearing_price: c.clearing_price,
+                    volume_wh: c.volume_wh,
+                    trades: c.trades,
+                    orders,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Executes a block's header and transactions on a copy of `state`, returning the new state
+    /// (its root not yet compared with the block's) and events. Used by proposers to compute the
+    /// root and by [`Ledger::apply_block`].
+    pub fn execute(
+        &self,
+        state: &RefState,
+        block: &Block,
+        proofs: &dyn ProofCheck,
+    ) -> Result<(RefState, Vec<Event>), BlockError> {
+        let expected = state.height.checked_add(1).ok_or(BlockError::WrongHeight {
+            expected: u64::MAX,
+            got: block.height,
+        })?;
+        if block.height != expected {
+            return Err(BlockError::WrongHeight {
+                expected,
+                got: block.height,
+            });
+        }
+        if block.prev_hash != state.last_block_hash {
+            return Err(BlockError::WrongPrevHash);
+        }
+        if block.time < state.last_time {
+            return Err(BlockError::TimeWentBackwards);
+        }
+        if !self
+            .genesis
+            .validators
+            .iter()
+            .any(|v| v.key == block.proposer)
+        {
+            return Err(BlockError::UnknownProposer);
+        }
+        // Proofs of all orders in one batch, against exactly the public inputs the ledger
+        // derives from each order.
+        let mut items = Vec::new();
+        let mut positions = Vec::new();
+        for (k, tx) in block.txs.iter().enumerate() {
+            // The circuit itself proves the key is a subgroup point, so the (costly) native
+            // subgroup check is not repeated here; enrolment did it once. Non-canonical
+            // coordinates cannot be enrolled: the rules reject such an order as coming from an
+            // unknown meter.
+            if let Some(Ok(item)) = tx
+                .body
+                .order_proof_item(|m| m.to_public_key_unchecked().ok_or(()))
+            {
+                items.push(item);
+                positions.push(k);
+            }
+        }
+        if let Err(f) = proofs.check(&items) {
+            if let Some((i, e)) = f.invalid.first() {
+                let index = positions[*i];
+                return Err(BlockError::Tx {
+                    index,
+                    id: block.txs[index].id(),
+                    error: TxError::InvalidProof(e.to_string()),
+                });
+            }
+        }
+
+        let mut next = state.clone();
+        let mut events = Vec::new();
+        self.clear_due(&mut next, block.height, block.time, &mut events)
+            .map_err(BlockError::Clearing)?;
+        // Signatures and ids are independent per transaction: compute them in parallel.
+        let checked: Vec<(TxId, bool)> = block
+            .txs
+            .par_iter()
+            .map(|tx| {
+                let id = tx.id();
+                let signed =
+                    proofs.signature_known(&id) || tx.verify_signature(&self.genesis.chain_id);
+                (id, signed)
+            })
+            .collect();
+        for (index, (tx, (id, signed))) in block.txs.iter().zip(checked).enumerate() {
+            let result = if signed {
+                self.apply_signed_tx(&mut next, tx, id, block.time)
+            } else if next.applied_txs.contains(&id) {
+                Err(TxError::Replay(id))
+            } else {
+                Err(TxError::BadSignature)
+            };
+            result.map_err(|error| BlockError::Tx { index, id, error })?;
+            events.push(Event::TxApplied { id });
+        }
+        next.height = block.height;
+        next.last_block_hash = block.hash();
+        next.last_time = block.time;
+        Ok((next, events))
+    }
+
+    /// Applies a block: executes it and checks its state root. Pure: `state` is not modified;
+    /// the caller stores the returned state.
+    pub fn apply_block(
+        &self,
+        state: &RefState,
+        block: &Block,
+        proofs: &dyn ProofCheck,
+    ) -> Result<(RefState, Vec<Event>), BlockError> {
+        let (next, events) = self.execute(state, block, proofs)?;
+        let computed = next.root();
+        if computed != block.state_root {
+            return Err(BlockError::StateRootMismatch {
+                claimed: block.state_root,
+                computed,
+            });
+        }
+        Ok((next, events))
+    }
+}
+
+impl RefState {
+    /// The contents of a keyed state, decoded into the model's maps (the local indexes are
+    /// checked against the committed tables on the way).
+    pub fn from_keyed(mem: &MemoryState) -> Self {
+        use veilwatt_verifier::ledger::Meta;
+        use veilwatt_verifier::state::keys;
+        use veilwatt_verifier::types::decode;
+        let mut s = RefState::default();
+        let mut owner_orders = BTreeSet::new();
+        let mut owner_meters = BTreeSet::new();
+        let mut order_periods = BTreeSet::new();
+        for (k, v) in mem.entries() {
+            let body = &k[1..];
+            match k[0] {
+                keys::META => {
+                    let m: Meta = decode(v).unwrap();
+                    s.height = m.height;
+                    s.last_time = m.last_time;
+                    s.fees = m.fees;
+                    s.total_deposits = m.total_deposits;
+                    s.total_withdrawals = m.total_withdrawals;
+                }
+                keys::CHAIN => s.last_block_hash = decode(v).unwrap(),
+                keys::ACCOUNT => {
+                    s.accounts
+                        .insert(WalletKey(body.try_into().unwrap()), decode(v).unwrap());
+                }
+                keys::METER => {
+                    s.meters
+                        .insert(MeterKey(body.try_into().unwrap()), decode(v).unwrap());
+                }
+                keys::ORDER => {
+                    let o: OrderRecord = decode(v).unwrap();
+                    s.open_orders.insert((o.period, o.id), o);
+                }
+                keys::SLOT => {
+                    let m = MeterKey(body[..64].try_into().unwrap());
+                    let p = u64::from_be_bytes(body[64..].try_into().unwrap());
+                    s.order_slots.insert((m, p), decode(v).unwrap());
+                }
+                keys::APPLIED => {
+                    s.applied_txs.insert(TxId(body.try_into().unwrap()));
+                }
+                keys::RESULT => {
+                    let r: PeriodResult = decode(v).unwrap();
+                    s.results.insert(r.period, r);
+                }
+                keys::ORDER_PERIOD => {
+                    order_periods
+                        .insert((decode::<u64>(v).unwrap(), TxId(body.try_into().unwrap())));
+                }
+                keys::ORDER_BY_OWNER => {
+                    owner_orders.insert(body.to_vec());
+                }
+                keys::METER_BY_OWNER => {
+                    owner_meters.insert(body.to_vec());
+                }
+                t => panic!("unknown table {t:#x}"),
+            }
+        }
+        let open: BTreeSet<(u64, TxId)> = s.open_orders.keys().copied().collect();
+        assert_eq!(order_periods, open, "order-period index");
+        // The indexes hold exactly the open orders and meters, under their owners.
+        let want_orders: BTreeSet<Vec<u8>> = s
+            .open_orders
+            .values()
+            .map(|o| keys::order_by_owner(&o.owner, o.period, &o.id)[1..].to_vec())
+            .collect();
+        assert_eq!(owner_orders, want_orders, "order-by-owner index");
+        let want_meters: BTreeSet<Vec<u8>> = s
+            .meters
+            .iter()
+            .map(|(m, r)| keys::meter_by_owner(&r.owner, m)[1..].to_vec())
+            .collect();
+        assert_eq!(owner_meters, want_meters, "meter-by-owner index");
+        s
+    }
+}
