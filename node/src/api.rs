@@ -512,7 +512,7 @@ async fn get_meter(id: String, core: Arc<NodeCore>) -> ApiResult {
             .meter(&key)
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("meter {id}")))?;
-        let orders: Vec<(u64, TxId)> = view.slots_of_meter(&key).map_err(ApiError::internal)?;
+        let orders: Vec<(u64, TxId)> = view.orders_of_meter(&key).map_err(ApiError::internal)?;
         ok(&json!({
             "id": key,
             "owner": m.owner,

@@ -535,8 +535,10 @@ impl NodeCore {
             // Under the pool lock: admission never sees the new store with the old pending
             // changes.
             let mut pool = lock(&self.pool);
-            self.store
+            let bytes = self
+                .store
                 .commit_decided(block, &applied.update, certificate)?;
+            self.metrics.commit_bytes.inc_by(bytes as u64);
             *self.tip.write().unwrap_or_else(|e| e.into_inner()) = Tip {
                 height: block.height,
                 last_block_hash: block.hash(),

@@ -32,6 +32,8 @@ pub struct NodeMetrics {
     pub mempool: Gauge,
     /// Time to write a decided block durably and update the state.
     pub commit_seconds: Histogram,
+    /// Bytes of the write batches of committed blocks (block, indexes, state, tree nodes).
+    pub commit_bytes: Counter,
     /// Batches delivered to a peer validator.
     pub forwarded_batches: Counter,
     /// Batches a peer validator could not be reached for, after retries.
@@ -56,6 +58,7 @@ impl NodeMetrics {
             height: Gauge::default(),
             mempool: Gauge::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            commit_bytes: Counter::default(),
             forwarded_batches: Counter::default(),
             forward_failed: Counter::default(),
             forward_dropped: Counter::default(),
@@ -92,6 +95,11 @@ impl NodeMetrics {
                     "commit_seconds",
                     "Time to commit a decided block",
                     m.commit_seconds.clone(),
+                );
+                reg.register(
+                    "commit_bytes",
+                    "Bytes written to RocksDB by committed blocks (block, indexes, state, tree)",
+                    m.commit_bytes.clone(),
                 );
                 reg.register(
                     "forward_batches",

@@ -269,13 +269,13 @@ impl RocksStore {
     }
 
     /// Commits a decided block with its certificate and the state update it produced (see
-    /// the module documentation).
+    /// the module documentation). Returns the size of the write batch, bytes.
     pub fn commit_decided(
         &self,
         block: &Block,
         update: &StateUpdate,
         certificate: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let at = self.height()?;
         if block.height != at + 1 || update.version != block.height {
             return Err(StoreError::OutOfOrder {
@@ -298,9 +298,18 @@ impl RocksStore {
         self.write_update(&mut batch, update)?;
         let end = (block.height + 1).to_be_bytes();
         batch.delete_range_cf(self.cf(CF_PENDING)?, [0u8; 8], end);
+        let bytes = batch.size_in_bytes();
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
+        Ok(bytes)
+    }
+
+    /// Writes every memtable to disk (benchmarks measure bytes on disk after it).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in ALL_CFS {
+            self.db.flush_cf(self.cf(name)?)?;
+        }
         Ok(())
     }
 

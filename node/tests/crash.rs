@@ -1,6 +1,7 @@
-//! Crash safety of a real node process: under load it is killed with SIGKILL, restarted, and
-//! every transaction it had reported committed is still committed at the same height, the
-//! blocks replay through the state machine to the stored state roots, and blocks keep coming.
+//! Crash safety of a real node process: under load it is killed with SIGKILL at 20 random
+//! points, restarted each time, and every transaction it had reported committed is still
+//! committed at the same height, the blocks replay through the state machine to the stored
+//! state roots, and blocks keep coming.
 
 mod common;
 
@@ -39,45 +40,54 @@ fn spawn(home: &Path) -> (Child, Api) {
     (child, Api::new(format!("http://{addr}")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_under_load_loses_nothing_committed() {
-    let dir = tempfile::tempdir().unwrap();
-    let g = genesis("crash-test", 4, 40);
-    let home = make_home(dir.path(), &g, |c| c.consensus.block_interval_ms = 200);
-    let (mut child, api) = spawn(&home);
+/// What a round of load saw: every transaction the node reported committed, with its height.
+type Committed = Arc<Mutex<BTreeMap<TxId, u64>>>;
 
-    // Meters and a few real orders for the last ended period.
-    let owners: Vec<_> = (1..=3u8).map(|i| key(20 + i)).collect();
-    for (i, o) in owners.iter().enumerate() {
-        let tx = enroll(&g, i as u8 + 1, o);
-        assert_eq!(api.submit(&tx).await.0, 202);
-        api.wait_committed(&tx.id(), T).await;
-    }
-    let p = (now() - g.genesis_time) / g.period_secs - 1;
-    let orders: Vec<Transaction> = owners
-        .iter()
-        .enumerate()
-        .map(|(i, o)| order(&g, o, i as u8 + 1, p, Side::Sell, 10, 1_010, 1_000, 9))
-        .collect();
+/// One round of load.
+struct Round {
+    /// Its number (makes its deposits distinct).
+    number: u64,
+    /// Sent first by client 0.
+    first: Vec<Transaction>,
+    /// When to kill the node, from the start of the load.
+    kill_after: Duration,
+    /// Commits this round must have seen before the kill.
+    min_committed: usize,
+}
 
-    // Load: deposits from several concurrent clients, plus the orders; a watcher records what
-    // the node reports committed.
-    let committed: Arc<Mutex<BTreeMap<TxId, u64>>> = Arc::default();
+/// Loads the node with deposits from four concurrent clients (client 0 also sends the round's
+/// first transactions), while a watcher records what the node reports committed; after the
+/// round's delay (and its minimum of commits) kills it with SIGKILL mid-load.
+async fn load_then_kill(
+    child: &mut Child,
+    api: &Api,
+    g: &Genesis,
+    r: Round,
+    committed: &Committed,
+) {
+    let Round {
+        number: round,
+        first,
+        kill_after,
+        min_committed,
+    } = r;
     let submitted: Arc<Mutex<Vec<TxId>>> = Arc::default();
+    let seen_before = committed.lock().unwrap().len();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..4u64 {
         let (api, g, submitted, stop) = (api.clone(), g.clone(), submitted.clone(), stop.clone());
-        let orders = if c == 0 { orders.clone() } else { Vec::new() };
+        let first = if c == 0 { first.clone() } else { Vec::new() };
         tasks.push(tokio::spawn(async move {
-            for tx in orders {
+            for tx in first {
                 if api.submit(&tx).await.0 == 202 {
                     submitted.lock().unwrap().push(tx.id());
                 }
             }
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 100_000 {
-                let tx = deposit(&g, &key(50 + c as u8), 1_000 + n, c << 32 | n);
+                let reference = (round << 40) | (c << 32) | n;
+                let tx = deposit(&g, &key(50 + c as u8), 1_000 + n, reference);
                 let r = api
                     .http
                     .post(format!("{}/v1/tx", api.base))
@@ -125,15 +135,16 @@ async fn kill_9_under_load_loses_nothing_committed() {
                             .insert(*id, v["height"].as_u64().unwrap());
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };
-
-    // Let it run, then kill -9 mid-load.
     let t0 = Instant::now();
-    while committed.lock().unwrap().len() < 300 && t0.elapsed() < T {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while (t0.elapsed() < kill_after
+        || committed.lock().unwrap().len() < seen_before + min_committed)
+        && t0.elapsed() < T
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -142,28 +153,83 @@ async fn kill_9_under_load_loses_nothing_committed() {
         let _ = t.await;
     }
     let _ = watcher.await;
-    let committed = committed.lock().unwrap().clone();
-    assert!(
-        committed.len() >= 100,
-        "too little committed before the kill: {}",
-        committed.len()
-    );
+}
 
-    // Restart: everything reported committed is there, at the same height.
-    let (mut child, api) = spawn(&home);
+/// After a restart: everything reported committed is there at the same height, and the stored
+/// state is what a replay of the blocks gives, root for root. Returns the height.
+async fn check_recovered(api: &Api, g: &Genesis, committed: &Committed) -> u64 {
+    let committed = committed.lock().unwrap().clone();
     for (id, h) in &committed {
         let (s, v) = api.get(&format!("/v1/tx/{id}")).await;
         assert_eq!(s, 200, "{id} lost after kill -9");
         assert_eq!(v["status"], "committed", "{id}: {v}");
         assert_eq!(v["height"].as_u64(), Some(*h), "{id} moved");
     }
-    // The stored state is what a replay of the blocks gives, root for root.
     let (_, st) = api.get("/v1/status").await;
     let height = st["height"].as_u64().unwrap();
     let (_, b) = api.get(&format!("/v1/blocks/{height}")).await;
-    let replayed = replay(&api, &g, height).await;
+    let replayed = replay(api, g, height).await;
     assert_eq!(replayed.root().to_hex(), b["state_root"].as_str().unwrap());
     assert_eq!(st["state_root"], b["state_root"]);
+    height
+}
+
+/// Kill -9 a loaded node at 20 random points (seeded, so a failure replays): after every
+/// restart nothing it reported committed is lost or moved and its state equals a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_committed() {
+    use rand::{Rng, SeedableRng};
+    const ROUNDS: u64 = 20;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(16);
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis("crash-test", 4, 40);
+    let home = make_home(dir.path(), &g, |c| c.consensus.block_interval_ms = 200);
+    let (mut child, api) = spawn(&home);
+
+    // Meters and a few real orders for the last ended period, sent in the first round.
+    let owners: Vec<_> = (1..=3u8).map(|i| key(20 + i)).collect();
+    for (i, o) in owners.iter().enumerate() {
+        let tx = enroll(&g, i as u8 + 1, o);
+        assert_eq!(api.submit(&tx).await.0, 202);
+        api.wait_committed(&tx.id(), T).await;
+    }
+    let p = (now() - g.genesis_time) / g.period_secs - 1;
+    let orders: Vec<Transaction> = owners
+        .iter()
+        .enumerate()
+        .map(|(i, o)| order(&g, o, i as u8 + 1, p, Side::Sell, 10, 1_010, 1_000, 9))
+        .collect();
+
+    let committed: Committed = Arc::default();
+    let mut api = api;
+    let mut height = 0;
+    for round in 0..ROUNDS {
+        let first = if round == 0 {
+            orders.clone()
+        } else {
+            Vec::new()
+        };
+        // A random point of the commit cycle: anywhere from before the first block of the
+        // round to well into it.
+        let kill_after = Duration::from_millis(rng.gen_range(0..1_500));
+        let min_committed = if round == 0 { 100 } else { 1 };
+        let r = Round {
+            number: round,
+            first,
+            kill_after,
+            min_committed,
+        };
+        load_then_kill(&mut child, &api, &g, r, &committed).await;
+        let (c, a) = spawn(&home);
+        (child, api) = (c, a);
+        let h = check_recovered(&api, &g, &committed).await;
+        assert!(
+            h >= height,
+            "round {round}: height went back from {height} to {h}"
+        );
+        height = h;
+    }
+    assert!(committed.lock().unwrap().len() >= 100 + ROUNDS as usize - 1);
     // And the node keeps producing blocks.
     api.wait_height(height + 3, T).await;
 

@@ -165,6 +165,19 @@ fn bench(c: &mut Criterion) {
                 .expect("valid block")
         })
     });
+    group.bench_function("execute/1000_orders", |b| {
+        b.iter(|| {
+            ledger
+                .execute(&state, &block, &VerifiedAtAdmission)
+                .expect("valid block")
+        })
+    });
+    let (changes, _) = ledger
+        .execute(&state, &block, &VerifiedAtAdmission)
+        .expect("valid block");
+    group.bench_function("state_root/1000_orders", |b| {
+        b.iter(|| StateUpdate::compute(&state, 2, changes.clone()).expect("root"))
+    });
     // And the period those orders form, cleared by the next block after the gate.
     let mut after = state.clone();
     after.commit(

@@ -177,15 +177,24 @@ pub trait LedgerRead: StateRead {
 
     /// An open order by id.
     fn open_order(&self, id: &TxId) -> Result<Option<OrderRecord>, StateError> {
-        match self.read::<u64>(&keys::order_period(id))? {
-            Some(p) => self.read(&keys::order(p, id)),
-            None => Ok(None),
+        let key = keys::applied(id);
+        let Some(bytes) = self.get(&key)? else {
+            return Ok(None);
+        };
+        if bytes.is_empty() {
+            return Ok(None); // not an order
         }
+        let (period, meter): (u64, MeterKey) = crate::state::decode_entry(&key, &bytes)?;
+        // The slot may hold a later order of the same meter, placed after this one was
+        // cancelled.
+        Ok(self
+            .slot(&meter, period)?
+            .filter(|o: &OrderRecord| o.id == *id))
     }
 
-    /// The order occupying a meter's slot for a period.
-    fn slot(&self, meter: &MeterKey, period: u64) -> Result<Option<TxId>, StateError> {
-        self.read(&keys::slot(meter, period))
+    /// The open order occupying a meter's slot for a period.
+    fn slot(&self, meter: &MeterKey, period: u64) -> Result<Option<OrderRecord>, StateError> {
+        self.read(&keys::order(period, meter))
     }
 
     /// Whether the transaction with this id was applied.
@@ -212,11 +221,13 @@ pub trait LedgerRead: StateRead {
 
     /// A period's open orders, in id order.
     fn orders_of_period(&self, period: u64) -> Result<Vec<OrderRecord>, StateError> {
-        Ok(self
+        let mut orders: Vec<OrderRecord> = self
             .read_prefix(&keys::orders_of_period(period))?
             .into_iter()
             .map(|(_, o)| o)
-            .collect())
+            .collect();
+        orders.sort_by_key(|o| o.id);
+        Ok(orders)
     }
 
     /// The earliest period with open orders.
@@ -243,10 +254,9 @@ pub trait LedgerRead: StateRead {
     fn orders_of_owner(&self, owner: &WalletKey) -> Result<Vec<OrderRecord>, StateError> {
         let prefix = keys::orders_of_owner(owner);
         let mut out = Vec::new();
-        for (k, _) in self.scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)? {
-            let at = prefix.len();
-            if let (Some(p), Some(id)) = (keys::u64_at(&k, at), keys::bytes32_at(&k, at + 8)) {
-                if let Some(o) = self.read(&keys::order(p, &TxId(id)))? {
+        for (k, meter) in self.read_prefix::<MeterKey>(&prefix)? {
+            if let Some(p) = keys::u64_at(&k, prefix.len()) {
+                if let Some(o) = self.slot(&meter, p)? {
                     out.push(o);
                 }
             }
@@ -264,15 +274,15 @@ pub trait LedgerRead: StateRead {
             .collect())
     }
 
-    /// A meter's occupied slots `(period, order id)`, by period.
-    fn slots_of_meter(&self, meter: &MeterKey) -> Result<Vec<(u64, TxId)>, StateError> {
-        let prefix = keys::slots_of_meter(meter);
+    /// A meter's open orders `(period, order id)`, by period.
+    fn orders_of_meter(&self, meter: &MeterKey) -> Result<Vec<(u64, TxId)>, StateError> {
+        let prefix = keys::orders_of_meter(meter);
         self.read_prefix::<TxId>(&prefix)?
             .into_iter()
             .map(|(k, id)| {
                 let p = keys::u64_at(&k, prefix.len()).ok_or_else(|| StateError::Corrupt {
                     key: hex::encode(&k),
-                    detail: "slot key without a period".into(),
+                    detail: "order index key without a period".into(),
                 })?;
                 Ok((p, id))
             })
@@ -491,18 +501,19 @@ mod write {
         }
     }
 
+    /// A new open order; its transaction's applied entry records where it is.
     pub fn open_order(s: &mut Overlay<'_>, o: &OrderRecord) {
-        s.put(keys::order(o.period, &o.id), o);
-        s.put(keys::slot(&o.meter, o.period), &o.id);
-        s.put(keys::order_period(&o.id), &o.period);
-        s.put_raw(keys::order_by_owner(&o.owner, o.period, &o.id), Vec::new());
+        s.put(keys::order(o.period, &o.meter), o);
+        s.put(keys::applied(&o.id), &(o.period, o.meter));
+        s.put(keys::order_by_owner(&o.owner, o.period, &o.id), &o.meter);
+        s.put(keys::order_by_meter(&o.meter, o.period), &o.id);
     }
 
+    /// An order leaves the book (cancelled or cleared); its id stays applied.
     pub fn close_order(s: &mut Overlay<'_>, o: &OrderRecord) {
-        s.delete(keys::order(o.period, &o.id));
-        s.delete(keys::slot(&o.meter, o.period));
-        s.delete(keys::order_period(&o.id));
+        s.delete(keys::order(o.period, &o.meter));
         s.delete(keys::order_by_owner(&o.owner, o.period, &o.id));
+        s.delete(keys::order_by_meter(&o.meter, o.period));
     }
 }
 
@@ -651,7 +662,7 @@ impl<'g> Ledger<'g> {
                     return Err(TxError::NotMeterOwner);
                 }
                 if let Some(existing) = state.slot(meter, *period)? {
-                    return Err(TxError::DuplicateOrder(existing));
+                    return Err(TxError::DuplicateOrder(existing.id));
                 }
                 self.check_gate(*period, time, true)?;
                 if *quantity_wh == 0 {
@@ -706,7 +717,10 @@ impl<'g> Ledger<'g> {
                 write::close_order(state, &rec);
             }
         }
-        state.put_raw(keys::applied(&id), Vec::new());
+        // An order's entry (written with the order) says where it is; others are empty.
+        if !matches!(tx.body, TxBody::Order { .. }) {
+            state.put_raw(keys::applied(&id), Vec::new());
+        }
         Ok(())
     }
 

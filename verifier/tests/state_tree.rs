@@ -38,8 +38,11 @@ fn change() -> impl Strategy<Value = Change> {
 }
 
 /// A state built version by version from `versions` of changes, with the model of its
-/// committed entries.
-fn build(versions: &[Vec<Change>]) -> (MemoryState, BTreeMap<Vec<u8>, Vec<u8>>) {
+/// committed entries; `each` sees both after every version.
+fn build_checking(
+    versions: &[Vec<Change>],
+    mut each: impl FnMut(u64, &MemoryState, &BTreeMap<Vec<u8>, Vec<u8>>),
+) -> (MemoryState, BTreeMap<Vec<u8>, Vec<u8>>) {
     let mut state = MemoryState::default();
     let mut model = BTreeMap::new();
     state.commit(StateUpdate::compute(&state, 0, ChangeSet::new()).unwrap());
@@ -51,10 +54,15 @@ fn build(versions: &[Vec<Change>]) -> (MemoryState, BTreeMap<Vec<u8>, Vec<u8>>) 
                 None => model.remove(k),
             };
         }
-        let update = StateUpdate::compute(&state, v as u64 + 1, set).unwrap();
-        state.commit(update);
+        let version = v as u64 + 1;
+        state.commit(StateUpdate::compute(&state, version, set).unwrap());
+        each(version, &state, &model);
     }
     (state, model)
+}
+
+fn build(versions: &[Vec<Change>]) -> (MemoryState, BTreeMap<Vec<u8>, Vec<u8>>) {
+    build_checking(versions, |_, _, _| {})
 }
 
 proptest! {
@@ -67,21 +75,13 @@ proptest! {
     fn incremental_roots_equal_roots_from_scratch(
         versions in prop::collection::vec(prop::collection::vec(change(), 0..12), 1..10),
     ) {
-        let mut state = MemoryState::default();
-        let mut model = BTreeMap::new();
-        state.commit(StateUpdate::compute(&state, 0, ChangeSet::new()).unwrap());
-        for (v, changes) in versions.iter().enumerate() {
-            let set: ChangeSet = changes.iter().cloned().collect();
-            for (k, val) in &set {
-                match val {
-                    Some(x) => model.insert(k.clone(), x.clone()),
-                    None => model.remove(k),
-                };
-            }
-            let update = StateUpdate::compute(&state, v as u64 + 1, set).unwrap();
-            state.commit(update);
-            prop_assert_eq!(state.root(), scratch_root(&model));
-            prop_assert_eq!(tree::root(&state, v as u64 + 1).unwrap(), state.root());
+        let mut roots = Vec::new();
+        let (mut state, model) = build_checking(&versions, |v, state, model| {
+            roots.push((state.root(), scratch_root(model), tree::root(state, v).unwrap()));
+        });
+        for (incremental, scratch, stored) in roots {
+            prop_assert_eq!(incremental, scratch);
+            prop_assert_eq!(stored, incremental);
         }
         let clear: ChangeSet = model.keys().map(|k| (k.clone(), None)).collect();
         let v = versions.len() as u64 + 1;

@@ -14,16 +14,13 @@ pub const META: u8 = 0x00;
 pub const ACCOUNT: u8 = 0x01;
 /// `meter` -> meter record.
 pub const METER: u8 = 0x02;
-/// `period || order id` -> open order.
+/// `period || meter` -> the open order occupying the meter's slot for the period.
 pub const ORDER: u8 = 0x03;
-/// `meter || period` -> the order id occupying the slot.
-pub const SLOT: u8 = 0x04;
-/// `tx id` -> empty: applied transactions (replay protection).
+/// `tx id` -> applied transactions (replay protection); for an order, its `(period, meter)`
+/// (which finds it for a cancellation), empty otherwise.
 pub const APPLIED: u8 = 0x05;
 /// `period` -> period result.
 pub const RESULT: u8 = 0x06;
-/// `order id` -> its period (open orders only).
-pub const ORDER_PERIOD: u8 = 0x07;
 
 /// First tag that is not committed.
 pub const LOCAL: u8 = 0x80;
@@ -31,8 +28,10 @@ pub const LOCAL: u8 = 0x80;
 pub const CHAIN: u8 = 0x80;
 /// `owner || meter` -> empty.
 pub const METER_BY_OWNER: u8 = 0x81;
-/// `owner || period || order id` -> empty (open orders only).
+/// `owner || period || order id` -> meter (open orders only).
 pub const ORDER_BY_OWNER: u8 = 0x82;
+/// `meter || period` -> order id (open orders only).
+pub const ORDER_BY_METER: u8 = 0x83;
 
 /// Whether the entry under `key` is a leaf of the state root.
 pub fn is_committed(key: &[u8]) -> bool {
@@ -81,24 +80,14 @@ pub fn orders_of_period(period: u64) -> Vec<u8> {
     key(ORDER, &[&period.to_be_bytes()])
 }
 
-/// Key of an open order.
-pub fn order(period: u64, id: &TxId) -> Vec<u8> {
-    key(ORDER, &[&period.to_be_bytes(), &id.0])
+/// Key of the open order in a meter's slot for a period.
+pub fn order(period: u64, meter: &MeterKey) -> Vec<u8> {
+    key(ORDER, &[&period.to_be_bytes(), &meter.0])
 }
 
 /// Prefix of all open orders.
 pub fn all_orders() -> Vec<u8> {
     vec![ORDER]
-}
-
-/// Key of a (meter, period) slot.
-pub fn slot(meter: &MeterKey, period: u64) -> Vec<u8> {
-    key(SLOT, &[&meter.0, &period.to_be_bytes()])
-}
-
-/// Prefix of a meter's slots.
-pub fn slots_of_meter(meter: &MeterKey) -> Vec<u8> {
-    key(SLOT, &[&meter.0])
 }
 
 /// Key of an applied transaction id.
@@ -114,11 +103,6 @@ pub fn result(period: u64) -> Vec<u8> {
 /// Prefix of all period results.
 pub fn all_results() -> Vec<u8> {
     vec![RESULT]
-}
-
-/// Key of an open order's period.
-pub fn order_period(id: &TxId) -> Vec<u8> {
-    key(ORDER_PERIOD, &[&id.0])
 }
 
 /// Key of the chain tip (last block hash).
@@ -146,6 +130,16 @@ pub fn orders_of_owner(owner: &WalletKey) -> Vec<u8> {
     key(ORDER_BY_OWNER, &[&owner.0])
 }
 
+/// Key of a meter's open order for a period.
+pub fn order_by_meter(meter: &MeterKey, period: u64) -> Vec<u8> {
+    key(ORDER_BY_METER, &[&meter.0, &period.to_be_bytes()])
+}
+
+/// Prefix of a meter's open orders.
+pub fn orders_of_meter(meter: &MeterKey) -> Vec<u8> {
+    key(ORDER_BY_METER, &[&meter.0])
+}
+
 /// The big-endian u64 at `at` of `key`, if there.
 pub fn u64_at(key: &[u8], at: usize) -> Option<u64> {
     let b = key.get(at..at.checked_add(8)?)?;
@@ -168,9 +162,11 @@ mod tests {
         assert_eq!(prefix_end(&[0xff, 0xff]), vec![0xff; 256]);
         let p = orders_of_period(7);
         let end = prefix_end(&p);
-        assert!(order(7, &TxId([0xff; 32])) < end);
-        assert!(order(8, &TxId([0; 32])) >= end);
-        assert!(is_committed(&order(7, &TxId([0; 32]))));
+        assert!(order(7, &MeterKey([0xff; 64])) < end);
+        assert!(order(8, &MeterKey([0; 64])) >= end);
+        assert!(is_committed(&order(7, &MeterKey([0; 64]))));
+        assert!(!is_committed(&order_by_meter(&MeterKey([0; 64]), 7)));
+        let _ = applied(&TxId([0; 32]));
         assert!(!is_committed(&chain()));
     }
 }

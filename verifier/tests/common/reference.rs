@@ -37,6 +37,8 @@ pub struct RefState {
     pub order_slots: BTreeMap<(MeterKey, u64), TxId>,
     /// Ids of every applied transaction (replay protection).
     pub applied_txs: BTreeSet<TxId>,
+    /// Where each applied order was placed, `(period, meter)`.
+    pub applied_orders: BTreeMap<TxId, (u64, MeterKey)>,
     /// Cleared periods.
     pub results: BTreeMap<u64, PeriodResult>,
     /// Fees collected.
@@ -56,7 +58,6 @@ mod tag {
     pub const SLOT: u8 = 4;
     pub const APPLIED: u8 = 5;
     pub const RESULT: u8 = 6;
-    pub const ORDER_PERIOD: u8 = 7;
 }
 
 impl RefState {
@@ -86,22 +87,16 @@ impl RefState {
         for (k, v) in &self.meters {
             out.push((key(tag::METER, k), encode(v)));
         }
-        for ((p, id), v) in &self.open_orders {
+        // Orders are keyed by their slot, (period, meter).
+        for ((p, _), v) in &self.open_orders {
             let mut k = vec![tag::ORDER];
             k.extend(p.to_be_bytes());
-            k.extend(id.0);
+            k.extend(v.meter.0);
             out.push((k, encode(v)));
         }
-        for (p, id) in self.open_orders.keys() {
-            out.push((key(tag::ORDER_PERIOD, id), encode(p)));
-        }
-        for ((m, p), id) in &self.order_slots {
-            let mut k = key(tag::SLOT, m);
-            k.extend(p.to_be_bytes());
-            out.push((k, encode(id)));
-        }
         for id in &self.applied_txs {
-            out.push((key(tag::APPLIED, id), Vec::new()));
+            let value = self.applied_orders.get(id).map(encode).unwrap_or_default();
+            out.push((key(tag::APPLIED, id), value));
         }
         for (p, r) in &self.results {
             let mut k = vec![tag::RESULT];
@@ -305,6 +300,7 @@ impl<'g> RefLedger<'g> {
                     },
                 );
                 state.order_slots.insert((*meter, *period), id);
+                state.applied_orders.insert(id, (*period, *meter));
             }
             TxBody::CancelOrder { order } => {
                 let (key, rec) = state
@@ -552,8 +548,8 @@ impl RefState {
         use veilwatt_verifier::types::decode;
         let mut s = RefState::default();
         let mut owner_orders = BTreeSet::new();
+        let mut meter_orders = BTreeSet::new();
         let mut owner_meters = BTreeSet::new();
-        let mut order_periods = BTreeSet::new();
         for (k, v) in mem.entries() {
             let body = &k[1..];
             match k[0] {
@@ -576,26 +572,26 @@ impl RefState {
                 }
                 keys::ORDER => {
                     let o: OrderRecord = decode(v).unwrap();
+                    assert_eq!(body, keys::order(o.period, &o.meter)[1..].to_vec());
+                    s.order_slots.insert((o.meter, o.period), o.id);
                     s.open_orders.insert((o.period, o.id), o);
                 }
-                keys::SLOT => {
-                    let m = MeterKey(body[..64].try_into().unwrap());
-                    let p = u64::from_be_bytes(body[64..].try_into().unwrap());
-                    s.order_slots.insert((m, p), decode(v).unwrap());
-                }
                 keys::APPLIED => {
-                    s.applied_txs.insert(TxId(body.try_into().unwrap()));
+                    let id = TxId(body.try_into().unwrap());
+                    s.applied_txs.insert(id);
+                    if !v.is_empty() {
+                        s.applied_orders.insert(id, decode(v).unwrap());
+                    }
                 }
                 keys::RESULT => {
                     let r: PeriodResult = decode(v).unwrap();
                     s.results.insert(r.period, r);
                 }
-                keys::ORDER_PERIOD => {
-                    order_periods
-                        .insert((decode::<u64>(v).unwrap(), TxId(body.try_into().unwrap())));
-                }
                 keys::ORDER_BY_OWNER => {
-                    owner_orders.insert(body.to_vec());
+                    owner_orders.insert((body.to_vec(), v.clone()));
+                }
+                keys::ORDER_BY_METER => {
+                    meter_orders.insert((body.to_vec(), v.clone()));
                 }
                 keys::METER_BY_OWNER => {
                     owner_meters.insert(body.to_vec());
@@ -603,15 +599,25 @@ impl RefState {
                 t => panic!("unknown table {t:#x}"),
             }
         }
-        let open: BTreeSet<(u64, TxId)> = s.open_orders.keys().copied().collect();
-        assert_eq!(order_periods, open, "order-period index");
-        // The indexes hold exactly the open orders and meters, under their owners.
-        let want_orders: BTreeSet<Vec<u8>> = s
+        // The indexes hold exactly the open orders and meters.
+        let want: BTreeSet<(Vec<u8>, Vec<u8>)> = s
             .open_orders
             .values()
-            .map(|o| keys::order_by_owner(&o.owner, o.period, &o.id)[1..].to_vec())
+            .map(|o| {
+                let k = keys::order_by_owner(&o.owner, o.period, &o.id);
+                (k[1..].to_vec(), encode(&o.meter))
+            })
             .collect();
-        assert_eq!(owner_orders, want_orders, "order-by-owner index");
+        assert_eq!(owner_orders, want, "order-by-owner index");
+        let want: BTreeSet<(Vec<u8>, Vec<u8>)> = s
+            .open_orders
+            .values()
+            .map(|o| {
+                let k = keys::order_by_meter(&o.meter, o.period);
+                (k[1..].to_vec(), encode(&o.id))
+            })
+            .collect();
+        assert_eq!(meter_orders, want, "order-by-meter index");
         let want_meters: BTreeSet<Vec<u8>> = s
             .meters
             .iter()
