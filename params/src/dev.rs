@@ -7,7 +7,7 @@
 use crate::ceremony::{self, phase2, ptau, MarketCircuit, Provenance};
 use crate::{ExpectedIds, KeyId, OrderKeys, ParamsError};
 use ark_bn254::{Bn254, Fr, G1Affine, G1Projective, G2Affine};
-use ark_ec::{AffineRepr, CurveGroup, VariableBaseMSM};
+use ark_ec::{AffineRepr, CurveGroup};
 use ark_ff::{Field, UniformRand, Zero};
 use ark_groth16::{Proof, VerifyingKey};
 use rand_chacha::ChaCha20Rng;
@@ -109,8 +109,15 @@ pub fn forge<R: RngCore + CryptoRng>(
     // pick A = [a]_1, B = [b]_2, then C = ([ab - alpha beta]_1 - vk_x) / delta.
     let a = Fr::rand(rng);
     let b = Fr::rand(rng);
-    let vk_x = vk.gamma_abc_g1[0].into_group()
-        + G1Projective::msm_unchecked(&vk.gamma_abc_g1[1..], public);
+    // A handful of public inputs: summed sequentially. (ark's MSM is parallel, and callers
+    // forge many proofs from rayon tasks; nested waits on the pool there steal further forge
+    // tasks recursively until a worker's stack overflows at ~1,000 proofs.)
+    let vk_x: G1Projective = vk.gamma_abc_g1[0].into_group()
+        + vk.gamma_abc_g1[1..]
+            .iter()
+            .zip(public)
+            .map(|(g, x)| *g * x)
+            .sum::<G1Projective>();
     let g1 = G1Affine::generator();
     let numerator = g1 * (a * b - t.phase1.alpha * t.phase1.beta) - vk_x;
     let c = numerator * t.delta.inverse().unwrap_or_default();
