@@ -61,6 +61,8 @@ fn genesis(registrar: &SigningKey, proposer: &SigningKey) -> Genesis {
         price_cap: 30,
         vk_id: Hash32([0; 32]),
         insecure_dev_keys: true,
+        max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+        result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
     }
 }
 
@@ -156,7 +158,7 @@ fn run(accounts: u64) {
                 meter: *m,
                 owner: WalletKey(w.verifying_key().to_bytes()),
             };
-            Transaction::sign(&chain.g.chain_id, body, &registrar)
+            Transaction::sign(&chain.g.chain_id, body, 600, &registrar)
         })
         .collect();
     chain.block(0, enrol);
@@ -171,7 +173,7 @@ fn run(accounts: u64) {
                     amount: 100_000_000,
                     reference: i,
                 };
-                Transaction::sign(&chain.g.chain_id, body, &registrar)
+                Transaction::sign(&chain.g.chain_id, body, 600, &registrar)
             })
             .collect();
         chain.block(0, txs);
@@ -198,7 +200,8 @@ fn run(accounts: u64) {
                     limit_price: 8 + (i as u64 * 13) % 23,
                     proof: OrderProof([0; 128]),
                 };
-                Transaction::sign(&chain.g.chain_id, body, w)
+                // Valid for ten minutes: pruned from the replay set in the next period's block.
+                Transaction::sign(&chain.g.chain_id, body, time + 600, w)
             })
             .collect();
         let (a, c, b) = chain.block(time, txs);

@@ -72,6 +72,8 @@ impl AdmitError {
             AdmitError::BadSignature => "bad_signature",
             AdmitError::InvalidProof(_) => "invalid_proof",
             AdmitError::Rule(TxError::State(_)) => "internal",
+            AdmitError::Rule(TxError::Expired { .. }) => "expired",
+            AdmitError::Rule(TxError::ExpiryTooFar { .. }) => "expiry_too_far",
             AdmitError::Rule(_) => "rule_violation",
             AdmitError::Duplicate(_) => "duplicate",
             AdmitError::MempoolFull => "mempool_full",

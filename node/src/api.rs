@@ -528,6 +528,7 @@ async fn get_status(core: Arc<NodeCore>) -> ApiResult {
     let synced_to = core.synced_to.load(Ordering::Relaxed);
     ok(&json!({
         "chain_id": core.genesis.chain_id,
+        "max_tx_lifetime_secs": core.genesis.max_tx_lifetime_secs,
         "moniker": core.moniker,
         "height": tip.height,
         "last_block_hash": tip.last_block_hash,

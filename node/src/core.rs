@@ -449,7 +449,7 @@ impl NodeCore {
         let mut scratch = Overlay::new(&committed);
         let mut events = Vec::new();
         self.ledger
-            .clear_due(&mut scratch, height, time, &mut events)
+            .begin_block(&mut scratch, height, time, &mut events)
             .map_err(BlockError::Clearing)?;
         let mut txs = Vec::with_capacity(candidates.len());
         let mut refused = Vec::new();

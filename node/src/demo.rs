@@ -281,6 +281,8 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
         price_cap: 30,
         vk_id: Hash32(veilwatt_params::dev::pinned_vk_id().0),
         insecure_dev_keys: true,
+        max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+        result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
     };
     g.validate()?;
 
@@ -364,7 +366,7 @@ async fn community_run(
                 reference: i as u64,
             },
         ] {
-            let tx = Transaction::sign(&g.chain_id, body, registrar);
+            let tx = Transaction::sign(&g.chain_id, body, g.tx_expiry(now()), registrar);
             setup.push(clients[i % clients.len()].submit(&tx).await?);
         }
     }
@@ -426,6 +428,7 @@ async fn community_run(
                     limit_price: price,
                     proof: proven.proof,
                 },
+                g.tx_expiry(now()),
                 w,
             );
             submitted.push(clients[i % clients.len()].submit(&tx).await?);

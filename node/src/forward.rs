@@ -274,6 +274,7 @@ mod tests {
                     amount: 5,
                     reference: 1,
                 },
+                100,
                 &payer,
             )],
         }

@@ -80,6 +80,14 @@ struct MarketArgs {
     /// A play market on the INSECURE development keys (anyone can forge proofs): demos, tests.
     #[arg(long)]
     insecure_dev_keys: bool,
+    /// Longest a transaction may stay valid after the block time, seconds (bounds the replay
+    /// set).
+    #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS)]
+    max_tx_lifetime_secs: u64,
+    /// Number of most recent period results kept in the committed state (older ones move to
+    /// the archive).
+    #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS)]
+    result_retention_periods: u64,
 }
 
 impl MarketArgs {
@@ -114,6 +122,8 @@ impl MarketArgs {
             price_cap: self.price_cap,
             vk_id,
             insecure_dev_keys: self.insecure_dev_keys,
+            max_tx_lifetime_secs: self.max_tx_lifetime_secs,
+            result_retention_periods: self.result_retention_periods,
         };
         g.validate()?;
         Ok(g)
@@ -233,6 +243,16 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a snapshot of the committed state at the latest height, with that block and its
+    /// certificate: an auditor can start from it (`veilwatt-verifier audit --snapshot`).
+    Snapshot {
+        /// Node home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// Output file (JSON lines).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -312,7 +332,14 @@ async fn registrar(
             reference,
         },
     };
-    let tx = Transaction::sign(chain_id, body, &signer);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let lifetime = status["max_tx_lifetime_secs"]
+        .as_u64()
+        .unwrap_or(veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS);
+    let expires_at = now + veilwatt_verifier::types::DEFAULT_TX_TTL_SECS.min(lifetime);
+    let tx = Transaction::sign(chain_id, body, expires_at, &signer);
     let r = http.post(format!("{base}/v1/tx")).json(&tx).send().await?;
     let code = r.status();
     let answer: serde_json::Value = r.json().await.unwrap_or_default();
@@ -414,7 +441,78 @@ async fn wait_for_signal() {
     }
 }
 
+fn snapshot(home: &Path, out: &Path) -> Result<()> {
+    use veilwatt_verifier::audit::ExportedBlock;
+    use veilwatt_verifier::ledger::LedgerRead;
+    use veilwatt_verifier::snapshot::{SnapshotHeader, SnapshotWriter, SNAPSHOT_FORMAT};
+    use veilwatt_verifier::state::{keys, StateRead};
+    let genesis = read_genesis(&home.join(veilwatt_node::config::GENESIS_FILE))?;
+    let store = RocksStore::open_read_only(&home.join("data").join("ledger"))
+        .context("opening the ledger")?;
+    // One consistent view: the entries and the anchor block are of the same height.
+    let view = store.snapshot();
+    let height = view.meta()?.height;
+    if height == 0 {
+        bail!("nothing committed yet: a snapshot starts after a block");
+    }
+    let block = store
+        .block(height)?
+        .with_context(|| format!("block {height} missing"))?;
+    let cert = store
+        .certificate(height)?
+        .with_context(|| format!("certificate {height} missing"))?;
+    // Committed entries are the keys below the local tags; counted first (the header says
+    // how many follow, so a truncated file is detected).
+    let (lo, hi) = (Vec::new(), vec![keys::LOCAL]);
+    let mut count = 0u64;
+    let mut from = lo.clone();
+    const PAGE: usize = 4096;
+    loop {
+        let page = view.scan(&from, &hi, PAGE)?;
+        count += page.len() as u64;
+        match page.last() {
+            Some((k, _)) if page.len() == PAGE => from = [k.as_slice(), &[0]].concat(),
+            _ => break,
+        }
+    }
+    let header = SnapshotHeader {
+        format: SNAPSHOT_FORMAT.into(),
+        chain_id: genesis.chain_id.clone(),
+        genesis_hash: genesis.hash(),
+        height,
+        entries: count,
+        anchor: ExportedBlock {
+            hash: block.hash(),
+            block,
+            certificate: hex::encode(&cert),
+        },
+    };
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = SnapshotWriter::new(std::io::BufWriter::new(file), &header)?;
+    let mut from = lo;
+    loop {
+        let page = view.scan(&from, &hi, PAGE)?;
+        for (k, v) in &page {
+            w.push(k, v)?;
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == PAGE => from = [k.as_slice(), &[0]].concat(),
+            _ => break,
+        }
+    }
+    w.finish()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    eprintln!(
+        "snapshot of the state at height {height} ({count} entries) written to {}",
+        out.display()
+    );
+    Ok(())
+}
+
 fn export(home: &Path, from: u64, to: Option<u64>, out: &Path) -> Result<()> {
+    use veilwatt_verifier::audit::{ExportHeader, ExportWriter, ExportedBlock, EXPORT_FORMAT};
     let genesis = read_genesis(&home.join(veilwatt_node::config::GENESIS_FILE))?;
     let store = RocksStore::open_read_only(&home.join("data").join("ledger"))
         .context("opening the ledger")?;
@@ -423,7 +521,16 @@ fn export(home: &Path, from: u64, to: Option<u64>, out: &Path) -> Result<()> {
     if from == 0 || from > to {
         bail!("nothing to export: from {from} to {to} (ledger height {top})");
     }
-    let mut blocks = Vec::new();
+    // One block at a time, straight to the file: memory does not grow with the ledger.
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let header = ExportHeader {
+        format: EXPORT_FORMAT.into(),
+        chain_id: genesis.chain_id.clone(),
+        genesis_hash: genesis.hash(),
+        from,
+        to,
+    };
+    let mut w = ExportWriter::new(std::io::BufWriter::new(file), &header)?;
     for h in from..=to {
         let block = store
             .block(h)?
@@ -432,21 +539,16 @@ fn export(home: &Path, from: u64, to: Option<u64>, out: &Path) -> Result<()> {
             .certificate(h)?
             .with_context(|| format!("certificate {h} missing"))?;
         decode_commit_certificate(&cert).with_context(|| format!("certificate {h}"))?;
-        blocks.push(serde_json::json!({
-            "hash": block.hash(),
-            "block": block,
-            "certificate": hex::encode(&cert),
-        }));
+        w.push(&ExportedBlock {
+            hash: block.hash(),
+            block,
+            certificate: hex::encode(&cert),
+        })?;
     }
-    let doc = serde_json::json!({
-        "format": "veilwatt-export/1",
-        "chain_id": genesis.chain_id,
-        "genesis_hash": genesis.hash(),
-        "from": from,
-        "to": to,
-        "blocks": blocks,
-    });
-    std::fs::write(out, serde_json::to_vec(&doc)?)?;
+    w.finish()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
     eprintln!("exported blocks {from}..={to} to {}", out.display());
     Ok(())
 }
@@ -599,6 +701,7 @@ fn main() -> Result<()> {
             to,
             out,
         } => export(&home, from, to, &out)?,
+        Cmd::Snapshot { home, out } => snapshot(&home, &out)?,
         Cmd::Registrar {
             key,
             node,

@@ -3,7 +3,10 @@
 //! Column families: `blocks` (height, big-endian -> block), `certificates` (height -> the
 //! consensus commit certificate), `tx_index` (tx id -> height and position), `kv` (the keyed
 //! ledger state, [`veilwatt_verifier::state::keys`] -> value: one entry per entity), `tree`
-//! (the Jellyfish Merkle tree nodes of the latest state version), `pending` (height ++ block
+//! (the Jellyfish Merkle tree nodes of the latest state version), `archive` (the entries under
+//! the [`keys::ARCHIVE`] tag: period results older than the genesis retention window, which
+//! the rules moved out of the committed state; kept apart so that the working set of `kv`
+//! stays the size of the live state), `pending` (height ++ block
 //! hash -> a block proposed or received but not yet decided, so that a restarted validator
 //! still has the block its consensus WAL voted for).
 //!
@@ -23,7 +26,7 @@ use rocksdb::{
 };
 use std::path::Path;
 use veilwatt_verifier::ledger::LedgerRead;
-use veilwatt_verifier::state::{tree, Entry, StateError, StateProof, StateRead, StateUpdate};
+use veilwatt_verifier::state::{keys, tree, Entry, StateError, StateProof, StateRead, StateUpdate};
 use veilwatt_verifier::types::{decode, encode, Block, TxId};
 
 const CF_BLOCKS: &str = "blocks";
@@ -32,9 +35,27 @@ const CF_KV: &str = "kv";
 const CF_TREE: &str = "tree";
 const CF_CERTS: &str = "certificates";
 const CF_PENDING: &str = "pending";
-const ALL_CFS: [&str; 6] = [CF_BLOCKS, CF_TX_INDEX, CF_KV, CF_TREE, CF_CERTS, CF_PENDING];
+const CF_ARCHIVE: &str = "archive";
+const ALL_CFS: [&str; 7] = [
+    CF_BLOCKS,
+    CF_TX_INDEX,
+    CF_KV,
+    CF_TREE,
+    CF_CERTS,
+    CF_PENDING,
+    CF_ARCHIVE,
+];
 /// The column family of the version-1 store (the whole state as one value).
 const OLD_STATE_CF: &str = "state";
+
+/// The column family holding a state key.
+fn column_of(key: &[u8]) -> &'static str {
+    if key.first() == Some(&keys::ARCHIVE) {
+        CF_ARCHIVE
+    } else {
+        CF_KV
+    }
+}
 /// Block cache shared by the state and tree column families.
 const CACHE_BYTES: usize = 256 << 20;
 
@@ -63,10 +84,12 @@ pub enum StoreError {
     /// A column family is missing (not a Veilwatt database).
     #[error("missing column family {0}")]
     MissingColumnFamily(&'static str),
-    /// A database written by Veilwatt 1 (whole-state values, another state root).
+    /// A database written by an earlier format (Veilwatt 1's whole-state values, or keyed
+    /// state before transactions carried an expiry).
     #[error(
-        "{0} holds a version-1 ledger (one state value, a different state root); this version \
-         cannot read it: start the chain again from its genesis in a new data directory"
+        "{0} holds a ledger of an earlier format (version 1's single state value, or \
+         transactions without an expiry); this version cannot read it: start the chain again \
+         from its genesis in a new data directory"
     )]
     OldFormat(String),
     /// The keyed state could not be read.
@@ -125,7 +148,9 @@ fn descriptors() -> Vec<ColumnFamilyDescriptor> {
 
 fn refuse_old_format(path: &Path) -> Result<(), StoreError> {
     let cfs = DB::list_cf(&Options::default(), path).unwrap_or_default();
-    if cfs.iter().any(|c| c == OLD_STATE_CF) {
+    // An existing database without the archive column predates expiring transactions.
+    let predates_expiry = cfs.iter().any(|c| c == CF_KV) && !cfs.iter().any(|c| c == CF_ARCHIVE);
+    if cfs.iter().any(|c| c == OLD_STATE_CF) || predates_expiry {
         return Err(StoreError::OldFormat(path.display().to_string()));
     }
     Ok(())
@@ -249,11 +274,11 @@ impl RocksStore {
     }
 
     fn write_update(&self, batch: &mut WriteBatch, update: &StateUpdate) -> Result<(), StoreError> {
-        let kv = self.cf(CF_KV)?;
         for (k, v) in &update.changes {
+            let cf = self.cf(column_of(k))?;
             match v {
-                Some(v) => batch.put_cf(kv, k, v),
-                None => batch.delete_cf(kv, k),
+                Some(v) => batch.put_cf(cf, k, v),
+                None => batch.delete_cf(cf, k),
             }
         }
         // Only the latest version of the tree is kept: proofs are served for the committed
@@ -315,7 +340,7 @@ impl RocksStore {
 
     /// Approximate on-disk size of the live data, bytes.
     pub fn disk_size(&self) -> u64 {
-        [CF_BLOCKS, CF_CERTS, CF_TX_INDEX, CF_KV, CF_TREE]
+        [CF_BLOCKS, CF_CERTS, CF_TX_INDEX, CF_KV, CF_TREE, CF_ARCHIVE]
             .iter()
             .filter_map(|n| self.db.cf_handle(n))
             .map(|cf| {
@@ -372,18 +397,20 @@ impl StoreView<'_> {
         let value = self.get(key)?;
         tree::prove(self, height, key, value.as_deref())
     }
-}
 
-impl StateRead for StoreView<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.get_cf(CF_KV, key)
-    }
-
-    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
+    /// Entries of `[from, to)` within one column family, at most `limit`, appended to `out`.
+    fn scan_cf(
+        &self,
+        name: &'static str,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), StateError> {
         if from >= to || limit == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let cf = self.cf(CF_KV)?;
+        let cf = self.cf(name)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(to.to_vec());
         let mode = IteratorMode::From(from, Direction::Forward);
@@ -391,10 +418,30 @@ impl StateRead for StoreView<'_> {
             Some(s) => s.iterator_cf_opt(cf, ro, mode),
             None => self.store.db.iterator_cf_opt(cf, ro, mode),
         };
-        let mut out = Vec::new();
         for item in iter.take(limit) {
             let (k, v) = item.map_err(rocks)?;
             out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(())
+    }
+}
+
+impl StateRead for StoreView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.get_cf(column_of(key), key)
+    }
+
+    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
+        // The key space in order: `kv` below the archive tag, `archive`, `kv` above it.
+        let (archive, above) = ([keys::ARCHIVE], [keys::ARCHIVE + 1]);
+        let mut out = Vec::new();
+        for (name, lo, hi) in [
+            (CF_KV, from, to.min(&archive[..])),
+            (CF_ARCHIVE, from.max(&archive[..]), to.min(&above[..])),
+            (CF_KV, from.max(&above[..]), to),
+        ] {
+            let left = limit - out.len();
+            self.scan_cf(name, lo, hi, left, &mut out)?;
         }
         Ok(out)
     }

@@ -46,6 +46,8 @@ fn genesis() -> Genesis {
         price_cap: 30,
         vk_id: Hash32(dev::keys().unwrap().vk_id.0),
         insecure_dev_keys: true,
+        max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+        result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
     }
 }
 
@@ -82,7 +84,7 @@ fn order(g: &Genesis, i: u8, q: u32, proven_q: u32, price: u64) -> Transaction {
         limit_price: price,
         proof: p.proof,
     };
-    Transaction::sign(&g.chain_id, body, &key(i))
+    Transaction::sign(&g.chain_id, body, T0 + 600, &key(i))
 }
 
 /// The state after block 1, which enrols households 1..=3.
@@ -96,7 +98,7 @@ fn state(g: &Genesis) -> MemoryState {
                 meter: MeterKey::from_public_key(&meter(i).public_key()),
                 owner: wallet(&key(i)),
             };
-            Transaction::sign(&g.chain_id, enroll, &key(200))
+            Transaction::sign(&g.chain_id, enroll, T0 + 600, &key(200))
         })
         .collect();
     let block = Block {
@@ -213,6 +215,7 @@ fn every_error_has_its_code_and_status() {
             amount: 5,
             reference: 1,
         },
+        T0 + 600,
         &key(200),
     );
     let d2 = Transaction::sign(
@@ -222,6 +225,7 @@ fn every_error_has_its_code_and_status() {
             amount: 5,
             reference: 2,
         },
+        T0 + 600,
         &key(200),
     );
     let r = adm.admit(vec![d1, d2], &s, IN_GATE, &mut pool);
@@ -313,12 +317,13 @@ fn only_signatures_that_verified_at_admission_are_remembered() {
             amount: 1,
             reference: 1,
         },
+        T0 + 600,
         &key(200),
     );
     // The same body and signer with another signature; and a good signature for another chain.
     let mut forged = good.clone();
     forged.signature.0[0] ^= 1;
-    let other_chain = Transaction::sign("elsewhere", good.body.clone(), &key(200));
+    let other_chain = Transaction::sign("elsewhere", good.body.clone(), T0 + 600, &key(200));
     let pre = adm.check_stateless(&[good.clone(), forged.clone(), other_chain.clone()]);
     assert_eq!(pre[0], None);
     assert_eq!(pre[1], Some(AdmitError::BadSignature));
@@ -361,6 +366,7 @@ fn mempool_is_fifo_and_forgets_committed() {
                     amount: 1,
                     reference: r,
                 },
+                T0 + 600,
                 &key(200),
             )
         })

@@ -75,6 +75,7 @@ async fn every_route_and_error_code() {
             amount: 1,
             reference: 3,
         },
+        g.tx_expiry(now()),
         &key(9),
     );
     assert_error(&api.submit(&not_registrar).await, 422, "rule_violation");
@@ -85,6 +86,7 @@ async fn every_route_and_error_code() {
             amount: u64::MAX / 2,
             nonce: 1,
         },
+        g.tx_expiry(now()),
         &key(8),
     );
     assert_error(&api.submit(&greedy).await, 422, "rule_violation");
@@ -94,8 +96,34 @@ async fn every_route_and_error_code() {
     if let TxBody::Order { quantity_wh, .. } = &mut bad.body {
         *quantity_wh = 101;
     }
-    let bad = Transaction::sign(&g.chain_id, bad.body, &owner);
+    let bad = Transaction::sign(&g.chain_id, bad.body, g.tx_expiry(now()), &owner);
     assert_error(&api.submit(&bad).await, 422, "invalid_proof");
+    // 422: past its expiry, or valid for longer than the genesis allows; and once expired, a
+    // committed transaction cannot be replayed (refused as expired, not merely a duplicate).
+    let (_, status) = api.get("/v1/status").await;
+    assert_eq!(status["max_tx_lifetime_secs"], g.max_tx_lifetime_secs);
+    let expiring = |reference, expires_at| {
+        Transaction::sign(
+            &g.chain_id,
+            TxBody::Deposit {
+                to: wallet(&key(55)),
+                amount: 1,
+                reference,
+            },
+            expires_at,
+            &registrar(),
+        )
+    };
+    assert_error(&api.submit(&expiring(10, now() - 1)).await, 422, "expired");
+    let too_far = expiring(11, now() + g.max_tx_lifetime_secs + 120);
+    assert_error(&api.submit(&too_far).await, 422, "expiry_too_far");
+    let short = expiring(12, now() + 5);
+    assert_eq!(api.submit(&short).await.0, 202);
+    api.wait_committed(&short.id(), T).await;
+    while now() <= short.expires_at + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_error(&api.submit(&short).await, 422, "expired");
 
     // GET /v1/tx/{id}: committed with its height; 404 unknown; 400 not hex.
     let h = api.wait_committed(&dep.id(), T).await;
@@ -327,7 +355,9 @@ async fn a_full_mempool_answers_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_lifecycle_with_real_proofs() {
     let dir = tempfile::tempdir().unwrap();
-    let g = genesis("lifecycle-test", 4, 4);
+    let mut g = genesis("lifecycle-test", 4, 4);
+    // Only the last cleared period stays in the committed state: the next one archives it.
+    g.result_retention_periods = 1;
     let (node, api) = start(dir.path(), &g, |_| {}).await;
     let seller = key(11);
     let buyer = key(12);
@@ -470,5 +500,23 @@ async fn order_lifecycle_with_real_proofs() {
         "malformed",
     );
     assert_error(&api.get("/v1/state/80?proof=true").await, 400, "malformed");
+
+    // Bounded history: once a later period clears, period p's result leaves the committed
+    // state (a proven absence) for the archive, and the API still serves it unchanged.
+    let q = (now() - g.genesis_time) / g.period_secs;
+    let next = order(&g, &seller, 1, q, Side::Sell, 0, 700, 500, 10);
+    sleep_until_unix(g.period_end(q).unwrap()).await;
+    let r = api.submit(&next).await;
+    assert_eq!(r.0, 202, "{r:?}");
+    api.wait_committed(&next.id(), T).await;
+    let t0 = std::time::Instant::now();
+    while api.get(&format!("/v1/periods/{q}")).await.1["status"] != "cleared" {
+        assert!(t0.elapsed() < T, "period {q} did not clear");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (root, proof) = prove(keys::result(p)).await;
+    assert_eq!(verify_proof(&root, &proof).unwrap(), None, "archived");
+    let (_, archived) = api.get(&format!("/v1/periods/{p}")).await;
+    assert_eq!(archived, cleared, "the archive serves the same view");
     node.shutdown().await;
 }

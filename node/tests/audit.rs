@@ -166,6 +166,26 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
     for tx in &orders {
         api.wait_committed(&tx.id(), Duration::from_secs(30)).await;
     }
+    // A snapshot while the orders are open (taken read-only next to the running node).
+    let snap_dir = tempfile::tempdir().unwrap();
+    let snap = snap_dir.path().join("snapshot.jsonl");
+    let out = Command::new(bin("veilwatt-node"))
+        .args(["snapshot", "--home"])
+        .arg(&net.homes[0])
+        .arg("--out")
+        .arg(&snap)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let snap_header: Value = serde_json::from_str(
+        std::fs::read_to_string(&snap)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let snap_height = snap_header["height"].as_u64().unwrap();
     let t0 = Instant::now();
     let view = loop {
         let (_, v) = api.get(&format!("/v1/periods/{p}")).await;
@@ -202,7 +222,7 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
             .output()
             .unwrap()
     };
-    let check_figures = |out: &std::process::Output| {
+    let check_figures_with = |out: &std::process::Output, proofs: u64| {
         assert!(
             out.status.success(),
             "audit failed: {}",
@@ -228,11 +248,84 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
         assert_eq!(f["trades"], view["trades"].as_array().unwrap().len());
         assert_eq!(f["meters"], 4);
         assert_eq!(f["one_order_per_meter"], true);
-        assert_eq!(r["proofs"], 4);
+        assert_eq!(r["proofs"], proofs);
         r
     };
+    let check_figures = |out: &std::process::Output| check_figures_with(out, 4);
     let x = xfile.to_str().unwrap();
     check_figures(&cli(&["--ledger", x, "--json"]));
+    // From the snapshot: the blocks after it, the open orders' proofs taken on the chain's
+    // word (its certificate over the root the entries rebuild), the same figures.
+    let tail = dir.path().join("tail.jsonl");
+    let x_header: Value = serde_json::from_str(
+        std::fs::read_to_string(&xfile)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let x_to = x_header["to"].to_string();
+    let st = Command::new(bin("veilwatt-node"))
+        .args([
+            "export",
+            "--from",
+            &(snap_height + 1).to_string(),
+            "--to",
+            &x_to,
+            "--home",
+        ])
+        .arg(&net.homes[0])
+        .arg("--out")
+        .arg(&tail)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (snap_s, tail_s) = (snap.to_str().unwrap(), tail.to_str().unwrap());
+    let r = check_figures_with(
+        &cli(&["--snapshot", snap_s, "--ledger", tail_s, "--json"]),
+        0,
+    );
+    let full: Value = serde_json::from_slice(&cli(&["--ledger", x, "--json"]).stdout).unwrap();
+    assert_eq!(r["state_root"], full["state_root"], "same final state");
+    // The snapshot must fit the ledger and the chain: a tail that does not start right after
+    // it, an altered entry, a dropped entry, an anchor without a valid certificate.
+    let out = cli(&["--snapshot", snap_s, "--ledger", x, "--json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("must start at {}", snap_height + 1)),
+        "{out:?}"
+    );
+    let text = std::fs::read_to_string(&snap).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let bad_snap = dir.path().join("bad-snapshot.jsonl");
+    let try_snapshot = |lines: Vec<String>, needle: &str| {
+        std::fs::write(&bad_snap, lines.join("\n")).unwrap();
+        let out = cli(&["--snapshot", bad_snap.to_str().unwrap(), "--ledger", tail_s]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{needle}: {err}");
+    };
+    let owned = || lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    // An account entry with one more unit of money.
+    let mut altered = owned();
+    let k = altered
+        .iter()
+        .position(|l| l.starts_with("[\"01"))
+        .expect("an account entry");
+    let (key, value): (String, String) = serde_json::from_str(&altered[k]).unwrap();
+    let mut v = hex::decode(value).unwrap();
+    v[0] = v[0].wrapping_add(1);
+    altered[k] = serde_json::to_string(&(key, hex::encode(v))).unwrap();
+    try_snapshot(altered, "entries give the state root");
+    let mut dropped = owned();
+    dropped.remove(k);
+    try_snapshot(dropped, "truncated");
+    let mut header: Value = serde_json::from_str(lines[0]).unwrap();
+    header["anchor"]["certificate"] = Value::String("00".repeat(52));
+    let mut forged = owned();
+    forged[0] = header.to_string();
+    try_snapshot(forged, "commit certificate invalid");
     check_figures(&cli(&[
         "--node",
         &api.base,
@@ -312,7 +405,12 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
     if let TxBody::Order { quantity_wh, .. } = &mut forged.body {
         *quantity_wh = 2_001;
     }
-    let forged = veilwatt_verifier::types::Transaction::sign(&g.chain_id, forged.body, &owners[0]);
+    let forged = veilwatt_verifier::types::Transaction::sign(
+        &g.chain_id,
+        forged.body,
+        g.tx_expiry(now()),
+        &owners[0],
+    );
     std::fs::write(&ofile, serde_json::to_vec(&forged).unwrap()).unwrap();
     let out = Command::new(bin("veilwatt-verifier"))
         .args(["verify-proof", "--genesis"])
@@ -328,8 +426,23 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
     assert!(!out.status.success());
 
     // Tampering, at the library level on the real export.
-    let export: Export = serde_json::from_slice(&std::fs::read(&xfile).unwrap()).unwrap();
+    let read = |bytes: &[u8]| Export::read_from(std::io::BufReader::new(bytes));
+    let bytes = std::fs::read(&xfile).unwrap();
+    let export = read(&bytes).unwrap();
     assert!(run_audit(&g, &export).is_ok());
+    // The format round-trips; a damaged line is named.
+    let mut again = Vec::new();
+    export.write_to(&mut again).unwrap();
+    assert_eq!(again, bytes);
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let damaged = text.replacen("\"certificate\"", "\"certificat\"", 1);
+    let err = read(damaged.as_bytes()).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::Format(m) if m.contains("line 2")),
+        "{err}"
+    );
+    let err = read(b"{\"blocks\": []}").unwrap_err();
+    assert!(matches!(err, AuditError::Format(_)), "{err}");
     let pos = export
         .blocks
         .iter()
@@ -492,7 +605,7 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
     let mut e = export.clone();
     set_quantity(&mut e, 2_500);
     reseal(&g, &mut e, pos);
-    std::fs::write(&xfile, serde_json::to_vec(&e).unwrap()).unwrap();
+    e.write_to(std::fs::File::create(&xfile).unwrap()).unwrap();
     let out = cli(&["--ledger", x]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

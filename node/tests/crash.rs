@@ -243,17 +243,18 @@ async fn kill_9_under_load_loses_nothing_committed() {
         .status()
         .unwrap();
     assert!(st.success());
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(doc["format"], "veilwatt-export/1");
-    assert_eq!(doc["genesis_hash"], g.hash().to_hex());
-    let blocks = doc["blocks"].as_array().unwrap();
-    assert_eq!(blocks.len() as u64, height);
-    for b in blocks {
-        let block: Block = serde_json::from_value(b["block"].clone()).unwrap();
-        let cert = hex::decode(b["certificate"].as_str().unwrap()).unwrap();
+    let doc = veilwatt_verifier::audit::Export::read_from(std::io::BufReader::new(
+        std::fs::File::open(&out).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(doc.format, "veilwatt-export/2");
+    assert_eq!(doc.genesis_hash, g.hash());
+    assert_eq!(doc.blocks.len() as u64, height);
+    for b in &doc.blocks {
+        let cert = hex::decode(&b.certificate).unwrap();
         let cert = veilwatt_node::consensus::codec::decode_commit_certificate(&cert).unwrap();
-        assert_eq!(cert.value_id.0, block.hash().0);
-        assert_eq!(b["hash"], block.hash().to_hex());
+        assert_eq!(cert.value_id.0, b.block.hash().0);
+        assert_eq!(b.hash, b.block.hash());
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -9,7 +9,7 @@ use serde_json::Value;
 use veilwatt_params::dev;
 use veilwatt_verifier::ledger::{Ledger, LedgerRead};
 use veilwatt_verifier::state::MemoryState;
-use veilwatt_verifier::types::{Block, Genesis};
+use veilwatt_verifier::types::Genesis;
 use veilwatt_verifier::OrderVerifier;
 
 #[test]
@@ -60,7 +60,10 @@ fn demo_report_matches_the_replayed_ledger() {
         .status()
         .unwrap();
     assert!(st.success());
-    let export: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let export = veilwatt_verifier::audit::Export::read_from(std::io::BufReader::new(
+        std::fs::File::open(&file).unwrap(),
+    ))
+    .unwrap();
     let g: Genesis =
         serde_json::from_slice(&std::fs::read(home.join("genesis.json")).unwrap()).unwrap();
     let keys = dev::keys().unwrap();
@@ -68,9 +71,8 @@ fn demo_report_matches_the_replayed_ledger() {
     let ledger = Ledger::new(&g).unwrap();
     let mut state = MemoryState::default();
     state.commit(ledger.genesis_update(&state).unwrap());
-    for b in export["blocks"].as_array().unwrap() {
-        let block: Block = serde_json::from_value(b["block"].clone()).unwrap();
-        let applied = ledger.apply_block(&state, &block, &verifier).unwrap();
+    for b in &export.blocks {
+        let applied = ledger.apply_block(&state, &b.block, &verifier).unwrap();
         state.commit(applied.update);
     }
     assert_eq!(

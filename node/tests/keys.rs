@@ -75,6 +75,7 @@ fn forged_sale(
             limit_price: 10,
             proof: OrderProof::from_proof(&proof),
         },
+        g.tx_expiry(now()),
         owner,
     )
 }

@@ -329,6 +329,7 @@ async fn a_proposer_including_an_invalid_proof_is_refused() {
             limit_price: 9,
             proof,
         },
+        g.tx_expiry(now()),
         &owners[0],
     );
     let buy = order(&g, &owners[1], 2, p, Side::Buy, 6_000, 0, 5_000, 25);

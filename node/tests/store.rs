@@ -46,6 +46,8 @@ fn genesis() -> (Genesis, SigningKey, SigningKey) {
         price_cap: 30,
         vk_id: Hash32([0; 32]),
         insecure_dev_keys: true,
+        max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+        result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
     };
     (g, registrar, validator)
 }
@@ -66,7 +68,7 @@ fn next_block(
                 amount: 1_000 + h,
                 reference: h * 10 + k,
             };
-            Transaction::sign(&g.chain_id, body, registrar)
+            Transaction::sign(&g.chain_id, body, h + 60, registrar)
         })
         .collect();
     let mut b = Block {
@@ -254,16 +256,19 @@ fn kill_9_leaves_every_reported_commit_and_a_consistent_state() {
 }
 
 #[test]
-fn a_version_1_database_is_refused_with_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        let db = rocksdb::DB::open_cf(&opts, dir.path(), ["blocks", "state"]).unwrap();
-        drop(db);
+fn databases_of_earlier_formats_are_refused_with_a_clear_error() {
+    // Version 1 (one state value) and the keyed state before transactions expired.
+    for cfs in [&["blocks", "state"][..], &["blocks", "kv", "tree"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut opts = rocksdb::Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let db = rocksdb::DB::open_cf(&opts, dir.path(), cfs).unwrap();
+            drop(db);
+        }
+        let e = RocksStore::open(dir.path()).unwrap_err();
+        assert!(matches!(e, StoreError::OldFormat(_)), "{e}");
+        assert!(e.to_string().contains("earlier format"), "{e}");
     }
-    let e = RocksStore::open(dir.path()).unwrap_err();
-    assert!(matches!(e, StoreError::OldFormat(_)), "{e}");
-    assert!(e.to_string().contains("version-1 ledger"), "{e}");
 }

@@ -73,6 +73,8 @@ fn bench(c: &mut Criterion) {
         price_cap: 30,
         vk_id: Hash32([0; 32]),
         insecure_dev_keys: true,
+        max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+        result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
     let households: Vec<(SigningKey, MeterKey)> = (0..1_000u32)
@@ -101,7 +103,7 @@ fn bench(c: &mut Criterion) {
                 },
             ]
         })
-        .map(|body| Transaction::sign(&g.chain_id, body, &registrar))
+        .map(|body| Transaction::sign(&g.chain_id, body, 600, &registrar))
         .collect();
     let proposer_key = WalletKey(proposer.verifying_key().to_bytes());
     let seal = |state: &MemoryState, mut block: Block| -> Block {
@@ -140,7 +142,7 @@ fn bench(c: &mut Criterion) {
                 limit_price: rng.gen_range(8..=30),
                 proof: OrderProof([0; 128]),
             };
-            Transaction::sign(&g.chain_id, body, w)
+            Transaction::sign(&g.chain_id, body, 1_500, w)
         })
         .collect();
     let block = seal(

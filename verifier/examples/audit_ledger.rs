@@ -1,6 +1,8 @@
 //! Builds a large ledger export for benchmarking `veilwatt-verifier audit`:
-//! `audit_ledger HOUSEHOLDS PERIODS OUT_DIR` writes `OUT_DIR/genesis.json` and
-//! `OUT_DIR/export.json` with HOUSEHOLDS x PERIODS orders (docs/benchmarks.md).
+//! `audit_ledger HOUSEHOLDS PERIODS OUT_DIR [RETENTION]` writes `OUT_DIR/genesis.json` and
+//! `OUT_DIR/export.json` with HOUSEHOLDS x PERIODS orders (docs/benchmarks.md), streaming each
+//! block to the file as it is sealed (a city-day, 100,000 x 96, does not fit in memory as one
+//! value). RETENTION is the genesis `result_retention_periods` (default 96).
 //!
 //! Proving 100,000 orders honestly takes hours on the benchmark machine, so this tool forges
 //! the proofs instead, which is possible only because the *insecure development keys* come from
@@ -23,7 +25,9 @@ use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::order::OrderPublic;
-use veilwatt_verifier::audit::{Certificate, Export, ExportedBlock, EXPORT_FORMAT};
+use veilwatt_verifier::audit::{
+    Certificate, ExportHeader, ExportWriter, ExportedBlock, EXPORT_FORMAT,
+};
 use veilwatt_verifier::ledger::{Ledger, LedgerRead, ProofCheck};
 use veilwatt_verifier::state::{keys, MemoryState, StateUpdate};
 use veilwatt_verifier::types::*;
@@ -61,14 +65,17 @@ impl Forger {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (households, periods, out) = match args.as_slice() {
-        [_, h, p, o] => (
+    let (households, periods, out, retention) = match args.as_slice() {
+        [_, h, p, o, rest @ ..] if rest.len() <= 1 => (
             h.parse::<usize>().expect("HOUSEHOLDS"),
             p.parse::<u64>().expect("PERIODS"),
             PathBuf::from(o),
+            rest.first().map_or(DEFAULT_RESULT_RETENTION_PERIODS, |r| {
+                r.parse().expect("RETENTION")
+            }),
         ),
         _ => {
-            eprintln!("usage: audit_ledger HOUSEHOLDS PERIODS OUT_DIR");
+            eprintln!("usage: audit_ledger HOUSEHOLDS PERIODS OUT_DIR [RETENTION]");
             std::process::exit(2);
         }
     };
@@ -104,6 +111,8 @@ fn main() {
         price_cap: 30,
         vk_id: Hash32(keys.vk_id.0),
         insecure_dev_keys: true,
+        max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+        result_retention_periods: retention,
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
 
@@ -128,7 +137,25 @@ fn main() {
         .collect();
     let mut state = MemoryState::default();
     state.commit(ledger.genesis_update(&state).expect("genesis"));
-    let mut blocks: Vec<ExportedBlock> = Vec::new();
+    std::fs::create_dir_all(&out).expect("output directory");
+    std::fs::write(
+        out.join("genesis.json"),
+        serde_json::to_vec_pretty(&g).expect("json"),
+    )
+    .expect("write genesis");
+    // Blocks: the setup, one per period, the last clearing.
+    let header = ExportHeader {
+        format: EXPORT_FORMAT.into(),
+        chain_id: g.chain_id.clone(),
+        genesis_hash: g.hash(),
+        from: 1,
+        to: periods + 2,
+    };
+    let file = std::fs::File::create(out.join("export.json")).expect("create export");
+    let mut writer =
+        ExportWriter::new(std::io::BufWriter::new(file), &header).expect("write export");
+    let verifier = OrderVerifier::new(&keys.vk, keys.vk_id).expect("verifier");
+    let (mut sealed, mut cleared) = (0u64, 0usize);
     let mut seal = |state: &mut MemoryState, time: u64, txs: Vec<Transaction>| {
         let height = state.meta().expect("meta").height + 1;
         let mut block = Block {
@@ -139,9 +166,15 @@ fn main() {
             txs,
             state_root: Hash32::default(),
         };
-        let (changes, _) = ledger
+        let (mut changes, events) = ledger
             .execute(state, &block, &Unchecked)
             .unwrap_or_else(|e| panic!("block {height}: {e}"));
+        // Archived results are not committed; this builder does not keep them.
+        changes.retain(|k, _| k.first() != Some(&keys::ARCHIVE));
+        cleared += events
+            .iter()
+            .filter(|e| matches!(e, veilwatt_verifier::ledger::Event::PeriodCleared { .. }))
+            .count();
         let mut update = StateUpdate::compute(state, height, changes).expect("root");
         block.state_root = update.root;
         update
@@ -165,11 +198,30 @@ fn main() {
                 )
             })
             .collect();
-        blocks.push(ExportedBlock {
-            hash,
-            block,
-            certificate: hex::encode(cert.encode()),
-        });
+        if height == 2 {
+            // Spot-check: forged proofs verify under the real verifier.
+            let sample: Vec<(OrderPublic, OrderProof)> = block
+                .txs
+                .iter()
+                .take(16)
+                .filter_map(|t| {
+                    t.body
+                        .order_proof_item(|m| m.to_public_key())
+                        .and_then(Result::ok)
+                })
+                .collect();
+            verifier
+                .verify_batch_deterministic(&sample)
+                .expect("forged proofs verify");
+        }
+        writer
+            .push(&ExportedBlock {
+                hash,
+                block,
+                certificate: hex::encode(cert.encode()),
+            })
+            .expect("write export");
+        sealed += 1;
     };
 
     let setup: Vec<Transaction> = (0..households)
@@ -183,6 +235,7 @@ fn main() {
                         meter: meter_keys[i],
                         owner,
                     },
+                    g.genesis_time + 60,
                     &registrar,
                 ),
                 Transaction::sign(
@@ -192,6 +245,7 @@ fn main() {
                         amount: 1_000_000_000_000,
                         reference: i as u64,
                     },
+                    g.genesis_time + 60,
                     &registrar,
                 ),
             ]
@@ -228,6 +282,7 @@ fn main() {
                         limit_price,
                         proof,
                     },
+                    g.gate_close(p).expect("time") - 1,
                     &owners[i],
                 )
             })
@@ -244,46 +299,16 @@ fn main() {
     );
     eprintln!();
 
-    // Spot-check: forged proofs verify under the real verifier.
-    let verifier = OrderVerifier::new(&keys.vk, keys.vk_id).expect("verifier");
-    let sample: Vec<(OrderPublic, OrderProof)> = blocks[1]
-        .block
-        .txs
-        .iter()
-        .take(16)
-        .filter_map(|t| {
-            t.body
-                .order_proof_item(|m| m.to_public_key())
-                .and_then(Result::ok)
-        })
-        .collect();
-    verifier
-        .verify_batch_deterministic(&sample)
-        .expect("forged proofs verify");
-
-    let export = Export {
-        format: EXPORT_FORMAT.into(),
-        chain_id: g.chain_id.clone(),
-        genesis_hash: g.hash(),
-        from: 1,
-        to: blocks.len() as u64,
-        blocks,
-    };
-    std::fs::create_dir_all(&out).expect("output directory");
-    std::fs::write(
-        out.join("genesis.json"),
-        serde_json::to_vec_pretty(&g).expect("json"),
-    )
-    .expect("write genesis");
-    std::fs::write(
-        out.join("export.json"),
-        serde_json::to_vec(&export).expect("json"),
-    )
-    .expect("write export");
+    writer
+        .finish()
+        .expect("write export")
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .expect("write export");
+    assert_eq!(sealed, header.to, "blocks announced in the header");
     eprintln!(
-        "{orders} orders in {} blocks, {} periods cleared, written to {} in {:.1} s",
-        export.blocks.len(),
-        state.period_results(0, u64::MAX).expect("results").len(),
+        "{orders} orders in {sealed} blocks, {cleared} periods cleared, written to {} in {:.1} s",
         out.display(),
         t0.elapsed().as_secs_f64()
     );

@@ -1,5 +1,6 @@
 //! The regulator's audit (docs/spec/audit.md): trust no validator. Given the genesis and a
-//! ledger export (`veilwatt-node export`, format `veilwatt-export/1`), check
+//! ledger export (`veilwatt-node export`, format `veilwatt-export/2`: JSON lines, a header and
+//! then one block per line, read as a stream), check
 //!
 //! 1. that the export belongs to this genesis and its blocks are heights `1..=n` in order,
 //!    each hashing to its stated hash and linked to its parent;
@@ -10,8 +11,11 @@
 //! 4. the replay of every block through the very state machine the validators run, whose state
 //!    root must equal each block's;
 //!
-//! then report the market's figures per period from the replayed state. The first failure
-//! stops the audit with an [`AuditError`] naming the height, the transaction and what differs.
+//! and report the market's figures of each period as it clears. The checks run as a pipeline
+//! over chunks of blocks (read and certificates | proofs | replay), so the proofs of the next
+//! chunk are verified while the previous one is replayed, and memory holds a few chunks and
+//! the live state, not the ledger. The first failing block stops the audit with an
+//! [`AuditError`] naming the height, the transaction and what differs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,17 +25,34 @@ use veilwatt_circuits::order::OrderPublic;
 
 use crate::ledger::{BlockError, Ledger, LedgerRead, ProofCheck};
 use crate::proof::{BatchFailure, OrderProof, OrderVerifier};
+use crate::snapshot::Checkpoint;
 use crate::state::{MemoryState, StateError};
 use crate::types::{Block, Genesis, Hash32, MeterKey, Side, Signature64, TxBody, TxId, WalletKey};
 
 /// The export format this audit reads.
-pub const EXPORT_FORMAT: &str = "veilwatt-export/1";
+pub const EXPORT_FORMAT: &str = "veilwatt-export/2";
 
 /// Domain tag of commit votes (node/src/consensus/signing.rs).
 pub const VOTE_DOMAIN: &str = "veilwatt/vote/v1";
 
-/// A ledger export.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The first line of an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportHeader {
+    /// Always [`EXPORT_FORMAT`].
+    pub format: String,
+    /// Chain id.
+    pub chain_id: String,
+    /// Hash of the genesis the ledger started from.
+    pub genesis_hash: Hash32,
+    /// First height.
+    pub from: u64,
+    /// Last height.
+    pub to: u64,
+}
+
+/// A whole export in memory (tests, small ledgers); [`ExportReader`] and [`ExportWriter`]
+/// stream one.
+#[derive(Clone, Debug)]
 pub struct Export {
     /// Always [`EXPORT_FORMAT`].
     pub format: String,
@@ -45,6 +66,137 @@ pub struct Export {
     pub to: u64,
     /// The blocks, in height order.
     pub blocks: Vec<ExportedBlock>,
+}
+
+impl Export {
+    /// Its header line.
+    pub fn header(&self) -> ExportHeader {
+        ExportHeader {
+            format: self.format.clone(),
+            chain_id: self.chain_id.clone(),
+            genesis_hash: self.genesis_hash,
+            from: self.from,
+            to: self.to,
+        }
+    }
+
+    /// Writes it in the export format.
+    pub fn write_to<W: std::io::Write>(&self, w: W) -> Result<(), ExportIoError> {
+        let mut out = ExportWriter::new(w, &self.header())?;
+        for b in &self.blocks {
+            out.push(b)?;
+        }
+        out.finish()?;
+        Ok(())
+    }
+
+    /// Reads a whole export.
+    pub fn read_from<R: std::io::BufRead>(r: R) -> Result<Self, AuditError> {
+        let reader = ExportReader::new(r)?;
+        let h = reader.header().clone();
+        let blocks = reader.collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            format: h.format,
+            chain_id: h.chain_id,
+            genesis_hash: h.genesis_hash,
+            from: h.from,
+            to: h.to,
+            blocks,
+        })
+    }
+}
+
+/// Writing an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportIoError {
+    /// The output failed.
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+    /// A value did not encode.
+    #[error("encoding the export: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Writes an export line by line: the header, then [`ExportWriter::push`] per block.
+pub struct ExportWriter<W: std::io::Write> {
+    out: W,
+}
+
+impl<W: std::io::Write> ExportWriter<W> {
+    /// Starts an export with its header line.
+    pub fn new(mut out: W, header: &ExportHeader) -> Result<Self, ExportIoError> {
+        serde_json::to_writer(&mut out, header)?;
+        out.write_all(b"\n")?;
+        Ok(Self { out })
+    }
+
+    /// Appends a block.
+    pub fn push(&mut self, block: &ExportedBlock) -> Result<(), ExportIoError> {
+        serde_json::to_writer(&mut self.out, block)?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Flushes and returns the output.
+    pub fn finish(mut self) -> Result<W, ExportIoError> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Reads an export as a stream: the header at once, then the blocks one line at a time.
+pub struct ExportReader<R> {
+    lines: std::io::Lines<R>,
+    header: ExportHeader,
+    line: usize,
+}
+
+impl<R: std::io::BufRead> ExportReader<R> {
+    /// Reads the header line.
+    pub fn new(r: R) -> Result<Self, AuditError> {
+        let mut lines = r.lines();
+        let first = lines
+            .next()
+            .ok_or_else(|| AuditError::Format("empty file".into()))?
+            .map_err(|e| AuditError::Format(format!("reading line 1: {e}")))?;
+        let header: ExportHeader = serde_json::from_str(&first)
+            .map_err(|e| AuditError::Format(format!("line 1 is not an export header: {e}")))?;
+        if header.format != EXPORT_FORMAT {
+            return Err(AuditError::Format(format!("format {:?}", header.format)));
+        }
+        Ok(Self {
+            lines,
+            header,
+            line: 1,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &ExportHeader {
+        &self.header
+    }
+}
+
+impl<R: std::io::BufRead> Iterator for ExportReader<R> {
+    type Item = Result<ExportedBlock, AuditError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = self.lines.next()?;
+            self.line += 1;
+            let n = self.line;
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => return Some(Err(AuditError::Format(format!("reading line {n}: {e}")))),
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Some(serde_json::from_str(&line).map_err(|e| {
+                AuditError::Format(format!("line {n} is not an exported block: {e}"))
+            }));
+        }
+    }
 }
 
 /// One block of an export.
@@ -232,8 +384,29 @@ pub enum AuditError {
     #[error("the export is of another market: {0}")]
     OtherGenesis(String),
     /// The export does not start at height 1 (a replay needs every block).
-    #[error("the export starts at height {0}; an audit replays from height 1")]
+    #[error("the export starts at height {0}; an audit replays from height 1 (or from a snapshot: --snapshot)")]
     NotFromGenesis(u64),
+    /// The export does not start right after the snapshot it is audited from.
+    #[error("the export starts at height {got}; the snapshot is of height {snapshot}, so it must start at {}", snapshot + 1)]
+    NotAfterSnapshot {
+        /// The snapshot's height.
+        snapshot: u64,
+        /// The export's first height.
+        got: u64,
+    },
+    /// A snapshot is malformed or incomplete.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    /// A snapshot's entries do not rebuild its anchor block's state root.
+    #[error("snapshot at height {height}: its entries give the state root {computed}, but the chain committed {stated} (entries altered, added or removed)")]
+    SnapshotRoot {
+        /// Anchor height.
+        height: u64,
+        /// The anchor block's state root.
+        stated: Hash32,
+        /// The root the entries give.
+        computed: Hash32,
+    },
     /// A block is missing, repeated or out of order.
     #[error("block {position} of the export has height {got}; expected {expected} (missing, repeated or out-of-order block)")]
     OutOfOrder {
@@ -401,7 +574,7 @@ impl ProofCheck for Verified<'_> {
 }
 
 /// Audits `export` against `g`, verifying proofs with `verifier`; reports the cleared periods
-/// within `periods` (all when `None`).
+/// within `periods` (all when `None`). See [`audit_stream`].
 pub fn audit(
     g: &Genesis,
     export: &Export,
@@ -409,61 +582,216 @@ pub fn audit(
     periods: Option<(u64, u64)>,
     progress: &dyn Progress,
 ) -> Result<AuditReport, AuditError> {
-    // 1. Provenance, order, hashes, links.
-    if export.format != EXPORT_FORMAT {
-        return Err(AuditError::Format(format!("format {:?}", export.format)));
+    audit_stream(
+        g,
+        &export.header(),
+        export.blocks.iter().cloned().map(Ok),
+        verifier,
+        periods,
+        progress,
+    )
+}
+
+/// Blocks per pipeline chunk, at most.
+const CHUNK_BLOCKS: usize = 256;
+/// Proofs per pipeline chunk, about: a chunk ends at the first block that reaches it.
+const CHUNK_PROOFS: usize = 4 * 1024;
+
+/// Blocks that passed the checks of the stages so far, with their order proofs.
+struct Chunk {
+    blocks: Vec<ExportedBlock>,
+    /// Per block, its order proofs in transaction order...
+    items: Vec<Vec<(OrderPublic, OrderProof)>>,
+    /// ... and the index of each one's transaction in the block.
+    positions: Vec<Vec<usize>>,
+    signatures: u64,
+}
+
+/// What a stage passes on: the blocks before the first failure, then the failure.
+type Stage = Result<Chunk, AuditError>;
+
+/// Audits a stream of blocks (an [`ExportReader`], or blocks fetched from a node) against `g`:
+/// the header and every block as described in the module documentation, as a three-stage
+/// pipeline (read, hash links and certificates | proofs | replay and figures) over chunks of
+/// blocks, each stage a thread joined by bounded channels. Memory holds a few chunks, the live
+/// state and the open orders' meters; archived period results are not kept (the figures of a
+/// period are taken when it clears).
+pub fn audit_stream<I>(
+    g: &Genesis,
+    header: &ExportHeader,
+    blocks: I,
+    verifier: &OrderVerifier,
+    periods: Option<(u64, u64)>,
+    progress: &dyn Progress,
+) -> Result<AuditReport, AuditError>
+where
+    I: Iterator<Item = Result<ExportedBlock, AuditError>> + Send,
+{
+    audit_stream_from(g, None, header, blocks, verifier, periods, progress)
+}
+
+/// [`audit_stream`] starting from a verified snapshot ([`crate::snapshot::load`]) instead of
+/// the genesis: the export must start right after the snapshot's height, and the report covers
+/// the periods cleared from there on.
+pub fn audit_stream_from<I>(
+    g: &Genesis,
+    start: Option<Checkpoint>,
+    header: &ExportHeader,
+    blocks: I,
+    verifier: &OrderVerifier,
+    periods: Option<(u64, u64)>,
+    progress: &dyn Progress,
+) -> Result<AuditReport, AuditError>
+where
+    I: Iterator<Item = Result<ExportedBlock, AuditError>> + Send,
+{
+    if header.format != EXPORT_FORMAT {
+        return Err(AuditError::Format(format!("format {:?}", header.format)));
     }
-    if export.chain_id != g.chain_id {
+    if header.chain_id != g.chain_id {
         return Err(AuditError::OtherGenesis(format!(
             "chain {:?}, genesis says {:?}",
-            export.chain_id, g.chain_id
+            header.chain_id, g.chain_id
         )));
     }
-    if export.genesis_hash != g.hash() {
+    if header.genesis_hash != g.hash() {
         return Err(AuditError::OtherGenesis(format!(
             "genesis hash {}, the genesis file hashes to {}",
-            export.genesis_hash,
+            header.genesis_hash,
             g.hash()
         )));
     }
     let ledger = Ledger::new(g).map_err(|e| AuditError::OtherGenesis(e.to_string()))?;
-    match export.blocks.first() {
-        Some(b) if b.block.height != 1 => return Err(AuditError::NotFromGenesis(b.block.height)),
-        None if export.from != 1 => return Err(AuditError::NotFromGenesis(export.from)),
-        _ => {}
-    }
-    let mut prev = Hash32::default();
-    for (position, b) in export.blocks.iter().enumerate() {
-        let expected = position as u64 + 1;
-        if b.block.height != expected {
-            return Err(AuditError::OutOfOrder {
-                position,
-                expected,
-                got: b.block.height,
-            });
+    let start = match start {
+        Some(c) if header.from != c.height + 1 => {
+            return Err(AuditError::NotAfterSnapshot {
+                snapshot: c.height,
+                got: header.from,
+            })
         }
-        let computed = b.block.hash();
-        if computed != b.hash {
-            return Err(AuditError::BlockHash {
-                height: expected,
-                stated: b.hash,
-                computed,
-            });
+        Some(c) => c,
+        None if header.from != 1 => return Err(AuditError::NotFromGenesis(header.from)),
+        None => {
+            let mut state = MemoryState::default();
+            let genesis = ledger.genesis_update(&state).map_err(AuditError::State)?;
+            state.commit(genesis);
+            Checkpoint {
+                state,
+                height: 0,
+                hash: Hash32::default(),
+            }
         }
-        if b.block.prev_hash != prev {
-            return Err(AuditError::Parent {
-                height: expected,
-                stated: b.block.prev_hash,
-                expected: prev,
-            });
-        }
-        prev = computed;
-    }
+    };
+    progress.stage("audit", header.to.saturating_sub(header.from) + 1);
+    let (first, prev) = (start.height + 1, start.hash);
+    std::thread::scope(|scope| {
+        let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Stage>(1);
+        let (proof_tx, proof_rx) = std::sync::mpsc::sync_channel::<Stage>(1);
+        scope.spawn(move || read_stage(g, blocks, first, prev, &read_tx));
+        scope.spawn(move || proof_stage(verifier, &read_rx, &proof_tx));
+        replay_stage(g, &ledger, start.state, &proof_rx, periods, progress)
+    })
+}
 
-    // 2. Certificates, in parallel; the lowest failing height is reported.
-    progress.stage("certificates", export.blocks.len() as u64);
-    let checked: Vec<Result<u64, AuditError>> = export
-        .blocks
+/// Stage 1: reads blocks, checks heights, hashes and parent links, and the certificates of
+/// each chunk in parallel.
+fn read_stage<I>(
+    g: &Genesis,
+    blocks: I,
+    first: u64,
+    mut prev: Hash32,
+    out: &std::sync::mpsc::SyncSender<Stage>,
+) where
+    I: Iterator<Item = Result<ExportedBlock, AuditError>>,
+{
+    let mut expected = first;
+    let mut chunk = Vec::new();
+    let mut proofs = 0usize;
+    let mut failure = None;
+    let mut blocks = blocks;
+    loop {
+        let next = match blocks.next() {
+            None => None,
+            Some(Err(e)) => {
+                failure = Some(e);
+                None
+            }
+            Some(Ok(b)) => match check_link(&b, first, expected, &prev) {
+                Ok(hash) => {
+                    prev = hash;
+                    expected += 1;
+                    Some(b)
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            },
+        };
+        let end = next.is_none();
+        if let Some(b) = next {
+            proofs += b
+                .block
+                .txs
+                .iter()
+                .filter(|t| matches!(t.body, TxBody::Order { .. }))
+                .count();
+            chunk.push(b);
+        }
+        if end || chunk.len() >= CHUNK_BLOCKS || proofs >= CHUNK_PROOFS {
+            let (ok, cert_failure) = check_certificates(g, std::mem::take(&mut chunk));
+            proofs = 0;
+            let stop = cert_failure.is_some() || end;
+            if !ok.blocks.is_empty() && out.send(Ok(ok)).is_err() {
+                return;
+            }
+            if let Some(e) = cert_failure.or(failure.take()) {
+                let _ = out.send(Err(e));
+                return;
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+}
+
+/// Height, hash and parent link of the next block; returns its hash.
+fn check_link(
+    b: &ExportedBlock,
+    first: u64,
+    expected: u64,
+    prev: &Hash32,
+) -> Result<Hash32, AuditError> {
+    if b.block.height != expected {
+        return Err(AuditError::OutOfOrder {
+            position: (expected - first) as usize,
+            expected,
+            got: b.block.height,
+        });
+    }
+    let computed = b.block.hash();
+    if computed != b.hash {
+        return Err(AuditError::BlockHash {
+            height: expected,
+            stated: b.hash,
+            computed,
+        });
+    }
+    if b.block.prev_hash != *prev {
+        return Err(AuditError::Parent {
+            height: expected,
+            stated: b.block.prev_hash,
+            expected: *prev,
+        });
+    }
+    Ok(computed)
+}
+
+/// Verifies the certificates of `blocks` in parallel: the blocks before the first invalid one
+/// (all, if none is), and its error.
+fn check_certificates(g: &Genesis, mut blocks: Vec<ExportedBlock>) -> (Chunk, Option<AuditError>) {
+    let checked: Vec<Result<u64, AuditError>> = blocks
         .par_iter()
         .map(|b| {
             let height = b.block.height;
@@ -472,50 +800,93 @@ pub fn audit(
                 .map_err(|e| fail(CertError::Malformed(e.to_string())))?;
             let cert = Certificate::decode(&bytes).map_err(|e| fail(CertError::Malformed(e)))?;
             cert.verify(g, height, &b.hash).map_err(fail)?;
-            progress.advance(1);
             Ok(cert.signatures.len() as u64)
         })
         .collect();
     let mut signatures = 0;
-    for r in checked {
-        signatures += r?;
-    }
-
-    // 3. Proofs, in batches across blocks.
-    let mut items: Vec<Vec<(OrderPublic, OrderProof)>> = Vec::with_capacity(export.blocks.len());
-    let mut where_: Vec<(usize, usize)> = Vec::new(); // (block position, tx index)
-    for (pos, b) in export.blocks.iter().enumerate() {
-        let mut mine = Vec::new();
-        for (k, tx) in b.block.txs.iter().enumerate() {
-            if let Some(Ok(item)) = tx
-                .body
-                .order_proof_item(|m| m.to_public_key_unchecked().ok_or(()))
-            {
-                mine.push(item);
-                where_.push((pos, k));
+    let mut failure = None;
+    for (k, r) in checked.into_iter().enumerate() {
+        match r {
+            Ok(n) => signatures += n,
+            Err(e) => {
+                blocks.truncate(k);
+                failure = Some(e);
+                break;
             }
         }
-        items.push(mine);
     }
-    let flat: Vec<&(OrderPublic, OrderProof)> = items.iter().flatten().collect();
-    progress.stage("proofs", flat.len() as u64);
-    let failures: Vec<(usize, String)> = flat
-        .par_chunks(PROOF_BATCH)
-        .enumerate()
-        .flat_map_iter(|(c, chunk)| {
-            let owned: Vec<(OrderPublic, OrderProof)> = chunk.iter().map(|x| **x).collect();
-            let r = verifier.verify_batch_deterministic(&owned);
-            progress.advance(chunk.len() as u64);
-            r.err()
-                .map(|f| f.invalid)
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |(i, e)| (c * PROOF_BATCH + i, e.to_string()))
+    // The proofs the ledger checks: orders whose meter key decodes (an order with an
+    // undecodable key is refused by the rules as from an unknown meter).
+    let (items, positions) = blocks
+        .iter()
+        .map(|b| {
+            b.block
+                .txs
+                .iter()
+                .enumerate()
+                .filter_map(|(k, tx)| {
+                    tx.body
+                        .order_proof_item(|m| m.to_public_key_unchecked().ok_or(()))
+                        .and_then(Result::ok)
+                        .map(|item| (item, k))
+                })
+                .unzip()
         })
-        .collect();
-    if let Some((i, why)) = failures.into_iter().min_by_key(|(i, _)| *i) {
-        let (pos, index) = where_[i];
-        let b = &export.blocks[pos];
+        .unzip();
+    (
+        Chunk {
+            blocks,
+            items,
+            positions,
+            signatures,
+        },
+        failure,
+    )
+}
+
+/// Stage 2: verifies every order proof of a chunk, in parallel batches.
+fn proof_stage(
+    verifier: &OrderVerifier,
+    input: &std::sync::mpsc::Receiver<Stage>,
+    out: &std::sync::mpsc::SyncSender<Stage>,
+) {
+    for msg in input {
+        let mut chunk = match msg {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        };
+        let flat: Vec<&(OrderPublic, OrderProof)> = chunk.items.iter().flatten().collect();
+        let failure = flat
+            .par_chunks(PROOF_BATCH)
+            .enumerate()
+            .flat_map_iter(|(c, batch)| {
+                let owned: Vec<(OrderPublic, OrderProof)> = batch.iter().map(|x| **x).collect();
+                verifier
+                    .verify_batch_deterministic(&owned)
+                    .err()
+                    .map(|f| f.invalid)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |(i, e)| (c * PROOF_BATCH + i, e.to_string()))
+            })
+            .min_by_key(|(i, _)| *i);
+        let Some((i, why)) = failure else {
+            if out.send(Ok(chunk)).is_err() {
+                return;
+            }
+            continue;
+        };
+        // Locate the failing proof: block position and transaction index.
+        let (mut pos, mut rest) = (0, i);
+        while rest >= chunk.items[pos].len() {
+            rest -= chunk.items[pos].len();
+            pos += 1;
+        }
+        let b = &chunk.blocks[pos];
+        let index = chunk.positions[pos][rest];
         let tx = &b.block.txs[index];
         let (meter, period, side, quantity_wh) = match &tx.body {
             TxBody::Order {
@@ -527,7 +898,7 @@ pub fn audit(
             } => (*meter, *period, *side, *quantity_wh),
             _ => (MeterKey([0; 64]), 0, Side::Sell, 0),
         };
-        return Err(AuditError::Proof {
+        let error = AuditError::Proof {
             height: b.block.height,
             index,
             id: tx.id(),
@@ -536,36 +907,45 @@ pub fn audit(
             side,
             quantity_wh,
             why,
-        });
+        };
+        chunk.blocks.truncate(pos);
+        chunk.items.truncate(pos);
+        chunk.positions.truncate(pos);
+        if !chunk.blocks.is_empty() && out.send(Ok(chunk)).is_err() {
+            return;
+        }
+        let _ = out.send(Err(error));
+        return;
     }
+}
 
-    // 4. Replay.
-    progress.stage("replay", export.blocks.len() as u64);
-    let mut state = MemoryState::default();
-    let genesis = ledger.genesis_update(&state).map_err(AuditError::State)?;
-    state.commit(genesis);
-    let mut order_meters: BTreeMap<TxId, MeterKey> = BTreeMap::new();
-    let mut transactions = 0u64;
-    for (b, proofs) in export.blocks.iter().zip(&items) {
-        let height = b.block.height;
-        let applied = ledger
-            .apply_block(&state, &b.block, &Verified(proofs))
-            .map_err(|error| AuditError::Replay { height, error })?;
-        state.commit(applied.update);
-        for tx in &b.block.txs {
-            if let TxBody::Order { meter, .. } = &tx.body {
-                order_meters.insert(tx.id(), *meter);
+/// Running figures of the replay.
+#[derive(Default)]
+struct Figures {
+    periods: Vec<PeriodFigures>,
+    meters: BTreeSet<MeterKey>,
+    /// Meters of the orders not cleared yet (orders name no meter in their result).
+    open: BTreeMap<TxId, MeterKey>,
+}
+
+impl Figures {
+    /// Takes a block's transactions into account.
+    fn block(&mut self, block: &Block) {
+        for tx in &block.txs {
+            match &tx.body {
+                TxBody::Order { meter, .. } => {
+                    self.open.insert(tx.id(), *meter);
+                }
+                TxBody::CancelOrder { order } => {
+                    self.open.remove(order);
+                }
+                _ => {}
             }
         }
-        transactions += b.block.txs.len() as u64;
-        progress.advance(1);
     }
 
-    // Figures.
-    let (lo, hi) = periods.unwrap_or((0, u64::MAX));
-    let mut out = Vec::new();
-    let results = state.period_results(lo, hi).map_err(AuditError::State)?;
-    for r in &results {
+    /// A period cleared with result `r`; `report` if it is in the requested range.
+    fn cleared(&mut self, r: &crate::ledger::PeriodResult, report: bool) {
         let mut f = PeriodFigures {
             period: r.period,
             cleared_at: r.cleared_at,
@@ -590,12 +970,16 @@ pub fn audit(
                     f.unmatched_buy_wh += u64::from(o.unmatched_wh);
                 }
             }
-            if let Some(m) = order_meters.get(&o.id) {
-                *per_meter.entry(*m).or_default() += 1;
+            if let Some(m) = self.open.remove(&o.id) {
+                *per_meter.entry(m).or_default() += 1;
             }
+        }
+        if !report {
+            return;
         }
         f.meters = per_meter.len() as u64;
         f.one_order_per_meter = per_meter.values().all(|n| *n <= 1);
+        self.meters.extend(per_meter.into_keys());
         for t in &r.trades {
             f.money_millis += t.energy_value;
             f.grid_fees_millis += t.grid_fee;
@@ -605,47 +989,109 @@ pub fn audit(
                 Some((a, z)) => (a.min(t.price), z.max(t.price)),
             });
         }
-        out.push(f);
+        self.periods.push(f);
     }
-    let mut totals = PeriodFigures {
-        one_order_per_meter: out.iter().all(|f| f.one_order_per_meter),
-        ..PeriodFigures::default()
-    };
-    let mut all_meters: BTreeSet<&MeterKey> = BTreeSet::new();
-    for f in &out {
-        totals.sell_orders += f.sell_orders;
-        totals.buy_orders += f.buy_orders;
-        totals.offered_wh += f.offered_wh;
-        totals.bid_wh += f.bid_wh;
-        totals.traded_wh += f.traded_wh;
-        totals.trades += f.trades;
-        totals.money_millis += f.money_millis;
-        totals.grid_fees_millis += f.grid_fees_millis;
-        totals.market_fees_millis += f.market_fees_millis;
-        totals.unmatched_sell_wh += f.unmatched_sell_wh;
-        totals.unmatched_buy_wh += f.unmatched_buy_wh;
-        if let Some((a, z)) = f.price_range {
-            totals.price_range = Some(match totals.price_range {
-                None => (a, z),
-                Some((x, y)) => (x.min(a), y.max(z)),
-            });
+
+    fn totals(&self) -> PeriodFigures {
+        let mut totals = PeriodFigures {
+            one_order_per_meter: self.periods.iter().all(|f| f.one_order_per_meter),
+            meters: self.meters.len() as u64,
+            ..PeriodFigures::default()
+        };
+        for f in &self.periods {
+            totals.sell_orders += f.sell_orders;
+            totals.buy_orders += f.buy_orders;
+            totals.offered_wh += f.offered_wh;
+            totals.bid_wh += f.bid_wh;
+            totals.traded_wh += f.traded_wh;
+            totals.trades += f.trades;
+            totals.money_millis += f.money_millis;
+            totals.grid_fees_millis += f.grid_fees_millis;
+            totals.market_fees_millis += f.market_fees_millis;
+            totals.unmatched_sell_wh += f.unmatched_sell_wh;
+            totals.unmatched_buy_wh += f.unmatched_buy_wh;
+            if let Some((a, z)) = f.price_range {
+                totals.price_range = Some(match totals.price_range {
+                    None => (a, z),
+                    Some((x, y)) => (x.min(a), y.max(z)),
+                });
+            }
+        }
+        totals
+    }
+}
+
+/// Stage 3: replays every block through the state machine, in order, and takes each
+/// period's figures when it clears.
+fn replay_stage(
+    g: &Genesis,
+    ledger: &Ledger<'_>,
+    mut state: MemoryState,
+    input: &std::sync::mpsc::Receiver<Stage>,
+    periods: Option<(u64, u64)>,
+    progress: &dyn Progress,
+) -> Result<AuditReport, AuditError> {
+    let (lo, hi) = periods.unwrap_or((0, u64::MAX));
+    let mut figures = Figures::default();
+    // Orders already open at the start (from a snapshot) clear later: their meters.
+    for p in state.open_periods().map_err(AuditError::State)? {
+        for o in state.orders_of_period(p).map_err(AuditError::State)? {
+            figures.open.insert(o.id, o.meter);
         }
     }
-    for r in &results {
-        all_meters.extend(r.orders.iter().filter_map(|o| order_meters.get(&o.id)));
+    let (mut blocks, mut transactions, mut proofs, mut signatures) = (0u64, 0u64, 0u64, 0u64);
+    for msg in input {
+        let chunk = msg?;
+        signatures += chunk.signatures;
+        for (b, items) in chunk.blocks.iter().zip(&chunk.items) {
+            let height = b.block.height;
+            let mut applied = ledger
+                .apply_block(&state, &b.block, &Verified(items))
+                .map_err(|error| AuditError::Replay { height, error })?;
+            // The archive is not committed and the figures of a period are taken when it
+            // clears: the audit keeps no archived results.
+            applied
+                .update
+                .changes
+                .retain(|k, _| k.first() != Some(&crate::state::keys::ARCHIVE));
+            state.commit(applied.update);
+            figures.block(&b.block);
+            for p in applied
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    crate::ledger::Event::PeriodCleared { period, .. } => Some(*period),
+                    crate::ledger::Event::TxApplied { .. } => None,
+                })
+                .collect::<Vec<_>>()
+            {
+                let r = state
+                    .period_result(p)
+                    .map_err(AuditError::State)?
+                    .ok_or_else(|| {
+                        AuditError::State(StateError::Storage(format!(
+                            "period {p} cleared but has no result"
+                        )))
+                    })?;
+                figures.cleared(&r, (lo..=hi).contains(&p));
+            }
+            blocks += 1;
+            transactions += b.block.txs.len() as u64;
+            proofs += items.len() as u64;
+            progress.advance(1);
+        }
     }
-    totals.meters = all_meters.len() as u64;
     let open_periods = state.open_periods().map_err(AuditError::State)?;
     Ok(AuditReport {
         chain_id: g.chain_id.clone(),
         genesis_hash: g.hash(),
-        blocks: export.blocks.len() as u64,
+        blocks,
         transactions,
-        proofs: flat.len() as u64,
+        proofs,
         signatures,
         state_root: state.root(),
-        periods: out,
-        totals,
+        totals: figures.totals(),
+        periods: figures.periods,
         open_periods,
         insecure_dev_keys: g.insecure_dev_keys,
     })
@@ -690,6 +1136,8 @@ mod tests {
             price_cap: 2,
             vk_id: Hash32([0; 32]),
             insecure_dev_keys: true,
+            max_tx_lifetime_secs: crate::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+            result_retention_periods: crate::types::DEFAULT_RESULT_RETENTION_PERIODS,
         }
     }
 

@@ -177,16 +177,9 @@ pub trait LedgerRead: StateRead {
 
     /// An open order by id.
     fn open_order(&self, id: &TxId) -> Result<Option<OrderRecord>, StateError> {
-        let key = keys::applied(id);
-        let Some(bytes) = self.get(&key)? else {
+        let Some((period, meter)) = self.read::<(u64, MeterKey)>(&keys::order_id(id))? else {
             return Ok(None);
         };
-        if bytes.is_empty() {
-            return Ok(None); // not an order
-        }
-        let (period, meter): (u64, MeterKey) = crate::state::decode_entry(&key, &bytes)?;
-        // The slot may hold a later order of the same meter, placed after this one was
-        // cancelled.
         Ok(self
             .slot(&meter, period)?
             .filter(|o: &OrderRecord| o.id == *id))
@@ -197,26 +190,40 @@ pub trait LedgerRead: StateRead {
         self.read(&keys::order(period, meter))
     }
 
-    /// Whether the transaction with this id was applied.
-    fn is_applied(&self, id: &TxId) -> Result<bool, StateError> {
-        Ok(self.get(&keys::applied(id))?.is_some())
+    /// Whether the transaction with this id and expiry was applied (and has not expired: an
+    /// expired one can never be applied again, so it is forgotten).
+    fn is_applied(&self, expires_at: u64, id: &TxId) -> Result<bool, StateError> {
+        Ok(self.get(&keys::applied(expires_at, id))?.is_some())
     }
 
-    /// A cleared period's result.
+    /// A cleared period's result, from the committed state or the archive.
     fn period_result(&self, period: u64) -> Result<Option<PeriodResult>, StateError> {
-        self.read(&keys::result(period))
+        match self.read(&keys::result(period))? {
+            Some(r) => Ok(Some(r)),
+            None => self.read(&keys::archived_result(period)),
+        }
     }
 
-    /// Results of the cleared periods in `from..=to`, in period order.
+    /// Results of the cleared periods in `from..=to`, in period order (archived ones first:
+    /// every archived period is older than every retained one).
     fn period_results(&self, from: u64, to: u64) -> Result<Vec<PeriodResult>, StateError> {
-        let end = match to.checked_add(1) {
-            Some(t) => keys::result(t),
-            None => keys::prefix_end(&keys::all_results()),
-        };
-        self.scan(&keys::result(from), &end, usize::MAX)?
-            .into_iter()
-            .map(|(k, v)| crate::state::decode_entry(&k, &v))
-            .collect()
+        let mut out = Vec::new();
+        for (first, all) in [
+            (
+                keys::archived_result as fn(u64) -> Vec<u8>,
+                keys::all_archived_results(),
+            ),
+            (keys::result, keys::all_results()),
+        ] {
+            let end = match to.checked_add(1) {
+                Some(t) => first(t),
+                None => keys::prefix_end(&all),
+            };
+            for (k, v) in self.scan(&first(from), &end, usize::MAX)? {
+                out.push(crate::state::decode_entry(&k, &v)?);
+            }
+        }
+        Ok(out)
     }
 
     /// A period's open orders, in id order.
@@ -320,6 +327,22 @@ pub enum TxError {
     /// The transaction id was applied before.
     #[error("transaction {0} was already applied")]
     Replay(TxId),
+    /// The block's time is past the transaction's expiry.
+    #[error("transaction expired at {expires_at}, block time is {time}")]
+    Expired {
+        /// The transaction's expiry, Unix seconds.
+        expires_at: u64,
+        /// The block's time.
+        time: u64,
+    },
+    /// The expiry is further from the block's time than the genesis allows.
+    #[error("transaction expiry {expires_at} is too far ahead: at most {max} (block time plus the genesis max_tx_lifetime_secs)")]
+    ExpiryTooFar {
+        /// The transaction's expiry, Unix seconds.
+        expires_at: u64,
+        /// The latest expiry allowed at this block's time.
+        max: u64,
+    },
     /// The signature does not verify for this chain and kind.
     #[error("bad signature")]
     BadSignature,
@@ -501,17 +524,18 @@ mod write {
         }
     }
 
-    /// A new open order; its transaction's applied entry records where it is.
+    /// A new open order, in its slot and found by its id.
     pub fn open_order(s: &mut Overlay<'_>, o: &OrderRecord) {
         s.put(keys::order(o.period, &o.meter), o);
-        s.put(keys::applied(&o.id), &(o.period, o.meter));
+        s.put(keys::order_id(&o.id), &(o.period, o.meter));
         s.put(keys::order_by_owner(&o.owner, o.period, &o.id), &o.meter);
         s.put(keys::order_by_meter(&o.meter, o.period), &o.id);
     }
 
-    /// An order leaves the book (cancelled or cleared); its id stays applied.
+    /// An order leaves the book (cancelled or cleared); its id stays applied until it expires.
     pub fn close_order(s: &mut Overlay<'_>, o: &OrderRecord) {
         s.delete(keys::order(o.period, &o.meter));
+        s.delete(keys::order_id(&o.id));
         s.delete(keys::order_by_owner(&o.owner, o.period, &o.id));
         s.delete(keys::order_by_meter(&o.meter, o.period));
     }
@@ -553,7 +577,7 @@ impl<'g> Ledger<'g> {
         time: u64,
     ) -> Result<(), TxError> {
         let id = tx.id();
-        if state.is_applied(&id)? {
+        if state.is_applied(tx.expires_at, &id)? {
             return Err(TxError::Replay(id));
         }
         if !tx.verify_signature(&self.genesis.chain_id) {
@@ -590,8 +614,23 @@ impl<'g> Ledger<'g> {
         id: TxId,
         time: u64,
     ) -> Result<(), TxError> {
-        if state.is_applied(&id)? {
+        if state.is_applied(tx.expires_at, &id)? {
             return Err(TxError::Replay(id));
+        }
+        // Bounded history: a transaction is applied only up to its expiry, and no expiry is
+        // further than the genesis lifetime, so its id needs remembering only until then.
+        if time > tx.expires_at {
+            return Err(TxError::Expired {
+                expires_at: tx.expires_at,
+                time,
+            });
+        }
+        let max = time.saturating_add(self.genesis.max_tx_lifetime_secs);
+        if tx.expires_at > max {
+            return Err(TxError::ExpiryTooFar {
+                expires_at: tx.expires_at,
+                max,
+            });
         }
         if tx.body.is_registrar_kind() && tx.signer != self.genesis.registrar {
             return Err(TxError::NotRegistrar);
@@ -717,10 +756,7 @@ impl<'g> Ledger<'g> {
                 write::close_order(state, &rec);
             }
         }
-        // An order's entry (written with the order) says where it is; others are empty.
-        if !matches!(tx.body, TxBody::Order { .. }) {
-            state.put_raw(keys::applied(&id), Vec::new());
-        }
+        state.put_raw(keys::applied(tx.expires_at, &id), Vec::new());
         Ok(())
     }
 
@@ -738,9 +774,23 @@ impl<'g> Ledger<'g> {
         Ok(())
     }
 
-    /// Clears every period whose gate has closed by `time`, earliest first: the first thing a
-    /// block at (`height`, `time`) does. Proposers call it on a scratch overlay before
-    /// selecting transactions with [`Ledger::apply_tx`].
+    /// What a block at (`height`, `time`) does before its transactions: clears every period
+    /// whose gate has closed ([`Ledger::clear_due`]) and forgets the expired transaction ids.
+    /// Proposers call it on a scratch overlay before selecting transactions with
+    /// [`Ledger::apply_tx`].
+    pub fn begin_block(
+        &self,
+        state: &mut Overlay<'_>,
+        height: u64,
+        time: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
+        self.clear_due(state, height, time, events)?;
+        self.prune_expired(state, time)?;
+        Ok(())
+    }
+
+    /// Clears every period whose gate has closed by `time`, earliest first.
     pub fn clear_due(
         &self,
         state: &mut Overlay<'_>,
@@ -829,6 +879,26 @@ impl<'g> Ledger<'g> {
                 orders,
             },
         );
+        // Bounded history: results of periods `q` with `q + R <= p` leave the committed
+        // state for the archive (R >= 1, so `p` itself stays).
+        let keep_from = p
+            .saturating_add(1)
+            .saturating_sub(self.genesis.result_retention_periods);
+        for (k, v) in state.scan(&keys::all_results(), &keys::result(keep_from), usize::MAX)? {
+            if let Some(q) = keys::u64_at(&k, 1) {
+                state.delete(k);
+                state.put_raw(keys::archived_result(q), v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the applied transactions that expired before `time` (they can never be
+    /// applied again: block times do not go backwards).
+    fn prune_expired(&self, state: &mut Overlay<'_>, time: u64) -> Result<(), StateError> {
+        for (k, _) in state.scan(&keys::all_applied(), &keys::applied_from(time), usize::MAX)? {
+            state.delete(k);
+        }
         Ok(())
     }
 
@@ -896,7 +966,7 @@ impl<'g> Ledger<'g> {
 
         let mut next = Overlay::new(state);
         let mut events = Vec::new();
-        self.clear_due(&mut next, block.height, block.time, &mut events)
+        self.begin_block(&mut next, block.height, block.time, &mut events)
             .map_err(|e| match e {
                 TxError::State(s) => BlockError::State(s),
                 e => BlockError::Clearing(e),
@@ -915,7 +985,7 @@ impl<'g> Ledger<'g> {
         for (index, (tx, (id, signed))) in block.txs.iter().zip(checked).enumerate() {
             let result = if signed {
                 self.apply_signed_tx(&mut next, tx, id, block.time)
-            } else if next.is_applied(&id)? {
+            } else if next.is_applied(tx.expires_at, &id)? {
                 Err(TxError::Replay(id))
             } else {
                 Err(TxError::BadSignature)

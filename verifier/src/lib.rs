@@ -7,6 +7,7 @@ pub mod clearing;
 mod curve;
 pub mod ledger;
 pub mod proof;
+pub mod snapshot;
 pub mod state;
 pub mod types;
 pub mod units;

@@ -246,6 +246,31 @@ pub struct Genesis {
     /// development keys without saying so is invalid, so every tool refuses it.
     #[serde(default)]
     pub insecure_dev_keys: bool,
+    /// The longest a transaction may stay valid: its `expires_at` is at most this many seconds
+    /// after the time of the block that includes it. Bounds the replay set to the transactions
+    /// of this last stretch of time.
+    #[serde(default = "default_max_tx_lifetime_secs")]
+    pub max_tx_lifetime_secs: u64,
+    /// Results of this many most recent cleared periods stay in the committed state; older
+    /// ones move to the nodes' archive (still served by the API and the export).
+    #[serde(default = "default_result_retention_periods")]
+    pub result_retention_periods: u64,
+}
+
+/// Default [`Genesis::max_tx_lifetime_secs`]: one hour.
+pub const DEFAULT_MAX_TX_LIFETIME_SECS: u64 = 3_600;
+/// Default [`Genesis::result_retention_periods`]: a day of 15-minute periods.
+pub const DEFAULT_RESULT_RETENTION_PERIODS: u64 = 96;
+/// How long the household and registrar tools make a transaction valid: ten minutes (or the
+/// genesis maximum, if shorter).
+pub const DEFAULT_TX_TTL_SECS: u64 = 600;
+
+fn default_max_tx_lifetime_secs() -> u64 {
+    DEFAULT_MAX_TX_LIFETIME_SECS
+}
+
+fn default_result_retention_periods() -> u64 {
+    DEFAULT_RESULT_RETENTION_PERIODS
 }
 
 /// Why a genesis is unusable.
@@ -369,6 +394,12 @@ impl Genesis {
         if self.gate_close(0).is_none() {
             return bad("genesis_time + period_secs + gate_delay_secs must fit in 64 bits");
         }
+        if self.max_tx_lifetime_secs == 0 || self.max_tx_lifetime_secs > MAX_TX_LIFETIME_BOUND {
+            return bad("max_tx_lifetime_secs must be in 1..=31536000 (a year)");
+        }
+        if self.result_retention_periods == 0 {
+            return bad("result_retention_periods must be positive");
+        }
         Ok(())
     }
 
@@ -382,6 +413,12 @@ impl Genesis {
         p.checked_add(1)?
             .checked_mul(self.period_secs)?
             .checked_add(self.genesis_time)
+    }
+
+    /// The expiry a tool gives a transaction it signs at wall-clock time `now`:
+    /// [`DEFAULT_TX_TTL_SECS`] later, or the genesis maximum if that is shorter.
+    pub fn tx_expiry(&self, now: u64) -> u64 {
+        now.saturating_add(DEFAULT_TX_TTL_SECS.min(self.max_tx_lifetime_secs))
     }
 
     /// When the gate of period `p` closes, Unix seconds; `None` on overflow.
@@ -501,6 +538,9 @@ impl TxBody {
 pub struct Transaction {
     /// What it does.
     pub body: TxBody,
+    /// The last block time (Unix seconds) at which it may be applied; at most
+    /// [`Genesis::max_tx_lifetime_secs`] after the time of the block that applies it.
+    pub expires_at: u64,
     /// The signer's Ed25519 key.
     pub signer: WalletKey,
     /// Signature over [`Transaction::signing_bytes`].
@@ -508,23 +548,28 @@ pub struct Transaction {
 }
 
 /// Domain separator of transaction signatures.
-pub const TX_SIGNING_DOMAIN: &[u8] = b"veilwatt.tx.v1";
+pub const TX_SIGNING_DOMAIN: &[u8] = b"veilwatt.tx.v2";
+
+/// Longest lifetime a genesis may allow, seconds (a year).
+pub const MAX_TX_LIFETIME_BOUND: u64 = 365 * 24 * 3_600;
 
 impl Transaction {
-    /// `TX_SIGNING_DOMAIN || borsh(chain_id) || kind || borsh(body)`.
-    pub fn signing_bytes(chain_id: &str, body: &TxBody) -> Vec<u8> {
+    /// `TX_SIGNING_DOMAIN || borsh(chain_id) || kind || u64le(expires_at) || borsh(body)`.
+    pub fn signing_bytes(chain_id: &str, body: &TxBody, expires_at: u64) -> Vec<u8> {
         let mut m = TX_SIGNING_DOMAIN.to_vec();
         m.extend(encode(&chain_id.to_owned()));
         m.push(body.kind());
+        m.extend(expires_at.to_le_bytes());
         m.extend(encode(body));
         m
     }
 
-    /// Signs `body` with `key` for `chain_id`.
-    pub fn sign(chain_id: &str, body: TxBody, key: &SigningKey) -> Self {
-        let sig = key.sign(&Self::signing_bytes(chain_id, &body));
+    /// Signs `body`, valid until block time `expires_at`, with `key` for `chain_id`.
+    pub fn sign(chain_id: &str, body: TxBody, expires_at: u64, key: &SigningKey) -> Self {
+        let sig = key.sign(&Self::signing_bytes(chain_id, &body, expires_at));
         Self {
             body,
+            expires_at,
             signer: WalletKey(key.verifying_key().to_bytes()),
             signature: Signature64(sig.to_bytes()),
         }
@@ -536,8 +581,11 @@ impl Transaction {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(&self.signature.0);
-        vk.verify_strict(&Self::signing_bytes(chain_id, &self.body), &sig)
-            .is_ok()
+        vk.verify_strict(
+            &Self::signing_bytes(chain_id, &self.body, self.expires_at),
+            &sig,
+        )
+        .is_ok()
     }
 
     /// SHA-256 of the canonical encoding.

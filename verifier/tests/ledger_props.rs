@@ -13,20 +13,34 @@ use veilwatt_verifier::types::*;
 
 /// A household action a random block may contain.
 #[derive(Clone, Debug)]
-enum Action {
+enum Kind {
     Deposit(u8, u64),
     Withdraw(u8, u64, u64),
     Order(u8, u64, u64),
     Cancel(u8, usize),
+    /// Submit again the k-th transaction applied so far (never applies twice).
+    Replay(usize),
 }
 
+/// An action and the lifetime its transaction is signed with, seconds after the block's time
+/// (the genesis allows [`LIFETIME`]; longer ones are refused).
+#[derive(Clone, Debug)]
+struct Action(Kind, u64);
+
+/// The props' genesis lifetime and retention: short, so that ids expire and results are
+/// archived within a few blocks.
+const LIFETIME: u64 = 90;
+const RETENTION: u64 = 2;
+
 fn action() -> impl Strategy<Value = Action> {
-    prop_oneof![
-        1 => (1u8..=6, 1u64..50_000).prop_map(|(i, a)| Action::Deposit(i, a)),
-        1 => (1u8..=6, 1u64..60_000, any::<u64>()).prop_map(|(i, a, n)| Action::Withdraw(i, a, n)),
-        4 => (1u8..=6, 0u64..3, 8u64..=30).prop_map(|(i, p, price)| Action::Order(i, p, price)),
-        1 => (1u8..=6, any::<usize>()).prop_map(|(i, k)| Action::Cancel(i, k)),
-    ]
+    let kind = prop_oneof![
+        1 => (1u8..=6, 1u64..50_000).prop_map(|(i, a)| Kind::Deposit(i, a)),
+        1 => (1u8..=6, 1u64..60_000, any::<u64>()).prop_map(|(i, a, n)| Kind::Withdraw(i, a, n)),
+        4 => (1u8..=6, 0u64..3, 8u64..=30).prop_map(|(i, p, price)| Kind::Order(i, p, price)),
+        1 => (1u8..=6, any::<usize>()).prop_map(|(i, k)| Kind::Cancel(i, k)),
+        1 => any::<usize>().prop_map(Kind::Replay),
+    ];
+    (kind, 0u64..LIFETIME + 20).prop_map(|(k, ttl)| Action(k, ttl))
 }
 
 /// Household i sells if odd, buys if even; its quantity depends on the period.
@@ -42,19 +56,32 @@ fn quantity(i: u8, p: u64) -> u32 {
     200 * u32::from(i) + 100 * p as u32
 }
 
-fn to_tx(g: &Genesis, s: &Overlay<'_>, a: &Action) -> Option<Transaction> {
-    Some(match a {
-        Action::Deposit(i, amt) => deposit(g, *i, *amt),
-        Action::Withdraw(i, amt, n) => sign(
-            g,
-            TxBody::Withdraw {
-                amount: *amt,
-                nonce: *n,
-            },
-            &owner(*i),
+fn to_tx(
+    g: &Genesis,
+    s: &Overlay<'_>,
+    Action(kind, ttl): &Action,
+    time: u64,
+    applied: &[Transaction],
+) -> Option<Transaction> {
+    let expires_at = time + ttl;
+    let (tx, signer) = match kind {
+        Kind::Deposit(i, amt) => (deposit(g, *i, *amt), registrar()),
+        Kind::Withdraw(i, amt, n) => (
+            sign(
+                g,
+                TxBody::Withdraw {
+                    amount: *amt,
+                    nonce: *n,
+                },
+                &owner(*i),
+            ),
+            owner(*i),
         ),
-        Action::Order(i, p, price) => order(g, *i, *p, side(*i), quantity(*i, *p), *price),
-        Action::Cancel(i, k) => {
+        Kind::Order(i, p, price) => (
+            order(g, *i, *p, side(*i), quantity(*i, *p), *price),
+            owner(*i),
+        ),
+        Kind::Cancel(i, k) => {
             let mine: Vec<TxId> = s
                 .orders_of_owner(&wallet(&owner(*i)))
                 .unwrap()
@@ -62,30 +89,45 @@ fn to_tx(g: &Genesis, s: &Overlay<'_>, a: &Action) -> Option<Transaction> {
                 .map(|o| o.id)
                 .collect();
             let id = *mine.get(k % mine.len().max(1))?;
-            sign(g, TxBody::CancelOrder { order: id }, &owner(*i))
+            (
+                sign(g, TxBody::CancelOrder { order: id }, &owner(*i)),
+                owner(*i),
+            )
         }
-    })
+        Kind::Replay(k) => return applied.get(k % applied.len().max(1)).cloned(),
+    };
+    Some(resign(g, tx, expires_at, &signer))
 }
 
-/// Builds a block like a proposer: clear due periods on a scratch state, keep the candidate
-/// transactions that apply.
-fn propose(g: &Genesis, s: &St, time: u64, actions: &[Action]) -> Block {
+/// Builds a block like a proposer: begin the block on a scratch state, keep the candidate
+/// transactions that apply. A transaction applied before never applies again.
+fn propose(
+    g: &Genesis,
+    s: &St,
+    time: u64,
+    actions: &[Action],
+    applied: &mut Vec<Transaction>,
+) -> Result<Block, TestCaseError> {
     let ledger = Ledger::new(g).expect("valid genesis");
     let mut scratch = Overlay::new(&s.0);
     let height = s.0.meta().unwrap().height + 1;
     ledger
-        .clear_due(&mut scratch, height, time, &mut Vec::new())
+        .begin_block(&mut scratch, height, time, &mut Vec::new())
         .unwrap();
     let mut txs = Vec::new();
     for a in actions {
-        if let Some(tx) = to_tx(g, &scratch, a) {
-            if ledger.apply_tx(&mut scratch, &tx, time).is_ok() {
+        if let Some(tx) = to_tx(g, &scratch, a, time, applied) {
+            let replay = applied.contains(&tx) || txs.contains(&tx);
+            let result = ledger.apply_tx(&mut scratch, &tx, time);
+            prop_assert!(!(replay && result.is_ok()), "a transaction applied twice");
+            if result.is_ok() {
                 txs.push(tx);
             }
         }
     }
     drop(scratch);
-    block(g, s, time, txs, verifier())
+    applied.extend(txs.iter().cloned());
+    Ok(block(g, s, time, txs, verifier()))
 }
 
 fn check_invariants(s: &RefState) -> Result<(), TestCaseError> {
@@ -105,7 +147,7 @@ fn check_invariants(s: &RefState) -> Result<(), TestCaseError> {
     let open: u128 = s.open_orders.values().map(|o| u128::from(o.escrow)).sum();
     prop_assert_eq!(escrow, open);
     // Energy per cleared period: sold = bought; nobody trades more than ordered.
-    for r in s.results.values() {
+    for r in s.results.values().chain(s.archived.values()) {
         let sold: u64 = r
             .orders
             .iter()
@@ -142,17 +184,21 @@ proptest! {
         mech in mechanism(),
         blocks in prop::collection::vec((0u64..2 * PERIOD, prop::collection::vec(action(), 0..10)), 1..8),
     ) {
-        let g = genesis(mech);
+        let mut g = genesis(mech);
+        g.max_tx_lifetime_secs = LIFETIME;
+        g.result_retention_periods = RETENTION;
         let reference = RefLedger::new(&g).expect("valid genesis");
         let genesis_state = St::genesis(&g);
         prop_assert_eq!(genesis_state.root(), RefState::default().root());
-        let first = block(&g, &genesis_state, T0, (1..=6).map(|i| enroll(&g, i)).collect(), verifier());
+        let enrolments = (1..=6).map(|i| resign(&g, enroll(&g, i), T0, &registrar())).collect();
+        let first = block(&g, &genesis_state, T0, enrolments, verifier());
         let start = genesis_state.apply_block(&g, &first, verifier()).expect("enrolment");
         let mut r = reference.apply_block(&RefState::default(), &first, verifier()).expect("reference").0;
         prop_assert_eq!(&start.view(), &r);
         let mut s = start.clone();
         let mut time = in_gate(0);
         let mut chain = Vec::new();
+        let mut applied = Vec::new();
         // Far in the future every period clears and no escrow remains. The random blocks may
         // already have gone past `after_gate(10)`, and block time never goes backwards.
         let mut plan: Vec<(u64, Vec<Action>)> = blocks.clone();
@@ -162,7 +208,7 @@ proptest! {
             if k == plan.len() - 1 {
                 time = time.max(after_gate(10));
             }
-            let b = propose(&g, &s, time, actions);
+            let b = propose(&g, &s, time, actions, &mut applied)?;
             let next = s.apply_block(&g, &b, verifier()).expect("proposed block applies");
             // The reference recomputes its root from scratch over its whole state and checks
             // it against the block's: same roots, and the same contents.
@@ -176,6 +222,9 @@ proptest! {
         }
         let end = s.view();
         prop_assert!(end.open_orders.is_empty());
+        // Bounded history: only unexpired ids and the retained results are committed.
+        prop_assert!(end.applied_txs.iter().all(|(e, _)| *e >= time));
+        prop_assert!(end.results.len() as u64 <= RETENTION);
         prop_assert!(end.accounts.values().all(|a| a.escrow == 0));
 
         // Replaying the same blocks gives the same roots.

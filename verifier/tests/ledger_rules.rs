@@ -109,6 +109,126 @@ fn replayed_transaction_is_rejected() {
 }
 
 #[test]
+fn expired_transactions_are_refused_and_their_ids_forgotten() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let t = in_gate(0);
+    let reg = registrar();
+    let dep = |amount, expires_at| resign(&g, deposit(&g, 1, amount), expires_at, &reg);
+    // Past its expiry.
+    assert_eq!(
+        reject(&g, &s, t, dep(7, t - 1)),
+        TxError::Expired {
+            expires_at: t - 1,
+            time: t
+        }
+    );
+    // Further ahead than the genesis lifetime.
+    let max = t + g.max_tx_lifetime_secs;
+    assert_eq!(
+        reject(&g, &s, t, dep(7, max + 1)),
+        TxError::ExpiryTooFar {
+            expires_at: max + 1,
+            max
+        }
+    );
+    // Both bounds are inclusive.
+    let (last_second, longest) = (dep(8, t), dep(9, max));
+    let s = apply(&g, &s, t, vec![last_second.clone(), longest.clone()]);
+    let view = s.view();
+    assert!(view.applied_txs.contains(&(t, last_second.id())));
+    // Until it expires, an applied id is a replay; after, the rules have forgotten it (one
+    // key fewer in the state) and it is refused as expired: never applied twice.
+    assert_eq!(
+        reject(&g, &s, t, last_second.clone()),
+        TxError::Replay(last_second.id())
+    );
+    let s = apply(&g, &s, t + 1, vec![]);
+    assert!(!s.view().applied_txs.contains(&(t, last_second.id())));
+    assert!(s.view().applied_txs.contains(&(max, longest.id())));
+    assert_eq!(
+        reject(&g, &s, t + 1, last_second),
+        TxError::Expired {
+            expires_at: t,
+            time: t + 1
+        }
+    );
+    assert_eq!(
+        reject(&g, &s, t + 1, longest.clone()),
+        TxError::Replay(longest.id())
+    );
+    // A block that carries an expired transaction is invalid as a whole.
+    let stale = dep(10, t);
+    let b = block(&g, &s, t + 2, vec![stale.clone()], verifier());
+    assert_eq!(
+        s.apply_block(&g, &b, verifier()).unwrap_err(),
+        BlockError::Tx {
+            index: 0,
+            id: stale.id(),
+            error: TxError::Expired {
+                expires_at: t,
+                time: t + 2
+            }
+        }
+    );
+}
+
+#[test]
+fn the_replay_set_holds_only_unexpired_ids() {
+    // Many blocks, each with one deposit valid for 90 s: the replay set never holds more than
+    // the deposits of the last 90 s, however long the chain.
+    let mut g = genesis(Mechanism::Uniform);
+    g.max_tx_lifetime_secs = 90;
+    let reg = registrar();
+    let mut s = St::genesis(&g);
+    for k in 0..40u64 {
+        let time = T0 + 10 * k;
+        let tx = resign(&g, deposit(&g, 1, 1 + k), time + 90, &reg);
+        s = apply(&g, &s, time, vec![tx]);
+        let live = s.view().applied_txs;
+        assert!(live.len() <= 10, "{} ids at block {k}", live.len());
+        assert!(live.iter().all(|(e, _)| *e >= time));
+    }
+}
+
+#[test]
+fn results_older_than_the_retention_window_move_to_the_archive() {
+    let mut g = genesis(Mechanism::Uniform);
+    g.result_retention_periods = 2;
+    let mut s = community(&g);
+    for p in 0..5u64 {
+        s = apply(
+            &g,
+            &s,
+            in_gate(p),
+            vec![
+                order(&g, 1, p, Side::Sell, 1_000, 10),
+                order(&g, 2, p, Side::Buy, 1_000, 20),
+            ],
+        );
+        s = apply(&g, &s, after_gate(p), vec![]);
+        let v = s.view();
+        // Committed: the last two cleared periods; archived: the ones before.
+        let kept: Vec<u64> = v.results.keys().copied().collect();
+        let archived: Vec<u64> = v.archived.keys().copied().collect();
+        assert_eq!(kept, (p.saturating_sub(1)..=p).collect::<Vec<_>>());
+        assert_eq!(archived, (0..p.saturating_sub(1)).collect::<Vec<_>>());
+    }
+    // Reads see both, in period order, the archived ones unchanged.
+    use veilwatt_verifier::ledger::LedgerRead;
+    let all = s.0.period_results(0, u64::MAX).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.period).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert!(all.iter().all(|r| r.volume_wh == 1_000));
+    assert_eq!(s.0.period_result(0).unwrap().unwrap().period, 0);
+    assert_eq!(s.0.period_results(1, 3).unwrap().len(), 3);
+    // The archive is not part of the root (proofs and roots cover the retained ones only).
+    assert_eq!(s.root(), s.view().root());
+}
+
+#[test]
 fn bad_signature_is_rejected() {
     let g = genesis(Mechanism::Uniform);
     let s = community(&g);
@@ -119,6 +239,7 @@ fn bad_signature_is_rejected() {
             amount: 1,
             nonce: 1,
         },
+        EXPIRY,
         &owner(1),
     );
     assert_eq!(reject(&g, &s, in_gate(0), tx), TxError::BadSignature);
@@ -510,4 +631,14 @@ fn genesis_parameters_that_would_overflow_are_invalid() {
     // A clock that cannot reach the first gate.
     invalid(&|g| g.genesis_time = u64::MAX - 1, "64 bits");
     invalid(&|g| g.gate_delay_secs = u64::MAX, "64 bits");
+    // History must stay bounded.
+    invalid(&|g| g.max_tx_lifetime_secs = 0, "max_tx_lifetime_secs");
+    invalid(
+        &|g| g.max_tx_lifetime_secs = MAX_TX_LIFETIME_BOUND + 1,
+        "max_tx_lifetime_secs",
+    );
+    invalid(
+        &|g| g.result_retention_periods = 0,
+        "result_retention_periods",
+    );
 }

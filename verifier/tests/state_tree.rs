@@ -89,6 +89,32 @@ proptest! {
         prop_assert_eq!(state.root(), scratch_root(&BTreeMap::new()));
     }
 
+    /// A state restored from its entries alone at version `v` (a snapshot) has the same root,
+    /// proves the same values, and stays equal to the original under the same later changes.
+    #[test]
+    fn a_restored_snapshot_continues_like_the_original(
+        versions in prop::collection::vec(prop::collection::vec(change(), 1..12), 1..6),
+        later in prop::collection::vec(prop::collection::vec(change(), 0..12), 1..4),
+    ) {
+        let (mut state, model) = build(&versions);
+        let v = versions.len() as u64;
+        let entries: ChangeSet = model.iter().map(|(k, x)| (k.clone(), Some(x.clone()))).collect();
+        let mut restored = MemoryState::restore(v, entries).unwrap();
+        prop_assert_eq!(restored.root(), state.root());
+        prop_assert_eq!(restored.version(), Some(v));
+        for (k, x) in &model {
+            let p = restored.prove(k).unwrap();
+            prop_assert_eq!(verify_proof(&state.root(), &p).unwrap(), Some(x.clone()));
+        }
+        for (i, changes) in later.iter().enumerate() {
+            let set: ChangeSet = changes.iter().cloned().collect();
+            let version = v + 1 + i as u64;
+            state.commit(StateUpdate::compute(&state, version, set.clone()).unwrap());
+            restored.commit(StateUpdate::compute(&restored, version, set).unwrap());
+            prop_assert_eq!(restored.root(), state.root());
+        }
+    }
+
     /// Every present key proves its value, every absent key proves its absence, against the
     /// root; no proof survives a change of value, presence, key or root.
     #[test]

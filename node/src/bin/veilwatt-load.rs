@@ -68,6 +68,11 @@ fn household(seed: u64, i: usize) -> (SigningKey, SecretKey) {
 fn generate(g: &Genesis, args: &Args, period: u64) -> Result<Vec<Transaction>> {
     let keys = veilwatt_params::dev::keys()?;
     let prover = Prover::new(keys.pk.clone(), keys.vk_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The last second the period's gate is open: no order is valid after it anyway.
+    let expiry = g
+        .gate_close(period)
+        .context("period overflow")?
+        .saturating_sub(1);
     let bar = ProgressBar::new(args.orders as u64).with_style(ProgressStyle::with_template(
         "proving {bar:40} {pos}/{len} orders, {per_sec}, eta {eta}",
     )?);
@@ -114,6 +119,8 @@ fn generate(g: &Genesis, args: &Args, period: u64) -> Result<Vec<Transaction>> {
                     limit_price: price,
                     proof: proven.proof,
                 },
+                // Cached orders stay valid through their whole gate window.
+                expiry,
                 &wallet,
             ))
         })
@@ -292,6 +299,7 @@ async fn main() -> Result<()> {
                     meter: MeterKey::from_public_key(&meter.public_key()),
                     owner: WalletKey(wallet.verifying_key().to_bytes()),
                 },
+                g.tx_expiry(now),
                 &registrar,
             )
         })
@@ -311,6 +319,7 @@ async fn main() -> Result<()> {
                     amount: 100_000_000,
                     reference: args.seed << 32 | i as u64,
                 },
+                g.tx_expiry(now),
                 &registrar,
             )
         })

@@ -65,6 +65,8 @@ pub fn genesis(chain: &str, period: u64, gate: u64) -> Genesis {
         price_cap: 30,
         vk_id: Hash32(dev::pinned_vk_id().0),
         insecure_dev_keys: true,
+        max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+        result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
     }
 }
 
@@ -94,6 +96,7 @@ pub fn enroll(g: &Genesis, i: u8, owner: &SigningKey) -> Transaction {
             meter: meter_key(i),
             owner: wallet(owner),
         },
+        g.tx_expiry(now()),
         &registrar(),
     )
 }
@@ -106,6 +109,7 @@ pub fn deposit(g: &Genesis, to: &SigningKey, amount: u64, reference: u64) -> Tra
             amount,
             reference,
         },
+        g.tx_expiry(now()),
         &registrar(),
     )
 }
@@ -154,6 +158,7 @@ pub fn order(
             limit_price: price,
             proof: p.proof,
         },
+        g.tx_expiry(now()),
         owner,
     )
 }

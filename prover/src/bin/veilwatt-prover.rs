@@ -323,6 +323,7 @@ impl Trader {
                 limit_price: price,
                 proof: proven.proof,
             },
+            g.tx_expiry(now()),
             &self.key,
         );
         let id = self.client.submit(&tx).await?;

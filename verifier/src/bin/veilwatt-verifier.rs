@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use veilwatt_verifier::audit::{
-    audit, AuditReport, Certificate, Export, ExportedBlock, PeriodFigures, Progress, EXPORT_FORMAT,
+    audit_stream, audit_stream_from, AuditError, AuditReport, Certificate, ExportHeader,
+    ExportReader, ExportedBlock, PeriodFigures, Progress, EXPORT_FORMAT,
 };
 use veilwatt_verifier::types::{
     Block, Genesis, Hash32, Signature64, Transaction, TxBody, WalletKey,
@@ -46,6 +47,12 @@ enum Cmd {
         /// own period figures with the replay.
         #[arg(long)]
         node: Option<String>,
+        /// Start from a `veilwatt-node snapshot` of the state after block H instead of the
+        /// genesis (its certificate is checked and its entries must rebuild the state root
+        /// block H commits); the ledger must then start at block H + 1
+        /// (`veilwatt-node export --from H+1`).
+        #[arg(long, requires = "ledger")]
+        snapshot: Option<PathBuf>,
         /// First period of the report.
         #[arg(long)]
         from: Option<u64>,
@@ -160,26 +167,37 @@ fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<OrderVerifier> {
     Ok(OrderVerifier::new(&vk, id)?)
 }
 
-/// Every block of a live node, as an export.
-async fn fetch_export(base: &str, g: &Genesis, bar: &Bar) -> Result<(Export, reqwest::Client)> {
-    let http = reqwest::Client::new();
-    let get = |path: String| {
-        let http = http.clone();
-        async move {
-            let r = http.get(format!("{base}{path}")).send().await?;
-            if !r.status().is_success() {
-                bail!("{path}: HTTP {}", r.status());
-            }
-            Ok::<Value, anyhow::Error>(r.json().await?)
-        }
-    };
-    let status = get("/v1/status".into()).await?;
-    let top = status["height"].as_u64().context("status has no height")?;
-    bar.stage("download", top);
-    let mut blocks = Vec::new();
+/// The export header of a live node's ledger (heights `1..=` its current height).
+async fn node_header(http: &reqwest::Client, base: &str, g: &Genesis) -> Result<ExportHeader> {
+    let status: Value = get_json(http, base, "/v1/status").await?;
+    Ok(ExportHeader {
+        format: EXPORT_FORMAT.into(),
+        chain_id: status["chain_id"].as_str().unwrap_or("").to_owned(),
+        genesis_hash: g.hash(),
+        from: 1,
+        to: status["height"].as_u64().context("status has no height")?,
+    })
+}
+
+async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> Result<Value> {
+    let r = http.get(format!("{base}{path}")).send().await?;
+    if !r.status().is_success() {
+        bail!("{path}: HTTP {}", r.status());
+    }
+    Ok(r.json().await?)
+}
+
+/// Streams a live node's blocks `1..=top` page by page into `out` (bounded: the download
+/// waits for the audit).
+async fn fetch_blocks(
+    http: &reqwest::Client,
+    base: &str,
+    top: u64,
+    out: &std::sync::mpsc::SyncSender<Result<ExportedBlock, AuditError>>,
+) -> Result<()> {
     let mut from = 1;
     while from <= top {
-        let page = get(format!("/v1/blocks?from={from}&to={top}")).await?;
+        let page = get_json(http, base, &format!("/v1/blocks?from={from}&to={top}")).await?;
         let list = page["blocks"]
             .as_array()
             .context("no blocks in the answer")?;
@@ -212,25 +230,17 @@ async fn fetch_export(base: &str, g: &Genesis, bar: &Bar) -> Result<(Export, req
             let hash =
                 Hash32::from_hex(v["hash"].as_str().unwrap_or("")).map_err(anyhow::Error::msg)?;
             from = block.height + 1;
-            blocks.push(ExportedBlock {
+            let b = ExportedBlock {
                 hash,
                 block,
                 certificate: hex::encode(cert.encode()),
-            });
-            bar.advance(1);
+            };
+            if out.send(Ok(b)).is_err() {
+                return Ok(()); // the audit stopped
+            }
         }
     }
-    Ok((
-        Export {
-            format: EXPORT_FORMAT.into(),
-            chain_id: status["chain_id"].as_str().unwrap_or("").to_owned(),
-            genesis_hash: g.hash(),
-            from: 1,
-            to: top,
-            blocks,
-        },
-        http,
-    ))
+    Ok(())
 }
 
 /// Compares the node's own period views with the replay.
@@ -417,6 +427,7 @@ fn run(cli: Cli) -> Result<()> {
             params,
             ledger,
             node,
+            snapshot,
             from,
             to,
             json,
@@ -432,31 +443,66 @@ fn run(cli: Cli) -> Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let (export, live) = match (&ledger, &node) {
+            let range = (from.is_some() || to.is_some())
+                .then(|| (from.unwrap_or(0), to.unwrap_or(u64::MAX)));
+            let report = match (&ledger, &node) {
                 (Some(path), _) => {
-                    bar.stage("reading", 1);
-                    let bytes = std::fs::read(path)
+                    let file = std::fs::File::open(path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    let export: Export = serde_json::from_slice(&bytes).with_context(|| {
-                        format!("{} is not a {EXPORT_FORMAT} file", path.display())
-                    })?;
-                    (export, None)
+                    let reader =
+                        ExportReader::new(std::io::BufReader::new(file)).with_context(|| {
+                            format!("{} is not a {EXPORT_FORMAT} file", path.display())
+                        })?;
+                    let header = reader.header().clone();
+                    let start = match &snapshot {
+                        Some(path) => {
+                            bar.stage("snapshot", 1);
+                            let file = std::fs::File::open(path)
+                                .with_context(|| format!("reading {}", path.display()))?;
+                            let c = veilwatt_verifier::snapshot::load(
+                                &g,
+                                std::io::BufReader::new(file),
+                            )?;
+                            bar.advance(1);
+                            Some(c)
+                        }
+                        None => None,
+                    };
+                    let report =
+                        audit_stream_from(&g, start, &header, reader, &verifier, range, &bar);
+                    eprintln!("time: {}", bar.finish());
+                    report?
                 }
                 (None, Some(url)) => {
                     let base = url.trim_end_matches('/').to_owned();
-                    let (export, http) = rt.block_on(fetch_export(&base, &g, &bar))?;
-                    (export, Some((http, base)))
+                    let http = reqwest::Client::new();
+                    let header = rt.block_on(node_header(&http, &base, &g))?;
+                    // The download runs on its own thread, a page ahead of the audit.
+                    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+                    let download = {
+                        let (base, top) = (base.clone(), header.to);
+                        std::thread::spawn(move || -> Result<()> {
+                            // Its own client: pooled connections belong to the runtime that
+                            // opened them, and the main thread's is busy auditing.
+                            let http = reqwest::Client::new();
+                            let rt = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()?;
+                            rt.block_on(fetch_blocks(&http, &base, top, &tx))
+                        })
+                    };
+                    let report = audit_stream(&g, &header, rx.into_iter(), &verifier, range, &bar);
+                    eprintln!("time: {}", bar.finish());
+                    // A download failure explains a short ledger better than the audit does.
+                    download
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("the download thread panicked"))??;
+                    let report = report?;
+                    rt.block_on(compare_with_node(&http, &base, &report))?;
+                    report
                 }
                 (None, None) => bail!("give --ledger FILE or --node URL"),
             };
-            let range = (from.is_some() || to.is_some())
-                .then(|| (from.unwrap_or(0), to.unwrap_or(u64::MAX)));
-            let report = audit(&g, &export, &verifier, range, &bar);
-            eprintln!("time: {}", bar.finish());
-            let report = report?;
-            if let Some((http, base)) = live {
-                rt.block_on(compare_with_node(&http, &base, &report))?;
-            }
             if let Some(path) = &html {
                 std::fs::write(path, veilwatt_verifier::audit_html::render(&report))
                     .with_context(|| format!("writing {}", path.display()))?;

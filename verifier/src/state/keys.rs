@@ -16,10 +16,12 @@ pub const ACCOUNT: u8 = 0x01;
 pub const METER: u8 = 0x02;
 /// `period || meter` -> the open order occupying the meter's slot for the period.
 pub const ORDER: u8 = 0x03;
-/// `tx id` -> applied transactions (replay protection); for an order, its `(period, meter)`
-/// (which finds it for a cancellation), empty otherwise.
+/// `order id` -> the `(period, meter)` slot of an open order (finds it for a cancellation).
+pub const ORDER_ID: u8 = 0x04;
+/// `expires_at || tx id` -> empty: the applied transactions that have not expired (replay
+/// protection). Keyed by expiry first, so the expired ones are a prefix, pruned every block.
 pub const APPLIED: u8 = 0x05;
-/// `period` -> period result.
+/// `period` -> result of a cleared period within the genesis retention window.
 pub const RESULT: u8 = 0x06;
 
 /// First tag that is not committed.
@@ -32,6 +34,9 @@ pub const METER_BY_OWNER: u8 = 0x81;
 pub const ORDER_BY_OWNER: u8 = 0x82;
 /// `meter || period` -> order id (open orders only).
 pub const ORDER_BY_METER: u8 = 0x83;
+/// `period` -> result of a cleared period older than the retention window (moved out of the
+/// committed state; a node keeps it in its archive column).
+pub const ARCHIVE: u8 = 0x84;
 
 /// Whether the entry under `key` is a leaf of the state root.
 pub fn is_committed(key: &[u8]) -> bool {
@@ -90,14 +95,39 @@ pub fn all_orders() -> Vec<u8> {
     vec![ORDER]
 }
 
-/// Key of an applied transaction id.
-pub fn applied(id: &TxId) -> Vec<u8> {
-    key(APPLIED, &[&id.0])
+/// Key of an open order's slot, by the order's id.
+pub fn order_id(id: &TxId) -> Vec<u8> {
+    key(ORDER_ID, &[&id.0])
+}
+
+/// Key of an applied transaction that expires at `expires_at`.
+pub fn applied(expires_at: u64, id: &TxId) -> Vec<u8> {
+    key(APPLIED, &[&expires_at.to_be_bytes(), &id.0])
+}
+
+/// Lower bound of the applied transactions expiring at or after `time`.
+pub fn applied_from(time: u64) -> Vec<u8> {
+    key(APPLIED, &[&time.to_be_bytes()])
+}
+
+/// Prefix of all applied transactions.
+pub fn all_applied() -> Vec<u8> {
+    vec![APPLIED]
 }
 
 /// Key of a period's result.
 pub fn result(period: u64) -> Vec<u8> {
     key(RESULT, &[&period.to_be_bytes()])
+}
+
+/// Key of an archived period result.
+pub fn archived_result(period: u64) -> Vec<u8> {
+    key(ARCHIVE, &[&period.to_be_bytes()])
+}
+
+/// Prefix of all archived period results.
+pub fn all_archived_results() -> Vec<u8> {
+    vec![ARCHIVE]
 }
 
 /// Prefix of all period results.
@@ -166,7 +196,10 @@ mod tests {
         assert!(order(8, &MeterKey([0; 64])) >= end);
         assert!(is_committed(&order(7, &MeterKey([0; 64]))));
         assert!(!is_committed(&order_by_meter(&MeterKey([0; 64]), 7)));
-        let _ = applied(&TxId([0; 32]));
+        assert!(applied(7, &TxId([0xff; 32])) < applied_from(8));
+        assert!(applied(8, &TxId([0; 32])) >= applied_from(8));
+        assert!(is_committed(&applied(7, &TxId([0; 32]))));
         assert!(!is_committed(&chain()));
+        assert!(!is_committed(&archived_result(7)));
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+use jmt::storage::{LeafNode, NibblePath, Node, NodeKey, TreeReader};
 use jmt::{KeyHash, OwnedValue, Version};
 
 use super::tree::{self, StateProof};
@@ -40,6 +40,27 @@ impl MemoryState {
         self.root = update.root;
     }
 
+    /// The state at `version` holding exactly `entries` (a snapshot restored without its
+    /// history, every value `Some`): its tree is built from scratch at that version, so its
+    /// root commits to exactly these entries and later versions apply on top of it.
+    pub fn restore(version: Version, entries: super::ChangeSet) -> Result<Self, StateError> {
+        let mut m = MemoryState::default();
+        // The tree code reads the root of the version before; there is none: an empty tree.
+        let before = match version.checked_sub(1) {
+            Some(v) => Some(NodeKey::new(v, root_path()?)),
+            None => None,
+        };
+        if let Some(k) = &before {
+            m.nodes.insert(k.clone(), Node::Null);
+        }
+        let update = StateUpdate::compute(&m, version, entries)?;
+        m.commit(update);
+        if let Some(k) = &before {
+            m.nodes.remove(k);
+        }
+        Ok(m)
+    }
+
     /// The version (height) of the state; `None` before genesis.
     pub fn version(&self) -> Option<Version> {
         self.version
@@ -72,6 +93,22 @@ impl MemoryState {
     pub(crate) fn insert_raw(&mut self, k: Vec<u8>, v: Vec<u8>) {
         self.kv.insert(k, v);
     }
+}
+
+/// The (empty) nibble path of a root node key, which jmt does not let us construct: taken from
+/// the root of a one-entry tree.
+fn root_path() -> Result<NibblePath, StateError> {
+    let mut one = super::ChangeSet::new();
+    one.insert(super::keys::meta(), Some(Vec::new()));
+    let u = StateUpdate::compute(&MemoryState::default(), 0, one)?;
+    u.tree
+        .node_batch
+        .nodes()
+        .keys()
+        .map(|k| k.nibble_path())
+        .find(|p| p.num_nibbles() == 0)
+        .cloned()
+        .ok_or_else(|| StateError::Storage("a tree without a root".into()))
 }
 
 impl StateRead for MemoryState {

@@ -21,6 +21,9 @@ use veilwatt_verifier::{OrderProof, OrderVerifier};
 pub const PERIOD: u64 = 60;
 pub const GATE: u64 = 30;
 pub const T0: u64 = 1_700_000_000;
+/// The expiry the helpers sign with: valid at every block time these tests use (up to
+/// `after_gate(10)` and beyond), within the genesis lifetime from `T0` on.
+pub const EXPIRY: u64 = T0 + 3_000;
 
 pub fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -60,6 +63,8 @@ pub fn genesis(mechanism: Mechanism) -> Genesis {
         price_cap: 30,
         vk_id: Hash32(dev::keys().expect("keys").vk_id.0),
         insecure_dev_keys: true,
+        max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
+        result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
     };
     g.validate().expect("valid genesis");
     g
@@ -129,7 +134,12 @@ pub fn proof(i: u8, p: u64, side: Side, quantity_wh: u32) -> OrderProof {
 }
 
 pub fn sign(g: &Genesis, body: TxBody, k: &SigningKey) -> Transaction {
-    Transaction::sign(&g.chain_id, body, k)
+    Transaction::sign(&g.chain_id, body, EXPIRY, k)
+}
+
+/// `tx` signed again by `k` with another expiry.
+pub fn resign(g: &Genesis, tx: Transaction, expires_at: u64, k: &SigningKey) -> Transaction {
+    Transaction::sign(&g.chain_id, tx.body, expires_at, k)
 }
 
 pub fn enroll(g: &Genesis, i: u8) -> Transaction {

@@ -35,12 +35,12 @@ pub struct RefState {
     pub open_orders: BTreeMap<(u64, TxId), OrderRecord>,
     /// The order occupying each (meter, period) slot.
     pub order_slots: BTreeMap<(MeterKey, u64), TxId>,
-    /// Ids of every applied transaction (replay protection).
-    pub applied_txs: BTreeSet<TxId>,
-    /// Where each applied order was placed, `(period, meter)`.
-    pub applied_orders: BTreeMap<TxId, (u64, MeterKey)>,
-    /// Cleared periods.
+    /// `(expiry, id)` of every applied transaction that has not expired (replay protection).
+    pub applied_txs: BTreeSet<(u64, TxId)>,
+    /// Cleared periods within the retention window (committed).
     pub results: BTreeMap<u64, PeriodResult>,
+    /// Cleared periods older than the retention window (archived, not committed).
+    pub archived: BTreeMap<u64, PeriodResult>,
     /// Fees collected.
     pub fees: FeeTotals,
     /// Sum of all deposits, millis.
@@ -55,7 +55,7 @@ mod tag {
     pub const ACCOUNT: u8 = 1;
     pub const METER: u8 = 2;
     pub const ORDER: u8 = 3;
-    pub const SLOT: u8 = 4;
+    pub const ORDER_ID: u8 = 4;
     pub const APPLIED: u8 = 5;
     pub const RESULT: u8 = 6;
 }
@@ -94,9 +94,15 @@ impl RefState {
             k.extend(v.meter.0);
             out.push((k, encode(v)));
         }
-        for id in &self.applied_txs {
-            let value = self.applied_orders.get(id).map(encode).unwrap_or_default();
-            out.push((key(tag::APPLIED, id), value));
+        // An open order's id finds its slot.
+        for ((p, id), v) in &self.open_orders {
+            out.push((key(tag::ORDER_ID, id), encode(&(*p, v.meter))));
+        }
+        for (expires_at, id) in &self.applied_txs {
+            let mut k = vec![tag::APPLIED];
+            k.extend(expires_at.to_be_bytes());
+            k.extend(id.0);
+            out.push((k, Vec::new()));
         }
         for (p, r) in &self.results {
             let mut k = vec![tag::RESULT];
@@ -168,7 +174,7 @@ impl<'g> RefLedger<'g> {
         time: u64,
     ) -> Result<(), TxError> {
         let id = tx.id();
-        if state.applied_txs.contains(&id) {
+        if state.applied_txs.contains(&(tx.expires_at, id)) {
             return Err(TxError::Replay(id));
         }
         if !tx.verify_signature(&self.genesis.chain_id) {
@@ -187,8 +193,21 @@ impl<'g> RefLedger<'g> {
         id: TxId,
         time: u64,
     ) -> Result<(), TxError> {
-        if state.applied_txs.contains(&id) {
+        if state.applied_txs.contains(&(tx.expires_at, id)) {
             return Err(TxError::Replay(id));
+        }
+        if time > tx.expires_at {
+            return Err(TxError::Expired {
+                expires_at: tx.expires_at,
+                time,
+            });
+        }
+        let max = time.saturating_add(self.genesis.max_tx_lifetime_secs);
+        if tx.expires_at > max {
+            return Err(TxError::ExpiryTooFar {
+                expires_at: tx.expires_at,
+                max,
+            });
         }
         if tx.body.is_registrar_kind() && tx.signer != self.genesis.registrar {
             return Err(TxError::NotRegistrar);
@@ -300,7 +319,6 @@ impl<'g> RefLedger<'g> {
                     },
                 );
                 state.order_slots.insert((*meter, *period), id);
-                state.applied_orders.insert(id, (*period, *meter));
             }
             TxBody::CancelOrder { order } => {
                 let (key, rec) = state
@@ -322,7 +340,7 @@ impl<'g> RefLedger<'g> {
                 state.order_slots.remove(&(rec.meter, rec.period));
             }
         }
-        state.applied_txs.insert(id);
+        state.applied_txs.insert((tx.expires_at, id));
         Ok(())
     }
 
@@ -422,6 +440,18 @@ impl<'g> RefLedger<'g> {
                     orders,
                 },
             );
+            // Results of periods q with q + R <= p move to the archive.
+            let old: Vec<u64> = state
+                .results
+                .keys()
+                .copied()
+                .filter(|q| q.saturating_add(self.genesis.result_retention_periods) <= p)
+                .collect();
+            for q in old {
+                if let Some(r) = state.results.remove(&q) {
+                    state.archived.insert(q, r);
+                }
+            }
         }
         Ok(())
     }
@@ -491,6 +521,9 @@ impl<'g> RefLedger<'g> {
         let mut events = Vec::new();
         self.clear_due(&mut next, block.height, block.time, &mut events)
             .map_err(BlockError::Clearing)?;
+        // Expired ids can never apply again: forgotten.
+        next.applied_txs
+            .retain(|(expires_at, _)| *expires_at >= block.time);
         // Signatures and ids are independent per transaction: compute them in parallel.
         let checked: Vec<(TxId, bool)> = block
             .txs
@@ -505,7 +538,7 @@ impl<'g> RefLedger<'g> {
         for (index, (tx, (id, signed))) in block.txs.iter().zip(checked).enumerate() {
             let result = if signed {
                 self.apply_signed_tx(&mut next, tx, id, block.time)
-            } else if next.applied_txs.contains(&id) {
+            } else if next.applied_txs.contains(&(tx.expires_at, id)) {
                 Err(TxError::Replay(id))
             } else {
                 Err(TxError::BadSignature)
@@ -550,6 +583,7 @@ impl RefState {
         let mut owner_orders = BTreeSet::new();
         let mut meter_orders = BTreeSet::new();
         let mut owner_meters = BTreeSet::new();
+        let mut order_ids = BTreeMap::new();
         for (k, v) in mem.entries() {
             let body = &k[1..];
             match k[0] {
@@ -576,16 +610,25 @@ impl RefState {
                     s.order_slots.insert((o.meter, o.period), o.id);
                     s.open_orders.insert((o.period, o.id), o);
                 }
+                keys::ORDER_ID => {
+                    let slot: (u64, MeterKey) = decode(v).unwrap();
+                    order_ids.insert(TxId(body.try_into().unwrap()), slot);
+                }
                 keys::APPLIED => {
-                    let id = TxId(body.try_into().unwrap());
-                    s.applied_txs.insert(id);
-                    if !v.is_empty() {
-                        s.applied_orders.insert(id, decode(v).unwrap());
-                    }
+                    assert!(v.is_empty(), "an applied entry has no value");
+                    let expires_at = u64::from_be_bytes(body[..8].try_into().unwrap());
+                    s.applied_txs
+                        .insert((expires_at, TxId(body[8..].try_into().unwrap())));
                 }
                 keys::RESULT => {
                     let r: PeriodResult = decode(v).unwrap();
+                    assert_eq!(body, r.period.to_be_bytes());
                     s.results.insert(r.period, r);
+                }
+                keys::ARCHIVE => {
+                    let r: PeriodResult = decode(v).unwrap();
+                    assert_eq!(body, r.period.to_be_bytes());
+                    s.archived.insert(r.period, r);
                 }
                 keys::ORDER_BY_OWNER => {
                     owner_orders.insert((body.to_vec(), v.clone()));
@@ -600,6 +643,12 @@ impl RefState {
             }
         }
         // The indexes hold exactly the open orders and meters.
+        let want: BTreeMap<TxId, (u64, MeterKey)> = s
+            .open_orders
+            .values()
+            .map(|o| (o.id, (o.period, o.meter)))
+            .collect();
+        assert_eq!(order_ids, want, "order-id table");
         let want: BTreeSet<(Vec<u8>, Vec<u8>)> = s
             .open_orders
             .values()
