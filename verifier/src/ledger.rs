@@ -894,9 +894,12 @@ impl<'g> Ledger<'g> {
     }
 
     /// Forgets the applied transactions that expired before `time` (they can never be
-    /// applied again: block times do not go backwards).
+    /// applied again: block times do not go backwards). The previous block already forgot
+    /// those that expired before its time, so the scan starts there: it never walks over the
+    /// deleted entries of earlier blocks (which a store keeps as tombstones for a while).
     fn prune_expired(&self, state: &mut Overlay<'_>, time: u64) -> Result<(), StateError> {
-        for (k, _) in state.scan(&keys::all_applied(), &keys::applied_from(time), usize::MAX)? {
+        let from = keys::applied_from(state.meta()?.last_time);
+        for (k, _) in state.scan(&from, &keys::applied_from(time), usize::MAX)? {
             state.delete(k);
         }
         Ok(())
