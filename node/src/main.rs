@@ -441,11 +441,31 @@ async fn wait_for_signal() {
     }
 }
 
+/// Calls `f` on every committed entry of `view`, in key order, a page at a time.
+fn for_each_committed(
+    view: &veilwatt_node::store::StoreView<'_>,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    use veilwatt_verifier::state::{keys, StateRead};
+    const PAGE: usize = 4096;
+    let (mut from, to) = (Vec::new(), vec![keys::LOCAL]);
+    loop {
+        let page = view.scan(&from, &to, PAGE)?;
+        for (k, v) in &page {
+            f(k, v)?;
+        }
+        match page.last() {
+            // The next key after the last one read.
+            Some((k, _)) if page.len() == PAGE => from = [k.as_slice(), &[0]].concat(),
+            _ => return Ok(()),
+        }
+    }
+}
+
 fn snapshot(home: &Path, out: &Path) -> Result<()> {
     use veilwatt_verifier::audit::ExportedBlock;
     use veilwatt_verifier::ledger::LedgerRead;
     use veilwatt_verifier::snapshot::{SnapshotHeader, SnapshotWriter, SNAPSHOT_FORMAT};
-    use veilwatt_verifier::state::{keys, StateRead};
     let genesis = read_genesis(&home.join(veilwatt_node::config::GENESIS_FILE))?;
     let store = RocksStore::open_read_only(&home.join("data").join("ledger"))
         .context("opening the ledger")?;
@@ -461,20 +481,13 @@ fn snapshot(home: &Path, out: &Path) -> Result<()> {
     let cert = store
         .certificate(height)?
         .with_context(|| format!("certificate {height} missing"))?;
-    // Committed entries are the keys below the local tags; counted first (the header says
-    // how many follow, so a truncated file is detected).
-    let (lo, hi) = (Vec::new(), vec![keys::LOCAL]);
+    // Committed entries (the keys below the local tags) are counted first: the header says
+    // how many follow, so a truncated file is detected.
     let mut count = 0u64;
-    let mut from = lo.clone();
-    const PAGE: usize = 4096;
-    loop {
-        let page = view.scan(&from, &hi, PAGE)?;
-        count += page.len() as u64;
-        match page.last() {
-            Some((k, _)) if page.len() == PAGE => from = [k.as_slice(), &[0]].concat(),
-            _ => break,
-        }
-    }
+    for_each_committed(&view, |_, _| {
+        count += 1;
+        Ok(())
+    })?;
     let header = SnapshotHeader {
         format: SNAPSHOT_FORMAT.into(),
         chain_id: genesis.chain_id.clone(),
@@ -489,17 +502,7 @@ fn snapshot(home: &Path, out: &Path) -> Result<()> {
     };
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut w = SnapshotWriter::new(std::io::BufWriter::new(file), &header)?;
-    let mut from = lo;
-    loop {
-        let page = view.scan(&from, &hi, PAGE)?;
-        for (k, v) in &page {
-            w.push(k, v)?;
-        }
-        match page.last() {
-            Some((k, _)) if page.len() == PAGE => from = [k.as_slice(), &[0]].concat(),
-            _ => break,
-        }
-    }
+    for_each_committed(&view, |k, v| Ok(w.push(k, v)?))?;
     w.finish()?
         .into_inner()
         .map_err(|e| e.into_error())?
