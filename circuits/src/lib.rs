@@ -5,12 +5,18 @@
 //! * [`eddsa`]: EdDSA-Poseidon as in circomlib/circomlibjs.
 //! * [`statement`]: the meter's signed period statement.
 //! * [`order`]: the order circuit proven by households and verified by validators.
+//! * [`note`], [`merkle`], [`joinsplit`]: shielded money: keys, notes, the note commitment
+//!   tree and the join-split circuit that spends notes.
 //!
-//! The protocol-level description (statements, public inputs in order, invariants and the tests
-//! that cover them) is `docs/spec/order-circuit.md`.
+//! The protocol-level descriptions (statements, public inputs in order, invariants and the
+//! tests that cover them) are `docs/spec/order-circuit.md` and `docs/spec/notes.md`.
 
 pub mod babyjub;
 pub mod eddsa;
+pub mod joinsplit;
+pub mod merkle;
+pub mod note;
 pub mod order;
 pub mod poseidon;
+mod range;
 pub mod statement;

@@ -12,6 +12,7 @@ use crate::babyjub::{
     Point,
 };
 use crate::eddsa::{self, gadget::SignatureVar, PublicKey, Signature, SignatureError};
+use crate::range::{enforce_bits, get};
 use crate::statement::{self, SignedPeriodStatement};
 use ark_bn254::Fr;
 use ark_ff::{BigInteger, BigInteger256, PrimeField};
@@ -229,17 +230,9 @@ impl OrderCircuit {
     }
 }
 
-fn get<T>(v: Option<T>) -> Result<T, SynthesisError> {
-    v.ok_or(SynthesisError::AssignmentMissing)
-}
-
-/// Enforces `0 <= v < 2^32` by a 32-bit decomposition (33 constraints).
+/// Enforces `0 <= v < 2^32` (33 constraints).
 fn enforce_u32(cs: &ConstraintSystemRef<Fr>, v: &FpVar<Fr>) -> Result<(), SynthesisError> {
-    let value = v.value().ok().map(|x| x.into_bigint().0[0]);
-    let bits = (0..32)
-        .map(|i| Boolean::new_witness(cs.clone(), || get(value.map(|x| (x >> i) & 1 == 1))))
-        .collect::<Result<Vec<_>, _>>()?;
-    Boolean::le_bits_to_fp(&bits)?.enforce_equal(v)
+    enforce_bits(cs, v, 32).map(drop)
 }
 
 impl ConstraintSynthesizer<Fr> for OrderCircuit {

@@ -1,0 +1,273 @@
+//! The note commitment tree: an append-only binary Merkle tree of depth [`DEPTH`] over BN254 Fr
+//! with `node = Poseidon(left, right)` (spec: `docs/spec/notes.md`).
+//!
+//! An empty leaf is `0`: a commitment equal to `0` would be a Poseidon preimage, so no
+//! membership proof can claim an empty slot. `EMPTY[l]` is the root of an empty subtree of
+//! height `l`.
+//!
+//! * [`Frontier`]: what the ledger keeps: the tree's size and one completed left subtree per
+//!   level (at most [`DEPTH`] field elements). An append costs two hashes amortized; the root
+//!   costs [`DEPTH`] hashes and is taken once per block.
+//! * [`MerklePath`]: a position and its [`DEPTH`] siblings, bottom up; what a spend proves.
+//! * [`gadget::root`]: the path's root in R1CS (one constraint per level plus the hashes).
+
+use crate::poseidon;
+use ark_bn254::Fr;
+use ark_ff::Zero;
+use std::sync::LazyLock;
+
+/// Height of the tree: 2^32 notes.
+pub const DEPTH: usize = 32;
+
+/// Number of leaves the tree can hold.
+pub const CAPACITY: u64 = 1 << DEPTH;
+
+/// `Poseidon(left, right)`, the inner node hash.
+pub fn node(left: Fr, right: Fr) -> Fr {
+    poseidon::hash(&[left, right])
+}
+
+/// Roots of empty subtrees: `EMPTY[0] = 0` (an empty leaf), `EMPTY[l + 1] = node(EMPTY[l], EMPTY[l])`.
+pub static EMPTY: LazyLock<[Fr; DEPTH + 1]> = LazyLock::new(|| {
+    let mut e = [Fr::zero(); DEPTH + 1];
+    for l in 0..DEPTH {
+        e[l + 1] = node(e[l], e[l]);
+    }
+    e
+});
+
+/// The root of the empty tree.
+pub fn empty_root() -> Fr {
+    EMPTY[DEPTH]
+}
+
+/// Why an append was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    /// All 2^32 positions are used.
+    #[error("the note commitment tree is full ({CAPACITY} notes)")]
+    Full,
+}
+
+/// A leaf's authentication path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MerklePath {
+    /// The leaf's position (its index from the left).
+    pub position: u32,
+    /// Siblings from the leaf's level up to the root's children.
+    pub siblings: [Fr; DEPTH],
+}
+
+impl MerklePath {
+    /// The root that `leaf` at this path hashes to.
+    pub fn root(&self, leaf: Fr) -> Fr {
+        root_from_fields(leaf, u64::from(self.position), &self.siblings)
+    }
+}
+
+/// The root of `leaf` at `position` (its low [`DEPTH`] bits) under `siblings`.
+pub(crate) fn root_from_fields(leaf: Fr, position: u64, siblings: &[Fr; DEPTH]) -> Fr {
+    let mut cur = leaf;
+    for (l, sib) in siblings.iter().enumerate() {
+        cur = if (position >> l) & 1 == 1 {
+            node(*sib, cur)
+        } else {
+            node(cur, *sib)
+        };
+    }
+    cur
+}
+
+/// The append-only tree's frontier: enough to append and to compute the root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// `filled[l]` is the root of the completed height-`l` left subtree whose right sibling
+    /// holds the next position; meaningful only where bit `l` of `size` is 1.
+    /// `filled[DEPTH]` is the root once the tree is full.
+    filled: [Fr; DEPTH + 1],
+}
+
+impl Default for Frontier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Frontier {
+    /// The empty tree.
+    pub fn new() -> Self {
+        Self {
+            size: 0,
+            filled: [Fr::zero(); DEPTH + 1],
+        }
+    }
+
+    /// Rebuilds a frontier from its stored parts; `None` if `size` exceeds the capacity.
+    pub fn from_parts(size: u64, filled: [Fr; DEPTH + 1]) -> Option<Self> {
+        (size <= CAPACITY).then_some(Self { size, filled })
+    }
+
+    /// The stored parts: `(size, filled)`.
+    pub fn parts(&self) -> (u64, &[Fr; DEPTH + 1]) {
+        (self.size, &self.filled)
+    }
+
+    /// Number of leaves appended.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends `leaf` and returns its position.
+    pub fn append(&mut self, leaf: Fr) -> Result<u32, TreeError> {
+        let position = u32::try_from(self.size).map_err(|_| TreeError::Full)?;
+        let mut cur = leaf;
+        let mut level = 0;
+        // A binary-counter carry: every trailing 1 bit of the position is a completed left
+        // sibling at that level, which the new leaf's subtree now completes.
+        while (u64::from(position) >> level) & 1 == 1 {
+            cur = node(self.filled[level], cur);
+            level += 1;
+        }
+        self.filled[level] = cur;
+        self.size += 1;
+        Ok(position)
+    }
+
+    /// The root: the completed left subtrees along the next position's path, padded with
+    /// empty subtrees.
+    pub fn root(&self) -> Fr {
+        if self.size == CAPACITY {
+            return self.filled[DEPTH];
+        }
+        // `None`: the subtree holding the next position is still empty at this height, and
+        // its root is EMPTY[l] without hashing.
+        let mut cur: Option<Fr> = None;
+        for l in 0..DEPTH {
+            if (self.size >> l) & 1 == 1 {
+                cur = Some(node(self.filled[l], cur.unwrap_or(EMPTY[l])));
+            } else if let Some(c) = cur {
+                cur = Some(node(c, EMPTY[l]));
+            }
+        }
+        cur.unwrap_or(EMPTY[DEPTH])
+    }
+}
+
+/// Every leaf in memory, for wallets' and tests' path computation and as the reference the
+/// [`Frontier`] is tested against.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryTree {
+    leaves: Vec<Fr>,
+}
+
+impl MemoryTree {
+    /// The empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `leaf` and returns its position.
+    pub fn append(&mut self, leaf: Fr) -> Result<u32, TreeError> {
+        let position = u32::try_from(self.leaves.len()).map_err(|_| TreeError::Full)?;
+        self.leaves.push(leaf);
+        Ok(position)
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// The leaves, by position.
+    pub fn leaves(&self) -> &[Fr] {
+        &self.leaves
+    }
+
+    /// The nodes of level `l` that are not empty subtrees.
+    fn levels(&self) -> Vec<Vec<Fr>> {
+        let mut levels = vec![self.leaves.clone()];
+        for l in 0..DEPTH {
+            let below = &levels[l];
+            let above = below
+                .chunks(2)
+                .map(|pair| node(pair[0], pair.get(1).copied().unwrap_or(EMPTY[l])))
+                .collect();
+            levels.push(above);
+        }
+        levels
+    }
+
+    /// The root, recomputed from every leaf.
+    pub fn root(&self) -> Fr {
+        self.levels()[DEPTH]
+            .first()
+            .copied()
+            .unwrap_or(EMPTY[DEPTH])
+    }
+
+    /// The path of the leaf at `position`, if there is one.
+    pub fn path(&self, position: u32) -> Option<MerklePath> {
+        let p = position as usize;
+        if p >= self.leaves.len() {
+            return None;
+        }
+        let levels = self.levels();
+        let mut siblings = [Fr::zero(); DEPTH];
+        for (l, sib) in siblings.iter_mut().enumerate() {
+            let i = (p >> l) ^ 1;
+            *sib = levels[l].get(i).copied().unwrap_or(EMPTY[l]);
+        }
+        Some(MerklePath { position, siblings })
+    }
+}
+
+/// The R1CS side.
+pub mod gadget {
+    use super::DEPTH;
+    use ark_bn254::Fr;
+    use ark_r1cs_std::{boolean::Boolean, fields::fp::FpVar};
+    use ark_relations::gr1cs::SynthesisError;
+
+    /// The root of `leaf` under `siblings`, with the position given by its little-endian
+    /// `bits` (bit `l` set: the node at level `l` is a right child). One constraint per level
+    /// orders the pair (`d = bit * (sibling - cur)`, `left = cur + d`, `right = sibling - d`),
+    /// plus one Poseidon per level.
+    pub fn root(
+        leaf: &FpVar<Fr>,
+        siblings: &[FpVar<Fr>; DEPTH],
+        bits: &[Boolean<Fr>; DEPTH],
+    ) -> Result<FpVar<Fr>, SynthesisError> {
+        let mut cur = leaf.clone();
+        for (sib, bit) in siblings.iter().zip(bits) {
+            let d = FpVar::from(bit.clone()) * (sib - &cur);
+            let left = &cur + &d;
+            let right = sib - &d;
+            cur = crate::poseidon::gadget::hash(&[left, right])?;
+        }
+        Ok(cur)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontier_matches_the_full_tree() {
+        let mut f = Frontier::new();
+        let mut t = MemoryTree::new();
+        assert_eq!(f.root(), empty_root());
+        assert_eq!(t.root(), empty_root());
+        for i in 0..70u64 {
+            let leaf = Fr::from(1000 + i);
+            assert_eq!(f.append(leaf), t.append(leaf));
+            assert_eq!(f.root(), t.root(), "after {} leaves", i + 1);
+            for p in [0, i / 2, i] {
+                let path = t.path(p as u32).expect("appended");
+                assert_eq!(path.root(t.leaves()[p as usize]), t.root());
+            }
+        }
+        assert_eq!(t.path(70), None);
+    }
+}
