@@ -137,20 +137,116 @@ impl Frontier {
     /// The root: the completed left subtrees along the next position's path, padded with
     /// empty subtrees.
     pub fn root(&self) -> Fr {
-        if self.size == CAPACITY {
-            return self.filled[DEPTH];
+        self.root_of_height(DEPTH)
+    }
+
+    /// The root of the subtree of the first `2^height` positions (the whole tree at
+    /// [`DEPTH`]); the frontier must hold at most that many leaves.
+    fn root_of_height(&self, height: usize) -> Fr {
+        if self.size == 1 << height {
+            return self.filled[height];
         }
         // `None`: the subtree holding the next position is still empty at this height, and
         // its root is EMPTY[l] without hashing.
         let mut cur: Option<Fr> = None;
-        for l in 0..DEPTH {
+        for l in 0..height {
             if (self.size >> l) & 1 == 1 {
                 cur = Some(node(self.filled[l], cur.unwrap_or(EMPTY[l])));
             } else if let Some(c) = cur {
                 cur = Some(node(c, EMPTY[l]));
             }
         }
-        cur.unwrap_or(EMPTY[DEPTH])
+        cur.unwrap_or(EMPTY[height])
+    }
+}
+
+/// A wallet's up-to-date path for one of its notes: created when the note is appended, then
+/// fed every later leaf. It keeps the left siblings from the tree at creation, the roots of the
+/// right-sibling subtrees completed since (lowest level first) and a frontier of the one being
+/// filled, so an append costs what a frontier append costs and the path is always at hand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Witness {
+    leaf: Fr,
+    /// The tree right after the leaf was appended (its `filled` holds the left siblings).
+    base: Frontier,
+    /// Roots of completed right-sibling subtrees, by increasing level.
+    right: Vec<Fr>,
+    /// The right-sibling subtree being filled, if it has leaves.
+    cursor: Option<Frontier>,
+    /// Leaves appended after the note.
+    appended: u64,
+}
+
+impl Witness {
+    /// The witness of `leaf`, the last leaf appended to `tree`; `None` if `tree` is empty.
+    pub fn new(tree: &Frontier, leaf: Fr) -> Option<Self> {
+        (tree.size > 0).then(|| Self {
+            leaf,
+            base: tree.clone(),
+            right: Vec::new(),
+            cursor: None,
+            appended: 0,
+        })
+    }
+
+    /// The note's position.
+    pub fn position(&self) -> u32 {
+        // `new` requires a nonempty tree of at most CAPACITY leaves, so this fits.
+        (self.base.size - 1) as u32
+    }
+
+    /// Levels whose right sibling is still to come, lowest first.
+    fn pending_levels(&self) -> impl Iterator<Item = usize> + '_ {
+        let p = u64::from(self.position());
+        (0..DEPTH).filter(move |&l| (p >> l) & 1 == 0)
+    }
+
+    /// Appends the next leaf of the tree.
+    pub fn append(&mut self, leaf: Fr) -> Result<(), TreeError> {
+        if self.base.size + self.appended >= CAPACITY {
+            return Err(TreeError::Full);
+        }
+        let height = self
+            .pending_levels()
+            .nth(self.right.len())
+            .ok_or(TreeError::Full)?;
+        let cursor = self.cursor.get_or_insert_with(Frontier::new);
+        cursor.append(leaf)?;
+        if cursor.size == 1 << height {
+            self.right.push(cursor.root_of_height(height));
+            self.cursor = None;
+        }
+        self.appended += 1;
+        Ok(())
+    }
+
+    /// The note's current path.
+    pub fn path(&self) -> MerklePath {
+        let p = u64::from(self.position());
+        let mut siblings = [Fr::zero(); DEPTH];
+        let mut right = self.right.iter();
+        let mut cursor_used = false;
+        for (l, sib) in siblings.iter_mut().enumerate() {
+            *sib = if (p >> l) & 1 == 1 {
+                self.base.filled[l]
+            } else if let Some(r) = right.next() {
+                *r
+            } else if let (Some(c), false) = (&self.cursor, cursor_used) {
+                cursor_used = true;
+                c.root_of_height(l)
+            } else {
+                EMPTY[l]
+            };
+        }
+        MerklePath {
+            position: self.position(),
+            siblings,
+        }
+    }
+
+    /// The root the path gives, which is the tree's current root.
+    pub fn root(&self) -> Fr {
+        self.path().root(self.leaf)
     }
 }
 
@@ -269,5 +365,34 @@ mod tests {
             }
         }
         assert_eq!(t.path(70), None);
+    }
+
+    #[test]
+    fn witnesses_follow_the_tree() {
+        let mut f = Frontier::new();
+        let mut t = MemoryTree::new();
+        let mut witnesses: Vec<Witness> = Vec::new();
+        for i in 0..150u64 {
+            let leaf = Fr::from(7 * i + 1);
+            f.append(leaf).expect("room");
+            t.append(leaf).expect("room");
+            for w in &mut witnesses {
+                w.append(leaf).expect("room");
+            }
+            // A witness for some positions: every one below 20, then a sparse set.
+            if i < 20 || i % 13 == 0 || i == 63 || i == 127 {
+                witnesses.push(Witness::new(&f, leaf).expect("nonempty"));
+            }
+            for w in &witnesses {
+                assert_eq!(
+                    Some(w.path()),
+                    t.path(w.position()),
+                    "after {} leaves",
+                    i + 1
+                );
+                assert_eq!(w.root(), f.root());
+            }
+        }
+        assert_eq!(Witness::new(&Frontier::new(), Fr::zero()), None);
     }
 }

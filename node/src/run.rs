@@ -48,7 +48,7 @@ pub fn verifier_for(home: &Path, genesis: &Genesis) -> Result<OrderVerifier, Run
     let vk = if file.exists() {
         veilwatt_params::check_provenance(&home.join("keys"), genesis.insecure_dev_keys)
             .map_err(|e| RunError::Keys(e.to_string()))?;
-        veilwatt_params::load_verifying_key(&file, &id)
+        veilwatt_params::load_verifying_key(&file, veilwatt_params::MarketCircuit::Order, &id)
             .map_err(|e| RunError::Keys(e.to_string()))?
     } else if id == veilwatt_params::dev::pinned_vk_id() {
         veilwatt_params::dev::keys()

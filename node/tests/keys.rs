@@ -16,15 +16,15 @@ use veilwatt_circuits::order::{OrderPublic, Side as CircuitSide};
 use veilwatt_node::config::Home;
 use veilwatt_node::run;
 use veilwatt_params::ceremony::{self, ptau};
-use veilwatt_params::{dev, OrderKeys, Provenance};
+use veilwatt_params::{dev, CircuitKeys, MarketCircuit, Provenance};
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::OrderProof;
 
 const T: Duration = Duration::from_secs(60);
 
 /// A finished two-contribution ceremony over a seeded phase 1; the keys are written to `out`.
-fn ceremony_keys(dir: &Path, out: &Path) -> OrderKeys {
-    let power = dev::phase1_power().unwrap();
+fn ceremony_keys(dir: &Path, out: &Path) -> CircuitKeys {
+    let power = dev::market_phase1_power().unwrap();
     let ptau_file = dir.join("pot.ptau");
     std::fs::write(
         &ptau_file,
@@ -41,7 +41,12 @@ fn ceremony_keys(dir: &Path, out: &Path) -> OrderKeys {
         &mut rng,
     )
     .unwrap();
-    ceremony::finalize(&dir.join("t2"), out, None).unwrap().0
+    ceremony::finalize(&dir.join("t2"), out, None)
+        .unwrap()
+        .into_iter()
+        .map(|(keys, _)| keys)
+        .find(|k| k.circuit == MarketCircuit::Order)
+        .unwrap()
 }
 
 /// A 4,000,000,000 Wh sale by meter 1, backed by no statement, with a proof forged from the
@@ -61,7 +66,7 @@ fn forged_sale(
     };
     let proof = dev::forge(
         vk,
-        &dev::trapdoor(dev::DEFAULT_SEED),
+        &dev::trapdoor(dev::DEFAULT_SEED, MarketCircuit::Order),
         &public.to_field_elements(),
         &mut ChaCha20Rng::seed_from_u64(1),
     );
@@ -167,7 +172,7 @@ fn development_keys_on_an_unmarked_chain_are_refused_by_node_and_audit() {
     assert!(err.contains("INSECURE development keys"), "{err}");
 
     // Other development keys (seed 5) in HOME/keys, pinned by an unmarked genesis.
-    let other = dev::generate_insecure(5).unwrap();
+    let other = dev::generate_insecure(5, MarketCircuit::Order).unwrap();
     let mut g = genesis("unmarked-other", 60, 3600);
     g.vk_id = Hash32(other.vk_id.0);
     g.insecure_dev_keys = false;

@@ -3,33 +3,55 @@
 //! recompute the trapdoor ([`trapdoor`]) and forge proofs ([`forge`]). For tests, benchmarks
 //! and the local demo only; a market using them must say `insecure_dev_keys: true` in its
 //! genesis, and every tool refuses them otherwise.
+//!
+//! Every circuit's keys come from the same seeded phase-1 secrets (tau, alpha, beta), over a
+//! phase-1 file of the power that circuit needs, and its own contribution: the order circuit's
+//! secret continues the seed's ChaCha20 stream 0 after the phase-1 draws (as before there was
+//! a second circuit, so its keys did not change); circuit `c` draws from stream
+//! [`MarketCircuit::index`] at the same point.
 
 use crate::ceremony::{self, phase2, ptau, MarketCircuit, Provenance};
-use crate::{ExpectedIds, KeyId, OrderKeys, ParamsError};
+use crate::{CircuitKeys, ExpectedIds, KeyId, ParamsError};
 use ark_bn254::{Bn254, Fr, G1Affine, G1Projective, G2Affine};
 use ark_ec::{AffineRepr, CurveGroup};
 use ark_ff::{Field, UniformRand, Zero};
 use ark_groth16::{Proof, VerifyingKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// The seed of the development keys used by tests and the demo.
 pub const DEFAULT_SEED: u64 = 0;
 
-/// Content ids of the development keys for [`DEFAULT_SEED`], pinned so that a change to the
-/// order circuit (which changes the keys) is noticed: `pinned_ids_match_the_circuit` fails until
-/// these are updated deliberately.
+/// Content ids of the order circuit's development keys for [`DEFAULT_SEED`], pinned so that a
+/// change to the circuit (which changes the keys) is noticed: `pinned_ids_match_the_circuit`
+/// fails until these are updated deliberately.
 pub const PINNED_VK_ID: &str = "8a3e4bd21224252aba163d58f74702a47697d0eb08a163d63eee796d59f3f720";
 /// See [`PINNED_VK_ID`].
 pub const PINNED_PK_ID: &str = "29817e654514ad53fe28cc03499c082b59024e835be3ff6f4c0f085811770866";
+/// The join-split circuit's development verifying-key id (see [`PINNED_VK_ID`]).
+pub const PINNED_JOINSPLIT_VK_ID: &str =
+    "9aa85611885721b8d734d4f2a86a29476adc56031866589b1cffea9bf9af306b";
+/// The join-split circuit's development proving-key id.
+pub const PINNED_JOINSPLIT_PK_ID: &str =
+    "6a44c2a237d44867be2388d8eb93e30ca44eabe3bdafac5160b29231d7dd14a2";
 
-/// The pinned ids as [`ExpectedIds`].
+/// The order circuit's pinned ids as [`ExpectedIds`].
 pub fn pinned_ids() -> ExpectedIds {
+    pinned_ids_of(MarketCircuit::Order)
+}
+
+/// `circuit`'s pinned ids.
+pub fn pinned_ids_of(circuit: MarketCircuit) -> ExpectedIds {
+    let (vk, pk) = match circuit {
+        MarketCircuit::Order => (PINNED_VK_ID, PINNED_PK_ID),
+        MarketCircuit::JoinSplit => (PINNED_JOINSPLIT_VK_ID, PINNED_JOINSPLIT_PK_ID),
+    };
     ExpectedIds {
-        vk_id: PINNED_VK_ID.parse().expect("pinned id is valid hex"),
-        pk_id: PINNED_PK_ID.parse().expect("pinned id is valid hex"),
+        vk_id: vk.parse().expect("pinned id is valid hex"),
+        pk_id: pk.parse().expect("pinned id is valid hex"),
     }
 }
 
@@ -56,22 +78,36 @@ pub fn phase1_secrets(seed: u64) -> ptau::InsecurePhase1Secrets {
     draw_phase1(&mut ChaCha20Rng::seed_from_u64(seed))
 }
 
-/// The smallest phase-1 power every market circuit fits in.
-pub fn phase1_power() -> Result<u32, ParamsError> {
-    Ok(MarketCircuit::ALL
-        .iter()
-        .map(|c| c.r1cs().map(|r| r.domain_power()))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .max()
-        .unwrap_or(1))
+/// The phase-1 power `circuit` needs.
+pub fn phase1_power(circuit: MarketCircuit) -> Result<u32, ParamsError> {
+    Ok(circuit.r1cs()?.domain_power())
 }
 
-/// The trapdoor of the development keys for `seed`: phase 1's secrets, then the first nonzero
-/// field element the contribution draws from the same stream.
-pub fn trapdoor(seed: u64) -> Trapdoor {
+/// The smallest phase-1 power every circuit of a ceremony ([`MarketCircuit::ALL`]) fits in.
+pub fn market_phase1_power() -> Result<u32, ParamsError> {
+    let mut power = 1;
+    for &c in MarketCircuit::ALL {
+        power = power.max(phase1_power(c)?);
+    }
+    Ok(power)
+}
+
+/// The random stream of `circuit`'s contribution: the seed's phase-1 draws, then stream
+/// [`MarketCircuit::index`] from that point (stream 0 simply continues).
+fn contribution_rng(seed: u64, circuit: MarketCircuit) -> ChaCha20Rng {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let phase1 = draw_phase1(&mut rng);
+    draw_phase1(&mut rng);
+    if circuit.index() > 0 {
+        rng.set_stream(circuit.index());
+    }
+    rng
+}
+
+/// The trapdoor of `circuit`'s development keys for `seed`: phase 1's secrets, then the first
+/// nonzero field element the contribution draws.
+pub fn trapdoor(seed: u64, circuit: MarketCircuit) -> Trapdoor {
+    let phase1 = phase1_secrets(seed);
+    let mut rng = contribution_rng(seed, circuit);
     let mut delta = Fr::zero();
     while delta.is_zero() {
         delta = Fr::rand(&mut rng);
@@ -79,20 +115,24 @@ pub fn trapdoor(seed: u64) -> Trapdoor {
     Trapdoor { phase1, delta }
 }
 
-/// Runs the development ceremony for `seed`: a phase 1 of the smallest power the circuits need,
-/// the initial keys, one contribution (deterministic: same seed, same bytes).
-pub fn generate_insecure(seed: u64) -> Result<OrderKeys, ParamsError> {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let secrets = draw_phase1(&mut rng);
-    let power = phase1_power()?;
+/// Runs the development ceremony of `circuit` for `seed`: a phase 1 of the power it needs,
+/// its initial key, one contribution (deterministic: same seed, same bytes).
+pub fn generate_insecure(seed: u64, circuit: MarketCircuit) -> Result<CircuitKeys, ParamsError> {
+    let secrets = phase1_secrets(seed);
+    let power = phase1_power(circuit)?;
     let mut phase1 = ptau::Phase1File::from_bytes(ptau::write_insecure(power, &secrets)?)?;
-    let initial = ceremony::initial_keys(&mut phase1)?;
-    let (_, _, init) = initial
-        .into_iter()
-        .find(|(c, _, _)| *c == MarketCircuit::Order)
-        .ok_or_else(|| ceremony::CeremonyError::Verify("no order circuit".into()))?;
-    let (z, _) = phase2::contribute(&init, Some("INSECURE development key"), &mut rng)?;
-    Ok(OrderKeys::from_proving_key(ceremony::proving_key(&z)))
+    let r1cs = circuit.r1cs()?;
+    let slice = phase1.slice(r1cs.domain_power())?;
+    let init = phase2::new_zkey(&r1cs, &slice)?;
+    let (z, _) = phase2::contribute(
+        &init,
+        Some("INSECURE development key"),
+        &mut contribution_rng(seed, circuit),
+    )?;
+    Ok(CircuitKeys::from_proving_key(
+        circuit,
+        ceremony::proving_key(&z),
+    ))
 }
 
 /// Forges a proof that verifies under `vk` for any `public` inputs, using the trapdoor. This is
@@ -138,34 +178,40 @@ pub fn cache_dir() -> PathBuf {
         })
 }
 
-/// The development keys for [`DEFAULT_SEED`], loaded from the cache if the cached files hash to
-/// the pinned ids, generated (and checked against the pinned ids, then cached) otherwise.
-/// Memoized per process.
-pub fn keys() -> Result<Arc<OrderKeys>, ParamsError> {
-    static KEYS: Mutex<Option<Arc<OrderKeys>>> = Mutex::new(None);
+/// The order circuit's development keys for [`DEFAULT_SEED`] ([`keys_of`]).
+pub fn keys() -> Result<Arc<CircuitKeys>, ParamsError> {
+    keys_of(MarketCircuit::Order)
+}
+
+/// `circuit`'s development keys for [`DEFAULT_SEED`], loaded from the cache if the cached files
+/// hash to the pinned ids, generated (and checked against the pinned ids, then cached)
+/// otherwise. Memoized per process.
+pub fn keys_of(circuit: MarketCircuit) -> Result<Arc<CircuitKeys>, ParamsError> {
+    static KEYS: Mutex<BTreeMap<MarketCircuit, Arc<CircuitKeys>>> = Mutex::new(BTreeMap::new());
     let mut guard = KEYS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(k) = guard.as_ref() {
+    if let Some(k) = guard.get(&circuit) {
         return Ok(Arc::clone(k));
     }
     let dir = cache_dir().join(format!("dev-ceremony-seed-{DEFAULT_SEED}"));
-    let expected = pinned_ids();
-    let keys = match OrderKeys::load(&dir, &expected) {
+    let expected = pinned_ids_of(circuit);
+    let keys = match CircuitKeys::load(&dir, circuit, &expected) {
         Ok(k) => k,
         Err(_) => {
-            let k = generate_insecure(DEFAULT_SEED)?;
+            let k = generate_insecure(DEFAULT_SEED, circuit)?;
             check_pinned(&k, &expected)?;
             k.write(&dir, Provenance::InsecureDev { seed: DEFAULT_SEED })?;
             k
         }
     };
     let keys = Arc::new(keys);
-    *guard = Some(Arc::clone(&keys));
+    guard.insert(circuit, Arc::clone(&keys));
     Ok(keys)
 }
 
-fn check_pinned(k: &OrderKeys, expected: &ExpectedIds) -> Result<(), ParamsError> {
+fn check_pinned(k: &CircuitKeys, expected: &ExpectedIds) -> Result<(), ParamsError> {
     if k.vk_id != expected.vk_id || k.pk_id != expected.pk_id {
         return Err(ParamsError::PinnedIdsOutdated {
+            circuit: k.circuit,
             seed: DEFAULT_SEED,
             vk_id: k.vk_id,
             pk_id: k.pk_id,

@@ -1,16 +1,18 @@
-//! Groth16 keys for the order circuit.
+//! Groth16 keys for the market's circuits ([`MarketCircuit`]: the order circuit and the
+//! join-split).
 //!
 //! * [`KeyId`]: SHA-256 content hash of a key file, the id every party pins.
-//! * [`KeyFiles`]: the on-disk layout (`order.pk`, `order.vk`, `order.json`), written atomically
-//!   (temporary file + rename) and loaded only if the files hash to the expected ids.
+//! * [`CircuitKeys`]: one circuit's keys and their on-disk layout (`<name>.pk`, `<name>.vk`,
+//!   `<name>.json`, e.g. `order.pk`), written atomically (temporary file + rename) and loaded
+//!   only if the files hash to the expected ids.
 //! * [`ceremony`]: keys from a multi-party BGM17 phase-2 ceremony over a public Powers of Tau,
 //!   in snarkjs' formats; [`qap::SnarkjsReduction`] is the reduction such keys prove with.
 //! * [`dev`]: **insecure** development keys: the same ceremony code run by one contributor over
 //!   a phase 1, both from a public seed (anyone who knows the seed can forge proofs), cached on
 //!   disk so tests and demos do not regenerate them.
 //!
-//! File formats: `order.vk` is the arkworks canonical *compressed* serialization of the
-//! verifying key; `order.pk` is the *uncompressed* serialization of the proving key (loading it
+//! File formats: `<name>.vk` is the arkworks canonical *compressed* serialization of the
+//! verifying key; `<name>.pk` is the *uncompressed* serialization of the proving key (loading it
 //! skips point decompression; its integrity comes from the pinned hash, so curve checks are
 //! skipped too).
 
@@ -18,13 +20,11 @@ pub mod ceremony;
 pub mod dev;
 pub mod qap;
 
-pub use ceremony::Provenance;
+pub use ceremony::{MarketCircuit, Provenance};
 
 use ark_bn254::{Bn254, Fr};
 use ark_groth16::{ProvingKey, VerifyingKey};
-use ark_relations::gr1cs::{
-    ConstraintSynthesizer, ConstraintSystem, SynthesisError, SynthesisMode,
-};
+use ark_relations::gr1cs::{ConstraintSystem, SynthesisError, SynthesisMode};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,14 +32,36 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use veilwatt_circuits::order::{public_input, OrderCircuit};
 
-/// File name of the proving key inside a key directory.
+/// File name of the order circuit's proving key inside a key directory.
 pub const PK_FILE: &str = "order.pk";
-/// File name of the verifying key inside a key directory.
+/// File name of the order circuit's verifying key inside a key directory.
 pub const VK_FILE: &str = "order.vk";
-/// File name of the manifest inside a key directory.
+/// File name of the order circuit's manifest inside a key directory.
 pub const MANIFEST_FILE: &str = "order.json";
+
+/// The files of one circuit's keys in a key directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyFile {
+    /// `<name>.pk`, the proving key.
+    Proving,
+    /// `<name>.vk`, the verifying key.
+    Verifying,
+    /// `<name>.json`, the manifest.
+    Manifest,
+}
+
+impl KeyFile {
+    /// The file name for `circuit`.
+    pub fn name(self, circuit: MarketCircuit) -> String {
+        let ext = match self {
+            KeyFile::Proving => "pk",
+            KeyFile::Verifying => "vk",
+            KeyFile::Manifest => "json",
+        };
+        format!("{}.{ext}", circuit.name())
+    }
+}
 
 /// A 32-byte content hash identifying a key file.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,8 +140,15 @@ pub enum ParamsError {
         source: ark_serialize::SerializationError,
     },
     /// The verifying key is for a circuit with another number of public inputs.
-    #[error("verifying key has {0} public inputs, the order circuit has {n}", n = public_input::COUNT)]
-    WrongInputCount(usize),
+    #[error("verifying key has {actual} public inputs, the {} circuit has {expected}", circuit.name())]
+    WrongInputCount {
+        /// The circuit the key was loaded for.
+        circuit: MarketCircuit,
+        /// Its public inputs.
+        expected: usize,
+        /// The key's.
+        actual: usize,
+    },
     /// The manifest does not parse.
     #[error("{path}: malformed manifest: {source}")]
     Manifest {
@@ -148,11 +177,13 @@ pub enum ParamsError {
     Ceremony(#[from] ceremony::CeremonyError),
     /// Freshly generated development keys do not match the ids pinned in code.
     #[error(
-        "development keys for seed {seed} have vk id {vk_id} / pk id {pk_id}, but the ids \
-         pinned in params/src/dev.rs differ: the order circuit changed; review the change and \
-         update the pinned ids"
+        "development keys of the {} circuit for seed {seed} have vk id {vk_id} / pk id {pk_id}, \
+         but the ids pinned in params/src/dev.rs differ: the circuit changed; review the change \
+         and update the pinned ids", circuit.name()
     )]
     PinnedIdsOutdated {
+        /// The circuit.
+        circuit: MarketCircuit,
         /// The seed.
         seed: u64,
         /// Generated verifying-key id.
@@ -162,7 +193,7 @@ pub enum ParamsError {
     },
 }
 
-/// What `order.json` records next to the keys (informational; ids are checked against the
+/// What `<name>.json` records next to the keys (informational; ids are checked against the
 /// files' contents).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -185,24 +216,27 @@ impl Manifest {
     }
 }
 
-/// A proving key, its verifying key and their ids.
+/// One circuit's proving key, its verifying key and their ids.
 #[derive(Clone)]
-pub struct OrderKeys {
+pub struct CircuitKeys {
+    /// The circuit.
+    pub circuit: MarketCircuit,
     /// Proving key (households).
     pub pk: ProvingKey<Bn254>,
     /// Verifying key (validators, regulators).
     pub vk: VerifyingKey<Bn254>,
-    /// Canonical bytes of `order.vk`.
+    /// Canonical bytes of `<name>.vk`.
     pub vk_bytes: Vec<u8>,
-    /// Content hash of `order.vk`.
+    /// Content hash of `<name>.vk`.
     pub vk_id: KeyId,
-    /// Content hash of `order.pk`.
+    /// Content hash of `<name>.pk`.
     pub pk_id: KeyId,
 }
 
-impl fmt::Debug for OrderKeys {
+impl fmt::Debug for CircuitKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OrderKeys")
+        f.debug_struct("CircuitKeys")
+            .field("circuit", &self.circuit)
             .field("vk_id", &self.vk_id)
             .field("pk_id", &self.pk_id)
             .finish_non_exhaustive()
@@ -212,17 +246,17 @@ impl fmt::Debug for OrderKeys {
 /// The ids a loader insists on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExpectedIds {
-    /// Expected content hash of `order.vk`.
+    /// Expected content hash of `<name>.vk`.
     pub vk_id: KeyId,
-    /// Expected content hash of `order.pk`.
+    /// Expected content hash of `<name>.pk`.
     pub pk_id: KeyId,
 }
 
-/// Number of R1CS constraints of the order circuit.
-pub fn constraint_count() -> Result<usize, SynthesisError> {
+/// Number of R1CS constraints of `circuit`.
+pub fn constraint_count(circuit: MarketCircuit) -> Result<usize, SynthesisError> {
     let cs = ConstraintSystem::<Fr>::new_ref();
     cs.set_mode(SynthesisMode::Setup);
-    OrderCircuit::blank().generate_constraints(cs.clone())?;
+    circuit.synthesize_blank(cs.clone())?;
     Ok(cs.num_constraints())
 }
 
@@ -246,12 +280,13 @@ pub fn vk_id(vk: &VerifyingKey<Bn254>) -> KeyId {
     KeyId::of_bytes(&vk_bytes(vk))
 }
 
-impl OrderKeys {
-    /// Wraps a proving key (from a finished ceremony) with its ids.
-    pub fn from_proving_key(pk: ProvingKey<Bn254>) -> Self {
+impl CircuitKeys {
+    /// Wraps `circuit`'s proving key (from a finished ceremony) with its ids.
+    pub fn from_proving_key(circuit: MarketCircuit, pk: ProvingKey<Bn254>) -> Self {
         let vk = pk.vk.clone();
         let vk_bytes = vk_bytes(&vk);
         Self {
+            circuit,
             vk_id: KeyId::of_bytes(&vk_bytes),
             pk_id: KeyId::of_bytes(&pk_bytes(&pk)),
             pk,
@@ -260,36 +295,41 @@ impl OrderKeys {
         }
     }
 
-    /// Writes `order.pk`, `order.vk` and `order.json` into `dir` (created if needed). Each file
-    /// is written to a temporary name, synced and renamed, so readers never see a partial file.
+    /// Writes `<name>.pk`, `<name>.vk` and `<name>.json` into `dir` (created if needed). Each
+    /// file is written to a temporary name, synced and renamed, so readers never see a partial
+    /// file.
     pub fn write(&self, dir: &Path, provenance: Provenance) -> Result<Manifest, ParamsError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| ParamsError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let manifest = Manifest {
-            vk_id: self.vk_id,
-            pk_id: self.pk_id,
-            constraints: constraint_count()?,
-            public_inputs: public_input::COUNT,
-            provenance,
-        };
+        let manifest = self.manifest(provenance)?;
         let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-        for (name, bytes) in [
-            (PK_FILE, pk_bytes(&self.pk)),
-            (VK_FILE, self.vk_bytes.clone()),
-            (MANIFEST_FILE, manifest_json),
+        for (file, bytes) in [
+            (KeyFile::Proving, pk_bytes(&self.pk)),
+            (KeyFile::Verifying, self.vk_bytes.clone()),
+            (KeyFile::Manifest, manifest_json),
         ] {
-            write_atomically(&dir.join(name), &bytes).map_err(io(&dir.join(name)))?;
+            let path = dir.join(file.name(self.circuit));
+            write_atomically(&path, &bytes).map_err(io(&path))?;
         }
         Ok(manifest)
     }
 
-    /// Loads both keys from `dir`, refusing files whose content hashes differ from `expected`.
-    pub fn load(dir: &Path, expected: &ExpectedIds) -> Result<Self, ParamsError> {
-        let vk = load_verifying_key(&dir.join(VK_FILE), &expected.vk_id)?;
-        let path = dir.join(PK_FILE);
+    /// Loads `circuit`'s keys from `dir`, refusing files whose content hashes differ from
+    /// `expected`.
+    pub fn load(
+        dir: &Path,
+        circuit: MarketCircuit,
+        expected: &ExpectedIds,
+    ) -> Result<Self, ParamsError> {
+        let vk = load_verifying_key(
+            &dir.join(KeyFile::Verifying.name(circuit)),
+            circuit,
+            &expected.vk_id,
+        )?;
+        let path = dir.join(KeyFile::Proving.name(circuit));
         let bytes = read_pinned(&path, &expected.pk_id)?;
         let pk = ProvingKey::<Bn254>::deserialize_with_mode(&bytes[..], Compress::No, Validate::No)
             .map_err(|source| ParamsError::Malformed {
@@ -305,6 +345,7 @@ impl OrderKeys {
             });
         }
         Ok(Self {
+            circuit,
             vk_bytes: vk_bytes(&vk),
             vk,
             pk,
@@ -318,17 +359,18 @@ impl OrderKeys {
         Ok(Manifest {
             vk_id: self.vk_id,
             pk_id: self.pk_id,
-            constraints: constraint_count()?,
-            public_inputs: public_input::COUNT,
+            constraints: constraint_count(self.circuit)?,
+            public_inputs: self.circuit.public_inputs(),
             provenance,
         })
     }
 }
 
 /// Loads a verifying key file, refusing it unless its content hash is `expected` and it
-/// deserializes (with curve and subgroup checks) to a key with the order circuit's input count.
+/// deserializes (with curve and subgroup checks) to a key with `circuit`'s input count.
 pub fn load_verifying_key(
     path: &Path,
+    circuit: MarketCircuit,
     expected: &KeyId,
 ) -> Result<VerifyingKey<Bn254>, ParamsError> {
     let bytes = read_pinned(path, expected)?;
@@ -338,33 +380,37 @@ pub fn load_verifying_key(
             source,
         }
     })?;
-    if vk.gamma_abc_g1.len() != public_input::COUNT + 1 {
-        return Err(ParamsError::WrongInputCount(
-            vk.gamma_abc_g1.len().saturating_sub(1),
-        ));
+    if vk.gamma_abc_g1.len() != circuit.public_inputs() + 1 {
+        return Err(ParamsError::WrongInputCount {
+            circuit,
+            expected: circuit.public_inputs(),
+            actual: vk.gamma_abc_g1.len().saturating_sub(1),
+        });
     }
     Ok(vk)
 }
 
-/// Refuses a key directory whose manifest says its keys are development keys unless the
-/// market allows them (`insecure_allowed`, the genesis flag). A directory without a manifest
-/// passes (the pinned content hash is what binds the keys).
+/// Refuses a key directory where any circuit's manifest says its keys are development keys
+/// unless the market allows them (`insecure_allowed`, the genesis flag). A circuit without a
+/// manifest passes (the pinned content hash is what binds the keys).
 pub fn check_provenance(dir: &Path, insecure_allowed: bool) -> Result<(), ParamsError> {
-    if !dir.join(MANIFEST_FILE).exists() {
-        return Ok(());
-    }
-    let m = read_manifest(dir)?;
-    if m.is_insecure() && !insecure_allowed {
-        return Err(ParamsError::InsecureKeys {
-            path: dir.to_owned(),
-        });
+    for &circuit in MarketCircuit::ALL {
+        if !dir.join(KeyFile::Manifest.name(circuit)).exists() {
+            continue;
+        }
+        let m = read_manifest(dir, circuit)?;
+        if m.is_insecure() && !insecure_allowed {
+            return Err(ParamsError::InsecureKeys {
+                path: dir.to_owned(),
+            });
+        }
     }
     Ok(())
 }
 
-/// Reads a key directory's manifest.
-pub fn read_manifest(dir: &Path) -> Result<Manifest, ParamsError> {
-    let path = dir.join(MANIFEST_FILE);
+/// Reads the manifest of `circuit`'s keys in a key directory.
+pub fn read_manifest(dir: &Path, circuit: MarketCircuit) -> Result<Manifest, ParamsError> {
+    let path = dir.join(KeyFile::Manifest.name(circuit));
     let bytes = std::fs::read(&path).map_err(|source| ParamsError::Io {
         path: path.clone(),
         source,

@@ -14,7 +14,7 @@ use veilwatt_params::ceremony::{
     self, phase2, ptau::Phase1File, r1cs::R1cs, zkey::Zkey, CeremonyError, MarketCircuit,
     Provenance,
 };
-use veilwatt_params::{dev, OrderKeys};
+use veilwatt_params::{dev, CircuitKeys};
 
 fn zkey_file(dir: &Path) -> std::path::PathBuf {
     dir.join("order.zkey")
@@ -70,21 +70,33 @@ fn a_chain_with_a_beacon_verifies_and_its_keys_prove() {
 
     // The final keys prove; a proof made with the previous link's keys does not verify.
     let keydir = root.path().join("keys");
-    let (keys, provenance) = ceremony::finalize(&dirs[3], &keydir, None).unwrap();
-    assert!(
-        matches!(provenance, Provenance::Ceremony { ref contributions, .. } if contributions.len() == 3)
+    let finished = ceremony::finalize(&dirs[3], &keydir, None).unwrap();
+    let circuits: Vec<_> = finished.iter().map(|(k, _)| k.circuit).collect();
+    assert_eq!(
+        circuits,
+        MarketCircuit::ALL,
+        "every circuit's keys are finalized"
     );
-    let loaded = OrderKeys::load(
+    for (_, provenance) in &finished {
+        assert!(
+            matches!(provenance, Provenance::Ceremony { ref contributions, .. } if contributions.len() == 3)
+        );
+    }
+    let (keys, _) = finished.into_iter().next().unwrap();
+    let loaded = CircuitKeys::load(
         &keydir,
+        MarketCircuit::Order,
         &veilwatt_params::ExpectedIds {
             vk_id: keys.vk_id,
             pk_id: keys.pk_id,
         },
     )
     .unwrap();
-    assert!(!veilwatt_params::read_manifest(&keydir)
-        .unwrap()
-        .is_insecure());
+    assert!(
+        !veilwatt_params::read_manifest(&keydir, MarketCircuit::Order)
+            .unwrap()
+            .is_insecure()
+    );
     let (public, proof) = prove(&loaded.pk, 11);
     assert!(verifies(&keys.vk, &public, &proof));
     let previous = ceremony::proving_key(&load(&dirs[2]));
@@ -300,14 +312,14 @@ fn the_r1cs_export_round_trips() {
     );
     assert_eq!(
         r1cs.constraints.len(),
-        veilwatt_params::constraint_count().unwrap()
+        veilwatt_params::constraint_count(MarketCircuit::Order).unwrap()
     );
 }
 
 #[test]
 fn development_keys_come_from_a_one_contributor_ceremony_and_are_forgeable() {
-    let keys = dev::generate_insecure(dev::DEFAULT_SEED).unwrap();
-    let t = dev::trapdoor(dev::DEFAULT_SEED);
+    let keys = dev::generate_insecure(dev::DEFAULT_SEED, MarketCircuit::Order).unwrap();
+    let t = dev::trapdoor(dev::DEFAULT_SEED, MarketCircuit::Order);
     use ark_ec::{AffineRepr, CurveGroup};
     let g1 = ark_bn254::G1Affine::generator();
     assert_eq!(keys.vk.alpha_g1, (g1 * t.phase1.alpha).into_affine());
@@ -324,7 +336,10 @@ fn development_keys_come_from_a_one_contributor_ceremony_and_are_forgeable() {
     // Keys from a ceremony refuse it.
     let root = tempfile::tempdir().unwrap();
     let d = chain(root.path(), 8);
-    let (ceremony_keys, _) = ceremony::finalize(&d[3], &root.path().join("k"), None).unwrap();
+    let (ceremony_keys, _) = ceremony::finalize(&d[3], &root.path().join("k"), None)
+        .unwrap()
+        .swap_remove(0);
+    assert_eq!(ceremony_keys.circuit, MarketCircuit::Order);
     let forged = dev::forge(
         &ceremony_keys.vk,
         &t,

@@ -1,11 +1,18 @@
 //! Key generation, pinning and loading.
 
+mod common;
+
+use common::{joinsplit_verifies, prove_joinsplit};
 use std::process::Command;
-use veilwatt_params::{dev, ExpectedIds, KeyId, OrderKeys, ParamsError, PK_FILE, VK_FILE};
+use veilwatt_params::{
+    dev, CircuitKeys, ExpectedIds, KeyFile, KeyId, MarketCircuit, ParamsError, PK_FILE, VK_FILE,
+};
+
+const ORDER: MarketCircuit = MarketCircuit::Order;
 
 #[test]
 fn pinned_ids_match_the_circuit() {
-    let k = dev::generate_insecure(dev::DEFAULT_SEED).unwrap();
+    let k = dev::generate_insecure(dev::DEFAULT_SEED, ORDER).unwrap();
     assert_eq!(
         (k.vk_id, k.pk_id),
         (dev::pinned_ids().vk_id, dev::pinned_ids().pk_id),
@@ -21,10 +28,35 @@ fn pinned_ids_match_the_circuit() {
 }
 
 #[test]
+fn pinned_joinsplit_ids_match_the_circuit() {
+    let c = MarketCircuit::JoinSplit;
+    let k = dev::keys_of(c).unwrap();
+    assert_eq!(
+        (k.vk_id, k.pk_id),
+        (dev::pinned_ids_of(c).vk_id, dev::pinned_ids_of(c).pk_id)
+    );
+    // Its own contribution secret: the order circuit's trapdoor does not open it.
+    let order = dev::trapdoor(dev::DEFAULT_SEED, ORDER);
+    let own = dev::trapdoor(dev::DEFAULT_SEED, c);
+    assert_eq!(order.phase1.tau, own.phase1.tau, "one phase 1");
+    assert_ne!(order.delta, own.delta);
+    use ark_ec::{AffineRepr, CurveGroup};
+    let g1 = ark_bn254::G1Affine::generator();
+    assert_eq!(k.pk.delta_g1, (g1 * own.delta).into_affine());
+    // They prove (snarkjs' reduction, as for every key from the ceremony code) and a proof
+    // verifies for its own public inputs only.
+    let (public, proof) = prove_joinsplit(&k.pk, 13);
+    assert!(joinsplit_verifies(&k.vk, &public, &proof));
+    let mut other = public;
+    other[veilwatt_circuits::joinsplit::public_input::BINDING] += ark_bn254::Fr::from(1u64);
+    assert!(!joinsplit_verifies(&k.vk, &other, &proof));
+}
+
+#[test]
 fn dev_keys_are_deterministic_per_seed() {
-    let a = dev::generate_insecure(7).unwrap();
-    let b = dev::generate_insecure(7).unwrap();
-    let c = dev::generate_insecure(8).unwrap();
+    let a = dev::generate_insecure(7, ORDER).unwrap();
+    let b = dev::generate_insecure(7, ORDER).unwrap();
+    let c = dev::generate_insecure(8, ORDER).unwrap();
     assert_eq!((a.vk_id, a.pk_id), (b.vk_id, b.pk_id));
     assert_ne!(a.vk_id, c.vk_id);
 }
@@ -32,7 +64,7 @@ fn dev_keys_are_deterministic_per_seed() {
 #[test]
 fn loader_refuses_mismatching_files() {
     let dir = tempfile::tempdir().unwrap();
-    let k = dev::generate_insecure(3).unwrap();
+    let k = dev::generate_insecure(3, ORDER).unwrap();
     k.write(
         dir.path(),
         veilwatt_params::Provenance::InsecureDev { seed: 3 },
@@ -42,7 +74,7 @@ fn loader_refuses_mismatching_files() {
         vk_id: k.vk_id,
         pk_id: k.pk_id,
     };
-    let loaded = OrderKeys::load(dir.path(), &ids).unwrap();
+    let loaded = CircuitKeys::load(dir.path(), ORDER, &ids).unwrap();
     assert_eq!(loaded.vk, k.vk);
 
     // Another key's id.
@@ -51,7 +83,7 @@ fn loader_refuses_mismatching_files() {
         ..ids
     };
     assert!(matches!(
-        OrderKeys::load(dir.path(), &wrong),
+        CircuitKeys::load(dir.path(), ORDER, &wrong),
         Err(ParamsError::IdMismatch { .. })
     ));
 
@@ -63,7 +95,7 @@ fn loader_refuses_mismatching_files() {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let err = OrderKeys::load(dir.path(), &ids).unwrap_err();
+        let err = CircuitKeys::load(dir.path(), ORDER, &ids).unwrap_err();
         assert!(
             matches!(err, ParamsError::IdMismatch { .. }),
             "{file}: {err}"
@@ -74,7 +106,7 @@ fn loader_refuses_mismatching_files() {
     // A missing file.
     std::fs::remove_file(dir.path().join(PK_FILE)).unwrap();
     assert!(matches!(
-        OrderKeys::load(dir.path(), &ids),
+        CircuitKeys::load(dir.path(), ORDER, &ids),
         Err(ParamsError::Io { .. })
     ));
 }
@@ -96,15 +128,25 @@ fn cli_dev_setup_prints_one_json_line() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["vk_id"], dev::PINNED_VK_ID);
-    assert_eq!(v["public_inputs"], 5);
-    assert_eq!(
-        v["constraints"].as_u64().unwrap() as usize,
-        veilwatt_params::constraint_count().unwrap()
-    );
+    for &c in MarketCircuit::ALL {
+        let k = &v[c.name()];
+        assert_eq!(k["vk_id"], dev::pinned_ids_of(c).vk_id.to_string());
+        assert_eq!(k["pk_id"], dev::pinned_ids_of(c).pk_id.to_string());
+        assert_eq!(k["public_inputs"], c.public_inputs());
+        assert_eq!(
+            k["constraints"].as_u64().unwrap() as usize,
+            veilwatt_params::constraint_count(c).unwrap()
+        );
+        for file in [KeyFile::Proving, KeyFile::Verifying, KeyFile::Manifest] {
+            let f = file.name(c);
+            assert!(dir.path().join(&f).is_file(), "{f} written");
+        }
+        CircuitKeys::load(dir.path(), c, &dev::pinned_ids_of(c)).unwrap();
+    }
+    assert_eq!(v["order"]["public_inputs"], 5);
     for f in [PK_FILE, VK_FILE, veilwatt_params::MANIFEST_FILE] {
         assert!(dir.path().join(f).is_file(), "{f} written");
     }
     // The written keys load under the pinned ids.
-    OrderKeys::load(dir.path(), &dev::pinned_ids()).unwrap();
+    CircuitKeys::load(dir.path(), ORDER, &dev::pinned_ids()).unwrap();
 }

@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
     };
     eprintln!(
         "order circuit: {} constraints",
-        veilwatt_params::constraint_count().expect("count")
+        veilwatt_params::constraint_count(veilwatt_params::MarketCircuit::Order).expect("count")
     );
 
     // What the Groth16 prover does before its FFTs and MSMs: synthesize the witness with the

@@ -323,7 +323,8 @@ fn bad_statements_and_meter_data_are_refused_and_store_nothing() {
     );
     // Another market's keys are refused before proving.
     let other_keys = d.join("keys-1");
-    let insecure_1 = veilwatt_params::dev::generate_insecure(1).unwrap();
+    let insecure_1 =
+        veilwatt_params::dev::generate_insecure(1, veilwatt_params::MarketCircuit::Order).unwrap();
     insecure_1
         .write(
             &other_keys,

@@ -52,7 +52,10 @@ impl Forger {
         let keys = veilwatt_params::dev::keys().expect("development keys");
         Self {
             vk: keys.vk.clone(),
-            trapdoor: veilwatt_params::dev::trapdoor(veilwatt_params::dev::DEFAULT_SEED),
+            trapdoor: veilwatt_params::dev::trapdoor(
+                veilwatt_params::dev::DEFAULT_SEED,
+                veilwatt_params::MarketCircuit::Order,
+            ),
         }
     }
 

@@ -9,7 +9,7 @@ use rand_core::{OsRng, RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use veilwatt_params::ceremony::{self, phase2::Hash64, zkey::ContributionKind, MarketCircuit};
-use veilwatt_params::{dev, read_manifest, ExpectedIds, OrderKeys, Provenance};
+use veilwatt_params::{dev, read_manifest, CircuitKeys, ExpectedIds, Provenance};
 
 #[derive(Parser)]
 #[command(version, about = "Groth16 keys for Veilwatt's circuits")]
@@ -25,7 +25,8 @@ enum Command {
     Ceremony(CeremonyCommand),
     /// Write INSECURE development keys derived from a public seed (tests and demos only).
     DevSetup {
-        /// Directory to write order.pk, order.vk and order.json into.
+        /// Directory to write the keys of every circuit a ceremony covers into (order.pk,
+        /// order.vk, order.json).
         #[arg(long)]
         out: PathBuf,
         /// Seed of the deterministic setup.
@@ -38,18 +39,21 @@ enum Command {
         /// The .ptau file to write.
         #[arg(long)]
         out: PathBuf,
-        /// Its power (2^power rows); default: the smallest the market's circuits fit in.
+        /// Its power (2^power rows); default: the smallest all the market's circuits fit in.
         #[arg(long)]
         power: Option<u32>,
         /// Seed of the secrets.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Check that a key directory's files hash to the given ids and load.
+    /// Check that a key directory's files of one circuit hash to the given ids and load.
     Check {
         /// Key directory.
         #[arg(long)]
         dir: PathBuf,
+        /// The circuit (order, joinsplit).
+        #[arg(long, default_value = "order", value_parser = parse_circuit)]
+        circuit: MarketCircuit,
         /// Expected verifying-key id (hex SHA-256).
         #[arg(long)]
         vk_id: String,
@@ -206,6 +210,13 @@ fn verify_and_report(dir: &Path, ptau: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+fn parse_circuit(name: &str) -> Result<MarketCircuit, String> {
+    MarketCircuit::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = MarketCircuit::KNOWN.iter().map(|c| c.name()).collect();
+        format!("unknown circuit {name:?} (one of {names:?})")
+    })
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Ceremony(c) => match c {
@@ -262,56 +273,76 @@ fn main() -> Result<()> {
                 let pb = spinner("verifying and writing the keys");
                 let done = ceremony::finalize(&input, &out, ptau.as_deref());
                 pb.finish_and_clear();
-                let (keys, provenance) = done?;
-                let Provenance::Ceremony { contributions, .. } = provenance else {
-                    bail!("finalize produced keys without a ceremony record");
-                };
-                println!(
-                    "keys written to {} ({} contributions)\nvk_id {}\npk_id {}",
-                    out.display(),
-                    contributions.len(),
-                    keys.vk_id,
-                    keys.pk_id
-                );
-                println!(
-                    "pin the vk_id in the market's genesis: veilwatt-node genesis --vk-id {}",
-                    keys.vk_id
-                );
+                let done = done?;
+                println!("keys written to {}", out.display());
+                for (keys, provenance) in &done {
+                    let Provenance::Ceremony { contributions, .. } = provenance else {
+                        bail!("finalize produced keys without a ceremony record");
+                    };
+                    println!(
+                        "{}: {} contributions\nvk_id {}\npk_id {}",
+                        keys.circuit.name(),
+                        contributions.len(),
+                        keys.vk_id,
+                        keys.pk_id
+                    );
+                }
+                if let Some((order, _)) =
+                    done.iter().find(|(k, _)| k.circuit == MarketCircuit::Order)
+                {
+                    println!(
+                        "pin the order vk_id in the market's genesis: veilwatt-node genesis --vk-id {}",
+                        order.vk_id
+                    );
+                }
             }
         },
         Command::DevSetup { out, seed } => {
             eprintln!(
                 "veilwatt-params: generating INSECURE development keys from public seed {seed}"
             );
-            let keys = dev::generate_insecure(seed).context("key generation")?;
-            let m = keys
-                .write(&out, Provenance::InsecureDev { seed })
-                .context("writing keys")?;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "vk_id": m.vk_id,
-                    "constraints": m.constraints,
-                    "public_inputs": m.public_inputs,
-                })
-            );
+            let mut summary = serde_json::Map::new();
+            for &circuit in MarketCircuit::ALL {
+                let pb = spinner(&format!("{} circuit", circuit.name()));
+                let keys = dev::generate_insecure(seed, circuit);
+                pb.finish_and_clear();
+                let m = keys
+                    .context("key generation")?
+                    .write(&out, Provenance::InsecureDev { seed })
+                    .context("writing keys")?;
+                summary.insert(
+                    circuit.name().to_owned(),
+                    serde_json::json!({
+                        "vk_id": m.vk_id,
+                        "pk_id": m.pk_id,
+                        "constraints": m.constraints,
+                        "public_inputs": m.public_inputs,
+                    }),
+                );
+            }
+            println!("{}", serde_json::Value::Object(summary));
         }
         Command::DevPtau { out, power, seed } => {
             let power = match power {
                 Some(p) => p,
-                None => dev::phase1_power()?,
+                None => dev::market_phase1_power()?,
             };
             eprintln!("veilwatt-params: writing an INSECURE phase 1 (power {power}) from public seed {seed}");
             let bytes = ceremony::ptau::write_insecure(power, &dev::phase1_secrets(seed))?;
             std::fs::write(&out, bytes).with_context(|| format!("writing {}", out.display()))?;
         }
-        Command::Check { dir, vk_id, pk_id } => {
+        Command::Check {
+            dir,
+            circuit,
+            vk_id,
+            pk_id,
+        } => {
             let expected = ExpectedIds {
                 vk_id: vk_id.parse()?,
                 pk_id: pk_id.parse()?,
             };
-            OrderKeys::load(&dir, &expected)?;
-            let m = read_manifest(&dir)?;
+            CircuitKeys::load(&dir, circuit, &expected)?;
+            let m = read_manifest(&dir, circuit)?;
             println!("{}", serde_json::to_string(&m)?);
         }
     }

@@ -17,7 +17,7 @@ pub mod r1cs;
 pub mod rng;
 pub mod zkey;
 
-use crate::{write_atomically, OrderKeys};
+use crate::{write_atomically, CircuitKeys};
 use ark_bn254::{Bn254, Fr};
 use ark_groth16::{ProvingKey, VerifyingKey};
 use ark_relations::gr1cs::{ConstraintSynthesizer, SynthesisError};
@@ -28,7 +28,10 @@ use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
-use veilwatt_circuits::order::OrderCircuit;
+use veilwatt_circuits::{
+    joinsplit::{self, JoinSplitCircuit},
+    order::{self, OrderCircuit},
+};
 use zkey::Zkey;
 
 /// Errors of the ceremony.
@@ -78,22 +81,50 @@ pub enum CeremonyError {
     Synthesis(#[from] SynthesisError),
 }
 
-/// A circuit the market uses, by name. Later circuits are added here; nothing in the ceremony
-/// assumes there is only one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A circuit of the market, by name. Nothing in the ceremony assumes there is only one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MarketCircuit {
     /// The order statement (`circuits/src/order.rs`).
     Order,
+    /// The join-split that spends shielded notes (`circuits/src/joinsplit.rs`).
+    JoinSplit,
 }
 
 impl MarketCircuit {
-    /// Every circuit the market uses, in the order their files are processed.
+    /// Every circuit a ceremony covers (`init`, `contribute`, `verify`, `finalize`), in the
+    /// order their files are processed.
+    ///
+    /// The join-split is not in it yet: its R1CS has 525,000 nonzero coefficients (the
+    /// Poseidon gadget's inlined partial-round linear combinations), which makes its initial
+    /// key cost ~60 s per `init`/`verify` here; it joins once the gadget uses Poseidon's
+    /// sparse partial-round form (docs/decisions/0006-ceremony.md, "The join-split"). Its
+    /// development keys already come from the same ceremony code ([`crate::dev`]).
     pub const ALL: &'static [MarketCircuit] = &[MarketCircuit::Order];
+
+    /// Every circuit this build knows.
+    pub const KNOWN: &'static [MarketCircuit] = &[MarketCircuit::Order, MarketCircuit::JoinSplit];
+
+    /// A fixed number per circuit (the development ceremony's random stream).
+    pub fn index(self) -> u64 {
+        match self {
+            MarketCircuit::Order => 0,
+            MarketCircuit::JoinSplit => 1,
+        }
+    }
 
     /// The file stem (`order.r1cs`, `order.zkey`, `order.pk`, ...).
     pub fn name(self) -> &'static str {
         match self {
             MarketCircuit::Order => "order",
+            MarketCircuit::JoinSplit => "joinsplit",
+        }
+    }
+
+    /// Number of public inputs a verifier supplies (Groth16's constant one excluded).
+    pub fn public_inputs(self) -> usize {
+        match self {
+            MarketCircuit::Order => order::public_input::COUNT,
+            MarketCircuit::JoinSplit => joinsplit::public_input::COUNT,
         }
     }
 
@@ -101,12 +132,24 @@ impl MarketCircuit {
     pub fn r1cs(self) -> Result<R1cs, CeremonyError> {
         match self {
             MarketCircuit::Order => R1cs::from_circuit(OrderCircuit::blank()),
+            MarketCircuit::JoinSplit => R1cs::from_circuit(JoinSplitCircuit::blank()),
+        }
+    }
+
+    /// Synthesizes the blank circuit into `cs` (key generation and constraint counts).
+    pub fn synthesize_blank(
+        self,
+        cs: ark_relations::gr1cs::ConstraintSystemRef<Fr>,
+    ) -> Result<(), SynthesisError> {
+        match self {
+            MarketCircuit::Order => OrderCircuit::blank().generate_constraints(cs),
+            MarketCircuit::JoinSplit => JoinSplitCircuit::blank().generate_constraints(cs),
         }
     }
 
     /// Looks a circuit up by file stem.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|c| c.name() == name)
+        Self::KNOWN.iter().copied().find(|c| c.name() == name)
     }
 }
 
@@ -420,46 +463,49 @@ pub struct ContributionRecord {
     pub beacon: bool,
 }
 
-/// `finalize`: verifies `input` (as [`verify`]) and writes the order circuit's proving and
-/// verifying keys to `out` in the layout `--params DIR` reads, with their provenance.
+/// `finalize`: verifies `input` (as [`verify`]) and writes every circuit's proving and
+/// verifying keys to `out` in the layout `--params DIR` reads, each with its provenance.
 pub fn finalize(
     input: &Path,
     out: &Path,
     ptau: Option<&Path>,
-) -> Result<(OrderKeys, Provenance), CeremonyError> {
+) -> Result<Vec<(CircuitKeys, Provenance)>, CeremonyError> {
     let m = read_manifest(input)?;
     let reports = verify(input, ptau)?;
-    let report = reports
-        .iter()
-        .find(|r| r.circuit == MarketCircuit::Order)
-        .ok_or_else(|| CeremonyError::Verify("no order circuit in the transcript".into()))?;
-    if report.contributions.is_empty() {
-        return Err(CeremonyError::Verify(
-            "no contribution yet: the initial key's trapdoor is phase 1's alone".into(),
-        ));
+    let mut finished = Vec::with_capacity(reports.len());
+    for report in &reports {
+        if report.contributions.is_empty() {
+            return Err(CeremonyError::Verify(format!(
+                "{}: no contribution yet: the initial key's trapdoor is phase 1's alone",
+                report.circuit.name()
+            )));
+        }
+        let z = read_zkey(input, report.circuit)?;
+        let keys = CircuitKeys::from_proving_key(report.circuit, proving_key(&z));
+        let provenance = Provenance::Ceremony {
+            phase1_blake2b: m.phase1.blake2b.clone(),
+            circuit_hash: hex::encode(report.circuit_hash),
+            contributions: report
+                .contributions
+                .iter()
+                .map(|c| ContributionRecord {
+                    index: c.index,
+                    name: c.name.clone(),
+                    hash: hex::encode(c.hash),
+                    beacon: matches!(c.kind, zkey::ContributionKind::Beacon { .. }),
+                })
+                .collect(),
+        };
+        finished.push((keys, provenance));
     }
-    let z = read_zkey(input, MarketCircuit::Order)?;
-    let keys = OrderKeys::from_proving_key(proving_key(&z));
-    let provenance = Provenance::Ceremony {
-        phase1_blake2b: m.phase1.blake2b.clone(),
-        circuit_hash: hex::encode(report.circuit_hash),
-        contributions: report
-            .contributions
-            .iter()
-            .map(|c| ContributionRecord {
-                index: c.index,
-                name: c.name.clone(),
-                hash: hex::encode(c.hash),
-                beacon: matches!(c.kind, zkey::ContributionKind::Beacon { .. }),
-            })
-            .collect(),
-    };
-    keys.write(out, provenance.clone())
-        .map_err(|e| CeremonyError::Manifest {
-            path: out.to_owned(),
-            message: e.to_string(),
-        })?;
-    Ok((keys, provenance))
+    for (keys, provenance) in &finished {
+        keys.write(out, provenance.clone())
+            .map_err(|e| CeremonyError::Manifest {
+                path: out.to_owned(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(finished)
 }
 
 /// Synthesizes any circuit to R1CS (used by tests for a circuit of another shape).

@@ -82,3 +82,52 @@ pub fn prove(pk: &ProvingKey<Bn254>, seed: u64) -> (OrderPublic, Proof<Bn254>) {
 pub fn verifies(vk: &VerifyingKey<Bn254>, public: &OrderPublic, proof: &Proof<Bn254>) -> bool {
     Groth16::<Bn254>::verify(vk, &public.to_field_elements(), proof).unwrap_or(false)
 }
+
+/// Proves an honest join-split (one note of 10,000 spent into two, with a dummy input) with
+/// `pk`; returns its public inputs.
+pub fn prove_joinsplit(
+    pk: &ProvingKey<Bn254>,
+    seed: u64,
+) -> (
+    [Fr; veilwatt_circuits::joinsplit::public_input::COUNT],
+    Proof<Bn254>,
+) {
+    use veilwatt_circuits::{
+        joinsplit::{check_relation, JoinSplitCircuit, JoinSplitWitness, Spend},
+        merkle::MemoryTree,
+        note::{Note, SpendingKey},
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let key = SpendingKey::generate(&mut rng);
+    let vk = key.viewing_key();
+    let d = vk.diversifier(0);
+    let note = Note::new(10_000, vk.owner_tag(d), &mut rng);
+    let mut tree = MemoryTree::new();
+    tree.append(Fr::rand(&mut rng)).unwrap();
+    let position = tree.append(note.commitment()).unwrap();
+    let spends = [
+        Spend {
+            key: key.clone(),
+            diversifier: d,
+            value: note.value,
+            rho: note.rho,
+            path: tree.path(position).unwrap(),
+        },
+        Spend::dummy(&key, &mut rng),
+    ];
+    let outputs = [
+        Note::new(7_000, Fr::rand(&mut rng), &mut rng),
+        Note::new(2_990, vk.owner_tag(vk.diversifier(1)), &mut rng),
+    ];
+    let (_, w) = JoinSplitWitness::new(tree.root(), &spends, &outputs, 0, 10, Fr::rand(&mut rng));
+    check_relation(&w).unwrap();
+    let public = w.public;
+    let proof =
+        Groth16::<Bn254, SnarkjsReduction>::prove(pk, JoinSplitCircuit::new(w), &mut rng).unwrap();
+    (public, proof)
+}
+
+/// Whether a join-split `proof` verifies for `public` under `vk`.
+pub fn joinsplit_verifies(vk: &VerifyingKey<Bn254>, public: &[Fr], proof: &Proof<Bn254>) -> bool {
+    Groth16::<Bn254>::verify(vk, public, proof).unwrap_or(false)
+}

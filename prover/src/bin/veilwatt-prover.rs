@@ -216,9 +216,11 @@ impl Trader {
             // manifest; a proving key that does not match fails every proof's self-check.
             Some(dir) => {
                 veilwatt_params::check_provenance(dir, genesis.insecure_dev_keys)?;
-                let manifest = veilwatt_params::read_manifest(dir)?;
-                Arc::new(veilwatt_params::OrderKeys::load(
+                let order = veilwatt_params::MarketCircuit::Order;
+                let manifest = veilwatt_params::read_manifest(dir, order)?;
+                Arc::new(veilwatt_params::CircuitKeys::load(
                     dir,
+                    order,
                     &veilwatt_params::ExpectedIds {
                         vk_id,
                         pk_id: manifest.pk_id,

@@ -148,10 +148,12 @@ fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<OrderVerifier> {
     let vk = match params {
         Some(dir) => {
             veilwatt_params::check_provenance(dir, g.insecure_dev_keys)?;
-            veilwatt_params::load_verifying_key(&dir.join(veilwatt_params::VK_FILE), &id)
-                .with_context(|| {
-                    format!("loading the market's verifying key from {}", dir.display())
-                })?
+            veilwatt_params::load_verifying_key(
+                &dir.join(veilwatt_params::VK_FILE),
+                veilwatt_params::MarketCircuit::Order,
+                &id,
+            )
+            .with_context(|| format!("loading the market's verifying key from {}", dir.display()))?
         }
         None => {
             let keys = veilwatt_params::dev::keys().context("loading the development key")?;
