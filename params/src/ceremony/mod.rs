@@ -96,9 +96,9 @@ impl MarketCircuit {
     ///
     /// The join-split is not in it yet: its R1CS has 525,000 nonzero coefficients (the
     /// Poseidon gadget's inlined partial-round linear combinations), which makes its initial
-    /// key cost ~60 s per `init`/`verify` here; it joins once the gadget uses Poseidon's
-    /// sparse partial-round form (docs/decisions/0006-ceremony.md, "The join-split"). Its
-    /// development keys already come from the same ceremony code ([`crate::dev`]).
+    /// key cost ~60 s per `init`/`verify` here; it joins once the gadget caps those
+    /// combinations (docs/decisions/0006-ceremony.md, "The join-split"). Its development
+    /// keys already come from the same ceremony code ([`crate::dev`]).
     pub const ALL: &'static [MarketCircuit] = &[MarketCircuit::Order];
 
     /// Every circuit this build knows.
