@@ -13,9 +13,9 @@
 
 use crate::merkle::{self, MerklePath, DEPTH};
 use crate::note::{self, Note, SpendingKey};
-use crate::range::{enforce_bits, get};
+use crate::range::{enforce_bits, fits_bits, get};
 use ark_bn254::Fr;
-use ark_ff::{BigInteger, PrimeField, UniformRand, Zero};
+use ark_ff::{UniformRand, Zero};
 use ark_r1cs_std::{fields::fp::FpVar, prelude::*};
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 use rand_core::{CryptoRng, RngCore};
@@ -122,9 +122,13 @@ impl Spend {
 
     /// The nullifier this spend reveals.
     pub fn nullifier(&self) -> Fr {
-        self.key
-            .viewing_key()
-            .nullifier(self.note().commitment(), self.path.position)
+        let vk = self.key.viewing_key();
+        let cm = note::commitment(
+            Fr::from(self.value),
+            vk.owner_tag(self.diversifier),
+            self.rho,
+        );
+        vk.nullifier(cm, self.path.position)
     }
 }
 
@@ -232,11 +236,6 @@ pub enum RelationError {
     WrongCommitment(usize),
 }
 
-fn as_bits(x: &Fr, bits: u32) -> Option<u64> {
-    let b = x.into_bigint();
-    (b.num_bits() <= bits).then_some(b.0[0])
-}
-
 const INPUT_VALUE: [&str; 2] = ["input 0 value", "input 1 value"];
 const INPUT_POSITION: [&str; 2] = ["input 0 position", "input 1 position"];
 const OUTPUT_VALUE: [&str; 2] = ["output 0 value", "output 1 value"];
@@ -246,7 +245,7 @@ const COMMITMENT: [usize; 2] = [public_input::COMMITMENT_0, public_input::COMMIT
 /// The native predicate: the join-split relation checked outside any circuit.
 pub fn check_relation(w: &JoinSplitWitness) -> Result<(), RelationError> {
     use public_input::*;
-    let u64_of = |x: &Fr, what| as_bits(x, 64).ok_or(RelationError::OutOfRange(what));
+    let u64_of = |x: &Fr, what| fits_bits(x, 64).ok_or(RelationError::OutOfRange(what));
     // J1
     let public_in = u64_of(&w.public[PUBLIC_IN], "public_in")?;
     let public_out = u64_of(&w.public[PUBLIC_OUT], "public_out")?;
@@ -254,7 +253,7 @@ pub fn check_relation(w: &JoinSplitWitness) -> Result<(), RelationError> {
     let mut position = [0u64; 2];
     for (i, input) in w.inputs.iter().enumerate() {
         v_in[i] = u64_of(&input.value, INPUT_VALUE[i])?;
-        position[i] = as_bits(&input.position, merkle::DEPTH as u32)
+        position[i] = fits_bits(&input.position, merkle::DEPTH as u32)
             .ok_or(RelationError::OutOfRange(INPUT_POSITION[i]))?;
     }
     let mut v_out = [0u64; 2];

@@ -12,10 +12,10 @@ use crate::babyjub::{
     Point,
 };
 use crate::eddsa::{self, gadget::SignatureVar, PublicKey, Signature, SignatureError};
-use crate::range::{enforce_bits, get};
+use crate::range::{enforce_bits, fits_bits, get};
 use crate::statement::{self, SignedPeriodStatement};
 use ark_bn254::Fr;
-use ark_ff::{BigInteger, BigInteger256, PrimeField};
+use ark_ff::BigInteger256;
 use ark_r1cs_std::{fields::fp::FpVar, prelude::*};
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 
@@ -163,12 +163,7 @@ pub enum RelationError {
 }
 
 fn as_u32(x: &Fr) -> Option<u32> {
-    let b = x.into_bigint();
-    if b.num_bits() <= 32 {
-        u32::try_from(b.0[0]).ok()
-    } else {
-        None
-    }
+    fits_bits(x, 32).and_then(|v| u32::try_from(v).ok())
 }
 
 /// The native predicate: the order relation checked outside any circuit.

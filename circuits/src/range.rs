@@ -1,7 +1,8 @@
-//! Shared R1CS helpers: assignment access and range checks by bit decomposition.
+//! Shared helpers: assignment access, and range checks by bit decomposition in R1CS with
+//! their native twin.
 
 use ark_bn254::Fr;
-use ark_ff::PrimeField;
+use ark_ff::{BigInteger, PrimeField};
 use ark_r1cs_std::{fields::fp::FpVar, prelude::*};
 use ark_relations::gr1cs::{ConstraintSystemRef, SynthesisError};
 
@@ -27,4 +28,10 @@ pub(crate) fn enforce_bits(
         .collect::<Result<Vec<_>, _>>()?;
     Boolean::le_bits_to_fp(&bits)?.enforce_equal(v)?;
     Ok(bits)
+}
+
+/// The native side of [`enforce_bits`]: `x` as an integer if `0 <= x < 2^n` (`n <= 64`).
+pub(crate) fn fits_bits(x: &Fr, n: u32) -> Option<u64> {
+    let b = x.into_bigint();
+    (b.num_bits() <= n).then_some(b.0[0])
 }
