@@ -319,3 +319,52 @@ pub fn read_genesis(path: &Path) -> Result<Genesis, ConfigError> {
 pub fn write_genesis(path: &Path, g: &Genesis) -> Result<(), ConfigError> {
     std::fs::write(path, to_json(g)).map_err(io(path))
 }
+
+/// Lowest port [`free_local_port`] hands out.
+const LOCAL_PORT_FLOOR: u16 = 10_000;
+
+/// The OS's ephemeral port range (Linux), if readable.
+fn ephemeral_range() -> Option<(u16, u16)> {
+    let s = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// A free TCP port on 127.0.0.1 for a local validator (demo, tests), chosen *below* the OS's
+/// ephemeral range.
+///
+/// A port the OS handed out by binding port 0 lies in the ephemeral range, from which outgoing
+/// connections also take their local port. While a validator is down, its peers keep dialing
+/// its port, and on loopback a dial whose local port happens to equal the destination port
+/// connects to itself (TCP simultaneous open): the port is then taken, and the restarted
+/// validator cannot listen on it. A port outside that range is never picked for a dial.
+/// Falls back to an OS-chosen port when the range leaves no room below it.
+pub fn free_local_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CURSOR: AtomicU32 = AtomicU32::new(0);
+    let os_port = || {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let low = ephemeral_range().map_or(32_768, |(lo, _)| lo);
+    let span = u32::from(low.saturating_sub(LOCAL_PORT_FLOOR));
+    if span < 1_000 {
+        return os_port();
+    }
+    // A per-process starting point, so that concurrent test processes rarely probe the same
+    // ports; then walk the span.
+    let seed = std::process::id().wrapping_mul(7_919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    let _ = CURSOR.compare_exchange(0, seed % span + 1, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        let k = CURSOR.fetch_add(1, Ordering::Relaxed) % span;
+        let port = LOCAL_PORT_FLOOR + k as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    os_port()
+}

@@ -121,9 +121,7 @@ fn secret(rng: &mut ChaCha20Rng) -> [u8; 32] {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(veilwatt_node::config::free_local_port()?)
 }
 
 /// The running validators: one in this process, or several child processes.

@@ -410,3 +410,41 @@ async fn without_a_quorum_nothing_commits_until_a_validator_returns() {
     wait_height(&net, &[0, 1, 2], at).await;
     net.assert_same_chain(&[0, 1, 2], at).await;
 }
+
+/// A validator that cannot listen for peers stops with a clear error instead of running deaf
+/// (the engine itself only logs a failed listen: it would dial out but never be reached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_whose_p2p_port_is_taken_stops_with_a_clear_error() {
+    let holder = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let net = Net::new(genesis_n("net-port-taken", 4, 6, 1), |_, cfg| {
+        cfg.consensus.p2p_listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_veilwatt-node"))
+        .args(["run", "--home"])
+        .arg(&net.homes[0])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > T {
+            let _ = child.kill();
+            panic!("the validator kept running without its p2p port");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains(&format!("cannot listen for peers on /ip4/127.0.0.1/tcp/{port}")),
+        "{err}"
+    );
+    assert!(!net.homes[0].join("data").join("api.addr").exists());
+    drop(holder);
+}

@@ -63,6 +63,9 @@ pub enum ConsensusError {
     /// This node's key is not in the genesis validator set.
     #[error("this node's key {0} is not a genesis validator")]
     NotAValidator(String),
+    /// The p2p listen address stays taken (another process, or an old connection).
+    #[error("cannot listen for peers on {0}: {1}")]
+    Listen(String, std::io::Error),
     /// The engine failed.
     #[error("consensus engine: {0}")]
     Engine(String),
@@ -106,6 +109,39 @@ fn multiaddr(s: &str) -> Result<Multiaddr, ConsensusError> {
         })
 }
 
+/// How long [`start`] waits for a taken p2p port to come free.
+const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Checks that this node can listen on its `/ip4/A/tcp/P` address before the engine starts:
+/// the engine only logs a failed listen and would run deaf (it can still dial out, but no
+/// peer reaches it). Waits up to [`LISTEN_WAIT`] for a port held briefly, e.g. by a leftover
+/// connection. Other address forms are left to the engine.
+async fn check_listen(listen: &str) -> Result<(), ConsensusError> {
+    let parts: Vec<&str> = listen.split('/').collect();
+    let (ip, port) = match parts.as_slice() {
+        ["", "ip4", ip, "tcp", port] => {
+            match (ip.parse::<std::net::Ipv4Addr>(), port.parse::<u16>()) {
+                (Ok(ip), Ok(port)) if port != 0 => (ip, port),
+                _ => return Ok(()),
+            }
+        }
+        _ => return Ok(()),
+    };
+    let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+    loop {
+        match std::net::TcpListener::bind((ip, port)) {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(ConsensusError::Listen(listen.to_owned(), e))
+            }
+            Err(e) => {
+                tracing::warn!(%listen, error = %e, "p2p address taken; waiting for it");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
 /// Starts the engine and the application loop.
 pub async fn start(
     core: Arc<NodeCore>,
@@ -125,6 +161,7 @@ pub async fn start(
         ..ConsensusConfig::default()
     };
     consensus.p2p.listen_addr = multiaddr(&setup.p2p_listen)?;
+    check_listen(&setup.p2p_listen).await?;
     consensus.p2p.persistent_peers = setup
         .persistent_peers
         .iter()

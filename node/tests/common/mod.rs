@@ -306,13 +306,10 @@ pub fn sibling_bin(name: &str) -> PathBuf {
     p
 }
 
-/// A free TCP port on 127.0.0.1 (bound by the OS, then released for the node to take).
+/// A free TCP port on 127.0.0.1 below the ephemeral range (see `free_local_port`: a restarted
+/// validator must get its port back).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    veilwatt_node::config::free_local_port().unwrap()
 }
 
 /// A local network of validator processes (`veilwatt-node run`), each in its own home, with
