@@ -28,15 +28,15 @@ pub const DEFAULT_SEED: u64 = 0;
 /// Content ids of the order circuit's development keys for [`DEFAULT_SEED`], pinned so that a
 /// change to the circuit (which changes the keys) is noticed: `pinned_ids_match_the_circuit`
 /// fails until these are updated deliberately.
-pub const PINNED_VK_ID: &str = "8a3e4bd21224252aba163d58f74702a47697d0eb08a163d63eee796d59f3f720";
+pub const PINNED_VK_ID: &str = "d805d10036bbfe9d9d54cb13515b6be396bfa08ed7bb20ea5f9f24134c57f28c";
 /// See [`PINNED_VK_ID`].
-pub const PINNED_PK_ID: &str = "29817e654514ad53fe28cc03499c082b59024e835be3ff6f4c0f085811770866";
+pub const PINNED_PK_ID: &str = "9b847c70972eb6e2b527d1ca5e83f2c492f13f80c93f3afa860a1305d39930b1";
 /// The join-split circuit's development verifying-key id (see [`PINNED_VK_ID`]).
 pub const PINNED_JOINSPLIT_VK_ID: &str =
-    "9aa85611885721b8d734d4f2a86a29476adc56031866589b1cffea9bf9af306b";
+    "e55f2f7aa4c1577435b555f2af7e914e517d8443d33673567a01291195f63bdd";
 /// The join-split circuit's development proving-key id.
 pub const PINNED_JOINSPLIT_PK_ID: &str =
-    "6a44c2a237d44867be2388d8eb93e30ca44eabe3bdafac5160b29231d7dd14a2";
+    "7ae35177d268865d38802d7de5ee2575f8157acd8ea81cb4267ec56557b815eb";
 
 /// The order circuit's pinned ids as [`ExpectedIds`].
 pub fn pinned_ids() -> ExpectedIds {
@@ -80,7 +80,7 @@ pub fn phase1_secrets(seed: u64) -> ptau::InsecurePhase1Secrets {
 
 /// The phase-1 power `circuit` needs.
 pub fn phase1_power(circuit: MarketCircuit) -> Result<u32, ParamsError> {
-    Ok(circuit.r1cs()?.domain_power())
+    Ok(ptau::phase1_power_for(circuit.r1cs()?.domain_power()))
 }
 
 /// The smallest phase-1 power every circuit of a ceremony ([`MarketCircuit::ALL`]) fits in.

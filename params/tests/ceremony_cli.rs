@@ -38,8 +38,15 @@ fn a_ceremony_from_the_command_line() {
         "--out",
         s(&d.join("r0")),
     ]);
-    assert!(init.contains("order: 6460 constraints"), "{init}");
-    for f in ["ceremony.json", "order.r1cs", "order.zkey"] {
+    assert!(init.contains("order: 6558 constraints"), "{init}");
+    assert!(init.contains("joinsplit: 20803 constraints"), "{init}");
+    for f in [
+        "ceremony.json",
+        "order.r1cs",
+        "order.zkey",
+        "joinsplit.r1cs",
+        "joinsplit.zkey",
+    ] {
         assert!(d.join("r0").join(f).is_file(), "{f}");
     }
     let c1 = ok(&[

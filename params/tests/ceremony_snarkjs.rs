@@ -47,8 +47,10 @@ fn s(p: &Path) -> &str {
 /// Copies the files that travel with a transcript (all but the key) from `a` to `b`.
 fn carry(a: &Path, b: &Path) {
     std::fs::create_dir_all(b).unwrap();
-    for f in ["ceremony.json", "order.r1cs"] {
-        std::fs::copy(a.join(f), b.join(f)).unwrap();
+    std::fs::copy(a.join("ceremony.json"), b.join("ceremony.json")).unwrap();
+    for c in MarketCircuit::ALL {
+        let f = format!("{}.r1cs", c.name());
+        std::fs::copy(a.join(&f), b.join(&f)).unwrap();
     }
 }
 
@@ -60,56 +62,68 @@ fn a_chain_with_a_snarkjs_contribution_verifies_in_both_tools() {
     let d: Vec<PathBuf> = (0..5).map(|i| r.join(format!("t{i}"))).collect();
     ceremony::init(&ptau, &d[0]).unwrap();
 
-    // snarkjs builds the same initial key from our .r1cs and the phase-1 file.
-    let theirs = r.join("snarkjs-init.zkey");
-    let (ok, log) = run_snarkjs(&[
-        "zkey",
-        "new",
-        s(&d[0].join("order.r1cs")),
-        s(&ptau),
-        s(&theirs),
-    ]);
-    assert!(ok, "{log}");
-    let theirs = Zkey::from_bytes(&std::fs::read(&theirs).unwrap(), "snarkjs init").unwrap();
-    assert_eq!(
-        theirs,
-        ceremony::read_zkey(&d[0], MarketCircuit::Order).unwrap()
-    );
+    // snarkjs builds the same initial key from our .r1cs and the phase-1 file, per circuit.
+    for &c in MarketCircuit::ALL {
+        let theirs = r.join(format!("snarkjs-init-{}.zkey", c.name()));
+        let (ok, log) = run_snarkjs(&[
+            "zkey",
+            "new",
+            s(&d[0].join(format!("{}.r1cs", c.name()))),
+            s(&ptau),
+            s(&theirs),
+        ]);
+        assert!(ok, "{}: {log}", c.name());
+        let theirs = Zkey::from_bytes(&std::fs::read(&theirs).unwrap(), "snarkjs init").unwrap();
+        assert_eq!(
+            theirs,
+            ceremony::read_zkey(&d[0], c).unwrap(),
+            "{}",
+            c.name()
+        );
+    }
 
     // ours -> snarkjs -> ours -> beacon (ours).
     let mut rng = ChaCha20Rng::seed_from_u64(77);
     ceremony::contribute(&d[0], &d[1], Some("alice"), &mut rng).unwrap();
     carry(&d[1], &d[2]);
-    let (ok, log) = run_snarkjs(&[
-        "zkey",
-        "contribute",
-        s(&d[1].join("order.zkey")),
-        s(&d[2].join("order.zkey")),
-        "--name=carol (snarkjs)",
-        "-e=typed entropy for the test",
-    ]);
-    assert!(ok, "{log}");
+    for c in MarketCircuit::ALL {
+        let zkey = format!("{}.zkey", c.name());
+        let (ok, log) = run_snarkjs(&[
+            "zkey",
+            "contribute",
+            s(&d[1].join(&zkey)),
+            s(&d[2].join(&zkey)),
+            "--name=carol (snarkjs)",
+            "-e=typed entropy for the test",
+        ]);
+        assert!(ok, "{}: {log}", c.name());
+    }
     ceremony::contribute(&d[2], &d[3], Some("dave"), &mut rng).unwrap();
     ceremony::beacon(&d[3], &d[4], &[0x5a; 32], 10, Some("beacon")).unwrap();
 
     // Our verify accepts the mixed chain and lists every contribution.
     let report = ceremony::verify(&d[4], Some(&ptau)).unwrap();
-    let names: Vec<Option<String>> = report[0]
-        .contributions
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            Some("alice".to_owned()),
-            Some("carol (snarkjs)".to_owned()),
-            Some("dave".to_owned()),
-            Some("beacon".to_owned())
-        ]
-    );
+    assert_eq!(report.len(), MarketCircuit::ALL.len());
+    for circuit in &report {
+        let names: Vec<Option<String>> = circuit
+            .contributions
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Some("alice".to_owned()),
+                Some("carol (snarkjs)".to_owned()),
+                Some("dave".to_owned()),
+                Some("beacon".to_owned())
+            ],
+            "{:?}",
+            circuit.circuit
+        );
+    }
 
-    // snarkjs accepts it too, for every circuit (the join-split's transcript is ours alone).
+    // snarkjs accepts it too, for every circuit.
     for c in MarketCircuit::ALL {
         let (ok, log) = run_snarkjs(&[
             "zkey",

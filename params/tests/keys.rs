@@ -30,11 +30,17 @@ fn pinned_ids_match_the_circuit() {
 #[test]
 fn pinned_joinsplit_ids_match_the_circuit() {
     let c = MarketCircuit::JoinSplit;
-    let k = dev::keys_of(c).unwrap();
+    let k = dev::generate_insecure(dev::DEFAULT_SEED, c).unwrap();
     assert_eq!(
         (k.vk_id, k.pk_id),
-        (dev::pinned_ids_of(c).vk_id, dev::pinned_ids_of(c).pk_id)
+        (dev::pinned_ids_of(c).vk_id, dev::pinned_ids_of(c).pk_id),
+        "the join-split circuit changed: update PINNED_JOINSPLIT_VK_ID / PINNED_JOINSPLIT_PK_ID \
+         in params/src/dev.rs (vk {} pk {})",
+        k.vk_id,
+        k.pk_id
     );
+    // Cached keys load and are the same keys.
+    assert_eq!(dev::keys_of(c).unwrap().vk, k.vk);
     // Its own contribution secret: the order circuit's trapdoor does not open it.
     let order = dev::trapdoor(dev::DEFAULT_SEED, ORDER);
     let own = dev::trapdoor(dev::DEFAULT_SEED, c);

@@ -50,11 +50,11 @@ pub enum CeremonyError {
     Malformed(String),
     /// The phase-1 file is too small for a circuit.
     #[error(
-        "the phase-1 file has power {power} (2^{power} rows), a circuit needs 2^{needed}: use a \
-         Powers of Tau file of power {needed} or more"
+        "the phase-1 file has power {power}, a circuit needs power {needed}: use a Powers of Tau \
+         file of power {needed} or more"
     )]
     Phase1TooSmall {
-        /// log2 of the rows the circuit needs.
+        /// The power the circuit needs (`ptau::phase1_power_for`).
         needed: u32,
         /// The file's power.
         power: u32,
@@ -93,13 +93,7 @@ pub enum MarketCircuit {
 impl MarketCircuit {
     /// Every circuit a ceremony covers (`init`, `contribute`, `verify`, `finalize`), in the
     /// order their files are processed.
-    ///
-    /// The join-split is not in it yet: its R1CS has 525,000 nonzero coefficients (the
-    /// Poseidon gadget's inlined partial-round linear combinations), which makes its initial
-    /// key cost ~60 s per `init`/`verify` here; it joins once the gadget caps those
-    /// combinations (docs/decisions/0006-ceremony.md, "The join-split"). Its development
-    /// keys already come from the same ceremony code ([`crate::dev`]).
-    pub const ALL: &'static [MarketCircuit] = &[MarketCircuit::Order];
+    pub const ALL: &'static [MarketCircuit] = &[MarketCircuit::Order, MarketCircuit::JoinSplit];
 
     /// Every circuit this build knows.
     pub const KNOWN: &'static [MarketCircuit] = &[MarketCircuit::Order, MarketCircuit::JoinSplit];
@@ -262,10 +256,40 @@ pub fn initial_keys<R: Read + Seek>(
         .map(|&c| {
             let r1cs = c.r1cs()?;
             let slice = phase1.slice(r1cs.domain_power())?;
-            let z = phase2::new_zkey(&r1cs, &slice)?;
+            let z = initial_key(&r1cs, &slice)?;
             Ok((c, r1cs, z))
         })
         .collect()
+}
+
+/// How many initial keys [`initial_key`] keeps per process.
+const INITIAL_KEYS_KEPT: usize = 4;
+
+/// [`phase2::new_zkey`], memoized per process on the digests of the R1CS and the phase-1
+/// slice (a pure function of both). The join-split's initial key costs ~20 s on 2 cores, and
+/// one process (a test binary, `init` then `verify` in a tool) may need it several times.
+fn initial_key(r1cs: &R1cs, slice: &ptau::Phase1Slice) -> Result<Zkey, CeremonyError> {
+    use blake2::{Blake2b512, Digest};
+    use std::sync::Mutex;
+    type Kept = Vec<([u8; 64], [u8; 64], std::sync::Arc<Zkey>)>;
+    static KEPT: Mutex<Kept> = Mutex::new(Vec::new());
+    let circuit: [u8; 64] = Blake2b512::digest(r1cs.to_bytes()).into();
+    let found = KEPT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(c, s, _)| *c == circuit && *s == slice.digest)
+        .map(|(_, _, z)| std::sync::Arc::clone(z));
+    if let Some(z) = found {
+        return Ok(Zkey::clone(&z));
+    }
+    let z = phase2::new_zkey(r1cs, slice)?;
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.len() == INITIAL_KEYS_KEPT {
+        kept.remove(0);
+    }
+    kept.push((circuit, slice.digest, std::sync::Arc::new(z.clone())));
+    Ok(z)
 }
 
 /// `init`: the initial transcript of every market circuit over the phase-1 file `ptau`.

@@ -9,7 +9,7 @@
 //! transcripts (`docs/spec/ceremony.md`).
 
 use super::encoding::{g1_to_u, g2_to_u, zkey_coef_to_bytes};
-use super::ptau::Phase1Slice;
+use super::ptau::{self, Phase1Slice};
 use super::r1cs::R1cs;
 use super::rng::{beacon_rng, hash_to_g2};
 use super::zkey::{clip_name, Contribution, ContributionKind, MpcParams, Zkey};
@@ -198,8 +198,10 @@ pub fn new_zkey(r1cs: &R1cs, p1: &Phase1Slice) -> Result<Zkey, CeremonyError> {
     hash_g2s(&mut hs, &[g2]);
     hash_u32(&mut hs, ic.len());
     hash_g1s(&mut hs, &ic);
-    // H is hashed in monomial form: [tau^(i+n) - tau^i]_1 for i < n - 1.
-    let h_mono: Vec<G1Projective> = (0..n - 1)
+    // H is hashed in monomial form: [tau^(i+n) - tau^i]_1 for i < n - 1, and one more point
+    // above 2^14 rows, as snarkjs does (`ptau::hashed_h_points`).
+    let hashed = ptau::hashed_h_points(n as u64) as usize;
+    let h_mono: Vec<G1Projective> = (0..hashed)
         .into_par_iter()
         .map(|i| p1.tau_monomial[i + n].into_group() - p1.tau_monomial[i])
         .collect();

@@ -49,8 +49,40 @@ pub struct Phase1Slice {
     pub beta_tau_g1: Vec<G1Affine>,
     /// The H query of snarkjs: odd-indexed Lagrange points of the domain of size `2^(k+1)`.
     pub h_lagrange: Vec<G1Affine>,
-    /// `[tau^i]_1` for `i < 2^(k+1) - 1` (snarkjs hashes H in this monomial form).
+    /// `[tau^i]_1` for `i < n + hashed_h_points(n)` (snarkjs hashes H in this monomial form).
     pub tau_monomial: Vec<G1Affine>,
+    /// BLAKE2b-512 over the power and every byte this slice was read from: two slices with
+    /// one digest hold the same points.
+    pub digest: [u8; 64],
+}
+
+/// snarkjs (0.7) hashes the H query into the circuit hash in chunks of this many points.
+pub const SNARKJS_H_CHUNK: u64 = 1 << 14;
+
+/// How many H points snarkjs hashes into the circuit hash of a domain of `n` rows: the `n - 1`
+/// points of the query, except that above one chunk its loop hashes whole chunks
+/// (`zkey_new.js`, `hashHPoints`: every chunk is `min(n - 1, 2^14)` points long), i.e. `n`
+/// points, the last one `[tau^(2n-1)] - [tau^(n-1)]`. A key is only interoperable if its
+/// circuit hash is snarkjs', so we hash the same points.
+pub fn hashed_h_points(n: u64) -> u64 {
+    if n - 1 <= SNARKJS_H_CHUNK {
+        n - 1
+    } else {
+        (n - 1).div_ceil(SNARKJS_H_CHUNK) * SNARKJS_H_CHUNK
+    }
+}
+
+/// The smallest phase-1 power that serves a circuit of `2^k` rows: `k`, or `k + 1` above
+/// `2^14` rows, where the circuit hash needs `[tau^(2^(k+1) - 1)]` ([`hashed_h_points`]), one
+/// point beyond a power-`k` file (snarkjs would read the next section's bytes as a point
+/// there).
+pub fn phase1_power_for(k: u32) -> u32 {
+    let n = 1u64 << k;
+    if hashed_h_points(n) > n - 1 {
+        k + 1
+    } else {
+        k
+    }
 }
 
 /// An opened `.ptau` file (on disk, or in memory for development keys).
@@ -144,9 +176,10 @@ impl<R: Read + Seek> Phase1File<R> {
 
     /// Reads what a circuit with a domain of `2^k` rows needs.
     pub fn slice(&mut self, k: u32) -> Result<Phase1Slice, CeremonyError> {
-        if k > self.power {
+        let needed = phase1_power_for(k);
+        if needed > self.power {
             return Err(CeremonyError::Phase1TooSmall {
-                needed: k,
+                needed,
                 power: self.power,
             });
         }
@@ -154,16 +187,25 @@ impl<R: Read + Seek> Phase1File<R> {
         let g1 = G1_BYTES as u64;
         let g2 = G2_BYTES as u64;
         let what = self.what.clone();
-        let alpha1 = g1_from_lem(&self.file.read(4, 0, g1)?, &what)?;
-        let beta1 = g1_from_lem(&self.file.read(5, 0, g1)?, &what)?;
-        let beta2 = g2_from_lem(&self.file.read(6, 0, g2)?, &what, true)?;
-        let tau_g1 = g1s_from_lem(&self.file.read(12, (n - 1) * g1, n * g1)?, &what)?;
+        let mut digest = Blake2b512::new();
+        digest.update(k.to_le_bytes());
+        let mut read = |ty: u32, offset: u64, len: u64| -> Result<Vec<u8>, CeremonyError> {
+            let bytes = self.file.read(ty, offset, len)?;
+            digest.update(ty.to_le_bytes());
+            digest.update(offset.to_le_bytes());
+            digest.update(&bytes);
+            Ok(bytes)
+        };
+        let alpha1 = g1_from_lem(&read(4, 0, g1)?, &what)?;
+        let beta1 = g1_from_lem(&read(5, 0, g1)?, &what)?;
+        let beta2 = g2_from_lem(&read(6, 0, g2)?, &what, true)?;
+        let tau_g1 = g1s_from_lem(&read(12, (n - 1) * g1, n * g1)?, &what)?;
         // Phase-1 G2 points only enter the B query, never a pairing check, and the file is
         // trusted by its published hash: on-curve only (the subgroup check is costly).
-        let tau_g2 = g2s_from_lem(&self.file.read(13, (n - 1) * g2, n * g2)?, &what, false)?;
-        let alpha_tau_g1 = g1s_from_lem(&self.file.read(14, (n - 1) * g1, n * g1)?, &what)?;
-        let beta_tau_g1 = g1s_from_lem(&self.file.read(15, (n - 1) * g1, n * g1)?, &what)?;
-        let double = self.file.read(12, (2 * n - 1) * g1, 2 * n * g1)?;
+        let tau_g2 = g2s_from_lem(&read(13, (n - 1) * g2, n * g2)?, &what, false)?;
+        let alpha_tau_g1 = g1s_from_lem(&read(14, (n - 1) * g1, n * g1)?, &what)?;
+        let beta_tau_g1 = g1s_from_lem(&read(15, (n - 1) * g1, n * g1)?, &what)?;
+        let double = read(12, (2 * n - 1) * g1, 2 * n * g1)?;
         let odd: Vec<u8> = double
             .chunks(G1_BYTES)
             .skip(1)
@@ -172,7 +214,8 @@ impl<R: Read + Seek> Phase1File<R> {
             .copied()
             .collect();
         let h_lagrange = g1s_from_lem(&odd, &what)?;
-        let tau_monomial = g1s_from_lem(&self.file.read(2, 0, (2 * n - 1) * g1)?, &what)?;
+        let monomials = n + hashed_h_points(n);
+        let tau_monomial = g1s_from_lem(&read(2, 0, monomials * g1)?, &what)?;
         Ok(Phase1Slice {
             alpha1,
             beta1,
@@ -183,6 +226,7 @@ impl<R: Read + Seek> Phase1File<R> {
             beta_tau_g1,
             h_lagrange,
             tau_monomial,
+            digest: digest.finalize().into(),
         })
     }
 }
@@ -307,4 +351,34 @@ pub fn write_insecure(power: u32, s: &InsecurePhase1Secrets) -> Result<Vec<u8>, 
             (15, &s15),
         ],
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// snarkjs' H hashing (`hashHPoints`): one chunk of `min(n - 1, 2^14)` points per started
+    /// chunk of the `n - 1`.
+    #[test]
+    fn h_points_hashed_follow_the_snarkjs_chunk_loop() {
+        let snarkjs = |n: u64| {
+            let mut hashed = 0;
+            let mut i = 0;
+            while i < n - 1 {
+                hashed += (n - 1).min(SNARKJS_H_CHUNK);
+                i += SNARKJS_H_CHUNK;
+            }
+            hashed
+        };
+        for k in 1..=20 {
+            assert_eq!(hashed_h_points(1 << k), snarkjs(1 << k), "2^{k} rows");
+        }
+        assert_eq!(hashed_h_points(1 << 13), (1 << 13) - 1);
+        assert_eq!(hashed_h_points(1 << 14), (1 << 14) - 1);
+        assert_eq!(hashed_h_points(1 << 15), 1 << 15);
+        assert_eq!(
+            (13..=17).map(phase1_power_for).collect::<Vec<_>>(),
+            [13, 14, 16, 17, 18]
+        );
+    }
 }

@@ -15,11 +15,11 @@ use veilwatt_circuits::statement::PeriodStatement;
 use veilwatt_params::ceremony::{ptau, MarketCircuit};
 use veilwatt_params::qap::SnarkjsReduction;
 
-/// The power every market circuit fits in.
+/// The phase-1 power every market circuit fits in.
 pub fn circuit_power() -> u32 {
     MarketCircuit::ALL
         .iter()
-        .map(|c| c.r1cs().unwrap().domain_power())
+        .map(|c| ptau::phase1_power_for(c.r1cs().unwrap().domain_power()))
         .max()
         .unwrap()
 }
