@@ -63,6 +63,7 @@ fn genesis(registrar: &SigningKey, proposer: &SigningKey) -> Genesis {
         insecure_dev_keys: true,
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
+        shielded: None,
     }
 }
 
@@ -198,7 +199,7 @@ fn run(accounts: u64) {
                     side: if i % 2 == 0 { Side::Sell } else { Side::Buy },
                     quantity_wh: 500 + (i as u32 * 37) % 2_000,
                     limit_price: 8 + (i as u64 * 13) % 23,
-                    proof: OrderProof([0; 128]),
+                    proof: veilwatt_verifier::Groth16Proof([0; 128]),
                 };
                 // Valid for ten minutes: pruned from the replay set in the next period's block.
                 Transaction::sign(&chain.g.chain_id, body, time + 600, w)

@@ -14,11 +14,15 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
+use veilwatt_circuits::joinsplit::JoinSplitPublic;
 use veilwatt_circuits::order::OrderPublic;
-use veilwatt_verifier::ledger::{Ledger, ProofCheck, TxError};
+use veilwatt_verifier::ledger::{Ledger, MarketVerifier, ProofCheck, TxError};
+use veilwatt_verifier::pool::PoolError;
 use veilwatt_verifier::state::{Overlay, StateRead};
 use veilwatt_verifier::types::{Transaction, TxId};
-use veilwatt_verifier::{BatchFailure, OrderProof, OrderVerifier, VerifyError};
+use veilwatt_verifier::{
+    BatchFailure, Groth16Proof, OrderProof, PublicStatement, SpendProof, Verifier, VerifyError,
+};
 
 /// Why a transaction was not admitted. Each variant has a stable code and an HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,11 +94,13 @@ impl From<MempoolError> for AdmitError {
     }
 }
 
-fn proof_key(public: &OrderPublic, proof: &OrderProof) -> [u8; 32] {
+/// What the cache remembers of a verified proof: its circuit, the proof and its inputs.
+fn proof_key<S: PublicStatement>(public: &S, proof: &Groth16Proof) -> [u8; 32] {
     use ark_ff::{BigInteger, PrimeField};
     let mut h = Sha256::new();
+    h.update(S::BATCH_LABEL);
     h.update(proof.0);
-    for x in public.to_field_elements() {
+    for x in public.inputs() {
         h.update(x.into_bigint().to_bytes_le());
     }
     h.finalize().into()
@@ -105,7 +111,7 @@ fn proof_key(public: &OrderPublic, proof: &OrderProof) -> [u8; 32] {
 /// verifies only the proofs it does not know, and lets block execution skip the signatures
 /// checked at admission.
 pub struct ProofCache {
-    verifier: OrderVerifier,
+    verifier: MarketVerifier,
     capacity: usize,
     inner: Mutex<Remembered>,
     signatures: Mutex<Remembered>,
@@ -128,9 +134,9 @@ type Remembered = (BTreeSet<[u8; 32]>, VecDeque<[u8; 32]>);
 
 impl ProofCache {
     /// A cache of at most `capacity` verified proofs.
-    pub fn new(verifier: OrderVerifier, capacity: usize) -> Self {
+    pub fn new(verifier: impl Into<MarketVerifier>, capacity: usize) -> Self {
         Self {
-            verifier,
+            verifier: verifier.into(),
             capacity,
             inner: Mutex::new((BTreeSet::new(), VecDeque::new())),
             signatures: Mutex::new((BTreeSet::new(), VecDeque::new())),
@@ -167,21 +173,43 @@ impl ProofCache {
     /// Verifies `items` (batch, only the unknown ones) and remembers the valid ones. Returns the
     /// failures by index into `items`.
     pub fn verify(&self, items: &[(OrderPublic, OrderProof)]) -> Vec<(usize, VerifyError)> {
+        self.verify_with(Some(&self.verifier.order), items, "order")
+    }
+
+    /// [`ProofCache::verify`] for spend (join-split) proofs; all refused without a join-split
+    /// key.
+    pub fn verify_spends(
+        &self,
+        items: &[(JoinSplitPublic, SpendProof)],
+    ) -> Vec<(usize, VerifyError)> {
+        self.verify_with(self.verifier.joinsplit.as_ref(), items, "join-split")
+    }
+
+    fn verify_with<S: PublicStatement + Clone>(
+        &self,
+        verifier: Option<&Verifier<S>>,
+        items: &[(S, Groth16Proof)],
+        circuit: &'static str,
+    ) -> Vec<(usize, VerifyError)> {
+        let Some(verifier) = verifier else {
+            return (0..items.len())
+                .map(|i| (i, VerifyError::NoKey(circuit)))
+                .collect();
+        };
         let keys: Vec<[u8; 32]> = items.iter().map(|(p, pr)| proof_key(p, pr)).collect();
         let unknown: Vec<usize> = (0..items.len())
             .filter(|&i| !self.known(&keys[i]))
             .collect();
-        let batch: Vec<(OrderPublic, OrderProof)> = unknown.iter().map(|&i| items[i]).collect();
+        let batch: Vec<(S, Groth16Proof)> = unknown.iter().map(|&i| items[i].clone()).collect();
         // Deterministic scalars: this also serves block execution, which must not use randomness.
-        let failed: Vec<(usize, VerifyError)> =
-            match self.verifier.verify_batch_deterministic(&batch) {
-                Ok(()) => Vec::new(),
-                Err(f) => f
-                    .invalid
-                    .into_iter()
-                    .map(|(k, e)| (unknown[k], e))
-                    .collect(),
-            };
+        let failed: Vec<(usize, VerifyError)> = match verifier.verify_batch_deterministic(&batch) {
+            Ok(()) => Vec::new(),
+            Err(f) => f
+                .invalid
+                .into_iter()
+                .map(|(k, e)| (unknown[k], e))
+                .collect(),
+        };
         for &i in &unknown {
             if !failed.iter().any(|(j, _)| *j == i) {
                 self.remember(keys[i]);
@@ -194,6 +222,15 @@ impl ProofCache {
 impl ProofCheck for ProofCache {
     fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
         let invalid = self.verify(items);
+        if invalid.is_empty() {
+            Ok(())
+        } else {
+            Err(BatchFailure { invalid })
+        }
+    }
+
+    fn check_spends(&self, items: &[(JoinSplitPublic, SpendProof)]) -> Result<(), BatchFailure> {
+        let invalid = self.verify_spends(items);
         if invalid.is_empty() {
             Ok(())
         } else {
@@ -302,6 +339,27 @@ impl<'g> Admission<'g> {
         }
         for (k, e) in self.proofs.verify(&items) {
             results[positions[k]] = Some(AdmitError::InvalidProof(e));
+        }
+        // Proofs of the spends, against the inputs the ledger derives (binding hash included).
+        let mut spends = Vec::new();
+        let mut spend_positions = Vec::new();
+        for (i, tx) in txs.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            match tx.spend_proof_item(&self.chain_id) {
+                Some(Ok(item)) => {
+                    spends.push(item);
+                    spend_positions.push(i);
+                }
+                Some(Err(bad)) => {
+                    results[i] = Some(AdmitError::Rule(TxError::Pool(PoolError::NotAField(bad))))
+                }
+                None => {}
+            }
+        }
+        for (k, e) in self.proofs.verify_spends(&spends) {
+            results[spend_positions[k]] = Some(AdmitError::InvalidProof(e));
         }
         results
     }

@@ -9,10 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use veilwatt_verifier::ledger::MarketVerifier;
 use veilwatt_verifier::ledger::{Applied, BlockError, Ledger, LedgerRead, ProofCheck};
 use veilwatt_verifier::state::{ChangeSet, Overlay, StateUpdate};
 use veilwatt_verifier::types::{Block, Genesis, Hash32, Transaction, TxId, WalletKey};
-use veilwatt_verifier::OrderVerifier;
 
 use crate::admission::{Admission, AdmissionConfig, AdmitError, ProofCache};
 use crate::consensus::context::ValidatorSet;
@@ -198,7 +198,7 @@ impl NodeCore {
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         genesis: Genesis,
-        verifier: OrderVerifier,
+        verifier: MarketVerifier,
         store: RocksStore,
         admission: AdmissionConfig,
         mempool_capacity: usize,

@@ -12,8 +12,8 @@ use veilwatt_node::config::{read_genesis, write_genesis, Home, NodeConfig};
 use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
 use veilwatt_verifier::types::{
-    FeeSchedule, Genesis, Hash32, Mechanism, MeterKey, Transaction, TxBody, Validator, WalletKey,
-    MILLIS_PER_MINOR,
+    FeeSchedule, Genesis, Hash32, Mechanism, MeterKey, ShieldedParams, Transaction, TxBody,
+    Validator, WalletKey, MILLIS_PER_MINOR,
 };
 
 #[derive(Parser)]
@@ -88,6 +88,19 @@ struct MarketArgs {
     /// the archive).
     #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS)]
     result_retention_periods: u64,
+    /// Give the market a shielded pool (notes spent with join-split proofs).
+    #[arg(long)]
+    shielded: bool,
+    /// Verifying-key id (hex) of the join-split circuit's keys (with --shielded; default with
+    /// --insecure-dev-keys: the development key).
+    #[arg(long, requires = "shielded")]
+    joinsplit_vk_id: Option<String>,
+    /// How many recent note-tree roots a spend may prove against.
+    #[arg(long, default_value_t = 100)]
+    note_root_history: u64,
+    /// The smallest fee of a spend, millis.
+    #[arg(long, default_value_t = 0)]
+    spend_min_fee: u64,
 }
 
 impl MarketArgs {
@@ -102,6 +115,27 @@ impl MarketArgs {
                 "pass --vk-id (from `veilwatt-params ceremony finalize`), or --insecure-dev-keys \
                  for a play market"
             ),
+        };
+        let shielded = if self.shielded {
+            let vk_id = match (&self.joinsplit_vk_id, self.insecure_dev_keys) {
+                (Some(h), _) => Hash32::from_hex(h).map_err(anyhow::Error::msg)?,
+                (None, true) => Hash32(
+                    veilwatt_params::dev::pinned_ids_of(veilwatt_params::MarketCircuit::JoinSplit)
+                        .vk_id
+                        .0,
+                ),
+                (None, false) => anyhow::bail!(
+                    "pass --joinsplit-vk-id (from `veilwatt-params ceremony finalize`) with \
+                     --shielded, or --insecure-dev-keys for a play market"
+                ),
+            };
+            Some(ShieldedParams {
+                vk_id,
+                root_history: self.note_root_history,
+                min_fee: self.spend_min_fee,
+            })
+        } else {
+            None
         };
         let g = Genesis {
             chain_id: self.chain_id.clone(),
@@ -124,6 +158,7 @@ impl MarketArgs {
             insecure_dev_keys: self.insecure_dev_keys,
             max_tx_lifetime_secs: self.max_tx_lifetime_secs,
             result_retention_periods: self.result_retention_periods,
+            shielded,
         };
         g.validate()?;
         Ok(g)

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use veilwatt_params::KeyId;
+use veilwatt_params::{KeyFile, KeyId, MarketCircuit};
+use veilwatt_verifier::ledger::MarketVerifier;
 use veilwatt_verifier::types::Genesis;
-use veilwatt_verifier::OrderVerifier;
+use veilwatt_verifier::{PublicStatement, Verifier};
 
 use crate::admission::AdmissionConfig;
 use crate::config::Home;
@@ -40,29 +41,52 @@ pub enum RunError {
     Api(String),
 }
 
-/// The order circuit's verifying key for `genesis`: `HOME/keys/order.vk` if present (checked
-/// against the id genesis pins), else the development key if genesis pins it.
-pub fn verifier_for(home: &Path, genesis: &Genesis) -> Result<OrderVerifier, RunError> {
-    let id = KeyId(genesis.vk_id.0);
-    let file = home.join("keys").join(veilwatt_params::VK_FILE);
+/// The verifier of `circuit` whose key id is `id`: `HOME/keys/<circuit>.vk` if present
+/// (checked against the id), else the development key if `id` is its pinned id.
+fn verifier<S: PublicStatement>(
+    home: &Path,
+    genesis: &Genesis,
+    circuit: MarketCircuit,
+    id: KeyId,
+) -> Result<Verifier<S>, RunError> {
+    let keys_err = |e: &dyn std::fmt::Display| RunError::Keys(e.to_string());
+    let dir = home.join("keys");
+    let file = dir.join(KeyFile::Verifying.name(circuit));
     let vk = if file.exists() {
-        veilwatt_params::check_provenance(&home.join("keys"), genesis.insecure_dev_keys)
-            .map_err(|e| RunError::Keys(e.to_string()))?;
-        veilwatt_params::load_verifying_key(&file, veilwatt_params::MarketCircuit::Order, &id)
-            .map_err(|e| RunError::Keys(e.to_string()))?
-    } else if id == veilwatt_params::dev::pinned_vk_id() {
-        veilwatt_params::dev::keys()
-            .map_err(|e| RunError::Keys(e.to_string()))?
+        veilwatt_params::check_provenance(&dir, genesis.insecure_dev_keys)
+            .map_err(|e| keys_err(&e))?;
+        veilwatt_params::load_verifying_key(&file, circuit, &id).map_err(|e| keys_err(&e))?
+    } else if id == veilwatt_params::dev::pinned_ids_of(circuit).vk_id {
+        veilwatt_params::dev::keys_of(circuit)
+            .map_err(|e| keys_err(&e))?
             .vk
             .clone()
     } else {
         return Err(RunError::Keys(format!(
-            "genesis pins verifying key {}; put that order.vk in {}",
+            "genesis pins verifying key {} for the {} circuit; put that {} in {}",
             hex::encode(id.0),
-            file.display()
+            circuit.name(),
+            KeyFile::Verifying.name(circuit),
+            dir.display()
         )));
     };
-    OrderVerifier::new(&vk, id).map_err(|e| RunError::Keys(e.to_string()))
+    Verifier::new(&vk, id).map_err(|e| keys_err(&e))
+}
+
+/// The market's verifying keys for `genesis`: the order circuit's, and the join-split's when
+/// the genesis has a shielded pool (see [`verifier`]).
+pub fn verifier_for(home: &Path, genesis: &Genesis) -> Result<MarketVerifier, RunError> {
+    let order = verifier(home, genesis, MarketCircuit::Order, KeyId(genesis.vk_id.0))?;
+    let joinsplit = match &genesis.shielded {
+        None => None,
+        Some(params) => Some(verifier(
+            home,
+            genesis,
+            MarketCircuit::JoinSplit,
+            KeyId(params.vk_id.0),
+        )?),
+    };
+    Ok(MarketVerifier { order, joinsplit })
 }
 
 /// A running validator.

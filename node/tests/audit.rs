@@ -47,7 +47,7 @@ fn reseal(g: &Genesis, e: &mut Export, pos: usize) {
 fn run_audit(g: &Genesis, e: &Export) -> Result<veilwatt_verifier::audit::AuditReport, AuditError> {
     let keys = veilwatt_params::dev::keys().unwrap();
     let v = OrderVerifier::new(&keys.vk, keys.vk_id).unwrap();
-    audit(g, e, &v, None, &Quiet)
+    audit(g, e, &v.into(), None, &Quiet)
 }
 
 /// Renders the HTML report in headless Chromium (Debian's `chromium`, which `.ci/run`

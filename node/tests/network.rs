@@ -442,7 +442,9 @@ async fn a_validator_whose_p2p_port_is_taken_stops_with_a_clear_error() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success());
     assert!(
-        err.contains(&format!("cannot listen for peers on /ip4/127.0.0.1/tcp/{port}")),
+        err.contains(&format!(
+            "cannot listen for peers on /ip4/127.0.0.1/tcp/{port}"
+        )),
         "{err}"
     );
     assert!(!net.homes[0].join("data").join("api.addr").exists());

@@ -48,6 +48,7 @@ fn genesis() -> (Genesis, SigningKey, SigningKey) {
         insecure_dev_keys: true,
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
+        shielded: None,
     };
     (g, registrar, validator)
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod household;
 pub mod interval;
 pub mod simulate;
+pub mod spend;
 pub mod statement_file;
 pub mod wallet;
 
@@ -40,6 +41,13 @@ pub enum ProveError {
     /// signature does not verify): no valid proof exists.
     #[error("the statement does not support this order")]
     Relation(#[from] RelationError),
+    /// The notes do not support the spend (not in the tree under the anchor, values not
+    /// conserved, ...): no valid proof exists.
+    #[error("the notes do not support this spend: {0}")]
+    Spend(#[from] veilwatt_circuits::joinsplit::RelationError),
+    /// A spend was asked of a transaction body that is not one (a bug in the caller).
+    #[error("not a spend")]
+    NotASpend,
     /// The proving system failed.
     #[error("proving failed")]
     Synthesis(#[from] SynthesisError),

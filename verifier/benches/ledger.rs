@@ -75,6 +75,7 @@ fn bench(c: &mut Criterion) {
         insecure_dev_keys: true,
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
+        shielded: None,
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
     let households: Vec<(SigningKey, MeterKey)> = (0..1_000u32)
@@ -140,7 +141,7 @@ fn bench(c: &mut Criterion) {
                 side: if k % 2 == 0 { Side::Sell } else { Side::Buy },
                 quantity_wh: rng.gen_range(100..5_000),
                 limit_price: rng.gen_range(8..=30),
-                proof: OrderProof([0; 128]),
+                proof: veilwatt_verifier::Groth16Proof([0; 128]),
             };
             Transaction::sign(&g.chain_id, body, 1_500, w)
         })

@@ -116,6 +116,7 @@ fn main() {
         insecure_dev_keys: true,
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: retention,
+        shielded: None,
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
 

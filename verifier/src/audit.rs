@@ -21,10 +21,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use veilwatt_circuits::joinsplit::JoinSplitPublic;
 use veilwatt_circuits::order::OrderPublic;
 
-use crate::ledger::{BlockError, Ledger, LedgerRead, ProofCheck};
-use crate::proof::{BatchFailure, OrderProof, OrderVerifier};
+use crate::ledger::{BlockError, Ledger, LedgerRead, MarketVerifier, ProofCheck};
+use crate::pool::Pool;
+use crate::proof::{BatchFailure, OrderProof, SpendProof};
 use crate::snapshot::Checkpoint;
 use crate::state::{MemoryState, StateError};
 use crate::types::{Block, Genesis, Hash32, MeterKey, Side, Signature64, TxBody, TxId, WalletKey};
@@ -465,6 +467,21 @@ pub enum AuditError {
         /// Verifier's reason.
         why: String,
     },
+    /// A spend's join-split proof does not verify.
+    #[error("height {height}, transaction #{index} ({id}): the spend's proof does not verify for its terms: {why}")]
+    SpendProof {
+        /// Height.
+        height: u64,
+        /// Position in the block.
+        index: usize,
+        /// Transaction id.
+        id: TxId,
+        /// Verifier's reason.
+        why: String,
+    },
+    /// The pool's state disagrees with the sums of the public transactions.
+    #[error("shielded supply: {0}")]
+    Supply(String),
     /// The replay refused a block (including a state-root mismatch).
     #[error("height {height}: replay: {error}")]
     Replay {
@@ -551,25 +568,67 @@ pub struct AuditReport {
     pub open_periods: Vec<u64>,
     /// The chain runs on the INSECURE development keys: its proofs prove nothing.
     pub insecure_dev_keys: bool,
+    /// The shielded pool's public figures (`None` when the genesis has no pool).
+    pub shielded: Option<ShieldedFigures>,
+}
+
+/// What the public ledger says about the shielded pool, summed by the audit from the
+/// transactions and checked against the pool's state (supply invariant: the pool holds
+/// exactly what was minted and paid in, less what was paid out; every spend proof, verified
+/// above, conserves value inside the pool).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ShieldedFigures {
+    /// Spend (join-split) proofs re-verified.
+    pub spend_proofs: u64,
+    /// Notes minted by the registrar (shielded deposits), and their value, millis.
+    pub mints: u64,
+    /// Value minted, millis.
+    pub minted_millis: u64,
+    /// Paid into the pool from wallet balances, millis.
+    pub paid_in_millis: u64,
+    /// Paid out of the pool to wallet balances, millis.
+    pub to_wallets_millis: u64,
+    /// Withdrawn to bank accounts, millis.
+    pub withdrawn_millis: u64,
+    /// Fees paid by spends, millis.
+    pub fees_millis: u64,
+    /// Notes in the tree (mints plus two per spend).
+    pub notes: u64,
+    /// Nullifiers revealed (two per spend, dummies included).
+    pub nullifiers: u64,
+    /// Value the pool holds, millis: minted + paid in - paid out.
+    pub balance_millis: u64,
 }
 
 /// Proofs per batch: big enough to amortise the pairing, small enough to parallelise.
 const PROOF_BATCH: usize = 256;
 
 /// One block's proofs, already verified; the replay asks for exactly these.
-struct Verified<'a>(&'a [(OrderPublic, OrderProof)]);
+struct Verified<'a> {
+    orders: &'a [(OrderPublic, OrderProof)],
+    spends: &'a [(JoinSplitPublic, SpendProof)],
+}
+
+/// `Ok` if the replay asks for exactly the proofs verified; never reached otherwise for
+/// blocks this audit verified, but refuse rather than trust.
+fn same_as_verified<T: PartialEq>(asked: &[T], verified: &[T]) -> Result<(), BatchFailure> {
+    if asked == verified {
+        return Ok(());
+    }
+    Err(BatchFailure {
+        invalid: (0..asked.len())
+            .map(|i| (i, crate::VerifyError::Rejected))
+            .collect(),
+    })
+}
 
 impl ProofCheck for Verified<'_> {
     fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
-        if items == self.0 {
-            return Ok(());
-        }
-        // Never reached for blocks this audit verified; refuse rather than trust.
-        Err(BatchFailure {
-            invalid: (0..items.len())
-                .map(|i| (i, crate::VerifyError::Rejected))
-                .collect(),
-        })
+        same_as_verified(items, self.orders)
+    }
+
+    fn check_spends(&self, items: &[(JoinSplitPublic, SpendProof)]) -> Result<(), BatchFailure> {
+        same_as_verified(items, self.spends)
     }
 }
 
@@ -578,7 +637,7 @@ impl ProofCheck for Verified<'_> {
 pub fn audit(
     g: &Genesis,
     export: &Export,
-    verifier: &OrderVerifier,
+    verifier: &MarketVerifier,
     periods: Option<(u64, u64)>,
     progress: &dyn Progress,
 ) -> Result<AuditReport, AuditError> {
@@ -604,6 +663,10 @@ struct Chunk {
     items: Vec<Vec<(OrderPublic, OrderProof)>>,
     /// ... and the index of each one's transaction in the block.
     positions: Vec<Vec<usize>>,
+    /// Per block, its spend proofs in transaction order...
+    spends: Vec<Vec<(JoinSplitPublic, SpendProof)>>,
+    /// ... and the index of each one's transaction in the block.
+    spend_positions: Vec<Vec<usize>>,
     signatures: u64,
 }
 
@@ -620,7 +683,7 @@ pub fn audit_stream<I>(
     g: &Genesis,
     header: &ExportHeader,
     blocks: I,
-    verifier: &OrderVerifier,
+    verifier: &MarketVerifier,
     periods: Option<(u64, u64)>,
     progress: &dyn Progress,
 ) -> Result<AuditReport, AuditError>
@@ -638,7 +701,7 @@ pub fn audit_stream_from<I>(
     start: Option<Checkpoint>,
     header: &ExportHeader,
     blocks: I,
-    verifier: &OrderVerifier,
+    verifier: &MarketVerifier,
     periods: Option<(u64, u64)>,
     progress: &dyn Progress,
 ) -> Result<AuditReport, AuditError>
@@ -833,20 +896,76 @@ fn check_certificates(g: &Genesis, mut blocks: Vec<ExportedBlock>) -> (Chunk, Op
                 .unzip()
         })
         .unzip();
+    // The spends' proofs, with the inputs the ledger derives (binding hash included); a spend
+    // with a non-canonical field element is refused by the replay.
+    let (spends, spend_positions) = blocks
+        .iter()
+        .map(|b| {
+            b.block
+                .txs
+                .iter()
+                .enumerate()
+                .filter_map(|(k, tx)| {
+                    tx.spend_proof_item(&g.chain_id)
+                        .and_then(Result::ok)
+                        .map(|item| (item, k))
+                })
+                .unzip()
+        })
+        .unzip();
     (
         Chunk {
             blocks,
             items,
             positions,
+            spends,
+            spend_positions,
             signatures,
         },
         failure,
     )
 }
 
+impl Chunk {
+    /// Keeps the first `n` blocks.
+    fn truncate(&mut self, n: usize) {
+        self.blocks.truncate(n);
+        self.items.truncate(n);
+        self.positions.truncate(n);
+        self.spends.truncate(n);
+        self.spend_positions.truncate(n);
+    }
+}
+
+/// The first spend of `chunk` whose proof does not verify: (block position, transaction
+/// index, why). Verified in parallel batches.
+fn first_bad_spend(verifier: &MarketVerifier, chunk: &Chunk) -> Option<(usize, usize, String)> {
+    let flat: Vec<(usize, usize, &(JoinSplitPublic, SpendProof))> = chunk
+        .spends
+        .iter()
+        .zip(&chunk.spend_positions)
+        .enumerate()
+        .flat_map(|(pos, (items, at))| items.iter().zip(at).map(move |(x, k)| (pos, *k, x)))
+        .collect();
+    flat.par_chunks(PROOF_BATCH)
+        .flat_map_iter(|batch| {
+            let owned: Vec<(JoinSplitPublic, SpendProof)> =
+                batch.iter().map(|(_, _, x)| **x).collect();
+            verifier
+                .check_spends(&owned)
+                .err()
+                .map(|f| f.invalid)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(i, e)| (batch[i].0, batch[i].1, e.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .min_by_key(|(pos, index, _)| (*pos, *index))
+}
+
 /// Stage 2: verifies every order proof of a chunk, in parallel batches.
 fn proof_stage(
-    verifier: &OrderVerifier,
+    verifier: &MarketVerifier,
     input: &std::sync::mpsc::Receiver<Stage>,
     out: &std::sync::mpsc::SyncSender<Stage>,
 ) {
@@ -865,6 +984,7 @@ fn proof_stage(
             .flat_map_iter(|(c, batch)| {
                 let owned: Vec<(OrderPublic, OrderProof)> = batch.iter().map(|x| **x).collect();
                 verifier
+                    .order
                     .verify_batch_deterministic(&owned)
                     .err()
                     .map(|f| f.invalid)
@@ -874,6 +994,22 @@ fn proof_stage(
             })
             .min_by_key(|(i, _)| *i);
         let Some((i, why)) = failure else {
+            // Then the spends' proofs.
+            if let Some((pos, index, why)) = first_bad_spend(verifier, &chunk) {
+                let b = &chunk.blocks[pos];
+                let error = AuditError::SpendProof {
+                    height: b.block.height,
+                    index,
+                    id: b.block.txs[index].id(),
+                    why,
+                };
+                chunk.truncate(pos);
+                if !chunk.blocks.is_empty() && out.send(Ok(chunk)).is_err() {
+                    return;
+                }
+                let _ = out.send(Err(error));
+                return;
+            }
             if out.send(Ok(chunk)).is_err() {
                 return;
             }
@@ -908,9 +1044,7 @@ fn proof_stage(
             quantity_wh,
             why,
         };
-        chunk.blocks.truncate(pos);
-        chunk.items.truncate(pos);
-        chunk.positions.truncate(pos);
+        chunk.truncate(pos);
         if !chunk.blocks.is_empty() && out.send(Ok(chunk)).is_err() {
             return;
         }
@@ -1040,13 +1174,18 @@ fn replay_stage(
         }
     }
     let (mut blocks, mut transactions, mut proofs, mut signatures) = (0u64, 0u64, 0u64, 0u64);
+    let mut shielded = ShieldedFigures::default();
     for msg in input {
         let chunk = msg?;
         signatures += chunk.signatures;
-        for (b, items) in chunk.blocks.iter().zip(&chunk.items) {
+        for ((b, items), spends) in chunk.blocks.iter().zip(&chunk.items).zip(&chunk.spends) {
             let height = b.block.height;
+            let verified = Verified {
+                orders: items,
+                spends,
+            };
             let mut applied = ledger
-                .apply_block(&state, &b.block, &Verified(items))
+                .apply_block(&state, &b.block, &verified)
                 .map_err(|error| AuditError::Replay { height, error })?;
             // The archive is not committed and the figures of a period are taken when it
             // clears: the audit keeps no archived results.
@@ -1056,6 +1195,7 @@ fn replay_stage(
                 .retain(|k, _| k.first() != Some(&crate::state::keys::ARCHIVE));
             state.commit(applied.update);
             figures.block(&b.block);
+            shielded.block(&b.block).map_err(AuditError::Supply)?;
             for p in applied
                 .events
                 .iter()
@@ -1078,10 +1218,15 @@ fn replay_stage(
             blocks += 1;
             transactions += b.block.txs.len() as u64;
             proofs += items.len() as u64;
+            shielded.spend_proofs += spends.len() as u64;
             progress.advance(1);
         }
     }
     let open_periods = state.open_periods().map_err(AuditError::State)?;
+    let shielded = match &g.shielded {
+        None => None,
+        Some(_) => Some(shielded.checked_against(&state)?),
+    };
     Ok(AuditReport {
         chain_id: g.chain_id.clone(),
         genesis_hash: g.hash(),
@@ -1094,7 +1239,86 @@ fn replay_stage(
         periods: figures.periods,
         open_periods,
         insecure_dev_keys: g.insecure_dev_keys,
+        shielded,
     })
+}
+
+impl ShieldedFigures {
+    /// Takes a replayed (so valid) block's pool transactions into account.
+    fn block(&mut self, block: &Block) -> Result<(), String> {
+        let add = |a: u64, b: u64| a.checked_add(b).ok_or("a total overflows 64 bits");
+        for tx in &block.txs {
+            match &tx.body {
+                TxBody::MintNote { value, .. } => {
+                    self.mints += 1;
+                    self.notes += 1;
+                    self.minted_millis = add(self.minted_millis, *value)?;
+                }
+                TxBody::Spend {
+                    public_in,
+                    public_out,
+                    fee,
+                    payout,
+                    ..
+                } => {
+                    self.notes += 2;
+                    self.nullifiers += 2;
+                    self.paid_in_millis = add(self.paid_in_millis, *public_in)?;
+                    self.fees_millis = add(self.fees_millis, *fee)?;
+                    let paid = public_out - fee;
+                    match payout {
+                        crate::types::Payout::None => {}
+                        crate::types::Payout::Wallet { .. } => {
+                            self.to_wallets_millis = add(self.to_wallets_millis, paid)?
+                        }
+                        crate::types::Payout::Bank { .. } => {
+                            self.withdrawn_millis = add(self.withdrawn_millis, paid)?
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The supply invariant: the pool's stored balance, fees and tree size are what the
+    /// public transactions add up to.
+    fn checked_against(mut self, state: &MemoryState) -> Result<Self, AuditError> {
+        let pool = Pool::load(state).map_err(AuditError::State)?;
+        let out = self
+            .to_wallets_millis
+            .checked_add(self.withdrawn_millis)
+            .and_then(|x| x.checked_add(self.fees_millis));
+        let expected = self
+            .minted_millis
+            .checked_add(self.paid_in_millis)
+            .zip(out)
+            .and_then(|(i, o)| i.checked_sub(o));
+        if expected != Some(pool.balance) {
+            return Err(AuditError::Supply(format!(
+                "the pool holds {} but minted {} + paid in {} - to wallets {} - withdrawn {} - \
+                 fees {} is {expected:?}",
+                pool.balance,
+                self.minted_millis,
+                self.paid_in_millis,
+                self.to_wallets_millis,
+                self.withdrawn_millis,
+                self.fees_millis
+            )));
+        }
+        if pool.fees != self.fees_millis || pool.frontier().size() != self.notes {
+            return Err(AuditError::Supply(format!(
+                "the pool records fees {} and {} notes, the transactions {} and {}",
+                pool.fees,
+                pool.frontier().size(),
+                self.fees_millis,
+                self.notes
+            )));
+        }
+        self.balance_millis = pool.balance;
+        Ok(self)
+    }
 }
 
 #[cfg(test)]
@@ -1138,6 +1362,7 @@ mod tests {
             insecure_dev_keys: true,
             max_tx_lifetime_secs: crate::types::DEFAULT_MAX_TX_LIFETIME_SECS,
             result_retention_periods: crate::types::DEFAULT_RESULT_RETENTION_PERIODS,
+            shielded: None,
         }
     }
 

@@ -5,17 +5,22 @@
 //! block costs what it touches, not what the ledger holds.
 
 use crate::clearing::{buy_escrow, clear, BookOrder, Trade};
-use crate::proof::{BatchFailure, OrderProof, OrderVerifier};
+use crate::pool::{self, Pool, PoolError};
+use crate::proof::{
+    BatchFailure, JoinSplitVerifier, OrderProof, OrderVerifier, SpendProof, VerifyError,
+};
 use crate::state::{keys, ChangeSet, Overlay, StateError, StateRead, StateReadExt, StateUpdate};
 use crate::types::{
-    Block, Genesis, GenesisError, Hash32, MeterKey, Millis, Side, Transaction, TxBody, TxId,
-    WalletKey,
+    Block, FieldBytes, Genesis, GenesisError, Hash32, MeterKey, Millis, Payout, ShieldedParams,
+    Side, Transaction, TxBody, TxId, WalletKey, MAX_NOTE_MEMO,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::TreeReader;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use veilwatt_circuits::joinsplit::JoinSplitPublic;
+use veilwatt_circuits::note;
 use veilwatt_circuits::order::OrderPublic;
 
 /// A wallet's money.
@@ -406,9 +411,50 @@ pub enum TxError {
     /// An amount would overflow.
     #[error("arithmetic overflow")]
     Overflow,
+    /// The genesis has no shielded pool.
+    #[error("this market has no shielded pool")]
+    ShieldedDisabled,
+    /// A shielded-pool rule (unknown anchor, double spend, bad field element, ...).
+    #[error(transparent)]
+    Pool(PoolError),
+    /// A spend's fee is below the genesis minimum.
+    #[error("fee {fee} is below the minimum {min}")]
+    FeeTooLow {
+        /// The spend's fee, millis.
+        fee: Millis,
+        /// The genesis `min_fee`, millis.
+        min: Millis,
+    },
+    /// A spend's public amount out is not its fee plus a payout its kind allows.
+    #[error(
+        "public_out {public_out} must be the fee {fee} plus the payout (none: exactly the fee)"
+    )]
+    PayoutMismatch {
+        /// The spend's public amount out, millis.
+        public_out: Millis,
+        /// Its fee, millis.
+        fee: Millis,
+    },
+    /// A note memo is longer than allowed.
+    #[error("note memo of {len} bytes; at most {max}")]
+    MemoTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The state could not be read (not a property of the transaction).
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+impl From<PoolError> for TxError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::State(s) => TxError::State(s),
+            e => TxError::Pool(e),
+        }
+    }
 }
 
 /// Why a block is rejected. A rejected block changes nothing.
@@ -477,11 +523,17 @@ pub enum Event {
     },
 }
 
-/// Verifies the proofs of a block's orders. [`OrderVerifier`] is the real one; a node that has
-/// already verified a proof at admission can answer from its cache.
+/// Verifies the proofs of a block's orders and spends. [`MarketVerifier`] is the real one; a
+/// node that has already verified a proof at admission can answer from its cache.
 pub trait ProofCheck: Sync {
-    /// `Ok` if every proof verifies; otherwise the invalid ones.
+    /// `Ok` if every order proof verifies; otherwise the invalid ones.
     fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure>;
+
+    /// `Ok` if every spend (join-split) proof verifies; otherwise the invalid ones. The
+    /// default has no join-split key and refuses every spend proof.
+    fn check_spends(&self, items: &[(JoinSplitPublic, SpendProof)]) -> Result<(), BatchFailure> {
+        refuse_all(items.len(), "join-split")
+    }
 
     /// Whether the signature of the transaction with id `id` was already verified for this
     /// chain. Sound because the id is a hash of the whole signed transaction (body, signer and
@@ -491,9 +543,51 @@ pub trait ProofCheck: Sync {
     }
 }
 
+/// `Ok` for no items, otherwise every item invalid for want of a `circuit` key.
+fn refuse_all(n: usize, circuit: &'static str) -> Result<(), BatchFailure> {
+    if n == 0 {
+        return Ok(());
+    }
+    Err(BatchFailure {
+        invalid: (0..n).map(|i| (i, VerifyError::NoKey(circuit))).collect(),
+    })
+}
+
 impl ProofCheck for OrderVerifier {
     fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
         self.verify_batch_deterministic(items)
+    }
+}
+
+/// The verifying keys of a market: the order circuit's, and the join-split's when the genesis
+/// has a shielded pool.
+#[derive(Clone, Debug)]
+pub struct MarketVerifier {
+    /// Order proofs.
+    pub order: OrderVerifier,
+    /// Spend proofs (`None`: every spend proof is refused).
+    pub joinsplit: Option<JoinSplitVerifier>,
+}
+
+impl From<OrderVerifier> for MarketVerifier {
+    fn from(order: OrderVerifier) -> Self {
+        Self {
+            order,
+            joinsplit: None,
+        }
+    }
+}
+
+impl ProofCheck for MarketVerifier {
+    fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
+        self.order.verify_batch_deterministic(items)
+    }
+
+    fn check_spends(&self, items: &[(JoinSplitPublic, SpendProof)]) -> Result<(), BatchFailure> {
+        match &self.joinsplit {
+            Some(v) => v.verify_batch_deterministic(items),
+            None => refuse_all(items.len(), "join-split"),
+        }
     }
 }
 
@@ -563,9 +657,22 @@ impl<'g> Ledger<'g> {
     /// The state at height 0 (version 0 of the tree): empty but for zero totals. `reader` is
     /// the empty backend that will hold it.
     pub fn genesis_update<R: TreeReader>(&self, reader: &R) -> Result<StateUpdate, StateError> {
-        let mut changes = ChangeSet::new();
-        changes.insert(keys::meta(), Some(crate::types::encode(&Meta::default())));
-        StateUpdate::compute(reader, 0, changes)
+        let empty = crate::state::MemoryState::default();
+        let mut state = Overlay::new(&empty);
+        write::meta(&mut state, &Meta::default());
+        if let Some(params) = &self.genesis.shielded {
+            // The empty note tree's root is the first anchor (spends of dummies only).
+            pool::record_root(&mut state, params.root_history)?;
+        }
+        StateUpdate::compute(reader, 0, state.into_changes())
+    }
+
+    /// The genesis' shielded-pool parameters, or why there are none.
+    fn shielded(&self) -> Result<&'g ShieldedParams, TxError> {
+        self.genesis
+            .shielded
+            .as_ref()
+            .ok_or(TxError::ShieldedDisabled)
     }
 
     /// Checks and applies one transaction at consensus time `time`, assuming any order proof
@@ -742,6 +849,99 @@ impl<'g> Ledger<'g> {
                         escrow,
                     },
                 );
+            }
+            TxBody::MintNote {
+                value, owner, rho, ..
+            } => {
+                self.shielded()?;
+                if *value == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                let field = |x: &FieldBytes| x.to_field().ok_or(PoolError::NotAField(*x));
+                let cm = note::commitment(ark_bn254::Fr::from(*value), field(owner)?, field(rho)?);
+                let mut pool = Pool::load(state)?;
+                pool.append(&[FieldBytes::from_field(cm)])?;
+                pool.balance = add(pool.balance, *value)?;
+                pool.store(state);
+                let mut meta = state.meta()?;
+                meta.total_deposits = add(meta.total_deposits, *value)?;
+                write::meta(state, &meta);
+            }
+            TxBody::Spend {
+                anchor,
+                nullifiers,
+                outputs,
+                public_in,
+                public_out,
+                fee,
+                payout,
+                ..
+            } => {
+                let params = self.shielded()?;
+                for o in outputs {
+                    if o.memo.len() > MAX_NOTE_MEMO {
+                        return Err(TxError::MemoTooLong {
+                            len: o.memo.len(),
+                            max: MAX_NOTE_MEMO,
+                        });
+                    }
+                }
+                if *fee < params.min_fee {
+                    return Err(TxError::FeeTooLow {
+                        fee: *fee,
+                        min: params.min_fee,
+                    });
+                }
+                let mismatch = TxError::PayoutMismatch {
+                    public_out: *public_out,
+                    fee: *fee,
+                };
+                let paid = public_out.checked_sub(*fee).ok_or(mismatch.clone())?;
+                match payout {
+                    Payout::None if paid != 0 => return Err(mismatch),
+                    Payout::Bank { .. } if paid == 0 => return Err(TxError::ZeroAmount),
+                    _ => {}
+                }
+                pool::check_anchor(state, anchor)?;
+                for nf in nullifiers {
+                    pool::reveal(state, nf)?;
+                }
+                let mut pool = Pool::load(state)?;
+                if *public_in > 0 {
+                    let mut a = state.account(&tx.signer)?.unwrap_or_default();
+                    if a.balance < *public_in {
+                        return Err(TxError::InsufficientFunds {
+                            need: *public_in,
+                            have: a.balance,
+                        });
+                    }
+                    a.balance -= public_in;
+                    write::account(state, &tx.signer, &a);
+                }
+                pool.balance = add(pool.balance, *public_in)?;
+                pool.balance =
+                    pool.balance
+                        .checked_sub(*public_out)
+                        .ok_or(PoolError::Insolvent {
+                            need: *public_out,
+                            balance: pool.balance,
+                        })?;
+                pool.fees = add(pool.fees, *fee)?;
+                pool.append(&[outputs[0].cm, outputs[1].cm])?;
+                pool.store(state);
+                match payout {
+                    Payout::None => {}
+                    Payout::Wallet { wallet } => {
+                        let mut a = state.account(wallet)?.unwrap_or_default();
+                        a.balance = add(a.balance, paid)?;
+                        write::account(state, wallet, &a);
+                    }
+                    Payout::Bank { .. } => {
+                        let mut meta = state.meta()?;
+                        meta.total_withdrawals = add(meta.total_withdrawals, paid)?;
+                        write::meta(state, &meta);
+                    }
+                }
             }
             TxBody::CancelOrder { order } => {
                 let rec = state.open_order(order)?.ok_or(TxError::UnknownOrder)?;
@@ -956,15 +1156,43 @@ impl<'g> Ledger<'g> {
                 positions.push(k);
             }
         }
-        if let Err(f) = proofs.check(&items) {
-            if let Some((i, e)) = f.invalid.first() {
-                let index = positions[*i];
-                return Err(BlockError::Tx {
-                    index,
-                    id: block.txs[index].id(),
-                    error: TxError::InvalidProof(e.to_string()),
-                });
+        // Spend proofs likewise, against the inputs the ledger derives (its binding hash
+        // included); a spend naming a non-canonical field element is invalid as a whole.
+        let mut spends = Vec::new();
+        let mut spend_positions = Vec::new();
+        for (k, tx) in block.txs.iter().enumerate() {
+            match tx.spend_proof_item(&self.genesis.chain_id) {
+                None => {}
+                Some(Ok(item)) => {
+                    spends.push(item);
+                    spend_positions.push(k);
+                }
+                Some(Err(bad)) => {
+                    return Err(BlockError::Tx {
+                        index: k,
+                        id: tx.id(),
+                        error: TxError::Pool(PoolError::NotAField(bad)),
+                    })
+                }
             }
+        }
+        let failures = [
+            (proofs.check(&items).err(), &positions),
+            (proofs.check_spends(&spends).err(), &spend_positions),
+        ];
+        let first_invalid = failures
+            .iter()
+            .filter_map(|(f, at)| {
+                let (i, e) = f.as_ref()?.invalid.first()?;
+                Some((at[*i], e.to_string()))
+            })
+            .min_by_key(|(index, _)| *index);
+        if let Some((index, e)) = first_invalid {
+            return Err(BlockError::Tx {
+                index,
+                id: block.txs[index].id(),
+                error: TxError::InvalidProof(e),
+            });
         }
 
         let mut next = Overlay::new(state);
@@ -998,6 +1226,10 @@ impl<'g> Ledger<'g> {
                 error => BlockError::Tx { index, id, error },
             })?;
             events.push(Event::TxApplied { id });
+        }
+        if let Some(params) = &self.genesis.shielded {
+            // The tree as this block leaves it is an anchor for the next ones.
+            pool::record_root(&mut next, params.root_history)?;
         }
         let mut meta = next.meta()?;
         meta.height = block.height;

@@ -6,10 +6,14 @@ pub mod audit_html;
 pub mod clearing;
 mod curve;
 pub mod ledger;
+pub mod pool;
 pub mod proof;
 pub mod snapshot;
 pub mod state;
 pub mod types;
 pub mod units;
 
-pub use proof::{BatchFailure, OrderProof, OrderVerifier, ProofError, VerifyError, PROOF_BYTES};
+pub use proof::{
+    BatchFailure, Groth16Proof, JoinSplitVerifier, OrderProof, OrderVerifier, ProofError,
+    PublicStatement, SpendProof, Verifier, VerifyError, PROOF_BYTES,
+};

@@ -1,4 +1,5 @@
-//! Order proofs: the canonical wire form and verification.
+//! Groth16 proofs of the market's circuits (orders, join-splits): the canonical wire form and
+//! verification, one at a time or in batches, by a [`Verifier`] per circuit.
 //!
 //! A proof travels as its arkworks canonical compressed encoding (128 bytes: A in G1, B in G2,
 //! C in G1), hex in JSON. Decoding checks that every point is on its curve and in the
@@ -30,7 +31,9 @@ use merlin::Transcript;
 use rand_core::{CryptoRng, RngCore};
 use rayon::prelude::*;
 use std::fmt;
-use veilwatt_circuits::order::{public_input, OrderPublic};
+use std::marker::PhantomData;
+use veilwatt_circuits::joinsplit::{self, JoinSplitPublic};
+use veilwatt_circuits::order::{self, OrderPublic};
 use veilwatt_params::KeyId;
 
 /// Bytes of a compressed BN254 Groth16 proof.
@@ -39,7 +42,38 @@ pub const PROOF_BYTES: usize = 128;
 /// A proof in its canonical wire form. Holding one says nothing about validity: decode or verify
 /// it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, borsh::BorshSerialize, borsh::BorshDeserialize)]
-pub struct OrderProof(pub [u8; PROOF_BYTES]);
+pub struct Groth16Proof(pub [u8; PROOF_BYTES]);
+
+/// An order's proof.
+pub type OrderProof = Groth16Proof;
+/// A join-split's proof.
+pub type SpendProof = Groth16Proof;
+
+/// A circuit's public statement, as its verifier sees it.
+pub trait PublicStatement: Sync {
+    /// Number of public inputs (Groth16's constant one excluded).
+    const COUNT: usize;
+    /// Domain separator of this circuit's batch transcript.
+    const BATCH_LABEL: &'static [u8];
+    /// The public inputs, in the circuit's order.
+    fn inputs(&self) -> Vec<Fr>;
+}
+
+impl PublicStatement for OrderPublic {
+    const COUNT: usize = order::public_input::COUNT;
+    const BATCH_LABEL: &'static [u8] = b"veilwatt.order-proof-batch.v1";
+    fn inputs(&self) -> Vec<Fr> {
+        self.to_field_elements().to_vec()
+    }
+}
+
+impl PublicStatement for JoinSplitPublic {
+    const COUNT: usize = joinsplit::public_input::COUNT;
+    const BATCH_LABEL: &'static [u8] = b"veilwatt.joinsplit-proof-batch.v1";
+    fn inputs(&self) -> Vec<Fr> {
+        self.to_field_elements().to_vec()
+    }
+}
 
 /// Why bytes are not a well-formed proof.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,9 +107,12 @@ pub enum VerifyError {
     /// The proof is well formed but does not verify for these public inputs under this key.
     #[error("proof does not verify for these public inputs")]
     Rejected,
+    /// This verifier has no key for the proof's circuit.
+    #[error("no verifying key for the {0} circuit")]
+    NoKey(&'static str),
 }
 
-impl OrderProof {
+impl Groth16Proof {
     /// The canonical encoding of an arkworks proof.
     pub fn from_proof(p: &Proof<Bn254>) -> Self {
         let mut out = [0u8; PROOF_BYTES];
@@ -124,19 +161,19 @@ impl OrderProof {
     }
 }
 
-impl fmt::Debug for OrderProof {
+impl fmt::Debug for Groth16Proof {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OrderProof({})", self.to_hex())
+        write!(f, "Groth16Proof({})", self.to_hex())
     }
 }
 
-impl serde::Serialize for OrderProof {
+impl serde::Serialize for Groth16Proof {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_hex())
     }
 }
 
-impl<'de> serde::Deserialize<'de> for OrderProof {
+impl<'de> serde::Deserialize<'de> for Groth16Proof {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Self::from_hex(&s).map_err(serde::de::Error::custom)
@@ -151,36 +188,49 @@ pub struct BatchFailure {
     pub invalid: Vec<(usize, VerifyError)>,
 }
 
-/// A verifying key prepared for repeated use, with its id.
-#[derive(Clone)]
-pub struct OrderVerifier {
+/// A circuit's verifying key prepared for repeated use, with its id.
+pub struct Verifier<S> {
     pvk: PreparedVerifyingKey<Bn254>,
     vk_id: KeyId,
+    statement: PhantomData<fn(&S)>,
 }
 
-impl fmt::Debug for OrderVerifier {
+/// The order circuit's verifier.
+pub type OrderVerifier = Verifier<OrderPublic>;
+/// The join-split circuit's verifier.
+pub type JoinSplitVerifier = Verifier<JoinSplitPublic>;
+
+impl<S> Clone for Verifier<S> {
+    fn clone(&self) -> Self {
+        Self {
+            pvk: self.pvk.clone(),
+            vk_id: self.vk_id,
+            statement: PhantomData,
+        }
+    }
+}
+
+impl<S> fmt::Debug for Verifier<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OrderVerifier")
+        f.debug_struct("Verifier")
             .field("vk_id", &self.vk_id)
             .finish_non_exhaustive()
     }
 }
 
-/// Domain separator of the batch transcript.
-const BATCH_TRANSCRIPT_LABEL: &[u8] = b"veilwatt.order-proof-batch.v1";
-
-impl OrderVerifier {
+impl<S: PublicStatement> Verifier<S> {
     /// Prepares `vk`, whose content id is `vk_id` (see [`veilwatt_params::vk_id`]).
     pub fn new(vk: &VerifyingKey<Bn254>, vk_id: KeyId) -> Result<Self, VerifyError> {
-        if vk.gamma_abc_g1.len() != public_input::COUNT + 1 {
+        if vk.gamma_abc_g1.len() != S::COUNT + 1 {
             return Err(VerifyError::InputCount {
                 expected: vk.gamma_abc_g1.len().saturating_sub(1),
-                got: public_input::COUNT,
+                got: S::COUNT,
             });
         }
         Ok(Self {
             pvk: prepare_verifying_key(vk),
             vk_id,
+            statement: PhantomData,
         })
     }
 
@@ -190,9 +240,9 @@ impl OrderVerifier {
     }
 
     /// Verifies one proof.
-    pub fn verify(&self, public: &OrderPublic, proof: &OrderProof) -> Result<(), VerifyError> {
+    pub fn verify(&self, public: &S, proof: &Groth16Proof) -> Result<(), VerifyError> {
         let p = proof.decode()?;
-        self.verify_decoded(&public.to_field_elements(), &p)
+        self.verify_decoded(&public.inputs(), &p)
     }
 
     fn verify_decoded(&self, inputs: &[Fr], p: &Proof<Bn254>) -> Result<(), VerifyError> {
@@ -208,7 +258,7 @@ impl OrderVerifier {
     /// failure lists exactly the invalid ones, so that a node can drop only those.
     pub fn verify_batch<R: RngCore + CryptoRng>(
         &self,
-        items: &[(OrderPublic, OrderProof)],
+        items: &[(S, Groth16Proof)],
         rng: &mut R,
     ) -> Result<(), BatchFailure> {
         let scalars = self.batch_scalars(items, rng);
@@ -227,7 +277,7 @@ impl OrderVerifier {
                     a_r: curve::mul_glv_128(&p.a, r.a, r.b).into_affine(),
                     b: p.b,
                     c: p.c,
-                    inputs: public.to_field_elements(),
+                    inputs: public.inputs(),
                     r: curve::glv_scalar(r.a, r.b),
                 };
                 Ok((prepared, p.b.into()))
@@ -254,11 +304,11 @@ impl OrderVerifier {
         }
     }
 
-    /// [`OrderVerifier::verify_batch`] with scalars from the transcript alone (Fiat-Shamir over
+    /// [`Verifier::verify_batch`] with scalars from the transcript alone (Fiat-Shamir over
     /// the key id, every proof and every public input): deterministic, for consensus code.
     pub fn verify_batch_deterministic(
         &self,
-        items: &[(OrderPublic, OrderProof)],
+        items: &[(S, Groth16Proof)],
     ) -> Result<(), BatchFailure> {
         self.verify_batch(items, &mut TranscriptOnly)
     }
@@ -267,15 +317,15 @@ impl OrderVerifier {
     /// public inputs.
     fn batch_scalars<R: RngCore + CryptoRng>(
         &self,
-        items: &[(OrderPublic, OrderProof)],
+        items: &[(S, Groth16Proof)],
         rng: &mut R,
     ) -> Vec<BatchScalar> {
-        let mut t = Transcript::new(BATCH_TRANSCRIPT_LABEL);
+        let mut t = Transcript::new(S::BATCH_LABEL);
         t.append_message(b"vk-id", &self.vk_id.0);
         t.append_u64(b"n", items.len() as u64);
         for (public, proof) in items {
             t.append_message(b"proof", &proof.0);
-            for x in public.to_field_elements() {
+            for x in public.inputs() {
                 t.append_message(b"input", &x.into_bigint().to_bytes_le());
             }
         }
@@ -324,7 +374,7 @@ impl OrderVerifier {
         let vk = &self.pvk.vk;
         // sum_i r_i IC_i as one small MSM: gamma_abc[0] * sum r_i + sum_j gamma_abc[j] * s_j
         // with s_j = sum_i r_i x_ij.
-        let mut ic_scalars = vec![Fr::zero(); public_input::COUNT + 1];
+        let mut ic_scalars = vec![Fr::zero(); S::COUNT + 1];
         for p in batch {
             ic_scalars[0] += p.r;
             for (s, x) in ic_scalars[1..].iter_mut().zip(&p.inputs) {
@@ -369,7 +419,7 @@ struct Prepared {
     a_r: G1Affine,
     b: G2Affine,
     c: G1Affine,
-    inputs: [Fr; public_input::COUNT],
+    inputs: Vec<Fr>,
     r: Fr,
 }
 

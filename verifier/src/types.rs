@@ -6,12 +6,13 @@
 //! in *millis* (thousandths of a minor unit), so that `Wh x (minor/kWh)` is an exact integer
 //! number of millis and trade values never round.
 
-use crate::proof::OrderProof;
+use crate::proof::{OrderProof, SpendProof};
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use veilwatt_circuits::joinsplit::JoinSplitPublic;
 use veilwatt_circuits::order::OrderPublic;
 use veilwatt_circuits::{babyjub::PointError, eddsa::PublicKey};
 
@@ -92,6 +93,31 @@ hex_bytes!(
     MeterKey,
     64
 );
+
+hex_bytes!(
+    /// A BN254 scalar field element (note commitments, nullifiers, note-tree roots, owner
+    /// tags): 32 bytes little-endian. Canonical (below the modulus) when it came from
+    /// [`FieldBytes::from_field`]; [`FieldBytes::to_field`] refuses any other.
+    FieldBytes,
+    32
+);
+
+impl FieldBytes {
+    /// The canonical encoding of `x`.
+    pub fn from_field(x: ark_bn254::Fr) -> Self {
+        use ark_ff::{BigInteger, PrimeField};
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&x.into_bigint().to_bytes_le());
+        Self(out)
+    }
+
+    /// The field element, if the bytes are its canonical encoding.
+    pub fn to_field(&self) -> Option<ark_bn254::Fr> {
+        use ark_ff::{BigInteger, PrimeField};
+        let x = ark_bn254::Fr::from_le_bytes_mod_order(&self.0);
+        (x.into_bigint().to_bytes_le() == self.0).then_some(x)
+    }
+}
 
 /// SHA-256.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -255,6 +281,71 @@ pub struct Genesis {
     /// ones move to the nodes' archive (still served by the API and the export).
     #[serde(default = "default_result_retention_periods")]
     pub result_retention_periods: u64,
+    /// Shielded money (notes spent with join-split proofs); `None`: the market has no
+    /// shielded pool and refuses its transactions.
+    #[serde(default)]
+    pub shielded: Option<ShieldedParams>,
+}
+
+/// The shielded pool's parameters (docs/spec/notes.md).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ShieldedParams {
+    /// Id of the join-split circuit's verifying key (SHA-256 of `joinsplit.vk`).
+    pub vk_id: Hash32,
+    /// How many recent note-tree roots a spend may prove against (`K`).
+    pub root_history: u64,
+    /// The smallest fee of a spend, millis, paid from its public amount out.
+    pub min_fee: Millis,
+}
+
+/// Largest [`ShieldedParams::root_history`]: a spend may use a root up to this many
+/// note-making blocks old.
+pub const MAX_ROOT_HISTORY: u64 = 10_000;
+
+/// Largest [`NoteOutput::memo`], bytes.
+pub const MAX_NOTE_MEMO: usize = 256;
+
+/// Hex in JSON for byte strings.
+mod hex_vec {
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        hex::decode(s.as_ref()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A note a spend makes: its commitment and what its recipient needs to find and open it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct NoteOutput {
+    /// The note commitment (appended to the note tree).
+    pub cm: FieldBytes,
+    /// The note's opening for its recipient, encrypted by the wallet that made it; opaque to
+    /// the ledger, at most [`MAX_NOTE_MEMO`] bytes, covered by the binding hash.
+    #[serde(with = "hex_vec")]
+    pub memo: Vec<u8>,
+}
+
+/// Where a spend's public amount out goes (besides its fee).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum Payout {
+    /// Nowhere: the public amount out is exactly the fee.
+    None,
+    /// Credited to a wallet's (public) balance, which orders use until they use notes.
+    Wallet {
+        /// The wallet.
+        wallet: WalletKey,
+    },
+    /// Paid out of the market to a bank account (a withdrawal), named by a reference the
+    /// registrar's bank transfer carries.
+    Bank {
+        /// The payment reference.
+        reference: u64,
+    },
 }
 
 /// Default [`Genesis::max_tx_lifetime_secs`]: one hour.
@@ -332,7 +423,12 @@ impl Genesis {
 
     /// True if `vk_id` is the development keys' (forgeable by anyone).
     pub fn uses_development_keys(&self) -> bool {
-        self.vk_id.0 == veilwatt_params::dev::pinned_vk_id().0
+        use veilwatt_params::{dev, MarketCircuit};
+        self.vk_id.0 == dev::pinned_vk_id().0
+            || self
+                .shielded
+                .as_ref()
+                .is_some_and(|s| s.vk_id.0 == dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0)
     }
 
     /// The warning every tool prints for a market on development keys, `None` otherwise.
@@ -354,7 +450,8 @@ impl Genesis {
         }
         if self.uses_development_keys() && !self.insecure_dev_keys {
             return bad(
-                "vk_id pins the INSECURE development keys, whose proofs anyone can forge; a real \
+                "vk_id (or shielded.vk_id) pins the INSECURE development keys, whose proofs anyone can \
+                 forge; a real \
                  market needs keys from a ceremony (veilwatt-params ceremony finalize), a play \
                  market must say \"insecure_dev_keys\": true",
             );
@@ -399,6 +496,11 @@ impl Genesis {
         }
         if self.result_retention_periods == 0 {
             return bad("result_retention_periods must be positive");
+        }
+        if let Some(s) = &self.shielded {
+            if s.root_history == 0 || s.root_history > MAX_ROOT_HISTORY {
+                return bad("shielded.root_history must be in 1..=10000");
+            }
         }
         Ok(())
     }
@@ -479,6 +581,40 @@ pub enum TxBody {
         /// Makes repeated withdrawals distinct.
         nonce: u64,
     },
+    /// Registrar: mint a note for funds received off-ledger (a shielded deposit): the value is
+    /// public, the owner tag is the one-time tag the household gave for this deposit.
+    MintNote {
+        /// Value, millis.
+        value: Millis,
+        /// The note's owner tag.
+        owner: FieldBytes,
+        /// The note's `rho`.
+        rho: FieldBytes,
+        /// The registrar's payment reference.
+        reference: u64,
+    },
+    /// Anyone: spend two notes (either may be a dummy) into two new ones with a join-split
+    /// proof, plus `public_in` from the signer's wallet balance and `public_out` to `fee` and
+    /// `payout`. Signed by a one-time key; the proof's binding hash covers every term and the
+    /// signer, so neither can be swapped.
+    Spend {
+        /// A recent note-tree root.
+        anchor: FieldBytes,
+        /// The spent notes' nullifiers.
+        nullifiers: [FieldBytes; 2],
+        /// The new notes.
+        outputs: [NoteOutput; 2],
+        /// Into the pool from the signer's balance, millis.
+        public_in: Millis,
+        /// Out of the pool, millis: `fee` plus what `payout` receives.
+        public_out: Millis,
+        /// The fee (at least the genesis `min_fee`), millis.
+        fee: Millis,
+        /// Where the rest of `public_out` goes.
+        payout: Payout,
+        /// Groth16 proof of the join-split statement.
+        proof: SpendProof,
+    },
 }
 
 impl TxBody {
@@ -491,6 +627,8 @@ impl TxBody {
             TxBody::Order { .. } => 4,
             TxBody::CancelOrder { .. } => 5,
             TxBody::Withdraw { .. } => 6,
+            TxBody::MintNote { .. } => 7,
+            TxBody::Spend { .. } => 8,
         }
     }
 
@@ -528,7 +666,10 @@ impl TxBody {
     pub fn is_registrar_kind(&self) -> bool {
         matches!(
             self,
-            TxBody::EnrollMeter { .. } | TxBody::RevokeMeter { .. } | TxBody::Deposit { .. }
+            TxBody::EnrollMeter { .. }
+                | TxBody::RevokeMeter { .. }
+                | TxBody::Deposit { .. }
+                | TxBody::MintNote { .. }
         )
     }
 }
@@ -591,6 +732,101 @@ impl Transaction {
     /// SHA-256 of the canonical encoding.
     pub fn id(&self) -> TxId {
         TxId(sha256(&encode(self)))
+    }
+}
+
+/// Domain separator of a spend's binding hash.
+pub const SPEND_BINDING_DOMAIN: &[u8] = b"veilwatt.spend-binding.v1";
+
+/// A spend's terms as its binding hash covers them: everything but the proof.
+#[derive(BorshSerialize)]
+struct SpendTerms<'a> {
+    anchor: &'a FieldBytes,
+    nullifiers: &'a [FieldBytes; 2],
+    outputs: &'a [NoteOutput; 2],
+    public_in: Millis,
+    public_out: Millis,
+    fee: Millis,
+    payout: &'a Payout,
+}
+
+impl Transaction {
+    /// The binding hash a spend's proof carries as its `BINDING` input: SHA-256 of
+    /// `SPEND_BINDING_DOMAIN || borsh(chain_id) || u64le(expires_at) || signer || borsh(terms)`
+    /// (terms: every field of the spend but the proof), reduced into Fr. A proof made for one
+    /// transaction therefore verifies for no other chain, expiry, signer, amounts, payout or
+    /// memo. `None` for other kinds.
+    pub fn spend_binding(
+        chain_id: &str,
+        body: &TxBody,
+        expires_at: u64,
+        signer: &WalletKey,
+    ) -> Option<ark_bn254::Fr> {
+        use ark_ff::PrimeField;
+        let TxBody::Spend {
+            anchor,
+            nullifiers,
+            outputs,
+            public_in,
+            public_out,
+            fee,
+            payout,
+            ..
+        } = body
+        else {
+            return None;
+        };
+        let terms = SpendTerms {
+            anchor,
+            nullifiers,
+            outputs,
+            public_in: *public_in,
+            public_out: *public_out,
+            fee: *fee,
+            payout,
+        };
+        let mut m = SPEND_BINDING_DOMAIN.to_vec();
+        m.extend(encode(&chain_id.to_owned()));
+        m.extend(expires_at.to_le_bytes());
+        m.extend(signer.0);
+        m.extend(encode(&terms));
+        Some(ark_bn254::Fr::from_le_bytes_mod_order(&sha256(&m)))
+    }
+
+    /// For a spend: its proof and the public inputs the ledger derives for it (anchor,
+    /// nullifiers, output commitments, amounts, binding hash). `None` for other kinds;
+    /// `Some(Err(bytes))` names a field element that is not canonical.
+    pub fn spend_proof_item(
+        &self,
+        chain_id: &str,
+    ) -> Option<Result<(JoinSplitPublic, SpendProof), FieldBytes>> {
+        let TxBody::Spend {
+            anchor,
+            nullifiers,
+            outputs,
+            public_in,
+            public_out,
+            proof,
+            ..
+        } = &self.body
+        else {
+            return None;
+        };
+        let binding = Self::spend_binding(chain_id, &self.body, self.expires_at, &self.signer)?;
+        let field = |x: &FieldBytes| x.to_field().ok_or(*x);
+        Some((|| {
+            Ok((
+                JoinSplitPublic {
+                    anchor: field(anchor)?,
+                    nullifiers: [field(&nullifiers[0])?, field(&nullifiers[1])?],
+                    commitments: [field(&outputs[0].cm)?, field(&outputs[1].cm)?],
+                    public_in: *public_in,
+                    public_out: *public_out,
+                    binding,
+                },
+                *proof,
+            ))
+        })())
     }
 }
 

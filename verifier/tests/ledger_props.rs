@@ -267,7 +267,7 @@ fn tx_body() -> impl Strategy<Value = TxBody> {
                 side: if s { Side::Sell } else { Side::Buy },
                 quantity_wh: q,
                 limit_price: price,
-                proof: veilwatt_verifier::OrderProof(proof.try_into().unwrap()),
+                proof: veilwatt_verifier::Groth16Proof(proof.try_into().unwrap()),
             }),
         key32.prop_map(|k| TxBody::CancelOrder { order: TxId(k) }),
         (any::<u64>(), any::<u64>()).prop_map(|(a, n)| TxBody::Withdraw {

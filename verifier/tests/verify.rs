@@ -201,7 +201,7 @@ fn malformed_proofs_get_typed_errors() {
     assert!(serde_json::from_str::<OrderProof>("17").is_err());
 
     // All-ones bytes: coordinates above the modulus.
-    let ones = OrderProof([0xff; PROOF_BYTES]);
+    let ones = veilwatt_verifier::Groth16Proof([0xff; PROOF_BYTES]);
     assert!(matches!(
         v.verify(&p.public, &ones),
         Err(VerifyError::Malformed(ProofError::Encoding(_)))
@@ -235,7 +235,7 @@ fn malformed_proofs_get_typed_errors() {
     let mut bytes = [0u8; PROOF_BYTES];
     proof.serialize_compressed(&mut bytes[..]).unwrap();
     assert!(matches!(
-        v.verify(&p.public, &OrderProof(bytes)),
+        v.verify(&p.public, &veilwatt_verifier::Groth16Proof(bytes)),
         Err(VerifyError::Malformed(ProofError::Encoding(_)))
     ));
     // The identity in place of A.
@@ -287,7 +287,7 @@ fn batch_names_exactly_the_bad_proofs() {
     // Several at once, including a malformed encoding and a swapped proof.
     let mut batch = good.clone();
     batch[2].0.period += 1;
-    batch[7].1 = OrderProof([0xff; PROOF_BYTES]);
+    batch[7].1 = veilwatt_verifier::Groth16Proof([0xff; PROOF_BYTES]);
     batch[11].1 = good[12].1;
     batch[15].0.side = Side::Buy;
     batch[15].0.meter = good[1].0.meter;

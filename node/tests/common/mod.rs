@@ -67,6 +67,7 @@ pub fn genesis(chain: &str, period: u64, gate: u64) -> Genesis {
         insecure_dev_keys: true,
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
+        shielded: None,
     }
 }
 
@@ -255,8 +256,7 @@ pub async fn sleep_until_unix(t: u64) {
 /// Replays blocks 1..=`to` from the API through the state machine with real proof
 /// verification; checks every state root; returns the final state.
 pub async fn replay(api: &Api, g: &Genesis, to: u64) -> MemoryState {
-    let keys = veilwatt_params::dev::keys().unwrap();
-    let verifier = OrderVerifier::new(&keys.vk, keys.vk_id).unwrap();
+    let verifier = market_verifier(g);
     let ledger = Ledger::new(g).unwrap();
     let mut state = MemoryState::default();
     state.commit(ledger.genesis_update(&state).unwrap());
@@ -272,6 +272,20 @@ pub async fn replay(api: &Api, g: &Genesis, to: u64) -> MemoryState {
         }
     }
     state
+}
+
+/// The development keys' verifiers for `g` (the join-split's when it has a shielded pool).
+pub fn market_verifier(g: &Genesis) -> veilwatt_verifier::ledger::MarketVerifier {
+    use veilwatt_params::{dev, MarketCircuit};
+    let keys = dev::keys().unwrap();
+    let joinsplit = g.shielded.as_ref().map(|_| {
+        let k = dev::keys_of(MarketCircuit::JoinSplit).unwrap();
+        veilwatt_verifier::JoinSplitVerifier::new(&k.vk, k.vk_id).unwrap()
+    });
+    veilwatt_verifier::ledger::MarketVerifier {
+        order: OrderVerifier::new(&keys.vk, keys.vk_id).unwrap(),
+        joinsplit,
+    }
 }
 
 /// Seed of validator `i` in a multi-validator test network.

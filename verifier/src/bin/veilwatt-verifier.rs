@@ -8,15 +8,17 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
+use veilwatt_params::{KeyFile, KeyId, MarketCircuit};
 use veilwatt_verifier::audit::{
     audit_stream, audit_stream_from, AuditError, AuditReport, Certificate, ExportHeader,
     ExportReader, ExportedBlock, PeriodFigures, Progress, EXPORT_FORMAT,
 };
+use veilwatt_verifier::ledger::MarketVerifier;
 use veilwatt_verifier::types::{
     Block, Genesis, Hash32, Signature64, Transaction, TxBody, WalletKey,
 };
 use veilwatt_verifier::units::{kwh, minor_units as units};
-use veilwatt_verifier::OrderVerifier;
+use veilwatt_verifier::{PublicStatement, Verifier};
 
 #[derive(Parser)]
 #[command(
@@ -141,32 +143,60 @@ fn read_genesis(path: &Path) -> Result<Genesis> {
     Ok(Genesis::read(path)?)
 }
 
-/// The verifier for the market's key: `order.vk` from `params` (its content hash must be the
-/// genesis `vk_id`), or the development key when the genesis names it.
-fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<OrderVerifier> {
-    let id = veilwatt_params::KeyId(g.vk_id.0);
+/// The verifier of `circuit` whose key id is `id`: `<circuit>.vk` from `params` (its content
+/// hash must be `id`), or the development key when `id` is its pinned id.
+fn verifier_of<S: PublicStatement>(
+    g: &Genesis,
+    params: Option<&Path>,
+    circuit: MarketCircuit,
+    id: KeyId,
+) -> Result<Verifier<S>> {
     let vk = match params {
         Some(dir) => {
             veilwatt_params::check_provenance(dir, g.insecure_dev_keys)?;
             veilwatt_params::load_verifying_key(
-                &dir.join(veilwatt_params::VK_FILE),
-                veilwatt_params::MarketCircuit::Order,
+                &dir.join(KeyFile::Verifying.name(circuit)),
+                circuit,
                 &id,
             )
-            .with_context(|| format!("loading the market's verifying key from {}", dir.display()))?
+            .with_context(|| {
+                format!(
+                    "loading the market's {} verifying key from {}",
+                    circuit.name(),
+                    dir.display()
+                )
+            })?
         }
         None => {
-            let keys = veilwatt_params::dev::keys().context("loading the development key")?;
+            let keys = veilwatt_params::dev::keys_of(circuit)
+                .with_context(|| format!("loading the development {} key", circuit.name()))?;
             if keys.vk_id != id {
                 bail!(
-                    "the market's verifying key is {}; give its key directory with --params",
-                    g.vk_id
+                    "the market's {} verifying key is {}; give its key directory with --params",
+                    circuit.name(),
+                    hex::encode(id.0)
                 );
             }
             keys.vk.clone()
         }
     };
-    Ok(OrderVerifier::new(&vk, id)?)
+    Ok(Verifier::new(&vk, id)?)
+}
+
+/// The market's verifiers: the order circuit's (genesis `vk_id`) and, when the genesis has a
+/// shielded pool, the join-split's (see [`verifier_of`]).
+fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<MarketVerifier> {
+    let order = verifier_of(g, params, MarketCircuit::Order, KeyId(g.vk_id.0))?;
+    let joinsplit = match &g.shielded {
+        None => None,
+        Some(s) => Some(verifier_of(
+            g,
+            params,
+            MarketCircuit::JoinSplit,
+            KeyId(s.vk_id.0),
+        )?),
+    };
+    Ok(MarketVerifier { order, joinsplit })
 }
 
 /// The export header of a live node's ledger (heights `1..=` its current height).
@@ -524,7 +554,12 @@ fn run(cli: Cli) -> Result<()> {
             order,
         } => {
             let g = read_genesis(&genesis)?;
-            let verifier = verifier_for(&g, params.as_deref())?;
+            let verifier: Verifier<veilwatt_circuits::order::OrderPublic> = verifier_of(
+                &g,
+                params.as_deref(),
+                MarketCircuit::Order,
+                KeyId(g.vk_id.0),
+            )?;
             let bytes = if order.as_os_str() == "-" {
                 let mut v = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;

@@ -6,7 +6,7 @@
 //! not committed, so they can change without a change of protocol. Numbers are big-endian so
 //! that keys sort numerically.
 
-use crate::types::{MeterKey, TxId, WalletKey};
+use crate::types::{FieldBytes, MeterKey, TxId, WalletKey};
 
 /// Height, time, fee and money totals.
 pub const META: u8 = 0x00;
@@ -23,6 +23,15 @@ pub const ORDER_ID: u8 = 0x04;
 pub const APPLIED: u8 = 0x05;
 /// `period` -> result of a cleared period within the genesis retention window.
 pub const RESULT: u8 = 0x06;
+
+/// The shielded pool's note-commitment tree: its frontier (size and left subtrees).
+pub const NOTE_TREE: u8 = 0x07;
+/// `root` -> its sequence number: the recent note-tree roots a spend may prove against.
+pub const NOTE_ROOT: u8 = 0x08;
+/// `sequence` -> root: the same roots in the order they were recorded (drops the oldest).
+pub const NOTE_ROOT_SEQ: u8 = 0x09;
+/// `nullifier` -> empty: every nullifier revealed (spent notes).
+pub const NULLIFIER: u8 = 0x0a;
 
 /// First tag that is not committed.
 pub const LOCAL: u8 = 0x80;
@@ -63,6 +72,26 @@ fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
         k.extend_from_slice(p);
     }
     k
+}
+
+/// Key of the note tree's frontier.
+pub fn note_tree() -> Vec<u8> {
+    vec![NOTE_TREE]
+}
+
+/// Key of a recent note-tree root.
+pub fn note_root(root: &FieldBytes) -> Vec<u8> {
+    key(NOTE_ROOT, &[&root.0])
+}
+
+/// Key of the `seq`-th recorded note-tree root.
+pub fn note_root_seq(seq: u64) -> Vec<u8> {
+    key(NOTE_ROOT_SEQ, &[&seq.to_be_bytes()])
+}
+
+/// Key of a revealed nullifier.
+pub fn nullifier(nf: &FieldBytes) -> Vec<u8> {
+    key(NULLIFIER, &[&nf.0])
 }
 
 /// Key of the totals.

@@ -1,0 +1,167 @@
+//! The shielded pool through a real node (RocksDB, Malachite, warp) on 127.0.0.1: a mint and a
+//! spend with a real join-split proof are admitted and committed; at admission a spend whose
+//! terms were changed after proving gets 422 `invalid_proof`, a second spend of a note 422
+//! `rule_violation`; the committed chain replays (proofs verified again) to the node's root.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ed25519_dalek::SigningKey;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use veilwatt_circuits::joinsplit::Spend;
+use veilwatt_circuits::merkle::MemoryTree;
+use veilwatt_circuits::note::{Note, SpendingKey};
+use veilwatt_node::config::Home;
+use veilwatt_node::run;
+use veilwatt_params::{dev, MarketCircuit};
+use veilwatt_prover::spend::{SpendProver, SpendRequest};
+use veilwatt_verifier::pool::Pool;
+use veilwatt_verifier::types::*;
+
+const T: Duration = Duration::from_secs(60);
+const FEE: u64 = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mint_and_a_spend_commit_and_bad_spends_are_refused_at_admission() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = genesis("shielded-node", 60, 30);
+    g.shielded = Some(ShieldedParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
+        root_history: 16,
+        min_fee: FEE,
+    });
+    g.validate().unwrap();
+    let home = make_home(dir.path(), &g, |_| {});
+    let node = run::start(&Home::load(&home).unwrap()).await.unwrap();
+    let api = Api::new(format!("http://{}", node.api_addr));
+
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let key = SpendingKey::generate(&mut rng);
+    let vk = key.viewing_key();
+    let tag = |i: u64| (vk.diversifier(i), vk.owner_tag(vk.diversifier(i)));
+
+    // The registrar mints 5,000 to a one-time tag of the household.
+    let (d0, owner0) = tag(0);
+    let note = Note::new(5_000, owner0, &mut rng);
+    let mint = Transaction::sign(
+        &g.chain_id,
+        TxBody::MintNote {
+            value: 5_000,
+            owner: FieldBytes::from_field(owner0),
+            rho: FieldBytes::from_field(note.rho),
+            reference: 1,
+        },
+        g.tx_expiry(now()),
+        &registrar(),
+    );
+    assert_eq!(api.submit(&mint).await.0, 202);
+    api.wait_committed(&mint.id(), T).await;
+    let mut tree = MemoryTree::new();
+    let position = tree.append(note.commitment()).unwrap();
+
+    // A spend: 3,000 to a neighbour's tag, 1,990 change, the fee out.
+    let keys = dev::keys_of(MarketCircuit::JoinSplit).unwrap();
+    let prover = SpendProver::new(keys.pk.clone(), keys.vk_id).unwrap();
+    let neighbour = SpendingKey::generate(&mut rng).viewing_key();
+    let request = |rng: &mut ChaCha20Rng, change: u64| SpendRequest {
+        anchor: tree.root(),
+        inputs: [
+            Spend {
+                key: key.clone(),
+                diversifier: d0,
+                value: note.value,
+                rho: note.rho,
+                path: tree.path(position).unwrap(),
+            },
+            Spend::dummy(&key, rng),
+        ],
+        outputs: [
+            (
+                Note::new(
+                    5_000 - FEE - change,
+                    neighbour.owner_tag(neighbour.diversifier(0)),
+                    rng,
+                ),
+                vec![1; 40],
+            ),
+            (Note::new(change, tag(1).1, rng), vec![2; 40]),
+        ],
+        public_in: 0,
+        public_out: FEE,
+        fee: FEE,
+        payout: Payout::None,
+    };
+    let signer = SigningKey::from_bytes(&rng.gen());
+    let expires = g.tx_expiry(now());
+    let spend = prover
+        .prove(
+            &g.chain_id,
+            expires,
+            &signer,
+            request(&mut rng, 1_990),
+            &mut rng,
+        )
+        .unwrap();
+
+    // Terms changed after proving (a bigger fee, re-signed): the proof no longer fits.
+    let mut lifted = spend.body.clone();
+    if let TxBody::Spend {
+        fee, public_out, ..
+    } = &mut lifted
+    {
+        *fee += 5;
+        *public_out += 5;
+    }
+    let lifted = Transaction::sign(&g.chain_id, lifted, expires, &signer);
+    let r = api.submit(&lifted).await;
+    assert_eq!(
+        (r.0, r.1["code"].as_str()),
+        (422, Some("invalid_proof")),
+        "{r:?}"
+    );
+
+    assert_eq!(api.submit(&spend).await.0, 202);
+    let height = api.wait_committed(&spend.id(), T).await;
+
+    // The same note again (another valid proof): refused by the rules at admission.
+    let signer = SigningKey::from_bytes(&rng.gen());
+    let again = prover
+        .prove(
+            &g.chain_id,
+            g.tx_expiry(now()),
+            &signer,
+            request(&mut rng, 990),
+            &mut rng,
+        )
+        .unwrap();
+    let r = api.submit(&again).await;
+    assert_eq!(
+        (r.0, r.1["code"].as_str()),
+        (422, Some("rule_violation")),
+        "{r:?}"
+    );
+    assert!(
+        r.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("already revealed"),
+        "{r:?}"
+    );
+
+    // The committed chain replays, proofs verified again, to the node's root; the pool holds
+    // what was minted less the fee.
+    let state = replay(&api, &g, height).await;
+    let (_, block) = api.get(&format!("/v1/blocks/{height}")).await;
+    assert_eq!(
+        state.root().to_hex(),
+        block["state_root"].as_str().unwrap(),
+        "{block}"
+    );
+    let pool = Pool::load(&state).unwrap();
+    assert_eq!((pool.balance, pool.fees), (5_000 - FEE, FEE));
+    assert_eq!(pool.frontier().size(), 3);
+    node.shutdown().await;
+}
