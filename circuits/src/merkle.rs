@@ -248,6 +248,70 @@ impl Witness {
     pub fn root(&self) -> Fr {
         self.path().root(self.leaf)
     }
+
+    /// The note's commitment (the leaf).
+    pub fn leaf(&self) -> Fr {
+        self.leaf
+    }
+
+    /// The stored form (a wallet keeps its witnesses across runs).
+    pub fn parts(&self) -> WitnessParts {
+        WitnessParts {
+            leaf: self.leaf,
+            base: (self.base.size, self.base.filled),
+            right: self.right.clone(),
+            cursor: self.cursor.as_ref().map(|c| (c.size, c.filled)),
+            appended: self.appended,
+        }
+    }
+
+    /// Rebuilds a witness from [`Witness::parts`]; `None` if the parts cannot be one (sizes
+    /// beyond the tree, more completed subtrees than levels still open, a cursor as big as a
+    /// completed subtree).
+    pub fn from_parts(p: WitnessParts) -> Option<Self> {
+        let base = Frontier::from_parts(p.base.0, p.base.1)?;
+        if base.size == 0 || base.size.checked_add(p.appended)? > CAPACITY {
+            return None;
+        }
+        let cursor = match p.cursor {
+            Some((size, filled)) => Some(Frontier::from_parts(size, filled)?),
+            None => None,
+        };
+        let w = Self {
+            leaf: p.leaf,
+            base,
+            right: p.right,
+            cursor,
+            appended: p.appended,
+        };
+        let open = w.pending_levels().count();
+        if w.right.len() > open {
+            return None;
+        }
+        if let Some(c) = &w.cursor {
+            let height = w.pending_levels().nth(w.right.len())?;
+            if c.size == 0 || c.size >= 1 << height {
+                return None;
+            }
+        }
+        Some(w)
+    }
+}
+
+/// A [`Witness`] as plain data: the leaf, the tree at its creation (`size`, `filled`), the
+/// completed right-sibling subtree roots, the subtree being filled, the leaves appended since.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WitnessParts {
+    /// The note's commitment.
+    pub leaf: Fr,
+    /// The frontier right after the leaf was appended.
+    pub base: (u64, [Fr; DEPTH + 1]),
+    /// Roots of completed right-sibling subtrees, by increasing level.
+    pub right: Vec<Fr>,
+    /// The right-sibling subtree being filled.
+    pub cursor: Option<(u64, [Fr; DEPTH + 1])>,
+    /// Leaves appended after the note.
+    pub appended: u64,
 }
 
 /// Every leaf in memory, for wallets' and tests' path computation and as the reference the
@@ -391,8 +455,38 @@ mod tests {
                     i + 1
                 );
                 assert_eq!(w.root(), f.root());
+                // The stored form rebuilds the same witness.
+                assert_eq!(Witness::from_parts(w.parts()).as_ref(), Some(w));
             }
         }
         assert_eq!(Witness::new(&Frontier::new(), Fr::zero()), None);
+    }
+
+    #[test]
+    fn impossible_witness_parts_are_refused() {
+        let mut f = Frontier::new();
+        for i in 0..5u64 {
+            f.append(Fr::from(i)).expect("room");
+        }
+        let w = Witness::new(&f, Fr::from(4u64)).expect("nonempty");
+        // Position 4 = 0b100: levels 0, 1 and 3.. still wait for a right sibling. More right
+        // roots than open levels is impossible, as are an empty base, a cursor as big as the
+        // subtree it fills, and more leaves than the tree holds.
+        let mut p = w.parts();
+        p.right = vec![Fr::zero(); DEPTH];
+        assert_eq!(Witness::from_parts(p), None);
+        let mut p = w.parts();
+        p.base.0 = 0;
+        assert_eq!(Witness::from_parts(p), None);
+        let mut p = w.parts();
+        p.cursor = Some((1, [Fr::zero(); DEPTH + 1]));
+        assert_eq!(
+            Witness::from_parts(p),
+            None,
+            "a level-0 subtree holds one leaf"
+        );
+        let mut p = w.parts();
+        p.appended = CAPACITY;
+        assert_eq!(Witness::from_parts(p), None);
     }
 }

@@ -313,6 +313,19 @@ enum RegistrarCmd {
         #[arg(long)]
         reference: u64,
     },
+    /// Mint a shielded note for money a household paid in: to the one-time payment address
+    /// its `veilwatt-prover deposit-tag` printed.
+    Mint {
+        /// The household's payment address (`vwpay1...`).
+        #[arg(long)]
+        to: String,
+        /// Amount, minor currency units.
+        #[arg(long)]
+        amount: u64,
+        /// The payment's reference.
+        #[arg(long)]
+        reference: u64,
+    },
 }
 
 /// Signs and submits one registrar transaction.
@@ -366,6 +379,25 @@ async fn registrar(
                 .context("--amount is too large")?,
             reference,
         },
+        RegistrarCmd::Mint {
+            to,
+            amount,
+            reference,
+        } => {
+            let to = veilwatt_prover::notes::PaymentAddress::decode(&to)
+                .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+            // A fresh rho: 248 random bits are always a canonical field element.
+            let mut rho = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rho[..31]);
+            TxBody::MintNote {
+                value: amount
+                    .checked_mul(MILLIS_PER_MINOR)
+                    .context("--amount is too large")?,
+                owner: veilwatt_verifier::types::FieldBytes::from_field(to.owner),
+                rho: veilwatt_verifier::types::FieldBytes(rho),
+                reference,
+            }
+        }
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?

@@ -344,3 +344,141 @@ async fn households_trade_and_their_statements_match_the_ledger() {
     // Money only leaves the community as fees.
     assert_eq!(-net_total, (grid + market) as i64);
 }
+
+/// Shielded money from the command line: `deposit-tag`, the registrar's `mint`, `balance`,
+/// `transfer` between two households and `withdraw` to a bank and to the wallet balance, each
+/// spend proved by `veilwatt-prover` and committed by a real validator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line() {
+    use veilwatt_params::{dev, MarketCircuit};
+    use veilwatt_verifier::types::{Hash32, ShieldedParams, TxId};
+    // Cached before the provers start.
+    dev::keys_of(MarketCircuit::JoinSplit).unwrap();
+    let mut g = genesis("households-shielded", 60, 30);
+    g.shielded = Some(ShieldedParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
+        root_history: 32,
+        min_fee: 10,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_home(&dir.path().join("node"), &g, |_| {});
+    let node = veilwatt_node::run::start(&veilwatt_node::config::Home::load(&home).unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", node.api_addr);
+    let api = Api::new(url.clone());
+    let genesis = write_genesis(dir.path(), &g);
+    let registrar_key = dir.path().join("registrar.json");
+    std::fs::write(
+        &registrar_key,
+        serde_json::json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
+            .to_string(),
+    )
+    .unwrap();
+    let pass = dir.path().join("passphrase");
+    std::fs::write(&pass, "a household passphrase\n").unwrap();
+    let homes: Vec<PathBuf> = (1..=2u8)
+        .map(|i| {
+            let h = dir.path().join(format!("hh{i}"));
+            ok_json(
+                "veilwatt-prover",
+                &[
+                    "--home",
+                    s(&h),
+                    "--passphrase-file",
+                    s(&pass),
+                    "--json",
+                    "init",
+                    "--node",
+                    &url,
+                    "--genesis",
+                    s(&genesis),
+                    "--meter",
+                    &meter_key(i).to_hex(),
+                ],
+            );
+            h
+        })
+        .collect();
+    let prover = |h: &Path, args: &[&str]| -> Value {
+        let common = ["--home", s(h), "--passphrase-file", s(&pass), "--json"];
+        ok_json("veilwatt-prover", &[&common[..], args].concat())
+    };
+    let shielded = |h: &Path| prover(h, &["balance"])["shielded_millis"].as_u64().unwrap();
+    let committed = |v: &Value| TxId::from_hex(v["id"].as_str().unwrap()).unwrap();
+
+    // The registrar mints 50 for alice's one-time tag.
+    let tag = prover(&homes[0], &["deposit-tag"])["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(tag.starts_with("vwpay1"), "{tag}");
+    ok_json(
+        "veilwatt-node",
+        &[
+            "registrar",
+            "--key",
+            s(&registrar_key),
+            "--node",
+            &url,
+            "--wait",
+            "mint",
+            "--to",
+            &tag,
+            "--amount",
+            "50",
+            "--reference",
+            "1",
+        ],
+    );
+    assert_eq!(shielded(&homes[0]), 50_000);
+
+    // Alice pays bob 20 (fee 10 millis).
+    let bob_tag = prover(&homes[1], &["deposit-tag"])["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = prover(&homes[0], &["transfer", "--to", &bob_tag, "--amount", "20"]);
+    api.wait_committed(&committed(&t), Duration::from_secs(60))
+        .await;
+    assert_eq!(shielded(&homes[1]), 20_000);
+    assert_eq!(shielded(&homes[0]), 50_000 - 20_000 - 10);
+
+    // Alice moves 5 to her wallet balance, bob withdraws 19.99 to the bank.
+    let w = prover(&homes[0], &["withdraw", "--amount", "5", "--to-wallet"]);
+    api.wait_committed(&committed(&w), Duration::from_secs(60))
+        .await;
+    let b = prover(&homes[0], &["balance"]);
+    assert_eq!(b["shielded_millis"], 50_000 - 20_000 - 10 - 5_010);
+    assert_eq!(b["wallet_millis"], 5_000);
+    let w = prover(
+        &homes[1],
+        &["withdraw", "--amount", "19.99", "--reference", "77"],
+    );
+    api.wait_committed(&committed(&w), Duration::from_secs(60))
+        .await;
+    assert_eq!(shielded(&homes[1]), 0);
+
+    // Refused before proving: more than the notes hold, and an address that is not one.
+    let common = ["--home", s(&homes[1]), "--passphrase-file", s(&pass)];
+    let out = run(
+        "veilwatt-prover",
+        &[&common[..], &["transfer", "--to", &tag, "--amount", "1"]].concat(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("need"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        "veilwatt-prover",
+        &[
+            &common[..],
+            &["transfer", "--to", "vwpay1abc", "--amount", "1"],
+        ]
+        .concat(),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("payment address"));
+    node.shutdown().await;
+}

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use veilwatt_verifier::clearing::Trade;
 use veilwatt_verifier::ledger::OrderOutcome;
-use veilwatt_verifier::types::{Transaction, TxId, WalletKey};
+use veilwatt_verifier::types::{Block, Transaction, TxId, WalletKey};
 
 /// Why a call to the node failed.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +136,20 @@ impl NodeClient {
     pub async fn period(&self, p: u64) -> Result<PeriodView, ClientError> {
         let v = self.get_some(&format!("/v1/periods/{p}")).await?;
         serde_json::from_value(v).map_err(|e| ClientError::Unexpected(e.to_string()))
+    }
+
+    /// Committed blocks `from..=to` (the node may return fewer: its responses are bounded),
+    /// and the node's height.
+    pub async fn blocks(&self, from: u64, to: u64) -> Result<(Vec<Block>, u64), ClientError> {
+        let v = self
+            .get_some(&format!("/v1/blocks?from={from}&to={to}"))
+            .await?;
+        let height = v["height"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Unexpected("a block range without the height".into()))?;
+        let blocks = serde_json::from_value(v["blocks"].clone())
+            .map_err(|e| ClientError::Unexpected(format!("blocks: {e}")))?;
+        Ok((blocks, height))
     }
 
     /// An account (`None` until something was credited to it).

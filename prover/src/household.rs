@@ -328,6 +328,24 @@ impl Household {
     pub fn record_order(&self, order: &OrderRecord) -> Result<(), HomeError> {
         write_atomic(&self.order_path(order.period), &to_json(order))
     }
+
+    fn notes_path(&self) -> PathBuf {
+        self.dir.join("notes.json")
+    }
+
+    /// The sealed shielded wallet (`None` before its first use).
+    pub fn notes(&self) -> Result<Option<crate::notes::NotesFile>, HomeError> {
+        let path = self.notes_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        read_json(&path).map(Some)
+    }
+
+    /// Stores the sealed shielded wallet.
+    pub fn save_notes(&self, file: &crate::notes::NotesFile) -> Result<(), HomeError> {
+        write_atomic(&self.notes_path(), &to_json(file))
+    }
 }
 
 /// The `.json` files of a directory, sorted by name.

@@ -5,6 +5,7 @@ pub mod accounting;
 pub mod client;
 pub mod household;
 pub mod interval;
+pub mod notes;
 pub mod simulate;
 pub mod spend;
 pub mod statement_file;

@@ -15,9 +15,11 @@ use veilwatt_circuits::statement::SignedPeriodStatement;
 use veilwatt_prover::accounting::{self, OrderFate};
 use veilwatt_prover::client::NodeClient;
 use veilwatt_prover::household::{Household, OrderRecord, Settings, HOUSEHOLD_FORMAT};
+use veilwatt_prover::notes::{self, NoteBook, PaymentAddress};
+use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::wallet::{KdfParams, WalletFile};
 use veilwatt_prover::{OrderRequest, Prover};
-use veilwatt_verifier::types::{Genesis, MeterKey, Side, Transaction, TxBody};
+use veilwatt_verifier::types::{Genesis, MeterKey, Payout, Side, Transaction, TxBody, TxId};
 use veilwatt_verifier::units::{kwh, signed_minor_units as money};
 
 #[derive(Parser)]
@@ -132,6 +134,38 @@ enum Cmd {
         #[arg(long)]
         to: u64,
     },
+    /// Shielded money: the notes this household holds (synced from the node) and the wallet
+    /// account's balance.
+    Balance,
+    /// A fresh one-time payment address: give it to the registrar for a deposit into notes,
+    /// or to whoever pays you. Use each address once.
+    DepositTag,
+    /// Pay shielded money to a payment address (`vwpay1...`).
+    Transfer {
+        /// The recipient's payment address.
+        #[arg(long)]
+        to: String,
+        /// Amount, minor currency units (up to three decimals).
+        #[arg(long)]
+        amount: String,
+    },
+    /// Take shielded money out of the pool: to a bank account (--reference) or to this
+    /// household's wallet balance (--to-wallet), which orders use.
+    Withdraw {
+        /// Amount, minor currency units (up to three decimals); the fee comes on top.
+        #[arg(long)]
+        amount: String,
+        /// The bank payment's reference.
+        #[arg(
+            long,
+            required_unless_present = "to_wallet",
+            conflicts_with = "to_wallet"
+        )]
+        reference: Option<u64>,
+        /// Credit the household's wallet balance instead of a bank account.
+        #[arg(long)]
+        to_wallet: bool,
+    },
 }
 
 fn now() -> u64 {
@@ -159,6 +193,160 @@ fn passphrase(cli: &Cli, confirm: bool) -> Result<String> {
 fn open_key(cli: &Cli, h: &Household) -> Result<SigningKey> {
     let w = h.wallet()?;
     Ok(w.open(&passphrase(cli, false)?)?)
+}
+
+/// Parses an amount of minor currency units with at most three decimals into millis.
+fn parse_amount(s: &str) -> Result<u64> {
+    let (int, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+        || frac.len() > 3
+    {
+        bail!("--amount {s:?} is not a non-negative number with at most three decimals");
+    }
+    let millis = if int.is_empty() {
+        Some(0)
+    } else {
+        int.parse::<u64>().ok()
+    }
+    .and_then(|i| i.checked_mul(1000))
+    .and_then(|m| m.checked_add(format!("{frac:0<3}").parse::<u64>().unwrap_or(0)))
+    .with_context(|| format!("--amount {s:?} is too large"))?;
+    if millis == 0 {
+        bail!("--amount must be positive");
+    }
+    Ok(millis)
+}
+
+/// The household's shielded wallet, synced with its node.
+struct Shielded {
+    home: Household,
+    account: SigningKey,
+    book: NoteBook,
+    client: NodeClient,
+}
+
+impl Shielded {
+    fn open(cli: &Cli) -> Result<Self> {
+        let home = Household::open(&cli.home)?;
+        if home.settings.genesis.shielded.is_none() {
+            bail!("this household's market has no shielded pool");
+        }
+        let account = open_key(cli, &home)?;
+        let key = notes::spending_key(&account);
+        let book = match home.notes()? {
+            Some(f) => f.open(key)?,
+            None => NoteBook::new(key),
+        };
+        let client = NodeClient::new(&home.settings.node);
+        Ok(Self {
+            home,
+            account,
+            book,
+            client,
+        })
+    }
+
+    /// Scans every committed block the wallet has not seen, then stores it.
+    async fn sync(&mut self) -> Result<()> {
+        loop {
+            let from = self.book.height() + 1;
+            let (blocks, height) = self.client.blocks(from, from + 999).await?;
+            for b in &blocks {
+                self.book.scan(b)?;
+            }
+            if blocks.is_empty() || self.book.height() >= height {
+                break;
+            }
+        }
+        self.save()
+    }
+
+    fn save(&self) -> Result<()> {
+        self.home
+            .save_notes(&notes::NotesFile::seal(&self.book, &mut OsRng)?)?;
+        Ok(())
+    }
+
+    fn genesis(&self) -> &Genesis {
+        &self.home.settings.genesis
+    }
+
+    /// The join-split prover for this market: keys from --params, or the development keys.
+    fn prover(&self, params: Option<&Path>) -> Result<SpendProver> {
+        let g = self.genesis();
+        let circuit = veilwatt_params::MarketCircuit::JoinSplit;
+        let vk_id = veilwatt_params::KeyId(
+            g.shielded
+                .as_ref()
+                .context("this market has no shielded pool")?
+                .vk_id
+                .0,
+        );
+        let keys = match params {
+            Some(dir) => {
+                veilwatt_params::check_provenance(dir, g.insecure_dev_keys)?;
+                let manifest = veilwatt_params::read_manifest(dir, circuit)?;
+                Arc::new(veilwatt_params::CircuitKeys::load(
+                    dir,
+                    circuit,
+                    &veilwatt_params::ExpectedIds {
+                        vk_id,
+                        pk_id: manifest.pk_id,
+                    },
+                )?)
+            }
+            None => {
+                let keys = veilwatt_params::dev::keys_of(circuit)
+                    .context("loading the join-split proving key")?;
+                if !g.insecure_dev_keys || keys.vk_id != vk_id {
+                    bail!("give this market's key directory with --params");
+                }
+                keys
+            }
+        };
+        Ok(SpendProver::new(keys.pk.clone(), keys.vk_id)?)
+    }
+
+    /// Plans, proves (with a spinner) and submits a spend; returns its id.
+    async fn spend(
+        &mut self,
+        params: Option<&Path>,
+        to: Option<&PaymentAddress>,
+        amount: u64,
+        payout: Payout,
+        quiet: bool,
+    ) -> Result<TxId> {
+        self.sync().await?;
+        let fee = self.genesis().shielded.as_ref().map_or(0, |s| s.min_fee);
+        let request = self.book.plan(to, amount, fee, payout, &mut OsRng)?;
+        // The plan handed out a change address: keep it even if proving fails.
+        self.save()?;
+        let prover = self.prover(params)?;
+        let g = self.genesis().clone();
+        let spinner = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            let s = indicatif::ProgressBar::new_spinner()
+                .with_message("proving the spend (about a second)");
+            s.enable_steady_tick(Duration::from_millis(120));
+            s
+        };
+        let tx = tokio::task::spawn_blocking(move || {
+            let signer = SigningKey::generate(&mut OsRng);
+            prover.prove(
+                &g.chain_id,
+                g.tx_expiry(now()),
+                &signer,
+                request,
+                &mut OsRng,
+            )
+        })
+        .await??;
+        spinner.finish_and_clear();
+        Ok(self.client.submit(&tx).await?)
+    }
 }
 
 /// Parses a kWh quantity with at most three decimals into Wh.
@@ -655,6 +843,90 @@ async fn main() -> Result<()> {
                     awaiting
                 )
             });
+        }
+        Cmd::Balance => {
+            let mut sh = Shielded::open(&cli)?;
+            sh.sync().await?;
+            let address = sh.home.wallet()?.address;
+            let account = sh.client.account(&address).await?;
+            let wallet = account
+                .as_ref()
+                .and_then(|a| a["balance_millis"].as_u64())
+                .unwrap_or(0);
+            let notes: Vec<Value> = sh
+                .book
+                .unspent()
+                .map(|n| json!({"value_millis": n.value, "position": n.position, "height": n.height}))
+                .collect();
+            let shielded = sh.book.balance();
+            let v = json!({
+                "shielded_millis": shielded,
+                "notes": notes,
+                "wallet_millis": wallet,
+                "synced_to": sh.book.height(),
+            });
+            print(cli.json, &v, || {
+                format!(
+                    "shielded {} in {} note(s) (synced to block {})\nwallet   {}",
+                    money(i64::try_from(shielded).unwrap_or(i64::MAX)),
+                    notes.len(),
+                    sh.book.height(),
+                    money(i64::try_from(wallet).unwrap_or(i64::MAX)),
+                )
+            });
+        }
+        Cmd::DepositTag => {
+            let mut sh = Shielded::open(&cli)?;
+            let address = sh.book.new_address();
+            sh.save()?;
+            let v = json!({
+                "address": address.encode(),
+                "owner_tag": veilwatt_verifier::types::FieldBytes::from_field(address.owner),
+            });
+            print(cli.json, &v, || {
+                format!(
+                    "{}\n(one-time: give it to the registrar for one deposit, or to one payer)",
+                    address.encode()
+                )
+            });
+        }
+        Cmd::Transfer { to, amount } => {
+            let to = PaymentAddress::decode(to)?;
+            let amount = parse_amount(amount)?;
+            let mut sh = Shielded::open(&cli)?;
+            let id = sh
+                .spend(
+                    cli.params.as_deref(),
+                    Some(&to),
+                    amount,
+                    Payout::None,
+                    cli.json,
+                )
+                .await?;
+            let v = json!({"id": id, "amount_millis": amount});
+            print(cli.json, &v, || format!("transfer submitted: {id}"));
+        }
+        Cmd::Withdraw {
+            amount,
+            reference,
+            to_wallet,
+        } => {
+            let amount = parse_amount(amount)?;
+            let mut sh = Shielded::open(&cli)?;
+            let payout = match (reference, to_wallet) {
+                (_, true) => Payout::Wallet {
+                    wallet: veilwatt_verifier::types::WalletKey(
+                        sh.account.verifying_key().to_bytes(),
+                    ),
+                },
+                (Some(r), false) => Payout::Bank { reference: *r },
+                (None, false) => bail!("give --reference or --to-wallet"),
+            };
+            let id = sh
+                .spend(cli.params.as_deref(), None, amount, payout, cli.json)
+                .await?;
+            let v = json!({"id": id, "amount_millis": amount});
+            print(cli.json, &v, || format!("withdrawal submitted: {id}"));
         }
         Cmd::History => {
             let h = Household::open(&cli.home)?;

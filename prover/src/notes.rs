@@ -1,0 +1,783 @@
+//! The household's shielded wallet (docs/spec/notes.md, "Wallet"): one-time payment
+//! addresses, note memos, discovery of the household's notes in committed blocks, their
+//! incremental Merkle paths, and the spends it builds from them.
+//!
+//! Keys. The spending key derives from the account key the encrypted wallet file already
+//! holds (`SHA-512("veilwatt.spending-key.v1" || account secret)`, reduced into Fr), so one
+//! file and one passphrase hold both. Address `i` is the owner tag of diversifier `i` with a
+//! memo key `SHA-256("veilwatt.memo-key.v1" || nk || d_i)`: whoever holds the viewing key can
+//! find and read the notes, only the spending key spends them.
+//!
+//! Memos. An output's memo is `detect || nonce || XChaCha20-Poly1305(memo key, nonce,
+//! value || rho; aad = "veilwatt.memo.v1" || cm)` with `detect = SHA-256("veilwatt.detect.v1" ||
+//! owner tag)`: the recipient finds its outputs with one lookup each (it knows the tags it
+//! handed out), nobody else learns anything, and a one-time tag makes every detection tag
+//! unique. A memo that does not open, or opens to a note whose commitment is not the output's,
+//! is ignored (a sender can always make a note its recipient cannot use; it can only lose the
+//! value).
+
+use std::collections::BTreeMap;
+
+use ark_bn254::Fr;
+use ark_ff::PrimeField;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_dalek::SigningKey;
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha512};
+use veilwatt_circuits::joinsplit::Spend;
+use veilwatt_circuits::merkle::{Frontier, Witness, WitnessParts, DEPTH};
+use veilwatt_circuits::note::{self, Note, SpendingKey, ViewingKey};
+use veilwatt_verifier::types::{Block, FieldBytes, Payout, TxBody};
+
+use crate::spend::SpendRequest;
+
+const SPENDING_KEY_DOMAIN: &[u8] = b"veilwatt.spending-key.v1";
+const MEMO_KEY_DOMAIN: &[u8] = b"veilwatt.memo-key.v1";
+const DETECT_DOMAIN: &[u8] = b"veilwatt.detect.v1";
+const MEMO_AAD_DOMAIN: &[u8] = b"veilwatt.memo.v1";
+const BOOK_KEY_DOMAIN: &[u8] = b"veilwatt.notes-file.v1";
+/// Prefix of an encoded payment address.
+pub const ADDRESS_PREFIX: &str = "vwpay1";
+/// Format tag of the notes file.
+pub const NOTES_FORMAT: &str = "veilwatt-notes/1";
+/// Addresses past the last one used that a wallet still watches (a restored wallet finds
+/// notes paid to up to this many addresses beyond the last it knows of).
+pub const LOOKAHEAD: u64 = 100;
+/// Bytes of a memo: detection tag, nonce, value and rho, authentication tag.
+pub const MEMO_BYTES: usize = 32 + 24 + 8 + 32 + 16;
+
+/// Why a wallet operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NotesError {
+    /// A payment address does not decode.
+    #[error("not a payment address: {0}")]
+    Address(String),
+    /// Blocks must be scanned in order, each once.
+    #[error("expected block {expected}, got {got}")]
+    OutOfOrder {
+        /// The next height the wallet needs.
+        expected: u64,
+        /// The block offered.
+        got: u64,
+    },
+    /// The note tree is full (2^32 notes).
+    #[error("the note tree is full")]
+    TreeFull,
+    /// Not enough value in at most two unspent notes.
+    #[error("need {need} in at most two notes; the two largest hold {have} (balance {balance})")]
+    InsufficientNotes {
+        /// Needed, millis.
+        need: u64,
+        /// The two largest unspent notes, millis.
+        have: u64,
+        /// All unspent notes, millis.
+        balance: u64,
+    },
+    /// An amount overflows.
+    #[error("amount overflows")]
+    Overflow,
+    /// The notes file does not open (wrong key, altered) or does not parse.
+    #[error("notes file: {0}")]
+    File(String),
+}
+
+/// The account's spending key (see the module documentation).
+pub fn spending_key(account: &SigningKey) -> SpendingKey {
+    let mut h = Sha512::new();
+    h.update(SPENDING_KEY_DOMAIN);
+    h.update(account.to_bytes());
+    SpendingKey::from_field(Fr::from_le_bytes_mod_order(&h.finalize()))
+}
+
+fn fr_bytes(x: Fr) -> [u8; 32] {
+    FieldBytes::from_field(x).0
+}
+
+/// Where to pay a household once: a one-time owner tag and the key of the memo its wallet
+/// reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PaymentAddress {
+    /// The owner tag.
+    pub owner: Fr,
+    /// The memo key.
+    pub memo_key: [u8; 32],
+}
+
+impl std::fmt::Debug for PaymentAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentAddress")
+            .field("owner", &hex::encode(fr_bytes(self.owner)))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaymentAddress {
+    /// `vwpay1` then hex of the owner tag and the memo key.
+    pub fn encode(&self) -> String {
+        let mut b = fr_bytes(self.owner).to_vec();
+        b.extend(self.memo_key);
+        format!("{ADDRESS_PREFIX}{}", hex::encode(b))
+    }
+
+    /// Parses [`PaymentAddress::encode`]'s form.
+    pub fn decode(s: &str) -> Result<Self, NotesError> {
+        let bad = |m: &str| NotesError::Address(m.to_owned());
+        let body = s
+            .trim()
+            .strip_prefix(ADDRESS_PREFIX)
+            .ok_or_else(|| bad("missing the vwpay1 prefix"))?;
+        let bytes = hex::decode(body).map_err(|_| bad("not hex"))?;
+        if bytes.len() != 64 {
+            return Err(bad("wrong length"));
+        }
+        let owner = FieldBytes(bytes[..32].try_into().map_err(|_| bad("wrong length"))?)
+            .to_field()
+            .ok_or_else(|| bad("owner tag is not a field element"))?;
+        let memo_key = bytes[32..].try_into().map_err(|_| bad("wrong length"))?;
+        Ok(Self { owner, memo_key })
+    }
+}
+
+/// The detection tag of an owner tag (the first 32 bytes of a memo).
+pub fn detection_tag(owner: Fr) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(DETECT_DOMAIN);
+    h.update(fr_bytes(owner));
+    h.finalize().into()
+}
+
+fn memo_aad(cm: Fr) -> Vec<u8> {
+    let mut aad = MEMO_AAD_DOMAIN.to_vec();
+    aad.extend(fr_bytes(cm));
+    aad
+}
+
+/// The memo telling `to` about `note` (whose commitment is `cm`).
+pub fn seal_memo<R: RngCore + CryptoRng>(to: &PaymentAddress, note: &Note, rng: &mut R) -> Vec<u8> {
+    let mut nonce = [0u8; 24];
+    rng.fill_bytes(&mut nonce);
+    let mut plain = note.value.to_le_bytes().to_vec();
+    plain.extend(fr_bytes(note.rho));
+    let aad = memo_aad(note.commitment());
+    let cipher = XChaCha20Poly1305::new((&to.memo_key).into());
+    // Encryption into a Vec cannot fail.
+    let sealed = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: &aad,
+            },
+        )
+        .unwrap_or_default();
+    let mut memo = detection_tag(to.owner).to_vec();
+    memo.extend(nonce);
+    memo.extend(sealed);
+    memo
+}
+
+/// Opens a memo with `memo_key` for the output `cm`: `(value, rho)`, or `None`.
+pub fn open_memo(memo: &[u8], memo_key: &[u8; 32], cm: Fr) -> Option<(u64, Fr)> {
+    if memo.len() != MEMO_BYTES {
+        return None;
+    }
+    let cipher = XChaCha20Poly1305::new(memo_key.into());
+    let plain = cipher
+        .decrypt(
+            XNonce::from_slice(&memo[32..56]),
+            Payload {
+                msg: &memo[56..],
+                aad: &memo_aad(cm),
+            },
+        )
+        .ok()?;
+    let value = u64::from_le_bytes(plain[..8].try_into().ok()?);
+    let rho = FieldBytes(plain[8..40].try_into().ok()?).to_field()?;
+    Some((value, rho))
+}
+
+/// A note the household holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedNote {
+    /// The address (diversifier number) it was paid to.
+    pub index: u64,
+    /// Value, millis.
+    pub value: u64,
+    /// Its randomness.
+    pub rho: Fr,
+    /// Its up-to-date path (dropped once spent).
+    pub witness: Option<Witness>,
+    /// Its position in the tree.
+    pub position: u32,
+    /// Its nullifier (revealed when it is spent).
+    pub nullifier: Fr,
+    /// Height of the block that spent it.
+    pub spent_at: Option<u64>,
+    /// Height of the block that made it.
+    pub height: u64,
+}
+
+/// What a block brought the wallet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Notes received (their positions).
+    pub received: Vec<u32>,
+    /// Own notes spent (their positions).
+    pub spent: Vec<u32>,
+}
+
+/// The household's notes and the note tree as far as it has scanned.
+#[derive(Clone, Debug)]
+pub struct NoteBook {
+    key: SpendingKey,
+    viewing: ViewingKey,
+    /// Addresses handed out: `0..next_index`.
+    next_index: u64,
+    /// Watched addresses (`0..next_index + LOOKAHEAD`) by owner tag and by detection tag.
+    by_owner: BTreeMap<[u8; 32], u64>,
+    by_detect: BTreeMap<[u8; 32], u64>,
+    /// Blocks scanned: `1..=height`.
+    height: u64,
+    frontier: Frontier,
+    notes: Vec<OwnedNote>,
+}
+
+impl NoteBook {
+    /// A new wallet (or one restored from its key: scanning the chain from the first block
+    /// finds every note paid to its first addresses, see [`LOOKAHEAD`]).
+    pub fn new(key: SpendingKey) -> Self {
+        let viewing = key.viewing_key();
+        let mut book = Self {
+            key,
+            viewing,
+            next_index: 0,
+            by_owner: BTreeMap::new(),
+            by_detect: BTreeMap::new(),
+            height: 0,
+            frontier: Frontier::new(),
+            notes: Vec::new(),
+        };
+        book.watch();
+        book
+    }
+
+    /// Watches every address up to `next_index + LOOKAHEAD`.
+    fn watch(&mut self) {
+        let upto = self.next_index.saturating_add(LOOKAHEAD);
+        let from = self.by_owner.len() as u64;
+        for i in from..upto {
+            let owner = self.owner(i);
+            self.by_owner.insert(fr_bytes(owner), i);
+            self.by_detect.insert(detection_tag(owner), i);
+        }
+    }
+
+    fn owner(&self, index: u64) -> Fr {
+        self.viewing.owner_tag(self.viewing.diversifier(index))
+    }
+
+    fn memo_key(&self, index: u64) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(MEMO_KEY_DOMAIN);
+        h.update(fr_bytes(self.viewing.nk));
+        h.update(fr_bytes(self.viewing.diversifier(index)));
+        h.finalize().into()
+    }
+
+    /// Payment address number `index`.
+    pub fn address(&self, index: u64) -> PaymentAddress {
+        PaymentAddress {
+            owner: self.owner(index),
+            memo_key: self.memo_key(index),
+        }
+    }
+
+    /// A fresh address (never handed out before by this wallet).
+    pub fn new_address(&mut self) -> PaymentAddress {
+        let index = self.next_index;
+        self.next_index += 1;
+        self.watch();
+        self.address(index)
+    }
+
+    /// Blocks scanned so far (`1..=height`).
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The note tree's root after the last block scanned: a recent root while the wallet is
+    /// in sync.
+    pub fn root(&self) -> Fr {
+        self.frontier.root()
+    }
+
+    /// Every note the household has held, oldest first.
+    pub fn notes(&self) -> &[OwnedNote] {
+        &self.notes
+    }
+
+    /// Unspent notes.
+    pub fn unspent(&self) -> impl Iterator<Item = &OwnedNote> {
+        self.notes.iter().filter(|n| n.spent_at.is_none())
+    }
+
+    /// Value of the unspent notes, millis.
+    pub fn balance(&self) -> u64 {
+        self.unspent().map(|n| n.value).sum()
+    }
+
+    /// Appends a leaf to the tree and to every unspent note's path.
+    fn append(&mut self, cm: Fr) -> Result<u32, NotesError> {
+        let position = self.frontier.append(cm).map_err(|_| NotesError::TreeFull)?;
+        for n in &mut self.notes {
+            if let Some(w) = &mut n.witness {
+                w.append(cm).map_err(|_| NotesError::TreeFull)?;
+            }
+        }
+        Ok(position)
+    }
+
+    /// Records a note of ours just appended at `position`.
+    fn receive(&mut self, index: u64, value: u64, rho: Fr, cm: Fr, position: u32, height: u64) {
+        self.next_index = self.next_index.max(index + 1);
+        self.watch();
+        self.notes.push(OwnedNote {
+            index,
+            value,
+            rho,
+            witness: Witness::new(&self.frontier, cm),
+            position,
+            nullifier: self.viewing.nullifier(cm, position),
+            spent_at: None,
+            height,
+        });
+    }
+
+    /// Takes the next committed block into account: appends its notes to the tree, finds the
+    /// household's among them, marks its spent ones.
+    pub fn scan(&mut self, block: &Block) -> Result<ScanReport, NotesError> {
+        let expected = self.height + 1;
+        if block.height != expected {
+            return Err(NotesError::OutOfOrder {
+                expected,
+                got: block.height,
+            });
+        }
+        let mut report = ScanReport::default();
+        for tx in &block.txs {
+            match &tx.body {
+                TxBody::MintNote {
+                    value, owner, rho, ..
+                } => {
+                    // A committed mint has canonical fields (the rules refused others).
+                    let (Some(o), Some(r)) = (owner.to_field(), rho.to_field()) else {
+                        continue;
+                    };
+                    let cm = note::commitment(Fr::from(*value), o, r);
+                    let position = self.append(cm)?;
+                    if let Some(&index) = self.by_owner.get(&owner.0) {
+                        self.receive(index, *value, r, cm, position, block.height);
+                        report.received.push(position);
+                    }
+                }
+                TxBody::Spend {
+                    nullifiers,
+                    outputs,
+                    ..
+                } => {
+                    for nf in nullifiers {
+                        for n in &mut self.notes {
+                            if n.spent_at.is_none() && fr_bytes(n.nullifier) == nf.0 {
+                                n.spent_at = Some(block.height);
+                                n.witness = None;
+                                report.spent.push(n.position);
+                            }
+                        }
+                    }
+                    for o in outputs {
+                        let Some(cm) = o.cm.to_field() else { continue };
+                        let position = self.append(cm)?;
+                        let Some(&index) = o.memo.get(..32).and_then(|d| self.by_detect.get(d))
+                        else {
+                            continue;
+                        };
+                        let Some((value, rho)) = open_memo(&o.memo, &self.memo_key(index), cm)
+                        else {
+                            continue;
+                        };
+                        if note::commitment(Fr::from(value), self.owner(index), rho) != cm {
+                            continue;
+                        }
+                        self.receive(index, value, rho, cm, position, block.height);
+                        report.received.push(position);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.height = block.height;
+        Ok(report)
+    }
+
+    /// A spend of `amount` to `to` (or, with `to = None`, out of the pool only: withdrawals and
+    /// payouts to a wallet), paying `fee`: the largest unspent notes that cover it (at most
+    /// two), the change to a fresh own address, memos sealed for both outputs. With
+    /// `to = Some(..)` the public amount out is the fee; without, `amount + fee` with `payout`.
+    pub fn plan<R: RngCore + CryptoRng>(
+        &mut self,
+        to: Option<&PaymentAddress>,
+        amount: u64,
+        fee: u64,
+        payout: Payout,
+        rng: &mut R,
+    ) -> Result<SpendRequest, NotesError> {
+        let need = amount.checked_add(fee).ok_or(NotesError::Overflow)?;
+        let mut candidates: Vec<&OwnedNote> =
+            self.unspent().filter(|n| n.witness.is_some()).collect();
+        candidates.sort_by(|a, b| b.value.cmp(&a.value).then(a.position.cmp(&b.position)));
+        // The smallest single note that covers it, else the two largest.
+        let single = candidates.iter().rev().find(|n| n.value >= need).copied();
+        let chosen: Vec<OwnedNote> = match single {
+            Some(n) => vec![n.clone()],
+            None => candidates.iter().take(2).map(|n| (*n).clone()).collect(),
+        };
+        let have: u64 = chosen.iter().map(|n| n.value).sum();
+        if have < need {
+            return Err(NotesError::InsufficientNotes {
+                need,
+                have,
+                balance: self.balance(),
+            });
+        }
+        let change = have - need;
+        let mut inputs = chosen.iter().map(|n| Spend {
+            key: self.key.clone(),
+            diversifier: self.viewing.diversifier(n.index),
+            value: n.value,
+            rho: n.rho,
+            path: n
+                .witness
+                .as_ref()
+                .map(Witness::path)
+                .unwrap_or_else(|| unreachable_path(n.position)),
+        });
+        let first = inputs.next();
+        let second = inputs.next();
+        let inputs = [
+            first.unwrap_or_else(|| Spend::dummy(&self.key, rng)),
+            second.unwrap_or_else(|| Spend::dummy(&self.key, rng)),
+        ];
+        let change_to = self.new_address();
+        let (out_0, public_out, payout) = match to {
+            Some(addr) => (
+                (Note::new(amount, addr.owner, rng), *addr),
+                fee,
+                Payout::None,
+            ),
+            // Nothing to anyone inside the pool: a zero note to a fresh own address.
+            None => {
+                let own = self.new_address();
+                ((Note::new(0, own.owner, rng), own), need, payout)
+            }
+        };
+        let change_note = Note::new(change, change_to.owner, rng);
+        let outputs = [
+            (out_0.0, seal_memo(&out_0.1, &out_0.0, rng)),
+            (change_note, seal_memo(&change_to, &change_note, rng)),
+        ];
+        Ok(SpendRequest {
+            anchor: self.root(),
+            inputs,
+            outputs,
+            public_in: 0,
+            public_out,
+            fee,
+            payout,
+        })
+    }
+
+    /// The stored form.
+    pub fn to_stored(&self) -> StoredBook {
+        let (size, filled) = self.frontier.parts();
+        StoredBook {
+            next_index: self.next_index,
+            height: self.height,
+            tree_size: size,
+            tree: filled.iter().map(|x| FieldBytes::from_field(*x)).collect(),
+            notes: self.notes.iter().map(StoredNote::from_note).collect(),
+        }
+    }
+
+    /// Rebuilds a wallet from its key and [`NoteBook::to_stored`]'s form.
+    pub fn from_stored(key: SpendingKey, s: StoredBook) -> Result<Self, NotesError> {
+        let bad = |m: &str| NotesError::File(m.to_owned());
+        let frontier = Frontier::from_parts(s.tree_size, fields(&s.tree)?)
+            .ok_or_else(|| bad("tree size beyond capacity"))?;
+        let mut book = Self::new(key);
+        book.next_index = s.next_index;
+        book.watch();
+        book.height = s.height;
+        book.frontier = frontier;
+        book.notes = s
+            .notes
+            .into_iter()
+            .map(StoredNote::into_note)
+            .collect::<Result<_, _>>()?;
+        Ok(book)
+    }
+}
+
+/// A path for a note without a witness: never used (only notes with witnesses are chosen).
+fn unreachable_path(position: u32) -> veilwatt_circuits::merkle::MerklePath {
+    veilwatt_circuits::merkle::MerklePath {
+        position,
+        siblings: [Fr::from(0u64); DEPTH],
+    }
+}
+
+fn fields<const N: usize>(v: &[FieldBytes]) -> Result<[Fr; N], NotesError> {
+    let xs: Vec<Fr> = v
+        .iter()
+        .map(FieldBytes::to_field)
+        .collect::<Option<_>>()
+        .ok_or_else(|| NotesError::File("not a field element".into()))?;
+    xs.try_into()
+        .map_err(|_| NotesError::File("wrong number of field elements".into()))
+}
+
+/// A frontier in a file: size and `DEPTH + 1` nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredFrontier {
+    /// Leaves.
+    pub size: u64,
+    /// Left-subtree roots.
+    pub filled: Vec<FieldBytes>,
+}
+
+/// A witness in a file ([`WitnessParts`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredWitness {
+    leaf: FieldBytes,
+    base: StoredFrontier,
+    right: Vec<FieldBytes>,
+    cursor: Option<StoredFrontier>,
+    appended: u64,
+}
+
+/// A note in a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredNote {
+    index: u64,
+    value: u64,
+    rho: FieldBytes,
+    witness: Option<StoredWitness>,
+    position: u32,
+    nullifier: FieldBytes,
+    spent_at: Option<u64>,
+    height: u64,
+}
+
+fn stored_frontier(size: u64, filled: &[Fr; DEPTH + 1]) -> StoredFrontier {
+    StoredFrontier {
+        size,
+        filled: filled.iter().map(|x| FieldBytes::from_field(*x)).collect(),
+    }
+}
+
+impl StoredNote {
+    fn from_note(n: &OwnedNote) -> Self {
+        Self {
+            index: n.index,
+            value: n.value,
+            rho: FieldBytes::from_field(n.rho),
+            witness: n.witness.as_ref().map(|w| {
+                let p = w.parts();
+                StoredWitness {
+                    leaf: FieldBytes::from_field(p.leaf),
+                    base: stored_frontier(p.base.0, &p.base.1),
+                    right: p.right.iter().map(|x| FieldBytes::from_field(*x)).collect(),
+                    cursor: p
+                        .cursor
+                        .map(|(size, filled)| stored_frontier(size, &filled)),
+                    appended: p.appended,
+                }
+            }),
+            position: n.position,
+            nullifier: FieldBytes::from_field(n.nullifier),
+            spent_at: n.spent_at,
+            height: n.height,
+        }
+    }
+
+    fn into_note(self) -> Result<OwnedNote, NotesError> {
+        let bad = |m: &str| NotesError::File(m.to_owned());
+        let field = |x: &FieldBytes| x.to_field().ok_or_else(|| bad("not a field element"));
+        let witness = match self.witness {
+            None => None,
+            Some(w) => {
+                let right: Vec<Fr> = w.right.iter().map(field).collect::<Result<_, _>>()?;
+                let parts = WitnessParts {
+                    leaf: field(&w.leaf)?,
+                    base: (w.base.size, fields(&w.base.filled)?),
+                    right,
+                    cursor: match w.cursor {
+                        Some(c) => Some((c.size, fields(&c.filled)?)),
+                        None => None,
+                    },
+                    appended: w.appended,
+                };
+                Some(Witness::from_parts(parts).ok_or_else(|| bad("impossible witness"))?)
+            }
+        };
+        Ok(OwnedNote {
+            index: self.index,
+            value: self.value,
+            rho: field(&self.rho)?,
+            witness,
+            position: self.position,
+            nullifier: field(&self.nullifier)?,
+            spent_at: self.spent_at,
+            height: self.height,
+        })
+    }
+}
+
+/// What the notes file holds, before encryption.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredBook {
+    next_index: u64,
+    height: u64,
+    tree_size: u64,
+    tree: Vec<FieldBytes>,
+    notes: Vec<StoredNote>,
+}
+
+/// The notes file: [`StoredBook`] as JSON, sealed with XChaCha20-Poly1305 under a key derived
+/// from the spending key (its contents reveal the household's notes and values).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotesFile {
+    /// Always [`NOTES_FORMAT`].
+    pub format: String,
+    /// Nonce, hex.
+    pub nonce: String,
+    /// Sealed JSON, hex.
+    pub ciphertext: String,
+}
+
+fn book_key(key: &SpendingKey) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(BOOK_KEY_DOMAIN);
+    h.update(key.to_bytes());
+    h.finalize().into()
+}
+
+impl NotesFile {
+    /// Seals `book`.
+    pub fn seal<R: RngCore + CryptoRng>(book: &NoteBook, rng: &mut R) -> Result<Self, NotesError> {
+        let json =
+            serde_json::to_vec(&book.to_stored()).map_err(|e| NotesError::File(e.to_string()))?;
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        let cipher = XChaCha20Poly1305::new((&book_key(&book.key)).into());
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &json,
+                    aad: NOTES_FORMAT.as_bytes(),
+                },
+            )
+            .map_err(|_| NotesError::File("encryption failed".into()))?;
+        Ok(Self {
+            format: NOTES_FORMAT.to_owned(),
+            nonce: hex::encode(nonce),
+            ciphertext: hex::encode(sealed),
+        })
+    }
+
+    /// Opens the file with the household's key.
+    pub fn open(&self, key: SpendingKey) -> Result<NoteBook, NotesError> {
+        let bad = |m: &str| NotesError::File(m.to_owned());
+        if self.format != NOTES_FORMAT {
+            return Err(bad("not a veilwatt-notes/1 file"));
+        }
+        let nonce = hex::decode(&self.nonce).map_err(|_| bad("nonce is not hex"))?;
+        if nonce.len() != 24 {
+            return Err(bad("nonce must be 24 bytes"));
+        }
+        let sealed = hex::decode(&self.ciphertext).map_err(|_| bad("ciphertext is not hex"))?;
+        let cipher = XChaCha20Poly1305::new((&book_key(&key)).into());
+        let json = cipher
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: NOTES_FORMAT.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                bad("does not open with this wallet's key (another wallet, or altered)")
+            })?;
+        let stored: StoredBook =
+            serde_json::from_slice(&json).map_err(|e| NotesError::File(e.to_string()))?;
+        NoteBook::from_stored(key, stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn addresses_round_trip_and_bad_ones_are_refused() {
+        let book = NoteBook::new(SpendingKey::generate(&mut ChaCha20Rng::seed_from_u64(1)));
+        let a = book.address(3);
+        assert_eq!(PaymentAddress::decode(&a.encode()).unwrap(), a);
+        assert_ne!(book.address(4).owner, a.owner);
+        for bad in [
+            "vwpay1zz",
+            "vwpay100",
+            &a.encode()[1..],
+            &format!("vwpay1{}", "ff".repeat(64)),
+        ] {
+            assert!(PaymentAddress::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_memo_opens_only_with_its_key_and_for_its_output() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let book = NoteBook::new(SpendingKey::generate(&mut rng));
+        let to = book.address(0);
+        let note = Note::new(1234, to.owner, &mut rng);
+        let memo = seal_memo(&to, &note, &mut rng);
+        assert_eq!(memo.len(), MEMO_BYTES);
+        assert_eq!(memo[..32], detection_tag(to.owner));
+        let cm = note.commitment();
+        assert_eq!(open_memo(&memo, &to.memo_key, cm), Some((1234, note.rho)));
+        assert_eq!(open_memo(&memo, &book.address(1).memo_key, cm), None);
+        assert_eq!(open_memo(&memo, &to.memo_key, cm + Fr::from(1u64)), None);
+        let mut altered = memo.clone();
+        altered[70] ^= 1;
+        assert_eq!(open_memo(&altered, &to.memo_key, cm), None);
+        assert_eq!(open_memo(&memo[..MEMO_BYTES - 1], &to.memo_key, cm), None);
+    }
+
+    #[test]
+    fn the_spending_key_follows_the_account_key() {
+        let a = spending_key(&SigningKey::from_bytes(&[1; 32]));
+        let b = spending_key(&SigningKey::from_bytes(&[1; 32]));
+        let c = spending_key(&SigningKey::from_bytes(&[2; 32]));
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        assert_ne!(a.to_bytes(), c.to_bytes());
+    }
+}
