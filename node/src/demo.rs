@@ -1,7 +1,10 @@
-//! `veilwatt-node demo`: a local community from scratch. Writes a genesis with short periods,
-//! starts the validator(s), simulates the households' meters (`veilwatt_prover::simulate`),
-//! enrols the meters, credits deposits, proves and submits every household's order for each
-//! period as it ends, waits for the periods to clear, and reports what the ledger says.
+//! `veilwatt-node demo`: a local community from scratch. Writes a genesis with short periods
+//! and a shielded pool, starts the validator(s), simulates the households' meters
+//! (`veilwatt_prover::simulate`), enrols the meters, mints every household's deposit as a
+//! shielded note to a one-time address and has each household move it to its wallet balance
+//! with a join-split proof (orders still pay from that balance), proves and submits every
+//! household's order for each period as it ends, waits for the periods to clear, and reports
+//! what the ledger says.
 //!
 //! Every step goes through the node's real HTTP API and the real prover; the report is read
 //! back from the ledger (`/v1/periods/{p}`), not computed locally.
@@ -17,7 +20,9 @@ use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 use serde_json::Value;
 use veilwatt_node::config::{Home, NodeConfig};
+use veilwatt_prover::notes::{self, NoteBook};
 use veilwatt_prover::simulate::{community, simulate_hour, Household, Site, Weather};
+use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::{OrderRequest, Prover};
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::units::{kwh, minor_units as units};
@@ -40,6 +45,8 @@ pub struct DemoOptions {
 
 /// Deposit credited to every household, minor units.
 const DEPOSIT_UNITS: u64 = 50_000;
+/// The demo market's smallest spend fee, millis.
+const SPEND_FEE: u64 = 10;
 /// Quantities are rounded down to this many Wh (coarser quantities leak less about readings).
 const QUANTITY_UNIT_WH: u32 = 10;
 /// Simulated solar hour of the first period.
@@ -200,6 +207,24 @@ impl Client {
         Ok(tx.id())
     }
 
+    /// Every committed block from `from` on.
+    async fn blocks_from(&self, mut from: u64) -> Result<Vec<Block>> {
+        let mut out = Vec::new();
+        loop {
+            let v = self
+                .get(&format!("/v1/blocks?from={from}&to={}", from + 999))
+                .await?;
+            let blocks: Vec<Block> = serde_json::from_value(v["blocks"].clone())?;
+            let height = v["height"].as_u64().unwrap_or(0);
+            from += blocks.len() as u64;
+            let done = blocks.is_empty() || from > height;
+            out.extend(blocks);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn wait_committed(&self, ids: &[TxId]) -> Result<()> {
         let t0 = Instant::now();
         for id in ids {
@@ -281,7 +306,17 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
         insecure_dev_keys: true,
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
-        shielded: None,
+        shielded: Some(ShieldedParams {
+            vk_id: Hash32(
+                veilwatt_params::dev::pinned_ids_of(veilwatt_params::MarketCircuit::JoinSplit)
+                    .vk_id
+                    .0,
+            ),
+            // Every household proves against the root it synced to before the funding
+            // spends, and each block of them records a new root: keep plenty.
+            root_history: MAX_ROOT_HISTORY,
+            min_fee: SPEND_FEE,
+        }),
     };
     g.validate()?;
 
@@ -347,21 +382,30 @@ async fn community_run(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Households: enrol each meter to its wallet and credit a deposit.
+    // Households: enrol each meter to its wallet; the registrar mints each deposit as a
+    // shielded note to a one-time address of the household.
     let mut homes: Vec<Household> = community(opts.households, opts.seed);
     let wallets: Vec<SigningKey> = homes
         .iter()
         .map(|_| SigningKey::from_bytes(&secret(rng)))
         .collect();
+    let mut books: Vec<NoteBook> = wallets
+        .iter()
+        .map(|w| NoteBook::new(notes::spending_key(w)))
+        .collect();
     let mut setup = Vec::new();
-    for (i, (h, w)) in homes.iter().zip(&wallets).enumerate() {
+    for (i, ((h, w), book)) in homes.iter().zip(&wallets).zip(&mut books).enumerate() {
         let owner = WalletKey(w.verifying_key().to_bytes());
         let meter = MeterKey::from_public_key(&h.meter.public_key());
+        let to = book.new_address();
+        let mut rho = [0u8; 32];
+        rand::RngCore::fill_bytes(rng, &mut rho[..31]);
         for body in [
             TxBody::EnrollMeter { meter, owner },
-            TxBody::Deposit {
-                to: owner,
-                amount: DEPOSIT_UNITS * 1_000,
+            TxBody::MintNote {
+                value: DEPOSIT_UNITS * 1_000,
+                owner: FieldBytes::from_field(to.owner),
+                rho: FieldBytes(rho),
                 reference: i as u64,
             },
         ] {
@@ -370,8 +414,47 @@ async fn community_run(
         }
     }
     first.wait_committed(&setup).await?;
+
+    // Each household finds its note on the ledger and moves it to its wallet balance with a
+    // join-split (the fee comes out of the note).
+    for block in first.blocks_from(1).await? {
+        for book in &mut books {
+            book.scan(&block)?;
+        }
+    }
+    let js = veilwatt_params::dev::keys_of(veilwatt_params::MarketCircuit::JoinSplit)?;
+    let spend_prover = std::sync::Arc::new(SpendProver::new(js.pk.clone(), js.vk_id)?);
+    let bar = ProgressBar::new(opts.households as u64).with_style(ProgressStyle::with_template(
+        "proving {bar:40} {pos}/{len} deposits into wallets {elapsed_precise}",
+    )?);
+    let mut funding = Vec::new();
+    for (i, (book, w)) in books.iter_mut().zip(&wallets).enumerate() {
+        let payout = Payout::Wallet {
+            wallet: WalletKey(w.verifying_key().to_bytes()),
+        };
+        let request = book.plan(
+            None,
+            DEPOSIT_UNITS * 1_000 - SPEND_FEE,
+            SPEND_FEE,
+            payout,
+            rng,
+        )?;
+        let prover = std::sync::Arc::clone(&spend_prover);
+        let (chain_id, expires_at) = (g.chain_id.clone(), g.tx_expiry(now()));
+        let seed = opts.seed ^ (1 << 40) ^ i as u64;
+        let tx = tokio::task::spawn_blocking(move || {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let signer = SigningKey::from_bytes(&secret(&mut rng));
+            prover.prove(&chain_id, expires_at, &signer, request, &mut rng)
+        })
+        .await??;
+        funding.push(clients[i % clients.len()].submit(&tx).await?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    first.wait_committed(&funding).await?;
     eprintln!(
-        "{} households enrolled and funded ({} with PV, {} with batteries)",
+        "{} households enrolled and funded through shielded notes ({} with PV, {} with batteries)",
         homes.len(),
         homes.iter().filter(|h| h.pv_peak_w > 0.0).count(),
         homes.iter().filter(|h| h.battery_wh > 0.0).count()

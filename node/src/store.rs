@@ -18,8 +18,6 @@
 //! what it changes, not the state: its cost follows its size, not the ledger's.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
-use jmt::{KeyHash, OwnedValue, Version};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
     ReadOptions, Snapshot, WriteBatch, WriteOptions, DB,
@@ -447,23 +445,7 @@ impl StateRead for StoreView<'_> {
     }
 }
 
-impl TreeReader for StoreView<'_> {
-    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        Ok(self
-            .get_cf(CF_TREE, &encode(node_key))?
-            .map(|b| decode(&b))
-            .transpose()?)
-    }
-
-    fn get_value_option(
-        &self,
-        _max_version: Version,
-        _key_hash: KeyHash,
-    ) -> anyhow::Result<Option<OwnedValue>> {
-        anyhow::bail!("the state is read by key, not by key hash")
-    }
-
-    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
-        anyhow::bail!("not supported")
-    }
-}
+veilwatt_verifier::impl_tree_reader!(StoreView<'_>, |this, key| Ok(this
+    .get_cf(CF_TREE, &encode(key))?
+    .map(|b| decode::<jmt::storage::Node>(&b))
+    .transpose()?));

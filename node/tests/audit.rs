@@ -10,38 +10,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use veilwatt_verifier::audit::{audit, AuditError, CertError, Certificate, Export, Quiet};
 use veilwatt_verifier::ledger::BlockError;
-use veilwatt_verifier::types::{Genesis, Hash32, Side, Signature64, TxBody, WalletKey};
+use veilwatt_verifier::types::{Genesis, Hash32, Side, TxBody};
 use veilwatt_verifier::OrderVerifier;
 
 fn bin(name: &str) -> PathBuf {
     sibling_bin(name)
-}
-
-/// Re-hashes blocks from `pos` on, re-links them and re-signs their certificates with the
-/// (single) validator's key: what a tamperer holding every validator key could do.
-fn reseal(g: &Genesis, e: &mut Export, pos: usize) {
-    let key = SigningKey::from_bytes(&validator_seed(0));
-    let me = WalletKey(key.verifying_key().to_bytes());
-    for i in pos..e.blocks.len() {
-        if i > 0 {
-            e.blocks[i].block.prev_hash = e.blocks[i - 1].hash;
-        }
-        let b = &mut e.blocks[i];
-        b.hash = b.block.hash();
-        let mut cert = Certificate {
-            height: b.block.height,
-            round: 0,
-            block_hash: b.hash,
-            signatures: vec![],
-        };
-        let sig = key.sign(&cert.signing_bytes(&g.chain_id, &me));
-        cert.signatures = vec![(me, Signature64(sig.to_bytes()))];
-        b.certificate = hex::encode(cert.encode());
-    }
 }
 
 fn run_audit(g: &Genesis, e: &Export) -> Result<veilwatt_verifier::audit::AuditReport, AuditError> {

@@ -1,5 +1,5 @@
 //! The demo end to end, as a real process: `veilwatt-node demo --json` simulates meters, enrols
-//! them, proves and submits orders over HTTP, lets the periods clear and reports; the report
+//! them, funds the households through shielded notes, proves and submits orders over HTTP, lets the periods clear and reports; the report
 //! must equal what the ledger it left behind says when exported and replayed through the state
 //! machine with every proof re-verified.
 
@@ -7,10 +7,11 @@ use std::process::Command;
 
 use serde_json::Value;
 use veilwatt_params::dev;
+use veilwatt_verifier::ledger::MarketVerifier;
 use veilwatt_verifier::ledger::{Ledger, LedgerRead};
 use veilwatt_verifier::state::MemoryState;
 use veilwatt_verifier::types::Genesis;
-use veilwatt_verifier::OrderVerifier;
+use veilwatt_verifier::{JoinSplitVerifier, OrderVerifier};
 
 #[test]
 fn demo_report_matches_the_replayed_ledger() {
@@ -66,8 +67,16 @@ fn demo_report_matches_the_replayed_ledger() {
     .unwrap();
     let g: Genesis =
         serde_json::from_slice(&std::fs::read(home.join("genesis.json")).unwrap()).unwrap();
-    let keys = dev::keys().unwrap();
-    let verifier = OrderVerifier::new(&keys.vk, keys.vk_id).unwrap();
+    // The demo funds households through shielded notes: its spends are verified too.
+    assert!(g.shielded.is_some());
+    let (order, js) = (
+        dev::keys().unwrap(),
+        dev::keys_of(veilwatt_params::MarketCircuit::JoinSplit).unwrap(),
+    );
+    let verifier = MarketVerifier {
+        order: OrderVerifier::new(&order.vk, order.vk_id).unwrap(),
+        joinsplit: Some(JoinSplitVerifier::new(&js.vk, js.vk_id).unwrap()),
+    };
     let ledger = Ledger::new(&g).unwrap();
     let mut state = MemoryState::default();
     state.commit(ledger.genesis_update(&state).unwrap());

@@ -451,6 +451,13 @@ async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line()
     let b = prover(&homes[0], &["balance"]);
     assert_eq!(b["shielded_millis"], 50_000 - 20_000 - 10 - 5_010);
     assert_eq!(b["wallet_millis"], 5_000);
+    let status = prover(&homes[0], &["status"]);
+    assert_eq!(
+        status["shielded"]["balance_millis"],
+        50_000 - 20_000 - 10 - 5_010,
+        "{status}"
+    );
+    assert_eq!(status["balance_millis"], 5_000);
     let w = prover(
         &homes[1],
         &["withdraw", "--amount", "19.99", "--reference", "77"],

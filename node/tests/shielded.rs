@@ -163,5 +163,74 @@ async fn a_mint_and_a_spend_commit_and_bad_spends_are_refused_at_admission() {
     let pool = Pool::load(&state).unwrap();
     assert_eq!((pool.balance, pool.fees), (5_000 - FEE, FEE));
     assert_eq!(pool.frontier().size(), 3);
+
+    // The regulator's audit of the export: the spend's proof re-verified, the pool's figures
+    // what the public transactions add up to.
+    let gfile = dir.path().join("genesis.json");
+    std::fs::write(&gfile, serde_json::to_vec(&g).unwrap()).unwrap();
+    let xfile = dir.path().join("export.jsonl");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_veilwatt-node"))
+        .args(["export", "--home"])
+        .arg(&home)
+        .arg("--out")
+        .arg(&xfile)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = std::process::Command::new(sibling_bin("veilwatt-verifier"))
+        .args(["audit", "--genesis"])
+        .arg(&gfile)
+        .arg("--ledger")
+        .arg(&xfile)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sh = &report["shielded"];
+    assert_eq!(sh["spend_proofs"], 1, "{report}");
+    assert_eq!(sh["mints"], 1);
+    assert_eq!(sh["minted_millis"], 5_000);
+    assert_eq!(sh["fees_millis"], FEE);
+    assert_eq!(sh["notes"], 3);
+    assert_eq!(sh["nullifiers"], 2);
+    assert_eq!(sh["balance_millis"], 5_000 - FEE);
+
+    // A spend whose fee was changed in the export (blocks re-sealed by a tamperer holding the
+    // validator key): its proof no longer verifies, and the audit names it.
+    let bytes = std::fs::read(&xfile).unwrap();
+    let mut export =
+        veilwatt_verifier::audit::Export::read_from(std::io::BufReader::new(&bytes[..])).unwrap();
+    let pos = export
+        .blocks
+        .iter()
+        .position(|b| b.block.txs.iter().any(|t| t.id() == spend.id()))
+        .unwrap();
+    for tx in &mut export.blocks[pos].block.txs {
+        if let TxBody::Spend {
+            fee, public_out, ..
+        } = &mut tx.body
+        {
+            *fee += 1;
+            *public_out += 1;
+        }
+    }
+    reseal(&g, &mut export, pos);
+    let err = veilwatt_verifier::audit::audit(
+        &g,
+        &export,
+        &market_verifier(&g),
+        None,
+        &veilwatt_verifier::audit::Quiet,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, veilwatt_verifier::audit::AuditError::SpendProof { height, .. } if height == export.blocks[pos].block.height),
+        "{err}"
+    );
     node.shutdown().await;
 }

@@ -304,6 +304,22 @@ tr.total td{font-weight:bold;border-top:2px solid #999}.insecure{background:#b00
             r.open_periods
         );
     }
+    if let Some(sh) = &r.shielded {
+        let _ = write!(
+            out,
+            r#"<h2>Shielded money</h2><p>{} join-split proofs verified; the pool's balance equals what was minted and paid in less what was paid out (supply invariant checked against the pool's state). Values of individual notes are hidden by design.</p><table><tr><th>minted (deposits)</th><th>paid in from wallets</th><th>paid out to wallets</th><th>withdrawn to banks</th><th>fees</th><th>held in notes</th><th>notes</th><th>spent (nullifiers)</th></tr><tr><td>{} ({} mints)</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>"#,
+            sh.spend_proofs,
+            units(sh.minted_millis),
+            sh.mints,
+            units(sh.paid_in_millis),
+            units(sh.to_wallets_millis),
+            units(sh.withdrawn_millis),
+            units(sh.fees_millis),
+            units(sh.balance_millis),
+            sh.notes,
+            sh.nullifiers
+        );
+    }
     out.push_str("</body></html>\n");
     out
 }

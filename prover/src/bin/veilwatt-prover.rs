@@ -816,8 +816,22 @@ async fn main() -> Result<()> {
                 .as_ref()
                 .and_then(|a| a["escrow_millis"].as_u64())
                 .unwrap_or(0);
+            // On a market with a shielded pool: the notes too (synced; needs the passphrase,
+            // which seals them).
+            let shielded = if g.shielded.is_some() {
+                let mut sh = Shielded::open(&cli)?;
+                sh.sync().await?;
+                Some(json!({
+                    "balance_millis": sh.book.balance(),
+                    "notes": sh.book.unspent().count(),
+                    "synced_to": sh.book.height(),
+                }))
+            } else {
+                None
+            };
             let v = json!({
                 "address": address,
+                "shielded": shielded,
                 "meter": h.settings.meter,
                 "meter_enrolled": enrolled,
                 "node": {"url": h.settings.node, "chain_id": node["chain_id"], "height": node["height"]},
@@ -828,9 +842,19 @@ async fn main() -> Result<()> {
                 "periods_awaiting_order": awaiting,
                 "current_period": t.saturating_sub(g.genesis_time) / g.period_secs,
             });
+            let notes_line = shielded.as_ref().map_or(String::new(), |s| {
+                format!(
+                    "\nnotes     {} in {} note(s)",
+                    money(
+                        i64::try_from(s["balance_millis"].as_u64().unwrap_or(0))
+                            .unwrap_or(i64::MAX)
+                    ),
+                    s["notes"]
+                )
+            });
             print(cli.json, &v, || {
                 format!(
-                    "address   {address}\nmeter     {} ({})\nnode      {} ({}, height {})\nbalance   {} (in escrow {})\nstatements {}, orders {}, periods awaiting an order: {:?}",
+                    "address   {address}\nmeter     {} ({})\nnode      {} ({}, height {})\nbalance   {} (in escrow {}){notes_line}\nstatements {}, orders {}, periods awaiting an order: {:?}",
                     h.settings.meter,
                     if enrolled { "enrolled" } else { "NOT enrolled to this address" },
                     h.settings.node,

@@ -398,6 +398,23 @@ fn table(r: &AuditReport) -> String {
             r.open_periods
         ));
     }
+    if let Some(sh) = &r.shielded {
+        s.push_str(&format!(
+            "\nshielded pool: {} join-split proofs verified; minted {} ({} mints), paid in {}, \
+             to wallets {}, withdrawn {}, fees {}; holds {} in {} notes ({} spent): supply \
+             invariant holds",
+            sh.spend_proofs,
+            units(sh.minted_millis),
+            sh.mints,
+            units(sh.paid_in_millis),
+            units(sh.to_wallets_millis),
+            units(sh.withdrawn_millis),
+            units(sh.fees_millis),
+            units(sh.balance_millis),
+            sh.notes,
+            sh.nullifiers
+        ));
+    }
     s
 }
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use jmt::storage::{LeafNode, NibblePath, Node, NodeKey, TreeReader};
-use jmt::{KeyHash, OwnedValue, Version};
+use jmt::storage::{NibblePath, Node, NodeKey};
+use jmt::Version;
 
 use super::tree::{self, StateProof};
 use super::{Entry, StateError, StateRead, StateUpdate};
@@ -129,20 +129,4 @@ impl StateRead for MemoryState {
     }
 }
 
-impl TreeReader for MemoryState {
-    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        Ok(self.nodes.get(node_key).cloned())
-    }
-
-    fn get_value_option(
-        &self,
-        _max_version: Version,
-        _key_hash: KeyHash,
-    ) -> anyhow::Result<Option<OwnedValue>> {
-        anyhow::bail!("the state is read by key, not by key hash")
-    }
-
-    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
-        anyhow::bail!("not supported")
-    }
-}
+crate::impl_tree_reader!(MemoryState, |this, key| Ok(this.nodes.get(key).cloned()));

@@ -16,6 +16,58 @@ use super::keys::is_committed;
 use super::{ChangeSet, StateError};
 use crate::types::{decode, encode, sha256, Hash32};
 
+#[doc(hidden)]
+pub mod __reexport {
+    pub use anyhow;
+    pub use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+    pub use jmt::{KeyHash, OwnedValue, Version};
+}
+
+/// Implements jmt's `TreeReader` for a state backend from how it reads one tree node:
+/// `impl_tree_reader!(Type, |this, key| expression)` where the expression (with `this: &Type`
+/// and `key: &NodeKey`) is an `anyhow::Result<Option<Node>>`. The ledger reads values by
+/// state key, never by key hash, and never asks the tree for its rightmost leaf (a snapshot is
+/// restored from its entries), so those two reads are refused.
+#[macro_export]
+macro_rules! impl_tree_reader {
+    ($ty:ty, |$this:ident, $key:ident| $node:expr) => {
+        impl $crate::state::tree::__reexport::TreeReader for $ty {
+            fn get_node_option(
+                &self,
+                node_key: &$crate::state::tree::__reexport::NodeKey,
+            ) -> $crate::state::tree::__reexport::anyhow::Result<
+                Option<$crate::state::tree::__reexport::Node>,
+            > {
+                let ($this, $key) = (self, node_key);
+                $node
+            }
+
+            fn get_value_option(
+                &self,
+                _max_version: $crate::state::tree::__reexport::Version,
+                _key_hash: $crate::state::tree::__reexport::KeyHash,
+            ) -> $crate::state::tree::__reexport::anyhow::Result<
+                Option<$crate::state::tree::__reexport::OwnedValue>,
+            > {
+                $crate::state::tree::__reexport::anyhow::bail!(
+                    "the state is read by key, not by key hash"
+                )
+            }
+
+            fn get_rightmost_leaf(
+                &self,
+            ) -> $crate::state::tree::__reexport::anyhow::Result<
+                Option<(
+                    $crate::state::tree::__reexport::NodeKey,
+                    $crate::state::tree::__reexport::LeafNode,
+                )>,
+            > {
+                $crate::state::tree::__reexport::anyhow::bail!("not supported")
+            }
+        }
+    };
+}
+
 /// The tree's key for a state key.
 pub fn key_hash(key: &[u8]) -> KeyHash {
     KeyHash(sha256(key))
