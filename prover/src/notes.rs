@@ -434,16 +434,20 @@ impl NoteBook {
         rng: &mut R,
     ) -> Result<SpendRequest, NotesError> {
         let need = amount.checked_add(fee).ok_or(NotesError::Overflow)?;
-        let mut candidates: Vec<&OwnedNote> =
-            self.unspent().filter(|n| n.witness.is_some()).collect();
-        candidates.sort_by(|a, b| b.value.cmp(&a.value).then(a.position.cmp(&b.position)));
+        // Only notes with a path can be spent (every unspent note has one).
+        let mut candidates: Vec<(&OwnedNote, &Witness)> = self
+            .unspent()
+            .filter_map(|n| Some((n, n.witness.as_ref()?)))
+            .collect();
+        candidates
+            .sort_by(|(a, _), (b, _)| b.value.cmp(&a.value).then(a.position.cmp(&b.position)));
         // The smallest single note that covers it, else the two largest.
-        let single = candidates.iter().rev().find(|n| n.value >= need).copied();
-        let chosen: Vec<OwnedNote> = match single {
-            Some(n) => vec![n.clone()],
-            None => candidates.iter().take(2).map(|n| (*n).clone()).collect(),
-        };
-        let have: u64 = chosen.iter().map(|n| n.value).sum();
+        let chosen: Vec<(&OwnedNote, &Witness)> =
+            match candidates.iter().rev().find(|(n, _)| n.value >= need) {
+                Some(single) => vec![*single],
+                None => candidates.into_iter().take(2).collect(),
+            };
+        let have: u64 = chosen.iter().map(|(n, _)| n.value).sum();
         if have < need {
             return Err(NotesError::InsufficientNotes {
                 need,
@@ -452,23 +456,20 @@ impl NoteBook {
             });
         }
         let change = have - need;
-        let mut inputs = chosen.iter().map(|n| Spend {
-            key: self.key.clone(),
-            diversifier: self.viewing.diversifier(n.index),
-            value: n.value,
-            rho: n.rho,
-            path: n
-                .witness
-                .as_ref()
-                .map(Witness::path)
-                .unwrap_or_else(|| unreachable_path(n.position)),
-        });
-        let first = inputs.next();
-        let second = inputs.next();
-        let inputs = [
-            first.unwrap_or_else(|| Spend::dummy(&self.key, rng)),
-            second.unwrap_or_else(|| Spend::dummy(&self.key, rng)),
-        ];
+        let mut spends: Vec<Spend> = chosen
+            .iter()
+            .map(|(n, w)| Spend {
+                key: self.key.clone(),
+                diversifier: self.viewing.diversifier(n.index),
+                value: n.value,
+                rho: n.rho,
+                path: w.path(),
+            })
+            .collect();
+        while spends.len() < 2 {
+            spends.push(Spend::dummy(&self.key, rng));
+        }
+        let inputs = [spends.swap_remove(0), spends.swap_remove(0)];
         let change_to = self.new_address();
         let (out_0, public_out, payout) = match to {
             Some(addr) => (
@@ -526,14 +527,6 @@ impl NoteBook {
             .map(StoredNote::into_note)
             .collect::<Result<_, _>>()?;
         Ok(book)
-    }
-}
-
-/// A path for a note without a witness: never used (only notes with witnesses are chosen).
-fn unreachable_path(position: u32) -> veilwatt_circuits::merkle::MerklePath {
-    veilwatt_circuits::merkle::MerklePath {
-        position,
-        siblings: [Fr::from(0u64); DEPTH],
     }
 }
 
