@@ -347,15 +347,10 @@ impl ConstraintSynthesizer<Fr> for JoinSplitCircuit {
             let siblings = (0..DEPTH)
                 .map(|l| FpVar::new_witness(cs.clone(), || get(input.map(|x| x.siblings[l]))))
                 .collect::<Result<Vec<_>, _>>()?;
-            let siblings: [FpVar<Fr>; DEPTH] = siblings
-                .try_into()
-                .map_err(|_| SynthesisError::Unsatisfiable)?;
 
             // J1: the value is a u64 and the position a u32 (its bits give the path's turns).
             enforce_bits(&cs, &value, VALUE_BITS)?;
-            let bits: [Boolean<Fr>; DEPTH] = enforce_bits(&cs, &position, DEPTH)?
-                .try_into()
-                .map_err(|_| SynthesisError::Unsatisfiable)?;
+            let bits = enforce_bits(&cs, &position, DEPTH)?;
 
             // J3/J4: the note is owned by this spending key.
             let (ak, nk) = note::gadget::viewing_key(&sk)?;

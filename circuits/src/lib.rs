@@ -5,6 +5,8 @@
 //! * [`eddsa`]: EdDSA-Poseidon as in circomlib/circomlibjs.
 //! * [`statement`]: the meter's signed period statement.
 //! * [`order`]: the order circuit proven by households and verified by validators.
+//! * [`registry`], [`order_v2`]: the meter registry and the unlinkable order circuit that proves
+//!   membership in it without naming the meter (design section 11).
 //! * [`note`], [`merkle`], [`joinsplit`]: shielded money: keys, notes, the note commitment
 //!   tree and the join-split circuit that spends notes.
 //!
@@ -17,6 +19,8 @@ pub mod joinsplit;
 pub mod merkle;
 pub mod note;
 pub mod order;
+pub mod order_v2;
 pub mod poseidon;
 mod range;
+pub mod registry;
 pub mod statement;

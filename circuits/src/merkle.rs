@@ -65,8 +65,9 @@ impl MerklePath {
     }
 }
 
-/// The root of `leaf` at `position` (its low [`DEPTH`] bits) under `siblings`.
-pub(crate) fn root_from_fields(leaf: Fr, position: u64, siblings: &[Fr; DEPTH]) -> Fr {
+/// The root of `leaf` at `position` (its low `siblings.len()` bits) under `siblings`, for a
+/// tree of any height with this node hash (the note tree and the meter registry).
+pub(crate) fn root_from_fields(leaf: Fr, position: u64, siblings: &[Fr]) -> Fr {
     let mut cur = leaf;
     for (l, sib) in siblings.iter().enumerate() {
         cur = if (position >> l) & 1 == 1 {
@@ -384,7 +385,6 @@ impl MemoryTree {
 
 /// The R1CS side.
 pub mod gadget {
-    use super::DEPTH;
     use ark_bn254::Fr;
     use ark_r1cs_std::{boolean::Boolean, fields::fp::FpVar};
     use ark_relations::gr1cs::SynthesisError;
@@ -392,12 +392,16 @@ pub mod gadget {
     /// The root of `leaf` under `siblings`, with the position given by its little-endian
     /// `bits` (bit `l` set: the node at level `l` is a right child). One constraint per level
     /// orders the pair (`d = bit * (sibling - cur)`, `left = cur + d`, `right = sibling - d`),
-    /// plus one Poseidon per level.
+    /// plus one Poseidon per level. The tree's height is `siblings.len()`, which must equal
+    /// `bits.len()`.
     pub fn root(
         leaf: &FpVar<Fr>,
-        siblings: &[FpVar<Fr>; DEPTH],
-        bits: &[Boolean<Fr>; DEPTH],
+        siblings: &[FpVar<Fr>],
+        bits: &[Boolean<Fr>],
     ) -> Result<FpVar<Fr>, SynthesisError> {
+        if siblings.len() != bits.len() {
+            return Err(SynthesisError::Unsatisfiable);
+        }
         let mut cur = leaf.clone();
         for (sib, bit) in siblings.iter().zip(bits) {
             let d = FpVar::from(bit.clone()) * (sib - &cur);

@@ -8,7 +8,7 @@
 //! would produce, so that the tests run both on the same malicious statements.
 
 use crate::babyjub::{
-    gadget::{alloc_subgroup_point, enforce_subgroup_point},
+    gadget::{alloc_subgroup_point, enforce_subgroup_point, PointVar},
     Point,
 };
 use crate::eddsa::{self, gadget::SignatureVar, PublicKey, Signature, SignatureError};
@@ -160,6 +160,18 @@ pub enum RelationError {
         /// Requested quantity.
         quantity: u32,
     },
+    /// I4 (unlinkable orders): the registry position is not a [`crate::registry::DEPTH`]-bit
+    /// number.
+    #[error("registry position is out of range")]
+    PositionOutOfRange,
+    /// I4 (unlinkable orders): no leaf of the registry under the public root holds this meter
+    /// key with this household's nullifier key.
+    #[error("the meter is not enrolled under this registry root with this household key")]
+    NotEnrolled,
+    /// I5 (unlinkable orders): the public order nullifier is not this meter's for this period
+    /// under this household key.
+    #[error("the order nullifier is not this meter's for this period")]
+    WrongNullifier,
 }
 
 fn as_u32(x: &Fr) -> Option<u32> {
@@ -169,21 +181,13 @@ fn as_u32(x: &Fr) -> Option<u32> {
 /// The native predicate: the order relation checked outside any circuit.
 pub fn check_relation(w: &OrderWitness) -> Result<(), RelationError> {
     use public_input::*;
-    // I1
-    let quantity = as_u32(&w.public[QUANTITY_WH]).ok_or(RelationError::OutOfRange("quantity"))?;
-    let import = as_u32(&w.import_wh).ok_or(RelationError::OutOfRange("import"))?;
-    let export = as_u32(&w.export_wh).ok_or(RelationError::OutOfRange("export"))?;
-    if quantity == 0 {
-        return Err(RelationError::ZeroQuantity);
-    }
-    let sell = match as_u32(&w.public[SIDE]) {
-        Some(0) => true,
-        Some(1) => false,
-        _ => return Err(RelationError::SideNotABit),
-    };
+    let checked = check_amounts(
+        &w.public[QUANTITY_WH],
+        &w.import_wh,
+        &w.export_wh,
+        &w.public[SIDE],
+    )?;
     // I2
-    let meter =
-        PublicKey::from_point_unchecked(Point::new_unchecked(w.public[METER_X], w.public[METER_Y]));
     let msg = statement::message_from_fields(
         w.public[METER_X],
         w.public[METER_Y],
@@ -192,15 +196,69 @@ pub fn check_relation(w: &OrderWitness) -> Result<(), RelationError> {
         w.export_wh,
         w.profile_digest,
     );
-    eddsa::verify(&meter, msg, &Signature { r8: w.r8, s: w.s })?;
-    // I3
-    let net = if sell {
-        i64::from(export) - i64::from(import)
-    } else {
-        i64::from(import) - i64::from(export)
+    check_signature(w.public[METER_X], w.public[METER_Y], msg, w.r8, w.s)?;
+    check_net(&checked)
+}
+
+/// I1's amounts, checked: `quantity`, `import_wh`, `export_wh` and whether the order sells.
+pub(crate) struct Amounts {
+    quantity: u32,
+    import: u32,
+    export: u32,
+    sell: bool,
+}
+
+/// Native I1: every amount a u32, a positive quantity, the side a bit.
+pub(crate) fn check_amounts(
+    quantity: &Fr,
+    import_wh: &Fr,
+    export_wh: &Fr,
+    side: &Fr,
+) -> Result<Amounts, RelationError> {
+    let quantity = as_u32(quantity).ok_or(RelationError::OutOfRange("quantity"))?;
+    let import = as_u32(import_wh).ok_or(RelationError::OutOfRange("import"))?;
+    let export = as_u32(export_wh).ok_or(RelationError::OutOfRange("export"))?;
+    if quantity == 0 {
+        return Err(RelationError::ZeroQuantity);
+    }
+    let sell = match as_u32(side) {
+        Some(0) => true,
+        Some(1) => false,
+        _ => return Err(RelationError::SideNotABit),
     };
-    if net < i64::from(quantity) {
-        return Err(RelationError::InsufficientNet { net, quantity });
+    Ok(Amounts {
+        quantity,
+        import,
+        export,
+        sell,
+    })
+}
+
+/// Native I2: `(r8, s)` is the meter's signature on `msg` (strict EdDSA-Poseidon).
+pub(crate) fn check_signature(
+    meter_x: Fr,
+    meter_y: Fr,
+    msg: Fr,
+    r8: Point,
+    s: BigInteger256,
+) -> Result<(), RelationError> {
+    let meter = PublicKey::from_point_unchecked(Point::new_unchecked(meter_x, meter_y));
+    eddsa::verify(&meter, msg, &Signature { r8, s })?;
+    Ok(())
+}
+
+/// Native I3: the side's net covers the quantity.
+pub(crate) fn check_net(a: &Amounts) -> Result<(), RelationError> {
+    let net = if a.sell {
+        i64::from(a.export) - i64::from(a.import)
+    } else {
+        i64::from(a.import) - i64::from(a.export)
+    };
+    if net < i64::from(a.quantity) {
+        return Err(RelationError::InsufficientNet {
+            net,
+            quantity: a.quantity,
+        });
     }
     Ok(())
 }
@@ -230,6 +288,58 @@ fn enforce_u32(cs: &ConstraintSystemRef<Fr>, v: &FpVar<Fr>) -> Result<(), Synthe
     enforce_bits(cs, v, 32).map(drop)
 }
 
+/// R1CS I1: `import`, `export` and `quantity` are u32, `quantity > 0`, `side` is a bit.
+pub(crate) fn enforce_amounts(
+    cs: &ConstraintSystemRef<Fr>,
+    import: &FpVar<Fr>,
+    export: &FpVar<Fr>,
+    quantity: &FpVar<Fr>,
+    side: &FpVar<Fr>,
+) -> Result<(), SynthesisError> {
+    enforce_u32(cs, import)?;
+    enforce_u32(cs, export)?;
+    enforce_u32(cs, quantity)?;
+    quantity.enforce_not_equal(&FpVar::zero())?;
+    side.mul_equals(&(side - Fr::from(1u64)), &FpVar::zero())
+}
+
+/// R1CS I2, allocation: enforces that the meter key `(meter_x, meter_y)` and the witness
+/// `r8` are subgroup points and allocates the bits of `s`; the caller then hashes the message
+/// and calls [`eddsa::gadget::enforce_verify`] (`A != O`, `S < l`, the equation).
+pub(crate) fn alloc_signature(
+    cs: &ConstraintSystemRef<Fr>,
+    meter_x: &FpVar<Fr>,
+    meter_y: &FpVar<Fr>,
+    r8: Option<Point>,
+    s: Option<&BigInteger256>,
+) -> Result<(PointVar, SignatureVar), SynthesisError> {
+    // I2: the meter key is a subgroup point.
+    let meter = enforce_subgroup_point(cs.clone(), meter_x, meter_y)?;
+    // I2: R8 is a subgroup point; S is S_BITS bits (canonicity enforced by the verifier
+    // gadget).
+    let r8 = alloc_subgroup_point(cs.clone(), r8)?;
+    let s_bits = s.map(eddsa::s_bits);
+    let s_bits = (0..eddsa::S_BITS)
+        .map(|i| Boolean::new_witness(cs.clone(), || get(s_bits.as_ref().map(|b| b[i]))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((meter, SignatureVar { r8, s_bits }))
+}
+
+/// R1CS I3: `(export - import) * (1 - 2 side) - quantity` is a 32-bit number. With all three
+/// amounts below 2^32 (I1), the integer value lies in (-2^33, 2^32); a negative value wraps to
+/// p - |v| > 2^32 and fails the range check.
+pub(crate) fn enforce_net_covers(
+    cs: &ConstraintSystemRef<Fr>,
+    import: &FpVar<Fr>,
+    export: &FpVar<Fr>,
+    quantity: &FpVar<Fr>,
+    side: &FpVar<Fr>,
+) -> Result<(), SynthesisError> {
+    let one_minus_two_side = FpVar::one() - side.double()?;
+    let net = (export - import) * one_minus_two_side;
+    enforce_u32(cs, &(net - quantity))
+}
+
 impl ConstraintSynthesizer<Fr> for OrderCircuit {
     fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
         use public_input::*;
@@ -247,31 +357,15 @@ impl ConstraintSynthesizer<Fr> for OrderCircuit {
         let digest = FpVar::new_witness(cs.clone(), || get(w.map(|w| w.profile_digest)))?;
 
         // I1: amounts are u32, quantity > 0, side is a bit.
-        enforce_u32(&cs, &import)?;
-        enforce_u32(&cs, &export)?;
-        enforce_u32(&cs, quantity)?;
-        quantity.enforce_not_equal(&FpVar::zero())?;
-        side.mul_equals(&(side - Fr::from(1u64)), &FpVar::zero())?;
+        enforce_amounts(&cs, &import, &export, quantity, side)?;
 
-        // I2: the meter key (public) is a subgroup point.
-        let meter = enforce_subgroup_point(cs.clone(), meter_x, meter_y)?;
-        // I2: R8 is a subgroup point; S is S_BITS bits (canonicity enforced by the verifier
-        // gadget).
-        let r8 = alloc_subgroup_point(cs.clone(), w.map(|w| w.r8))?;
-        let s_bits = w.map(|w| eddsa::s_bits(&w.s));
-        let s_bits = (0..eddsa::S_BITS)
-            .map(|i| Boolean::new_witness(cs.clone(), || get(s_bits.as_ref().map(|b| b[i]))))
-            .collect::<Result<Vec<_>, _>>()?;
-        // I2: the signature verifies on the statement message for this meter and period.
+        // I2: the meter signed the statement message for this meter and period.
+        let (meter, signature) =
+            alloc_signature(&cs, meter_x, meter_y, w.map(|w| w.r8), w.map(|w| &w.s))?;
         let msg = statement::gadget::message(meter_x, meter_y, period, &import, &export, &digest)?;
-        eddsa::gadget::enforce_verify(&meter, &msg, &SignatureVar { r8, s_bits })?;
+        eddsa::gadget::enforce_verify(&meter, &msg, &signature)?;
 
-        // I3: (export - import) * (1 - 2 side) - quantity is a 32-bit number. All three amounts
-        // are < 2^32, so the integer value lies in (-2^33, 2^32); a negative value wraps to
-        // p - |v| > 2^32 and fails the range check.
-        let one_minus_two_side = FpVar::one() - side.double()?;
-        let net = (&export - &import) * one_minus_two_side;
-        enforce_u32(&cs, &(net - quantity))?;
-        Ok(())
+        // I3: the side's net covers the quantity.
+        enforce_net_covers(&cs, &import, &export, quantity, side)
     }
 }

@@ -12,7 +12,7 @@ use veilwatt_circuits::{
     babyjub::{base8, Point},
     eddsa::{self, PublicKey, SecretKey, Signature},
     order::{check_relation, OrderCircuit, OrderPrivate, OrderPublic, OrderWitness, Side},
-    poseidon,
+    order_v2, poseidon, registry,
     statement::{self, PeriodStatement, SignedPeriodStatement},
 };
 
@@ -24,6 +24,8 @@ struct Vectors {
     babyjub: BabyJubVectors,
     eddsa: Vec<EddsaVector>,
     statements: Vec<StatementVector>,
+    domain_period_v2: String,
+    market_statements: Vec<MarketStatementVector>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +62,21 @@ struct StatementVector {
     export_wh: u32,
     readings: Vec<(u32, u32)>,
     profile_digest: String,
+    #[serde(flatten)]
+    signed: EddsaVector,
+}
+
+#[derive(Deserialize)]
+struct MarketStatementVector {
+    market: String,
+    period: u64,
+    import_wh: u32,
+    export_wh: u32,
+    profile_digest: String,
+    nk: String,
+    nk_commit: String,
+    leaf: String,
+    order_nullifier: String,
     #[serde(flatten)]
     signed: EddsaVector,
 }
@@ -226,5 +243,78 @@ fn statements_signed_by_circomlibjs_verify_and_prove() {
             cs.which_is_unsatisfied()
         );
         println!("order circuit: {} constraints", cs.num_constraints());
+    }
+}
+
+/// Market-bound statements signed by circomlibjs, with the registry leaf and order nullifier it
+/// computes, verify here and satisfy the unlinkable order relation natively and in-circuit.
+#[test]
+fn market_statements_signed_by_circomlibjs_verify_and_prove() {
+    let v = vectors();
+    assert_eq!(fr(&v.domain_period_v2), statement::DOMAIN_PERIOD_V2);
+    let mut reg = registry::MemoryRegistry::new();
+    let mut enrolled = Vec::new();
+    for s in &v.market_statements {
+        let meter =
+            PublicKey::from_coordinates(fr(&s.signed.public_key[0]), fr(&s.signed.public_key[1]))
+                .expect("valid key");
+        let st = PeriodStatement {
+            meter,
+            period: s.period,
+            import_wh: s.import_wh,
+            export_wh: s.export_wh,
+            profile_digest: fr(&s.profile_digest),
+        };
+        let market = fr(&s.market);
+        assert_eq!(st.market_message(market), fr(&s.signed.msg));
+        let signed = SignedPeriodStatement {
+            statement: st,
+            signature: signature(&s.signed),
+        };
+        assert_eq!(signed.verify_for_market(market), Ok(()));
+        assert_eq!(st.sign_for_market(&secret(&s.signed), market), signed);
+        assert!(signed.verify_for_market(market + Fr::from(1u64)).is_err());
+        let nk = fr(&s.nk);
+        assert_eq!(registry::nk_commitment(nk), fr(&s.nk_commit));
+        let leaf = registry::leaf(&meter, fr(&s.nk_commit));
+        assert_eq!(leaf, fr(&s.leaf));
+        let nf = registry::order_nullifier(nk, meter.x(), Fr::from(s.period));
+        assert_eq!(nf, fr(&s.order_nullifier));
+        enrolled.push((reg.enrol(leaf).expect("room"), nk, signed, nf));
+    }
+    for (position, nk, signed, nf) in enrolled {
+        let st = signed.statement;
+        let (side, net) = if st.export_wh >= st.import_wh {
+            (Side::Sell, st.export_wh - st.import_wh)
+        } else {
+            (Side::Buy, st.import_wh - st.export_wh)
+        };
+        let public = order_v2::OrderPublic {
+            registry_root: reg.root(),
+            order_nullifier: nf,
+            market: fr(&v.market_statements[position as usize].market),
+            period: st.period,
+            side,
+            quantity_wh: net,
+            terms: Fr::from(position),
+        };
+        let private = order_v2::OrderPrivate {
+            nk,
+            path: reg.path(u64::from(position)).expect("enrolled"),
+            statement: signed,
+        };
+        let w = order_v2::OrderWitness::new(&public, &private);
+        assert_eq!(order_v2::check_relation(&w), Ok(()));
+        let cs = ConstraintSystem::<Fr>::new_ref();
+        ark_relations::gr1cs::ConstraintSynthesizer::generate_constraints(
+            order_v2::OrderCircuit::new(w),
+            cs.clone(),
+        )
+        .expect("synthesis");
+        assert!(
+            cs.is_satisfied().expect("computable"),
+            "{:?}",
+            cs.which_is_unsatisfied()
+        );
     }
 }

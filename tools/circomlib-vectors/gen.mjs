@@ -20,6 +20,11 @@ const MAX_INPUTS = 7; // widths t = 2..=8: every Poseidon arity Veilwatt uses is
 const P = 21888242871839275222246405745257275088548364400416034343698204186575808495617n;
 const DOMAIN_PERIOD = BigInt("0x" + Buffer.from("veilwatt.period.v1").toString("hex"));
 const DOMAIN_PROFILE = BigInt("0x" + Buffer.from("veilwatt.profile.v1").toString("hex"));
+const tag = (name) => BigInt("0x" + Buffer.from(name).toString("hex"));
+const DOMAIN_PERIOD_V2 = tag("veilwatt.period.v2");
+const DOMAIN_NK_COMMIT = tag("veilwatt.nkc.v1");
+const DOMAIN_METER_LEAF = tag("veilwatt.meter.v1");
+const DOMAIN_ORDER = tag("veilwatt.order.v1");
 
 const poseidonRef = await buildPoseidonReference();
 const eddsa = await buildEddsa();
@@ -139,6 +144,37 @@ for (let k = 0; k < 4; k++) {
   });
 }
 
+// Market-bound statements (unlinkable orders): the message names the market and packs both
+// amounts into one element, import + 2^32 * export. With each, the meter's registry leaf for a
+// household key nk and its order nullifier for the period, as circomlibjs computes them.
+const marketStatements = [];
+for (let k = 0; k < 4; k++) {
+  const prv = bytes(`market meter ${k}`);
+  const A = eddsa.prv2pub(prv);
+  const [ax, ay] = [F.toObject(A[0]), F.toObject(A[1])];
+  const market = fe(`market ${k % 2}`);
+  const importWh = bytes(`market import ${k}`).readUInt32LE(0);
+  const exportWh = bytes(`market export ${k}`).readUInt32LE(0);
+  const digest = fe(`market digest ${k}`);
+  const period = 5000 + 96 * k;
+  const amounts = BigInt(importWh) + (BigInt(exportWh) << 32n);
+  const msg = H([DOMAIN_PERIOD_V2, market, ax, ay, BigInt(period), amounts, digest]);
+  const nk = fe(`household nk ${k}`);
+  const nkCommit = H([DOMAIN_NK_COMMIT, nk]);
+  marketStatements.push({
+    market: market.toString(),
+    period,
+    import_wh: importWh,
+    export_wh: exportWh,
+    profile_digest: digest.toString(),
+    nk: nk.toString(),
+    nk_commit: nkCommit.toString(),
+    leaf: H([DOMAIN_METER_LEAF, ax, ay, nkCommit]).toString(),
+    order_nullifier: H([DOMAIN_ORDER, nk, ax, BigInt(period)]).toString(),
+    ...signVector(prv, msg),
+  });
+}
+
 const out = {
   generator: "tools/circomlib-vectors/gen.mjs (circomlibjs 0.1.7)",
   domain_period: DOMAIN_PERIOD.toString(),
@@ -147,7 +183,12 @@ const out = {
   babyjub,
   eddsa: eddsaVectors,
   statements,
+  domain_period_v2: DOMAIN_PERIOD_V2.toString(),
+  market_statements: marketStatements,
 };
 mkdirSync("../../circuits/tests/vectors", { recursive: true });
 writeFileSync("../../circuits/tests/vectors/circomlib.json", JSON.stringify(out, null, 1) + "\n");
-console.log(`wrote ${poseidon.length} Poseidon, ${eddsaVectors.length} EdDSA, ${statements.length} statement vectors`);
+console.log(
+  `wrote ${poseidon.length} Poseidon, ${eddsaVectors.length} EdDSA, ${statements.length} statement, ` +
+    `${marketStatements.length} market-bound statement vectors`,
+);

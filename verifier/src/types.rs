@@ -510,6 +510,17 @@ impl Genesis {
         Hash32(sha256(&encode(self)))
     }
 
+    /// The market's id, the field element every market-bound meter statement and unlinkable
+    /// order names: SHA-256 of [`MARKET_ID_DOMAIN`] and the genesis hash (which covers the
+    /// chain id), reduced into BN254 Fr. A meter signs a period for one market only, so one
+    /// meter enrolled in two markets cannot sell one surplus twice.
+    pub fn market_id(&self) -> ark_bn254::Fr {
+        use ark_ff::PrimeField;
+        let mut m = MARKET_ID_DOMAIN.to_vec();
+        m.extend_from_slice(&self.hash().0);
+        ark_bn254::Fr::from_le_bytes_mod_order(&sha256(&m))
+    }
+
     /// End of period `p` (exclusive), Unix seconds; `None` on overflow.
     pub fn period_end(&self, p: u64) -> Option<u64> {
         p.checked_add(1)?
@@ -737,6 +748,9 @@ impl Transaction {
 
 /// Domain separator of a spend's binding hash.
 pub const SPEND_BINDING_DOMAIN: &[u8] = b"veilwatt.spend-binding.v1";
+
+/// Domain of [`Genesis::market_id`].
+pub const MARKET_ID_DOMAIN: &[u8] = b"veilwatt.market.v1";
 
 /// A spend's terms as its binding hash covers them: everything but the proof.
 #[derive(BorshSerialize)]

@@ -642,3 +642,18 @@ fn genesis_parameters_that_would_overflow_are_invalid() {
         "result_retention_periods",
     );
 }
+
+/// The market id names one genesis: any change to it (chain id, a rule) gives another id, so a
+/// statement signed for one market is no statement for another.
+#[test]
+fn market_id_is_a_function_of_the_whole_genesis() {
+    let g = genesis(Mechanism::Uniform);
+    assert_eq!(g.market_id(), g.clone().market_id());
+    let mut other_chain = g.clone();
+    other_chain.chain_id.push('x');
+    let mut other_rule = g.clone();
+    other_rule.period_secs += 1;
+    assert_ne!(g.market_id(), other_chain.market_id());
+    assert_ne!(g.market_id(), other_rule.market_id());
+    assert_ne!(other_chain.market_id(), other_rule.market_id());
+}
