@@ -14,7 +14,6 @@ use ark_ec::{
     AffineRepr, CurveGroup,
 };
 use ark_ff::{MontFp, PrimeField};
-use std::sync::LazyLock;
 
 /// The prime-order subgroup's scalar field (order `l`, 251 bits).
 pub type Scalar = ark_ed_on_bn254::Fr;
@@ -95,18 +94,6 @@ pub fn check_subgroup_point(p: &Point) -> Result<(), PointError> {
 pub(crate) fn field_to_bigint(x: &Fr) -> <Fr as PrimeField>::BigInt {
     x.into_bigint()
 }
-
-/// `2^i * Base8` for `i < eddsa::S_BITS`: the table for fixed-base multiplication in circuit.
-pub(crate) static BASE8_POWERS: LazyLock<Vec<PointProjective>> = LazyLock::new(|| {
-    let mut acc = base8().into_group();
-    (0..crate::eddsa::S_BITS)
-        .map(|_| {
-            let cur = acc;
-            acc = acc + acc;
-            cur
-        })
-        .collect()
-});
 
 /// A point `q` with `8 q = p` when `p` is in the subgroup (witness for the in-circuit subgroup
 /// check). For points outside the subgroup no such `q` exists; any point is returned and the

@@ -1,11 +1,25 @@
 //! In-circuit EdDSA-Poseidon verification, enforcing what [`super::verify`] checks natively.
 
-use crate::babyjub::{gadget::PointVar, Scalar, BASE8_POWERS};
+use crate::babyjub::{base8, gadget::PointVar, PointProjective, Scalar};
 use crate::poseidon;
 use ark_bn254::Fr;
+use ark_ec::AffineRepr;
 use ark_ff::{One, PrimeField};
 use ark_r1cs_std::{fields::fp::FpVar, prelude::*};
 use ark_relations::gr1cs::SynthesisError;
+use std::sync::LazyLock;
+
+/// `2^i * Base8` for `i < S_BITS`: the table for the fixed-base multiplication `S * Base8`.
+static BASE8_POWERS: LazyLock<Vec<PointProjective>> = LazyLock::new(|| {
+    let mut acc = base8().into_group();
+    (0..super::S_BITS)
+        .map(|_| {
+            let cur = acc;
+            acc = acc + acc;
+            cur
+        })
+        .collect()
+});
 
 /// A signature inside the circuit: `R8` (already constrained to the prime-order subgroup by
 /// [`crate::babyjub::gadget::alloc_subgroup_point`]) and the little-endian bits of `S`.
