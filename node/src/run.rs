@@ -151,7 +151,6 @@ pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
                 propose_timeout: Duration::from_millis(cfg.consensus.propose_timeout_ms),
             },
         },
-        rx.clone(),
     )
     .await?;
 

@@ -20,7 +20,6 @@ use arc_malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use arc_malachitebft_signing_ed25519::{PublicKey, Signature};
 use arc_malachitebft_sync::RawDecidedValue;
 use bytes::Bytes;
-use tokio::sync::watch;
 use veilwatt_verifier::ledger::Applied;
 use veilwatt_verifier::types::{decode, encode, Block, Hash32, WalletKey};
 
@@ -153,19 +152,12 @@ impl App {
         self.core.tip().height + 1
     }
 
-    /// Runs until the engine stops or `shutdown` fires. A message being handled when shutdown
-    /// is requested is finished first (a decided block is always committed completely).
-    pub async fn run(
-        mut self,
-        mut channels: Channels<VwContext>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            let msg = tokio::select! {
-                _ = shutdown.changed() => break,
-                msg = channels.consensus.recv() => msg,
-            };
-            let Some(msg) = msg else { break };
+    /// Runs until the engine stops (its end closes the channel). The node stops the engine
+    /// first ([`super::ConsensusHandle::stop`]), so the application answers every request the
+    /// engine makes until then, and the message in hand is always finished (a decided block is
+    /// committed completely).
+    pub async fn run(mut self, mut channels: Channels<VwContext>) {
+        while let Some(msg) = channels.consensus.recv().await {
             self.handle(msg, &mut channels).await;
         }
         tracing::info!("consensus application stopped");

@@ -19,7 +19,6 @@ use arc_malachitebft_app_channel::{
     Signer, SyncContext, WalContext,
 };
 use arc_malachitebft_signing_ed25519::PrivateKey;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::core::NodeCore;
@@ -93,12 +92,23 @@ pub struct ConsensusHandle {
     app: JoinHandle<()>,
 }
 
+/// How long the application may take to finish its message in hand once the engine stopped.
+const APP_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl ConsensusHandle {
-    /// Waits for the application loop to finish (after shutdown), then stops the engine.
+    /// Stops the engine, then waits for the application loop to finish the message in hand.
+    /// This order matters: stopping the application first would leave the engine's actors
+    /// (connector, WAL) sending into a closed channel, each logging an error.
     pub async fn stop(self) {
-        let _ = self.app.await;
         self.engine.actor.stop(None);
         let _ = self.engine.handle.await;
+        let mut app = self.app;
+        if tokio::time::timeout(APP_STOP, &mut app).await.is_err() {
+            tracing::warn!(
+                "consensus application still busy after the engine stopped; aborting it"
+            );
+            app.abort();
+        }
     }
 }
 
@@ -146,7 +156,6 @@ async fn check_listen(listen: &str) -> Result<(), ConsensusError> {
 pub async fn start(
     core: Arc<NodeCore>,
     setup: ConsensusSetup,
-    shutdown: watch::Receiver<bool>,
 ) -> Result<ConsensusHandle, ConsensusError> {
     let key = PrivateKey::from(setup.secret);
     let address = Address(key.public_key().as_bytes().to_owned());
@@ -203,6 +212,6 @@ pub async fn start(
     .map_err(|e| ConsensusError::Engine(format!("{e:#}")))?;
 
     let app = App::new(core, signer, setup.settings);
-    let app = tokio::spawn(app.run(channels, shutdown));
+    let app = tokio::spawn(app.run(channels));
     Ok(ConsensusHandle { engine, app })
 }
