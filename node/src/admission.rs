@@ -115,7 +115,12 @@ pub struct ProofCache {
     capacity: usize,
     inner: Mutex<Remembered>,
     signatures: Mutex<Remembered>,
+    /// Proofs verified (not served from the cache), by circuit and result.
+    verified: Option<ProofCounter>,
 }
+
+/// The counter family of [`ProofCache::with_counter`]: labels `circuit` and `result`.
+pub type ProofCounter = crate::metrics::LabelledCounter;
 
 fn remember_in(set: &Mutex<Remembered>, capacity: usize, key: [u8; 32]) {
     let mut g = set.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,7 +145,16 @@ impl ProofCache {
             capacity,
             inner: Mutex::new((BTreeSet::new(), VecDeque::new())),
             signatures: Mutex::new((BTreeSet::new(), VecDeque::new())),
+            verified: None,
         }
+    }
+
+    /// Counts every proof this cache verifies in `counter`, labelled `circuit` (`order`,
+    /// `join-split`) and `result` (`valid`, `invalid`); proofs served from the cache are not
+    /// counted again.
+    pub fn with_counter(mut self, counter: ProofCounter) -> Self {
+        self.verified = Some(counter);
+        self
     }
 
     /// Number of proofs remembered.
@@ -214,6 +228,17 @@ impl ProofCache {
             if !failed.iter().any(|(j, _)| *j == i) {
                 self.remember(keys[i]);
             }
+        }
+        if let Some(counter) = &self.verified {
+            let count = |result: &str, n: usize| {
+                let labels = vec![
+                    ("circuit".to_owned(), circuit.to_owned()),
+                    ("result".to_owned(), result.to_owned()),
+                ];
+                counter.get_or_create(&labels).inc_by(n as u64);
+            };
+            count("valid", unknown.len() - failed.len());
+            count("invalid", failed.len());
         }
         failed
     }

@@ -211,8 +211,10 @@ impl NodeCore {
         let ledger = Ledger::new(genesis).map_err(|e| CoreError::Inconsistent(e.to_string()))?;
         let validators = ValidatorSet::from_genesis(genesis)
             .map_err(|e| CoreError::Inconsistent(e.to_string()))?;
-        let proofs: &'static ProofCache =
-            Box::leak(Box::new(ProofCache::new(verifier, PROOF_CACHE)));
+        let metrics = NodeMetrics::register(&moniker);
+        let proofs: &'static ProofCache = Box::leak(Box::new(
+            ProofCache::new(verifier, PROOF_CACHE).with_counter(metrics.proofs_verified.clone()),
+        ));
         if !store.is_initialized()? {
             let genesis_state = ledger.genesis_update(&store.live())?;
             store.init_genesis(&genesis_state)?;
@@ -228,7 +230,6 @@ impl NodeCore {
         drop(view);
         let (events, _) = broadcast::channel(1024);
         let (admit_tx, admit_rx) = mpsc::channel(16 * 1024);
-        let metrics = NodeMetrics::register(&moniker);
         metrics.height.set(tip.height as i64);
         let core = Arc::new(Self {
             genesis,

@@ -102,6 +102,12 @@ pub struct Summary {
     pub average_saving_millis: u64,
     /// Final height.
     pub height: u64,
+    /// Order proofs the first validator verified (Groth16, before anything was committed).
+    pub order_proofs_verified: u64,
+    /// Join-split (spend) proofs the first validator verified.
+    pub spend_proofs_verified: u64,
+    /// One-minute meter readings the households used and kept: none left the homes.
+    pub private_readings: u64,
     /// Wall time of the demo, seconds.
     pub seconds: u64,
 }
@@ -190,6 +196,16 @@ impl Client {
     async fn get(&self, path: &str) -> Result<Value> {
         let r = self.http.get(format!("{}{path}", self.base)).send().await?;
         Ok(r.json().await?)
+    }
+
+    /// The node's Prometheus metrics, as text.
+    async fn metrics(&self) -> Result<String> {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?;
+        Ok(r.error_for_status()?.text().await?)
     }
 
     async fn submit(&self, tx: &Transaction) -> Result<TxId> {
@@ -473,6 +489,7 @@ async fn community_run(
         )?,
     );
     let mut orders = 0u64;
+    let mut private_readings = 0u64;
     let mut submitted = Vec::new();
     for (k, &p) in periods.iter().enumerate() {
         let end = g.period_end(p).context("period overflow")?;
@@ -481,6 +498,7 @@ async fn community_run(
         bar.set_message(format!("period {p}"));
         // The meters close the period and sign their statements.
         let readings = simulate_hour(site, &mut weather, &mut homes, FIRST_HOUR + k as f64);
+        private_readings += readings.iter().map(|r| r.minutes.len() as u64).sum::<u64>();
         for (i, ((h, w), r)) in homes.iter().zip(&wallets).zip(&readings).enumerate() {
             let Some((side, q, price)) = choose_order(g, r.import_wh, r.export_wh, rng) else {
                 bar.inc(1);
@@ -573,6 +591,7 @@ async fn community_run(
         saving += seller_got - q * i128::from(g.price_floor);
     }
     let status = first.get("/v1/status").await?;
+    let metrics = first.metrics().await?;
     let money: u64 = lines.iter().map(|l| l.money_millis).sum();
     let summary = Summary {
         households: opts.households,
@@ -587,12 +606,26 @@ async fn community_run(
             .sum(),
         average_saving_millis: u64::try_from(saving.max(0) / opts.households as i128).unwrap_or(0),
         height: status["height"].as_u64().unwrap_or(0),
+        order_proofs_verified: proofs_verified(&metrics, "order"),
+        spend_proofs_verified: proofs_verified(&metrics, "join-split"),
+        private_readings,
         seconds: started.elapsed().as_secs(),
     };
     Ok(Report {
         periods: lines,
         summary,
     })
+}
+
+/// The valid proofs of `circuit` that a node's `/metrics` text counts.
+fn proofs_verified(metrics: &str, circuit: &str) -> u64 {
+    let circuit = format!("circuit=\"{circuit}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("veilwatt_proofs_verified_total{"))
+        .filter(|l| l.contains(&circuit) && l.contains("result=\"valid\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// The report as terminal tables (money in minor units with two decimals, energy in kWh).
@@ -661,6 +694,20 @@ pub fn render(r: &Report) -> String {
             units(s.average_saving_millis)
         ),
         format!("  ledger height                 {}", s.height),
+        format!(
+            "  proven                        {} order proofs and {} join-split proofs verified \
+             by the validator before commit",
+            s.order_proofs_verified, s.spend_proofs_verified
+        ),
+        format!(
+            "  stayed private                {} one-minute meter readings: they never left the \
+             households;",
+            s.private_readings
+        ),
+        format!(
+            "                                the ledger holds each order's quantity (rounded \
+             down to {QUANTITY_UNIT_WH} Wh), price and proof"
+        ),
         "  keys                          INSECURE development keys (a play market: anyone can \
          forge its proofs; a real market runs on keys from `veilwatt-params ceremony`)"
             .to_owned(),

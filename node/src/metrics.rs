@@ -13,6 +13,9 @@ use arc_malachitebft_app_channel::app::metrics::prometheus::metrics::histogram::
 use arc_malachitebft_app_channel::app::metrics::SharedRegistry;
 use veilwatt_verifier::types::{Block, TxBody};
 
+/// A counter family with string labels.
+pub type LabelledCounter = Family<Vec<(String, String)>, Counter>;
+
 /// The node's own metrics.
 #[derive(Clone)]
 pub struct NodeMetrics {
@@ -44,6 +47,8 @@ pub struct NodeMetrics {
     pub forward_received: Counter,
     /// Proposed blocks this validator found invalid and voted against.
     pub proposals_refused: Counter,
+    /// Groth16 proofs verified (cache hits excluded), by circuit and result.
+    pub proofs_verified: LabelledCounter,
 }
 
 impl NodeMetrics {
@@ -64,6 +69,7 @@ impl NodeMetrics {
             forward_dropped: Counter::default(),
             forward_received: Counter::default(),
             proposals_refused: Counter::default(),
+            proofs_verified: Family::default(),
         };
         SharedRegistry::global()
             .with_moniker(moniker)
@@ -125,6 +131,12 @@ impl NodeMetrics {
                     "proposals_refused",
                     "Proposed blocks found invalid and voted against",
                     m.proposals_refused.clone(),
+                );
+                reg.register(
+                    "proofs_verified",
+                    "Groth16 proofs this validator verified (cache hits excluded), by circuit \
+                     and result",
+                    m.proofs_verified.clone(),
                 );
             });
         m

@@ -42,6 +42,28 @@ fn demo_report_matches_the_replayed_ledger() {
     let periods = report["periods"].as_array().unwrap();
     assert_eq!(periods.len(), 2);
     assert!(summary["orders"].as_u64().unwrap() > 0, "{report}");
+    // A healthy run ends cleanly: no error or warning logged.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("ERROR") && !stderr.contains("WARN"),
+        "{stderr}"
+    );
+    // What was proven: every order's proof and every household's funding join-split, counted
+    // by the validator that verified them; what stayed private: every one-minute reading.
+    assert_eq!(
+        summary["order_proofs_verified"], summary["orders"],
+        "{report}"
+    );
+    assert_eq!(
+        summary["spend_proofs_verified"].as_u64(),
+        Some(8),
+        "{report}"
+    );
+    assert_eq!(
+        summary["private_readings"].as_u64(),
+        Some(8 * 2 * u64::from(veilwatt_prover::simulate::MINUTES)),
+        "{report}"
+    );
     assert!(summary["trades"].as_u64().unwrap() > 0, "{report}");
     let volume: u64 = periods
         .iter()

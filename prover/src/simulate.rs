@@ -29,7 +29,7 @@ use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::statement::{profile_digest, PeriodStatement, SignedPeriodStatement};
 
 /// Minutes per simulated hour.
-const MINUTES: u32 = 60;
+pub const MINUTES: u32 = 60;
 
 /// Where and when the community is.
 #[derive(Clone, Copy, Debug)]
