@@ -22,6 +22,9 @@ use crate::forward::ForwardError;
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The live market page served at `/` (`node/src/web/market.html`), embedded in the binary.
+pub const MARKET_PAGE: &str = include_str!("web/market.html");
+
 /// Most blocks returned by one range request.
 pub const MAX_BLOCK_RANGE: u64 = 100;
 
@@ -154,6 +157,17 @@ pub fn routes(
             "text/plain; version=0.0.4",
         )
     });
+    // The live market page: one self-contained document (no CDN, no build step), which
+    // the browser may only connect back to this node.
+    let page = warp::path::end().and(warp::get()).map(|| {
+        let r = warp::reply::with_header(MARKET_PAGE, "content-type", "text/html; charset=utf-8");
+        warp::reply::with_header(
+            r,
+            "content-security-policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self' data:",
+        )
+    });
     let openapi = warp::path!("v1" / "openapi.json")
         .and(warp::get())
         .map(|| warp::reply::with_header(OPENAPI, "content-type", "application/json"));
@@ -170,6 +184,7 @@ pub fn routes(
         .or(events)
         .or(metrics)
         .or(openapi)
+        .or(page)
         .recover(recover)
         .with(warp::trace::request())
 }
@@ -533,6 +548,9 @@ async fn get_status(core: Arc<NodeCore>) -> ApiResult {
         "height": tip.height,
         "last_block_hash": tip.last_block_hash,
         "last_block_time": tip.last_time,
+        "genesis_time": core.genesis.genesis_time,
+        "period_secs": core.genesis.period_secs,
+        "gate_delay_secs": core.genesis.gate_delay_secs,
         "state_root": (tip.height > 0).then_some(tip.state_root),
         "validators": core.genesis.validators,
         "peers": core.peers,

@@ -369,6 +369,10 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
         }
         Validators::Processes(children)
     };
+    eprintln!(
+        "the market, live while the demo runs: http://127.0.0.1:{}/",
+        api_ports[0]
+    );
     let result = community_run(&opts, &g, &registrar, &api_ports, &mut rng, started).await;
     validators.stop().await;
     result
