@@ -478,11 +478,25 @@ fn init_tracing(single_validator: bool) {
     } else {
         "info"
     };
+    install_logging(default);
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `default`), without the engine's shutdown
+/// noise ([`veilwatt_node::run::is_shutdown_noise`]).
+fn install_logging(default: &str) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let quiet = tracing_subscriber::filter::filter_fn(|meta| {
+        !veilwatt_node::run::is_shutdown_noise(meta.target())
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(quiet),
+        )
         .init();
 }
 
@@ -722,14 +736,7 @@ fn main() -> Result<()> {
             json,
         } => {
             // Progress on stderr; the engine and node logs only when RUST_LOG asks.
-            let filter =
-                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("error,arc_malachitebft_network=off")
-                });
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .init();
+            install_logging("error,arc_malachitebft_network=off");
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

@@ -100,6 +100,20 @@ pub struct RunningNode {
     consensus: ConsensusHandle,
 }
 
+/// Set once a node of this process is shutting down ([`RunningNode::shutdown`]).
+pub static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a log event is the consensus engine's shutdown noise, for a binary's log filter:
+/// while the engine's actors stop, its tick timers and its channel to the application report
+/// each message they can no longer deliver as an error, although nothing is wrong and nothing
+/// is lost (the application finishes the message in hand; the store is consistent). These
+/// two sources are silenced once [`STOPPING`] is set, and only then.
+pub fn is_shutdown_noise(target: &str) -> bool {
+    STOPPING.load(Ordering::Acquire)
+        && (target.starts_with("arc_malachitebft_engine::util::ticker")
+            || target.starts_with("arc_malachitebft_app_channel::connector"))
+}
+
 /// Starts a validator from its home directory.
 pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
     let verifier = verifier_for(&home.dir, &home.genesis)?;
@@ -201,6 +215,7 @@ impl RunningNode {
     /// the consensus message in hand (a decided block is committed completely), stop the
     /// engine; the database closes when the last reference drops.
     pub async fn shutdown(self) {
+        STOPPING.store(true, Ordering::Release);
         self.core.accepting.store(false, Ordering::Release);
         self.core.closing.send_replace(true);
         let _ = self.shutdown.send(true);
