@@ -363,44 +363,16 @@ async fn order_lifecycle_with_real_proofs() {
     let seller = key(11);
     let buyer = key(12);
 
-    // Enrol both meters, fund the buyer.
-    let setup = [
-        enroll(&g, 1, &seller),
-        enroll(&g, 2, &buyer),
-        deposit(&g, &buyer, 10_000_000, 7),
-    ];
-    for tx in &setup {
-        assert_eq!(api.submit(tx).await.0, 202);
-    }
-    for tx in &setup {
-        api.wait_committed(&tx.id(), T).await;
-    }
-
-    // Orders for the current period, proven now, submitted once the period has ended.
-    let p = (now() - g.genesis_time) / g.period_secs;
-    let sell = order(&g, &seller, 1, p, Side::Sell, 200, 2_200, 1_500, 10);
-    let buy = order(&g, &buyer, 2, p, Side::Buy, 3_000, 0, 1_000, 20);
-    let end = g.period_end(p).unwrap();
-    sleep_until_unix(end).await;
-    for tx in [&sell, &buy] {
-        let r = api.submit(tx).await;
-        assert_eq!(r.0, 202, "{r:?}");
-    }
+    // Enrol both meters, fund the buyer; orders for the current period, proven now,
+    // submitted once the period has ended.
+    let (p, [sell, buy]) = one_trade(&api, &g, &seller, &buyer).await;
     let (_, open) = api.get(&format!("/v1/periods/{p}")).await;
     assert_eq!(open["status"], "open");
     api.wait_committed(&sell.id(), T).await;
     api.wait_committed(&buy.id(), T).await;
 
     // The period clears once its gate closes.
-    let t0 = std::time::Instant::now();
-    let cleared = loop {
-        let (_, v) = api.get(&format!("/v1/periods/{p}")).await;
-        if v["status"] == "cleared" {
-            break v;
-        }
-        assert!(t0.elapsed() < T, "period {p} did not clear: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let cleared = api.wait_cleared(p, T).await;
     assert_eq!(cleared["volume_wh"], 1_000);
     assert_eq!(cleared["orders"]["sell"], 1);
     assert_eq!(cleared["orders"]["buy"], 1);

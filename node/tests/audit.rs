@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use ed25519_dalek::SigningKey;
@@ -163,18 +163,7 @@ async fn audit_of_a_real_ledger_passes_and_tampering_fails_precisely() {
     )
     .unwrap();
     let snap_height = snap_header["height"].as_u64().unwrap();
-    let t0 = Instant::now();
-    let view = loop {
-        let (_, v) = api.get(&format!("/v1/periods/{p}")).await;
-        if v["status"] == "cleared" {
-            break v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "period {p} did not clear: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let view = api.wait_cleared(p, Duration::from_secs(60)).await;
     assert!(view["volume_wh"].as_u64().unwrap() > 0, "{view}");
 
     // Export (read-only, next to the running node) and audit with the CLI.

@@ -14,7 +14,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -255,21 +255,9 @@ async fn households_trade_and_their_statements_match_the_ledger() {
     assert!(again["placed"].as_array().unwrap().is_empty(), "{again}");
 
     // Let the three periods clear.
-    let t0 = Instant::now();
     let mut views = Vec::new();
     for p in first..=last {
-        loop {
-            let (_, v) = api.get(&format!("/v1/periods/{p}")).await;
-            if v["status"] == "cleared" {
-                views.push(v);
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(120),
-                "period {p} did not clear: {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        views.push(api.wait_cleared(p, Duration::from_secs(120)).await);
     }
     let trades: Vec<&Value> = views
         .iter()

@@ -75,15 +75,7 @@ async fn setup_meters(net: &Net, among: &[usize], first: u8, n: u8) -> Vec<Signi
 
 /// Waits until `period` is cleared on validator `i`; returns its view.
 async fn wait_cleared(net: &Net, i: usize, period: u64) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let (_, v) = net.apis[i].get(&format!("/v1/periods/{period}")).await;
-        if v["status"] == "cleared" {
-            return v;
-        }
-        assert!(t0.elapsed() < T, "period {period} did not clear: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    net.apis[i].wait_cleared(period, T).await
 }
 
 /// The current period of `g`'s clock, and when it ends.

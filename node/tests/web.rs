@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
 use veilwatt_node::config::Home;
 use veilwatt_node::run;
-use veilwatt_verifier::types::*;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -210,36 +209,9 @@ async fn the_market_page_shows_the_apis_figures_and_follows_commits() {
     let node = run::start(&Home::load(&home).unwrap()).await.unwrap();
     let base = format!("http://{}", node.api_addr);
     let api = Api::new(base.clone());
-    let (seller, buyer) = (key(21), key(22));
-    let setup = [
-        enroll(&g, 1, &seller),
-        enroll(&g, 2, &buyer),
-        deposit(&g, &buyer, 10_000_000, 1),
-    ];
-    for tx in &setup {
-        assert_eq!(api.submit(tx).await.0, 202);
-    }
-    for tx in &setup {
-        api.wait_committed(&tx.id(), T).await;
-    }
-
     // One period with a trade: 1 kWh at the midpoint price 15.
-    let p = (now() - g.genesis_time) / g.period_secs;
-    let sell = order(&g, &seller, 1, p, Side::Sell, 200, 2_200, 1_500, 10);
-    let buy = order(&g, &buyer, 2, p, Side::Buy, 3_000, 0, 1_000, 20);
-    sleep_until_unix(g.period_end(p).unwrap()).await;
-    for tx in [&sell, &buy] {
-        assert_eq!(api.submit(tx).await.0, 202);
-    }
-    let t0 = std::time::Instant::now();
-    let cleared: Value = loop {
-        let (_, v) = api.get(&format!("/v1/periods/{p}")).await;
-        if v["status"] == "cleared" {
-            break v;
-        }
-        assert!(t0.elapsed() < T, "period {p} did not clear: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (p, _) = one_trade(&api, &g, &key(21), &key(22)).await;
+    let cleared = api.wait_cleared(p, T).await;
     // The page is served whole, with a policy that keeps the browser on this node.
     let r = reqwest::get(format!("{base}/")).await.unwrap();
     assert_eq!(r.status(), 200);

@@ -228,6 +228,19 @@ impl Api {
         }
     }
 
+    /// Waits until `period` has cleared; returns its view (`/v1/periods/{period}`).
+    pub async fn wait_cleared(&self, period: u64, timeout: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (_, v) = self.get(&format!("/v1/periods/{period}")).await;
+            if v["status"] == "cleared" {
+                return v;
+            }
+            assert!(t0.elapsed() < timeout, "period {period} did not clear: {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until the ledger height reaches `h`.
     pub async fn wait_height(&self, h: u64, timeout: Duration) {
         let t0 = Instant::now();
@@ -243,6 +256,38 @@ impl Api {
 }
 
 /// Sleeps until the wall clock reaches `t` (Unix seconds).
+/// One period with one trade: enrols meters 1 (`seller`) and 2 (`buyer`), funds the buyer,
+/// proves a sell of 1.5 kWh (of a 2 kWh surplus, limit 10) and a buy of 1 kWh (limit 20) for
+/// the current period and submits them once it has ended. Returns the period and the two
+/// orders; the period clears (1 kWh at 15) when its gate closes.
+pub async fn one_trade(
+    api: &Api,
+    g: &Genesis,
+    seller: &SigningKey,
+    buyer: &SigningKey,
+) -> (u64, [Transaction; 2]) {
+    let setup = [
+        enroll(g, 1, seller),
+        enroll(g, 2, buyer),
+        deposit(g, buyer, 10_000_000, 7),
+    ];
+    for tx in &setup {
+        assert_eq!(api.submit(tx).await.0, 202);
+    }
+    for tx in &setup {
+        api.wait_committed(&tx.id(), Duration::from_secs(60)).await;
+    }
+    let p = (now() - g.genesis_time) / g.period_secs;
+    let sell = order(g, seller, 1, p, Side::Sell, 200, 2_200, 1_500, 10);
+    let buy = order(g, buyer, 2, p, Side::Buy, 3_000, 0, 1_000, 20);
+    sleep_until_unix(g.period_end(p).unwrap()).await;
+    for tx in [&sell, &buy] {
+        let r = api.submit(tx).await;
+        assert_eq!(r.0, 202, "{r:?}");
+    }
+    (p, [sell, buy])
+}
+
 pub async fn sleep_until_unix(t: u64) {
     loop {
         let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
