@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 use veilwatt_verifier::ledger::{LedgerRead, OrderRecord};
+use veilwatt_verifier::registry;
 use veilwatt_verifier::state::{keys, StateRead};
 use veilwatt_verifier::types::{Block, Hash32, MeterKey, Side, Transaction, TxId, WalletKey};
 use warp::http::StatusCode;
@@ -137,6 +138,15 @@ pub fn routes(
         .and(warp::get())
         .and(c())
         .and_then(get_meter);
+    let registry = warp::path!("v1" / "registry")
+        .and(warp::get())
+        .and(c())
+        .and_then(get_registry);
+    let registry_leaves = warp::path!("v1" / "registry" / "leaves")
+        .and(warp::get())
+        .and(warp::query::<LeavesQuery>())
+        .and(c())
+        .and_then(get_registry_leaves);
     let state = warp::path!("v1" / "state" / String)
         .and(warp::get())
         .and(warp::query::<StateQuery>())
@@ -179,6 +189,8 @@ pub fn routes(
         .or(period)
         .or(account)
         .or(meter)
+        .or(registry)
+        .or(registry_leaves)
         .or(state)
         .or(status)
         .or(events)
@@ -523,16 +535,78 @@ async fn get_meter(id: String, core: Arc<NodeCore>) -> ApiResult {
     answer((|| {
         let key = parse_hex(&id, MeterKey::from_hex)?;
         let view = core.store.snapshot();
-        let m = view
-            .meter(&key)
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found(format!("meter {id}")))?;
+        let m = view.meter(&key).map_err(ApiError::internal)?;
+        let enrolment = view.enrolment(&key).map_err(ApiError::internal)?;
+        if m.is_none() && enrolment.is_none() {
+            return Err(ApiError::not_found(format!("meter {id}")));
+        }
         let orders: Vec<(u64, TxId)> = view.orders_of_meter(&key).map_err(ApiError::internal)?;
         ok(&json!({
             "id": key,
-            "owner": m.owner,
-            "revoked": m.revoked,
+            "owner": m.map(|m| m.owner),
+            // Backs no order: every enrolment it has is revoked.
+            "revoked": m.is_none_or(|m| m.revoked) && enrolment.is_none_or(|e| e.revoked),
             "open_orders": orders.iter().map(|(p, id)| json!({"period": p, "id": id})).collect::<Vec<_>>(),
+            "enrolment": enrolment,
+        }))
+        .map_err(|_| ApiError::internal("encoding"))
+    })())
+}
+
+/// The registry of a market with unlinkable orders, or 404.
+fn registry_params(
+    core: &NodeCore,
+) -> Result<&veilwatt_verifier::types::AnonymousParams, ApiError> {
+    core.genesis
+        .anonymous
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this market has no meter registry"))
+}
+
+async fn get_registry(core: Arc<NodeCore>) -> ApiResult {
+    answer((|| {
+        let params = registry_params(&core)?;
+        let view = core.store.snapshot();
+        let rec = registry::record(&view).map_err(ApiError::internal)?;
+        ok(&json!({
+            "size": rec.size,
+            "depth": veilwatt_circuits::registry::DEPTH,
+            "root": registry::root(&view).map_err(ApiError::internal)?,
+            "recent_roots": registry::recent_roots(&view).map_err(ApiError::internal)?,
+            "registry_history": params.registry_history,
+        }))
+        .map_err(|_| ApiError::internal("encoding"))
+    })())
+}
+
+/// Most leaves one `/v1/registry/leaves` answer carries (128 KiB of field elements).
+pub const MAX_REGISTRY_LEAVES: usize = 4_096;
+
+/// `?from=&limit=`.
+#[derive(serde::Deserialize)]
+pub struct LeavesQuery {
+    #[serde(default)]
+    from: u64,
+    limit: Option<usize>,
+}
+
+/// The registry's leaves from a position on: a wallet rebuilds the tree and its own path
+/// from them, so no node learns which leaf is the household's.
+async fn get_registry_leaves(q: LeavesQuery, core: Arc<NodeCore>) -> ApiResult {
+    answer((|| {
+        registry_params(&core)?;
+        let limit = q
+            .limit
+            .unwrap_or(MAX_REGISTRY_LEAVES)
+            .min(MAX_REGISTRY_LEAVES);
+        let view = core.store.snapshot();
+        let rec = registry::record(&view).map_err(ApiError::internal)?;
+        let leaves = registry::leaves(&view, q.from, limit).map_err(ApiError::internal)?;
+        ok(&json!({
+            "size": rec.size,
+            "root": registry::root(&view).map_err(ApiError::internal)?,
+            "from": q.from,
+            "leaves": leaves.iter().map(|(_, l)| l).collect::<Vec<_>>(),
         }))
         .map_err(|_| ApiError::internal("encoding"))
     })())

@@ -333,6 +333,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
             root_history: MAX_ROOT_HISTORY,
             min_fee: SPEND_FEE,
         }),
+        anonymous: None,
     };
     g.validate()?;
 

@@ -12,8 +12,8 @@ use veilwatt_node::config::{read_genesis, write_genesis, Home, NodeConfig};
 use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
 use veilwatt_verifier::types::{
-    FeeSchedule, Genesis, Hash32, Mechanism, MeterKey, ShieldedParams, Transaction, TxBody,
-    Validator, WalletKey, MILLIS_PER_MINOR,
+    AnonymousParams, FeeSchedule, Genesis, Hash32, Mechanism, MeterKey, ShieldedParams,
+    Transaction, TxBody, Validator, WalletKey, MILLIS_PER_MINOR,
 };
 
 #[derive(Parser)]
@@ -101,6 +101,12 @@ struct MarketArgs {
     /// The smallest fee of a spend, millis.
     #[arg(long, default_value_t = 0)]
     spend_min_fee: u64,
+    /// A meter registry for unlinkable orders (needs --shielded).
+    #[arg(long, requires = "shielded")]
+    anonymous: bool,
+    /// How many recent registry roots an unlinkable order may prove against.
+    #[arg(long, default_value_t = 100)]
+    registry_history: u64,
 }
 
 impl MarketArgs {
@@ -159,6 +165,9 @@ impl MarketArgs {
             max_tx_lifetime_secs: self.max_tx_lifetime_secs,
             result_retention_periods: self.result_retention_periods,
             shielded,
+            anonymous: self.anonymous.then_some(AnonymousParams {
+                registry_history: self.registry_history,
+            }),
         };
         g.validate()?;
         Ok(g)
@@ -301,6 +310,22 @@ enum RegistrarCmd {
         #[arg(long)]
         owner: String,
     },
+    /// Enrol a meter in the registry of unlinkable orders with its household's nullifier-key
+    /// commitment (both from `veilwatt-prover enrolment`).
+    EnrollHousehold {
+        /// The meter's public key, hex.
+        #[arg(long)]
+        meter: String,
+        /// The household's `nk_commit`, hex.
+        #[arg(long)]
+        nk_commit: String,
+    },
+    /// Revoke a meter: it backs no new order, wallet-signed or unlinkable.
+    Revoke {
+        /// The meter's public key, hex.
+        #[arg(long)]
+        meter: String,
+    },
     /// Credit a household's account (money the household paid in to the registrar).
     Deposit {
         /// The wallet address, hex.
@@ -368,6 +393,21 @@ async fn registrar(
                 owner: WalletKey::from_hex(&owner).map_err(|e| anyhow::anyhow!("--owner: {e}"))?,
             }
         }
+        RegistrarCmd::EnrollHousehold { meter, nk_commit } => {
+            let meter = MeterKey::from_hex(&meter).map_err(|e| anyhow::anyhow!("--meter: {e}"))?;
+            meter
+                .to_public_key()
+                .map_err(|e| anyhow::anyhow!("--meter is not a valid meter key: {e}"))?;
+            let nk_commit = veilwatt_verifier::types::FieldBytes::from_hex(&nk_commit)
+                .map_err(|e| anyhow::anyhow!("--nk-commit: {e}"))?;
+            if nk_commit.to_field().is_none() {
+                anyhow::bail!("--nk-commit is not a canonical field element");
+            }
+            TxBody::EnrollHousehold { meter, nk_commit }
+        }
+        RegistrarCmd::Revoke { meter } => TxBody::RevokeMeter {
+            meter: MeterKey::from_hex(&meter).map_err(|e| anyhow::anyhow!("--meter: {e}"))?,
+        },
         RegistrarCmd::Deposit {
             to,
             amount,

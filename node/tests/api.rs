@@ -315,6 +315,8 @@ async fn every_route_and_error_code() {
         "get /v1/meters/{id}",
         "get /v1/openapi.json",
         "get /v1/periods/{period}",
+        "get /v1/registry",
+        "get /v1/registry/leaves",
         "get /v1/state/{key}",
         "get /v1/status",
         "get /v1/tx/{id}",

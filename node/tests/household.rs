@@ -477,3 +477,156 @@ async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line()
     assert!(String::from_utf8_lossy(&out.stderr).contains("payment address"));
     node.shutdown().await;
 }
+
+/// The registry of unlinkable orders from the command line: `veilwatt-prover enrolment` prints
+/// the meter key and the household's key commitment, the registrar's `enroll-household` and
+/// `revoke` change the registry of a real validator, and the API's public leaves rebuild the
+/// tree whose root the ledger records (so a household finds its path without naming its leaf).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn households_enrol_in_the_meter_registry_and_the_registrar_revokes() {
+    use veilwatt_circuits::registry::{self as reg, MemoryRegistry};
+    use veilwatt_params::{dev, MarketCircuit};
+    use veilwatt_verifier::types::{AnonymousParams, FieldBytes, Hash32, ShieldedParams};
+    let mut g = genesis("households-registry", 60, 30);
+    g.shielded = Some(ShieldedParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
+        root_history: 32,
+        min_fee: 10,
+    });
+    g.anonymous = Some(AnonymousParams {
+        registry_history: 8,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let home = make_home(&dir.path().join("node"), &g, |_| {});
+    let node = veilwatt_node::run::start(&veilwatt_node::config::Home::load(&home).unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", node.api_addr);
+    let api = Api::new(url.clone());
+    let genesis = write_genesis(dir.path(), &g);
+    let registrar_key = dir.path().join("registrar.json");
+    std::fs::write(
+        &registrar_key,
+        serde_json::json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
+            .to_string(),
+    )
+    .unwrap();
+    let pass = dir.path().join("passphrase");
+    std::fs::write(&pass, "a household passphrase\n").unwrap();
+    let registrar_cmd = |args: &[&str]| {
+        let common = [
+            "registrar",
+            "--key",
+            s(&registrar_key),
+            "--node",
+            &url,
+            "--wait",
+        ];
+        run("veilwatt-node", &[&common[..], args].concat())
+    };
+
+    let (s0, empty) = api.get("/v1/registry").await;
+    assert_eq!(s0, 200);
+    assert_eq!(empty["size"], 0);
+    assert_eq!(
+        empty["root"],
+        serde_json::json!(FieldBytes::from_field(reg::empty_root()))
+    );
+
+    let mut enrolled = Vec::new();
+    for i in 1..=3u8 {
+        let h = dir.path().join(format!("hh{i}"));
+        let common = ["--home", s(&h), "--passphrase-file", s(&pass), "--json"];
+        let init = ["init", "--node", &url, "--genesis", s(&genesis), "--meter"];
+        let meter_hex = meter_key(i).to_hex();
+        ok_json(
+            "veilwatt-prover",
+            &[&common[..], &init[..], &[meter_hex.as_str()]].concat(),
+        );
+        let e = ok_json("veilwatt-prover", &[&common[..], &["enrolment"]].concat());
+        assert_eq!(e["meter"], meter_hex.as_str());
+        let nk_commit = e["nk_commit"].as_str().unwrap().to_owned();
+        let out = registrar_cmd(&[
+            "enroll-household",
+            "--meter",
+            &meter_hex,
+            "--nk-commit",
+            &nk_commit,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        enrolled.push((meter_hex, FieldBytes::from_hex(&nk_commit).unwrap()));
+    }
+
+    // The public leaves rebuild the ledger's tree; each household's leaf is where the
+    // registrar's transaction put it.
+    let rebuild = |leaves: &Value| {
+        let mut r = MemoryRegistry::new();
+        for l in leaves.as_array().unwrap() {
+            let l = FieldBytes::from_hex(l.as_str().unwrap()).unwrap();
+            r.enrol(l.to_field().unwrap()).unwrap_or_else(|_| {
+                // A revoked position: enrolled, then zeroed.
+                let p = r.enrol(ark_bn254::Fr::from(1u64)).unwrap();
+                r.revoke(u64::from(p)).unwrap();
+                p
+            });
+        }
+        r
+    };
+    let (_, reg_now) = api.get("/v1/registry").await;
+    let (_, leaves) = api.get("/v1/registry/leaves?from=0").await;
+    assert_eq!(reg_now["size"], 3);
+    let tree = rebuild(&leaves["leaves"]);
+    let root = serde_json::json!(FieldBytes::from_field(tree.root()));
+    assert_eq!(reg_now["root"], root);
+    assert!(reg_now["recent_roots"].as_array().unwrap().contains(&root));
+    for (p, (meter_hex, nk_commit)) in enrolled.iter().enumerate() {
+        let (_, m) = api.get(&format!("/v1/meters/{meter_hex}")).await;
+        assert_eq!(m["enrolment"]["position"], p, "{m}");
+        assert_eq!(m["enrolment"]["revoked"], false);
+        assert_eq!(m["revoked"], false);
+        let pk = veilwatt_verifier::types::MeterKey::from_hex(meter_hex)
+            .unwrap()
+            .to_public_key()
+            .unwrap();
+        let leaf = reg::leaf(&pk, nk_commit.to_field().unwrap());
+        assert_eq!(tree.leaf(p as u64), leaf);
+    }
+    let (_, page) = api.get("/v1/registry/leaves?from=1&limit=1").await;
+    assert_eq!(page["leaves"].as_array().unwrap().len(), 1);
+
+    // One live enrolment per meter: the registrar's second one is refused with the rule.
+    let out = registrar_cmd(&[
+        "enroll-household",
+        "--meter",
+        &enrolled[0].0,
+        "--nk-commit",
+        &enrolled[1].1.to_hex(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already enrolled"), "{err}");
+
+    // Revoking meter 2 zeroes its leaf and leaves only the new root valid.
+    let out = registrar_cmd(&["revoke", "--meter", &enrolled[1].0]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, after) = api.get("/v1/registry").await;
+    let (_, leaves) = api.get("/v1/registry/leaves").await;
+    let tree = rebuild(&leaves["leaves"]);
+    assert_eq!(tree.leaf(1), ark_bn254::Fr::from(0u64));
+    let new_root = serde_json::json!(FieldBytes::from_field(tree.root()));
+    assert_eq!(after["root"], new_root);
+    assert_eq!(after["recent_roots"], serde_json::json!([new_root]));
+    let (_, m) = api.get(&format!("/v1/meters/{}", enrolled[1].0)).await;
+    assert_eq!(m["revoked"], true);
+    assert_eq!(m["enrolment"]["revoked"], true);
+
+    node.shutdown().await;
+}

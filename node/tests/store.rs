@@ -49,6 +49,7 @@ fn genesis() -> (Genesis, SigningKey, SigningKey) {
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
+        anonymous: None,
     };
     (g, registrar, validator)
 }

@@ -68,6 +68,7 @@ impl Chain {
                 root_history: 8,
                 min_fee: FEE,
             }),
+            anonymous: None,
         };
         let mut state = MemoryState::default();
         let genesis = Ledger::new(&g).unwrap().genesis_update(&state).unwrap();

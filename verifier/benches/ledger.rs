@@ -76,6 +76,7 @@ fn bench(c: &mut Criterion) {
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
+        anonymous: None,
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
     let households: Vec<(SigningKey, MeterKey)> = (0..1_000u32)

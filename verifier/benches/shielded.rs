@@ -62,6 +62,7 @@ fn genesis(vk_id: Hash32, registrar: &SigningKey, proposer: &SigningKey) -> Gene
             root_history: 100,
             min_fee: 1,
         }),
+        anonymous: None,
     }
 }
 

@@ -117,6 +117,7 @@ fn main() {
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: retention,
         shielded: None,
+        anonymous: None,
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
 

@@ -1363,6 +1363,7 @@ mod tests {
             max_tx_lifetime_secs: crate::types::DEFAULT_MAX_TX_LIFETIME_SECS,
             result_retention_periods: crate::types::DEFAULT_RESULT_RETENTION_PERIODS,
             shielded: None,
+            anonymous: None,
         }
     }
 

@@ -9,10 +9,11 @@ use crate::pool::{self, Pool, PoolError};
 use crate::proof::{
     BatchFailure, JoinSplitVerifier, OrderProof, OrderVerifier, SpendProof, VerifyError,
 };
+use crate::registry::{self, Enrolment, RegistryUpdateError};
 use crate::state::{keys, ChangeSet, Overlay, StateError, StateRead, StateReadExt, StateUpdate};
 use crate::types::{
-    Block, FieldBytes, Genesis, GenesisError, Hash32, MeterKey, Millis, Payout, ShieldedParams,
-    Side, Transaction, TxBody, TxId, WalletKey, MAX_NOTE_MEMO,
+    AnonymousParams, Block, FieldBytes, Genesis, GenesisError, Hash32, MeterKey, Millis, Payout,
+    ShieldedParams, Side, Transaction, TxBody, TxId, WalletKey, MAX_NOTE_MEMO,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::TreeReader;
@@ -178,6 +179,11 @@ pub trait LedgerRead: StateRead {
     /// A meter's record.
     fn meter(&self, meter: &MeterKey) -> Result<Option<MeterRecord>, StateError> {
         self.read(&keys::meter(meter))
+    }
+
+    /// A meter's enrolment in the registry of unlinkable orders.
+    fn enrolment(&self, meter: &MeterKey) -> Result<Option<Enrolment>, StateError> {
+        self.read(&keys::enrolment(meter))
     }
 
     /// An open order by id.
@@ -435,6 +441,15 @@ pub enum TxError {
         /// Its fee, millis.
         fee: Millis,
     },
+    /// The genesis has no meter registry (unlinkable orders).
+    #[error("this market has no meter registry for unlinkable orders")]
+    AnonymousDisabled,
+    /// Bytes that should be a field element are not its canonical encoding.
+    #[error("{0} is not a canonical field element")]
+    NotAField(FieldBytes),
+    /// The meter registry refused (full).
+    #[error(transparent)]
+    Registry(veilwatt_circuits::registry::RegistryError),
     /// A note memo is longer than allowed.
     #[error("note memo of {len} bytes; at most {max}")]
     MemoTooLong {
@@ -446,6 +461,15 @@ pub enum TxError {
     /// The state could not be read (not a property of the transaction).
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+impl From<RegistryUpdateError> for TxError {
+    fn from(e: RegistryUpdateError) -> Self {
+        match e {
+            RegistryUpdateError::State(s) => TxError::State(s),
+            RegistryUpdateError::Registry(r) => TxError::Registry(r),
+        }
+    }
 }
 
 impl From<PoolError> for TxError {
@@ -664,6 +688,10 @@ impl<'g> Ledger<'g> {
             // The empty note tree's root is the first anchor (spends of dummies only).
             pool::record_root(&mut state, params.root_history)?;
         }
+        if let Some(params) = &self.genesis.anonymous {
+            // The empty registry's root: orders are refused until a meter is enrolled anyway.
+            registry::record_root(&mut state, params.registry_history)?;
+        }
         StateUpdate::compute(reader, 0, state.into_changes())
     }
 
@@ -673,6 +701,14 @@ impl<'g> Ledger<'g> {
             .shielded
             .as_ref()
             .ok_or(TxError::ShieldedDisabled)
+    }
+
+    /// The genesis' unlinkable-order parameters, or why there are none.
+    fn anonymous(&self) -> Result<&'g AnonymousParams, TxError> {
+        self.genesis
+            .anonymous
+            .as_ref()
+            .ok_or(TxError::AnonymousDisabled)
     }
 
     /// Checks and applies one transaction at consensus time `time`, assuming any order proof
@@ -757,12 +793,48 @@ impl<'g> Ledger<'g> {
                 write::meter(state, meter, &record, true);
             }
             TxBody::RevokeMeter { meter } => {
-                let mut m = state.meter(meter)?.ok_or(TxError::UnknownMeter)?;
-                if m.revoked {
+                // A meter may be enrolled for orders signed by a wallet, in the registry of
+                // unlinkable orders, or both (while households move over): revoke every live
+                // enrolment.
+                let v1 = state.meter(meter)?;
+                let v2 = state.enrolment(meter)?;
+                if v1.is_none() && v2.is_none() {
+                    return Err(TxError::UnknownMeter);
+                }
+                if v1.is_none_or(|m| m.revoked) && v2.is_none_or(|e| e.revoked) {
                     return Err(TxError::MeterRevoked);
                 }
-                m.revoked = true;
-                write::meter(state, meter, &m, false);
+                if let Some(mut m) = v1.filter(|m| !m.revoked) {
+                    m.revoked = true;
+                    write::meter(state, meter, &m, false);
+                }
+                if let Some(mut e) = v2.filter(|e| !e.revoked) {
+                    registry::revoke(state, u64::from(e.position))?;
+                    e.revoked = true;
+                    state.put(keys::enrolment(meter), &e);
+                }
+            }
+            TxBody::EnrollHousehold { meter, nk_commit } => {
+                self.anonymous()?;
+                let key = meter
+                    .to_public_key()
+                    .map_err(|e| TxError::InvalidMeterKey(e.to_string()))?;
+                let nkc = nk_commit.to_field().ok_or(TxError::NotAField(*nk_commit))?;
+                // One live leaf per meter: a second would give it a second order nullifier
+                // per period, so a second order. A revoked meter may enrol again (a new key).
+                if state.enrolment(meter)?.is_some_and(|e| !e.revoked) {
+                    return Err(TxError::MeterAlreadyEnrolled);
+                }
+                let position =
+                    registry::enrol(state, veilwatt_circuits::registry::leaf(&key, nkc))?;
+                state.put(
+                    keys::enrolment(meter),
+                    &Enrolment {
+                        position,
+                        nk_commit: *nk_commit,
+                        revoked: false,
+                    },
+                );
             }
             TxBody::Deposit { to, amount, .. } => {
                 if *amount == 0 {
@@ -1230,6 +1302,10 @@ impl<'g> Ledger<'g> {
         if let Some(params) = &self.genesis.shielded {
             // The tree as this block leaves it is an anchor for the next ones.
             pool::record_root(&mut next, params.root_history)?;
+        }
+        if let Some(params) = &self.genesis.anonymous {
+            // The registry as this block leaves it is a root the next blocks' orders open.
+            registry::record_root(&mut next, params.registry_history)?;
         }
         let mut meta = next.meta()?;
         meta.height = block.height;

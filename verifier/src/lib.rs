@@ -8,6 +8,7 @@ mod curve;
 pub mod ledger;
 pub mod pool;
 pub mod proof;
+pub mod registry;
 pub mod snapshot;
 pub mod state;
 pub mod types;

@@ -285,6 +285,18 @@ pub struct Genesis {
     /// shielded pool and refuses its transactions.
     #[serde(default)]
     pub shielded: Option<ShieldedParams>,
+    /// Unlinkable orders (decision 0008): the meter registry that their proofs open; `None`:
+    /// the market has no registry and refuses its enrolments. Needs a shielded pool.
+    #[serde(default)]
+    pub anonymous: Option<AnonymousParams>,
+}
+
+/// The parameters of unlinkable orders (docs/spec/ledger.md, "Meter registry").
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct AnonymousParams {
+    /// How many recent registry roots an order may prove against (`K`); a revocation makes
+    /// every earlier root invalid at once.
+    pub registry_history: u64,
 }
 
 /// The shielded pool's parameters (docs/spec/notes.md).
@@ -502,6 +514,14 @@ impl Genesis {
                 return bad("shielded.root_history must be in 1..=10000");
             }
         }
+        if let Some(a) = &self.anonymous {
+            if self.shielded.is_none() {
+                return bad("anonymous orders need a shielded pool (their proceeds are notes)");
+            }
+            if a.registry_history == 0 || a.registry_history > MAX_ROOT_HISTORY {
+                return bad("anonymous.registry_history must be in 1..=10000");
+            }
+        }
         Ok(())
     }
 
@@ -626,6 +646,14 @@ pub enum TxBody {
         /// Groth16 proof of the join-split statement.
         proof: SpendProof,
     },
+    /// Registrar: enrol a meter in the registry of unlinkable orders with its household's
+    /// nullifier-key commitment (a new leaf; a revoked meter may be enrolled again).
+    EnrollHousehold {
+        /// The meter.
+        meter: MeterKey,
+        /// `Poseidon(DOMAIN_NK_COMMIT, nk)` of the household's nullifier key `nk`.
+        nk_commit: FieldBytes,
+    },
 }
 
 impl TxBody {
@@ -640,6 +668,7 @@ impl TxBody {
             TxBody::Withdraw { .. } => 6,
             TxBody::MintNote { .. } => 7,
             TxBody::Spend { .. } => 8,
+            TxBody::EnrollHousehold { .. } => 9,
         }
     }
 
@@ -681,6 +710,7 @@ impl TxBody {
                 | TxBody::RevokeMeter { .. }
                 | TxBody::Deposit { .. }
                 | TxBody::MintNote { .. }
+                | TxBody::EnrollHousehold { .. }
         )
     }
 }

@@ -68,6 +68,7 @@ pub fn genesis(chain: &str, period: u64, gate: u64) -> Genesis {
         max_tx_lifetime_secs: veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS,
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
+        anonymous: None,
     }
 }
 

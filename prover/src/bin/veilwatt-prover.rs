@@ -137,6 +137,9 @@ enum Cmd {
     /// Shielded money: the notes this household holds (synced from the node) and the wallet
     /// account's balance.
     Balance,
+    /// What the registrar needs to enrol this household's meter for unlinkable orders: the
+    /// meter key and the commitment to the household's nullifier key (never the key itself).
+    Enrolment,
     /// A fresh one-time payment address: give it to the registrar for a deposit into notes,
     /// or to whoever pays you. Use each address once.
     DepositTag,
@@ -896,6 +899,25 @@ async fn main() -> Result<()> {
                     notes.len(),
                     sh.book.height(),
                     money(i64::try_from(wallet).unwrap_or(i64::MAX)),
+                )
+            });
+        }
+        Cmd::Enrolment => {
+            let h = Household::open(&cli.home)?;
+            if h.settings.genesis.anonymous.is_none() {
+                bail!("this household's market has no meter registry (unlinkable orders)");
+            }
+            let account = open_key(&cli, &h)?;
+            let nk = notes::spending_key(&account).viewing_key().nk;
+            let nk_commit = veilwatt_verifier::types::FieldBytes::from_field(
+                veilwatt_circuits::registry::nk_commitment(nk),
+            );
+            let meter = h.settings.meter;
+            let v = json!({"meter": meter, "nk_commit": nk_commit});
+            print(cli.json, &v, || {
+                format!(
+                    "meter     {meter}\nnk_commit {nk_commit}\n(give both to the registrar: \
+                     veilwatt-node registrar enroll-household --meter {meter} --nk-commit {nk_commit})"
                 )
             });
         }

@@ -33,6 +33,17 @@ pub const NOTE_ROOT_SEQ: u8 = 0x09;
 /// `nullifier` -> empty: every nullifier revealed (spent notes).
 pub const NULLIFIER: u8 = 0x0a;
 
+/// The meter registry's record: positions used, roots recorded, first root still valid.
+pub const REGISTRY: u8 = 0x0b;
+/// `level || index` -> node of the meter registry's tree (level 0: the leaves).
+pub const REGISTRY_NODE: u8 = 0x0c;
+/// `root` -> its sequence number: the recent registry roots an order may prove against.
+pub const REGISTRY_ROOT: u8 = 0x0d;
+/// `sequence` -> registry root, in the order recorded (drops the oldest).
+pub const REGISTRY_ROOT_SEQ: u8 = 0x0e;
+/// `meter` -> its enrolment in the registry (position, key commitment, revoked).
+pub const ENROLMENT: u8 = 0x0f;
+
 /// First tag that is not committed.
 pub const LOCAL: u8 = 0x80;
 /// The last block's hash (a block cannot commit to its own hash).
@@ -92,6 +103,31 @@ pub fn note_root_seq(seq: u64) -> Vec<u8> {
 /// Key of a revealed nullifier.
 pub fn nullifier(nf: &FieldBytes) -> Vec<u8> {
     key(NULLIFIER, &[&nf.0])
+}
+
+/// Key of the meter registry's record.
+pub fn registry() -> Vec<u8> {
+    vec![REGISTRY]
+}
+
+/// Key of the registry tree's node at (`level`, `index`).
+pub fn registry_node(level: u8, index: u64) -> Vec<u8> {
+    key(REGISTRY_NODE, &[&[level], &index.to_be_bytes()])
+}
+
+/// Key of a recent registry root.
+pub fn registry_root(root: &FieldBytes) -> Vec<u8> {
+    key(REGISTRY_ROOT, &[&root.0])
+}
+
+/// Key of the `seq`-th recorded registry root.
+pub fn registry_root_seq(seq: u64) -> Vec<u8> {
+    key(REGISTRY_ROOT_SEQ, &[&seq.to_be_bytes()])
+}
+
+/// Key of a meter's registry enrolment.
+pub fn enrolment(meter: &MeterKey) -> Vec<u8> {
+    key(ENROLMENT, &[&meter.0])
 }
 
 /// Key of the totals.

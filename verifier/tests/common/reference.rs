@@ -223,6 +223,14 @@ impl<'g> RefLedger<'g> {
                 );
                 return Err(TxError::ShieldedDisabled);
             }
+            // So is the meter registry (`registry::tests`, `tests/registry.rs`).
+            TxBody::EnrollHousehold { .. } => {
+                assert!(
+                    self.genesis.anonymous.is_none(),
+                    "the reference model has no meter registry"
+                );
+                return Err(TxError::AnonymousDisabled);
+            }
             TxBody::EnrollMeter { meter, owner } => {
                 meter
                     .to_public_key()
@@ -651,6 +659,13 @@ impl RefState {
                 // The shielded pool's tables: modelled by `pool::tests` and checked by
                 // tests/shielded.rs, not by this model.
                 keys::NOTE_TREE | keys::NOTE_ROOT | keys::NOTE_ROOT_SEQ | keys::NULLIFIER => {}
+                // The meter registry's: modelled by `registry::tests`, checked by
+                // tests/registry.rs.
+                keys::REGISTRY
+                | keys::REGISTRY_NODE
+                | keys::REGISTRY_ROOT
+                | keys::REGISTRY_ROOT_SEQ
+                | keys::ENROLMENT => {}
                 t => panic!("unknown table {t:#x}"),
             }
         }
