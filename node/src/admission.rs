@@ -19,7 +19,7 @@ use veilwatt_circuits::order::OrderPublic;
 use veilwatt_verifier::ledger::{Ledger, MarketVerifier, ProofCheck, TxError};
 use veilwatt_verifier::pool::PoolError;
 use veilwatt_verifier::state::{Overlay, StateRead};
-use veilwatt_verifier::types::{Transaction, TxId};
+use veilwatt_verifier::types::{Transaction, TxId, UnlinkableOrderPublic};
 use veilwatt_verifier::{
     BatchFailure, Groth16Proof, OrderProof, PublicStatement, SpendProof, Verifier, VerifyError,
 };
@@ -199,6 +199,14 @@ impl ProofCache {
         self.verify_with(self.verifier.joinsplit.as_ref(), items, "join-split")
     }
 
+    /// [`ProofCache::verify`] for unlinkable order proofs; all refused without their key.
+    pub fn verify_unlinkable(
+        &self,
+        items: &[(UnlinkableOrderPublic, OrderProof)],
+    ) -> Vec<(usize, VerifyError)> {
+        self.verify_with(self.verifier.unlinkable.as_ref(), items, "unlinkable-order")
+    }
+
     fn verify_with<S: PublicStatement + Clone>(
         &self,
         verifier: Option<&Verifier<S>>,
@@ -256,6 +264,18 @@ impl ProofCheck for ProofCache {
 
     fn check_spends(&self, items: &[(JoinSplitPublic, SpendProof)]) -> Result<(), BatchFailure> {
         let invalid = self.verify_spends(items);
+        if invalid.is_empty() {
+            Ok(())
+        } else {
+            Err(BatchFailure { invalid })
+        }
+    }
+
+    fn check_unlinkable(
+        &self,
+        items: &[(UnlinkableOrderPublic, OrderProof)],
+    ) -> Result<(), BatchFailure> {
+        let invalid = self.verify_unlinkable(items);
         if invalid.is_empty() {
             Ok(())
         } else {
@@ -385,6 +405,29 @@ impl<'g> Admission<'g> {
         }
         for (k, e) in self.proofs.verify_spends(&spends) {
             results[spend_positions[k]] = Some(AdmitError::InvalidProof(e));
+        }
+        // Unlinkable order proofs, against the market's id and the terms the order carries
+        // (a market without a registry refuses them by its rules).
+        if self.ledger.genesis().anonymous.is_some() {
+            let market = self.ledger.market_id();
+            let mut orders = Vec::new();
+            let mut order_positions = Vec::new();
+            for (i, tx) in txs.iter().enumerate() {
+                if results[i].is_some() {
+                    continue;
+                }
+                match tx.unlinkable_order_item(&self.chain_id, market) {
+                    Some(Ok(item)) => {
+                        orders.push(item);
+                        order_positions.push(i);
+                    }
+                    Some(Err(bad)) => results[i] = Some(AdmitError::Rule(TxError::NotAField(bad))),
+                    None => {}
+                }
+            }
+            for (k, e) in self.proofs.verify_unlinkable(&orders) {
+                results[order_positions[k]] = Some(AdmitError::InvalidProof(e));
+            }
         }
         results
     }

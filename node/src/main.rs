@@ -104,6 +104,10 @@ struct MarketArgs {
     /// A meter registry for unlinkable orders (needs --shielded).
     #[arg(long, requires = "shielded")]
     anonymous: bool,
+    /// The unlinkable order circuit's verifying-key id, hex (with --anonymous; with
+    /// --insecure-dev-keys: the development key).
+    #[arg(long, requires = "anonymous")]
+    order_v2_vk_id: Option<String>,
     /// How many recent registry roots an unlinkable order may prove against.
     #[arg(long, default_value_t = 100)]
     registry_history: u64,
@@ -143,6 +147,26 @@ impl MarketArgs {
         } else {
             None
         };
+        let anonymous = if self.anonymous {
+            let vk_id = match (&self.order_v2_vk_id, self.insecure_dev_keys) {
+                (Some(h), _) => Hash32::from_hex(h).map_err(anyhow::Error::msg)?,
+                (None, true) => Hash32(
+                    veilwatt_params::dev::pinned_ids_of(veilwatt_params::MarketCircuit::OrderV2)
+                        .vk_id
+                        .0,
+                ),
+                (None, false) => anyhow::bail!(
+                    "pass --order-v2-vk-id (from `veilwatt-params ceremony finalize`) with \
+                     --anonymous, or --insecure-dev-keys for a play market"
+                ),
+            };
+            Some(AnonymousParams {
+                vk_id,
+                registry_history: self.registry_history,
+            })
+        } else {
+            None
+        };
         let g = Genesis {
             chain_id: self.chain_id.clone(),
             genesis_time: self
@@ -165,9 +189,7 @@ impl MarketArgs {
             max_tx_lifetime_secs: self.max_tx_lifetime_secs,
             result_retention_periods: self.result_retention_periods,
             shielded,
-            anonymous: self.anonymous.then_some(AnonymousParams {
-                registry_history: self.registry_history,
-            }),
+            anonymous,
         };
         g.validate()?;
         Ok(g)

@@ -74,7 +74,8 @@ fn verifier<S: PublicStatement>(
 }
 
 /// The market's verifying keys for `genesis`: the order circuit's, and the join-split's when
-/// the genesis has a shielded pool (see [`verifier`]).
+/// the genesis has a shielded pool, and the unlinkable order circuit's when it has a meter
+/// registry (see [`verifier`]).
 pub fn verifier_for(home: &Path, genesis: &Genesis) -> Result<MarketVerifier, RunError> {
     let order = verifier(home, genesis, MarketCircuit::Order, KeyId(genesis.vk_id.0))?;
     let joinsplit = match &genesis.shielded {
@@ -86,7 +87,20 @@ pub fn verifier_for(home: &Path, genesis: &Genesis) -> Result<MarketVerifier, Ru
             KeyId(params.vk_id.0),
         )?),
     };
-    Ok(MarketVerifier { order, joinsplit })
+    let unlinkable = match &genesis.anonymous {
+        None => None,
+        Some(a) => Some(verifier(
+            home,
+            genesis,
+            MarketCircuit::OrderV2,
+            KeyId(a.vk_id.0),
+        )?),
+    };
+    Ok(MarketVerifier {
+        order,
+        joinsplit,
+        unlinkable,
+    })
 }
 
 /// A running validator.

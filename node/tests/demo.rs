@@ -98,6 +98,7 @@ fn demo_report_matches_the_replayed_ledger() {
     let verifier = MarketVerifier {
         order: OrderVerifier::new(&order.vk, order.vk_id).unwrap(),
         joinsplit: Some(JoinSplitVerifier::new(&js.vk, js.vk_id).unwrap()),
+        unlinkable: None,
     };
     let ledger = Ledger::new(&g).unwrap();
     let mut state = MemoryState::default();

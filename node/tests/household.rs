@@ -494,6 +494,7 @@ async fn households_enrol_in_the_meter_registry_and_the_registrar_revokes() {
         min_fee: 10,
     });
     g.anonymous = Some(AnonymousParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
         registry_history: 8,
     });
     let dir = tempfile::tempdir().unwrap();

@@ -38,6 +38,13 @@ pub const PINNED_JOINSPLIT_VK_ID: &str =
 pub const PINNED_JOINSPLIT_PK_ID: &str =
     "7ae35177d268865d38802d7de5ee2575f8157acd8ea81cb4267ec56557b815eb";
 
+/// The unlinkable order circuit's development verifying-key id.
+pub const PINNED_ORDER_V2_VK_ID: &str =
+    "b5c8699ba202ae6905dc8f04d756ee0eca22fabe611a1e0603269f024ff2b4d8";
+/// The unlinkable order circuit's development proving-key id.
+pub const PINNED_ORDER_V2_PK_ID: &str =
+    "5f61ae554b05398668c207223b60b0079ccd949cec496a0e2a89c1505d05181f";
+
 /// The order circuit's pinned ids as [`ExpectedIds`].
 pub fn pinned_ids() -> ExpectedIds {
     pinned_ids_of(MarketCircuit::Order)
@@ -48,6 +55,7 @@ pub fn pinned_ids_of(circuit: MarketCircuit) -> ExpectedIds {
     let (vk, pk) = match circuit {
         MarketCircuit::Order => (PINNED_VK_ID, PINNED_PK_ID),
         MarketCircuit::JoinSplit => (PINNED_JOINSPLIT_VK_ID, PINNED_JOINSPLIT_PK_ID),
+        MarketCircuit::OrderV2 => (PINNED_ORDER_V2_VK_ID, PINNED_ORDER_V2_PK_ID),
     };
     ExpectedIds {
         vk_id: vk.parse().expect("pinned id is valid hex"),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{joinsplit_verifies, prove_joinsplit};
+use common::{prove_joinsplit, prove_order_v2, verifies_inputs};
 use std::process::Command;
 use veilwatt_params::{
     dev, CircuitKeys, ExpectedIds, KeyFile, KeyId, MarketCircuit, ParamsError, PK_FILE, VK_FILE,
@@ -52,10 +52,36 @@ fn pinned_joinsplit_ids_match_the_circuit() {
     // They prove (snarkjs' reduction, as for every key from the ceremony code) and a proof
     // verifies for its own public inputs only.
     let (public, proof) = prove_joinsplit(&k.pk, 13);
-    assert!(joinsplit_verifies(&k.vk, &public, &proof));
+    assert!(verifies_inputs(&k.vk, &public, &proof));
     let mut other = public;
     other[veilwatt_circuits::joinsplit::public_input::BINDING] += ark_bn254::Fr::from(1u64);
-    assert!(!joinsplit_verifies(&k.vk, &other, &proof));
+    assert!(!verifies_inputs(&k.vk, &other, &proof));
+}
+
+#[test]
+fn pinned_order_v2_ids_match_the_circuit() {
+    let c = MarketCircuit::OrderV2;
+    let k = dev::generate_insecure(dev::DEFAULT_SEED, c).unwrap();
+    assert_eq!(
+        (k.vk_id, k.pk_id),
+        (dev::pinned_ids_of(c).vk_id, dev::pinned_ids_of(c).pk_id),
+        "the unlinkable order circuit changed: update PINNED_ORDER_V2_VK_ID / \
+         PINNED_ORDER_V2_PK_ID in params/src/dev.rs (vk {} pk {})",
+        k.vk_id,
+        k.pk_id
+    );
+    assert_eq!(dev::keys_of(c).unwrap().vk, k.vk);
+    let own = dev::trapdoor(dev::DEFAULT_SEED, c);
+    for other in [ORDER, MarketCircuit::JoinSplit] {
+        assert_ne!(dev::trapdoor(dev::DEFAULT_SEED, other).delta, own.delta);
+    }
+    let (public, proof) = prove_order_v2(&k.pk, 5);
+    assert!(verifies_inputs(&k.vk, &public, &proof));
+    for i in 0..public.len() {
+        let mut other = public;
+        other[i] += ark_bn254::Fr::from(1u64);
+        assert!(!verifies_inputs(&k.vk, &other, &proof), "input {i}");
+    }
 }
 
 #[test]

@@ -100,14 +100,34 @@ impl SpendProver {
         let signer_key = WalletKey(signer.verifying_key().to_bytes());
         let binding = Transaction::spend_binding(chain_id, &body, expires_at, &signer_key)
             .ok_or(ProveError::NotASpend)?;
-        let (public, witness) = JoinSplitWitness::new(
+        let proof = self.prove_join_split(
             request.anchor,
             &request.inputs,
             &notes,
-            request.public_in,
-            request.public_out,
+            (request.public_in, request.public_out),
             binding,
-        );
+            rng,
+        )?;
+        if let TxBody::Spend { proof: p, .. } = &mut body {
+            *p = proof;
+        }
+        Ok(Transaction::sign(chain_id, body, expires_at, signer))
+    }
+
+    /// Proves the join-split spending `inputs` into `notes` with `(public_in, public_out)`
+    /// under `binding` (whatever terms the caller's transaction binds): checked natively
+    /// first, verified under the key's own verifying key after.
+    pub fn prove_join_split<R: RngCore + CryptoRng>(
+        &self,
+        anchor: Fr,
+        inputs: &[Spend; 2],
+        notes: &[Note; 2],
+        (public_in, public_out): (Millis, Millis),
+        binding: Fr,
+        rng: &mut R,
+    ) -> Result<Groth16Proof, ProveError> {
+        let (public, witness) =
+            JoinSplitWitness::new(anchor, inputs, notes, public_in, public_out, binding);
         check_relation(&witness)?;
         let proof = Groth16::<Bn254, SnarkjsReduction>::prove(
             &self.pk,
@@ -118,9 +138,6 @@ impl SpendProver {
         self.self_check
             .verify(&public, &proof)
             .map_err(ProveError::SelfCheck)?;
-        if let TxBody::Spend { proof: p, .. } = &mut body {
-            *p = proof;
-        }
-        Ok(Transaction::sign(chain_id, body, expires_at, signer))
+        Ok(proof)
     }
 }

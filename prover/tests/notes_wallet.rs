@@ -77,6 +77,7 @@ impl Chain {
             verifier: MarketVerifier {
                 order: OrderVerifier::new(&order.vk, order.vk_id).unwrap(),
                 joinsplit: Some(JoinSplitVerifier::new(&js.vk, js.vk_id).unwrap()),
+                unlinkable: None,
             },
             prover: SpendProver::new(js.pk.clone(), js.vk_id).unwrap(),
             g,

@@ -7,13 +7,15 @@
 use crate::clearing::{buy_escrow, clear, BookOrder, Trade};
 use crate::pool::{self, Pool, PoolError};
 use crate::proof::{
-    BatchFailure, JoinSplitVerifier, OrderProof, OrderVerifier, SpendProof, VerifyError,
+    BatchFailure, JoinSplitVerifier, OrderProof, OrderVerifier, SpendProof,
+    UnlinkableOrderVerifier, VerifyError,
 };
 use crate::registry::{self, Enrolment, RegistryUpdateError};
 use crate::state::{keys, ChangeSet, Overlay, StateError, StateRead, StateReadExt, StateUpdate};
 use crate::types::{
-    AnonymousParams, Block, FieldBytes, Genesis, GenesisError, Hash32, MeterKey, Millis, Payout,
-    ShieldedParams, Side, Transaction, TxBody, TxId, WalletKey, MAX_NOTE_MEMO,
+    cancel_commitment, AnonymousParams, Block, FieldBytes, Genesis, GenesisError, Hash32, MeterKey,
+    Millis, NoteOutput, NoteTarget, Payout, ShieldedParams, Side, Transaction, TxBody, TxId,
+    UnlinkableOrderPublic, WalletKey, MAX_NOTE_MEMO,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::TreeReader;
@@ -78,6 +80,31 @@ pub struct OrderRecord {
     pub escrow: Millis,
 }
 
+/// An open unlinkable order: no meter, no wallet; its money goes to notes.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct UnlinkableOrderRecord {
+    /// Order id (its transaction's id).
+    pub id: TxId,
+    /// Its nullifier.
+    pub order_nf: FieldBytes,
+    /// Period.
+    pub period: u64,
+    /// Side.
+    pub side: Side,
+    /// Quantity, Wh.
+    pub quantity_wh: u32,
+    /// Limit price, minor/kWh.
+    pub limit_price: u64,
+    /// Where proceeds or the unused escrow go.
+    pub payout: NoteTarget,
+    /// Commitment to the cancel key.
+    pub cancel_commit: Hash32,
+    /// Escrow held (buy orders), millis.
+    pub escrow: Millis,
+}
+
 /// What happened to one order at clearing.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
@@ -85,8 +112,8 @@ pub struct OrderRecord {
 pub struct OrderOutcome {
     /// Order id.
     pub id: TxId,
-    /// Owner.
-    pub owner: WalletKey,
+    /// Owner wallet; `None` for an unlinkable order.
+    pub owner: Option<WalletKey>,
     /// Side.
     pub side: Side,
     /// Filled, Wh.
@@ -248,24 +275,64 @@ pub trait LedgerRead: StateRead {
         Ok(orders)
     }
 
-    /// The earliest period with open orders.
+    /// The earliest period with open orders (wallet-signed or unlinkable).
     fn first_open_period(&self) -> Result<Option<u64>, StateError> {
-        Ok(self
-            .first_key(&keys::all_orders())?
-            .and_then(|k| keys::u64_at(&k, 1)))
+        let first = |tag: u8| -> Result<Option<u64>, StateError> {
+            Ok(self.first_key(&[tag])?.and_then(|k| keys::u64_at(&k, 1)))
+        };
+        let (a, b) = (first(keys::ORDER)?, first(keys::UNLINKABLE_ORDER)?);
+        Ok(match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
-    /// Every period with open orders, in order (one seek per period).
+    /// Every period with open orders (wallet-signed or unlinkable), in order (one seek per
+    /// period and table).
     fn open_periods(&self) -> Result<Vec<u64>, StateError> {
-        let mut out = Vec::new();
-        let end = keys::prefix_end(&keys::all_orders());
-        let mut from = keys::all_orders();
-        while let Some((k, _)) = self.scan(&from, &end, 1)?.into_iter().next() {
-            let Some(p) = keys::u64_at(&k, 1) else { break };
-            out.push(p);
-            from = keys::prefix_end(&keys::orders_of_period(p));
+        let mut out = std::collections::BTreeSet::new();
+        for tag in [keys::ORDER, keys::UNLINKABLE_ORDER] {
+            let end = keys::prefix_end(&[tag]);
+            let mut from = vec![tag];
+            while let Some((k, _)) = self.scan(&from, &end, 1)?.into_iter().next() {
+                let Some(p) = keys::u64_at(&k, 1) else { break };
+                out.insert(p);
+                let mut prefix = vec![tag];
+                prefix.extend(p.to_be_bytes());
+                from = keys::prefix_end(&prefix);
+            }
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
+    }
+
+    /// An open unlinkable order.
+    fn unlinkable_order(
+        &self,
+        period: u64,
+        order_nf: &FieldBytes,
+    ) -> Result<Option<UnlinkableOrderRecord>, StateError> {
+        self.read(&keys::unlinkable_order(period, order_nf))
+    }
+
+    /// A period's open unlinkable orders, in id order.
+    fn unlinkable_orders_of_period(
+        &self,
+        period: u64,
+    ) -> Result<Vec<UnlinkableOrderRecord>, StateError> {
+        let mut orders: Vec<UnlinkableOrderRecord> = self
+            .read_prefix(&keys::unlinkable_orders_of_period(period))?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        orders.sort_by_key(|o| o.id);
+        Ok(orders)
+    }
+
+    /// Whether `order_nf` was used by an order for `period` (whose gate is still open).
+    fn order_nullifier_used(&self, period: u64, order_nf: &FieldBytes) -> Result<bool, StateError> {
+        Ok(self
+            .get(&keys::order_nullifier(period, order_nf))?
+            .is_some())
     }
 
     /// A wallet's open orders, by period then id.
@@ -450,6 +517,25 @@ pub enum TxError {
     /// The meter registry refused (full).
     #[error(transparent)]
     Registry(veilwatt_circuits::registry::RegistryError),
+    /// An unlinkable order's registry root is not one of the valid recent roots.
+    #[error("registry root {0} is not one of the valid recent registry roots")]
+    UnknownRegistryRoot(FieldBytes),
+    /// The order nullifier was used for this period: the meter has an order already.
+    #[error(
+        "order nullifier {0} was already used for this period: one order per meter and period"
+    )]
+    OrderNullifierUsed(FieldBytes),
+    /// A buy order must escrow exactly its maximum cost, a sell order nothing.
+    #[error("the order must escrow exactly {need} millis, it escrows {got}")]
+    EscrowMismatch {
+        /// Required, millis.
+        need: Millis,
+        /// Offered, millis.
+        got: Millis,
+    },
+    /// The cancel key does not open the order's cancel commitment.
+    #[error("the cancel key does not match the order")]
+    WrongCancelKey,
     /// A note memo is longer than allowed.
     #[error("note memo of {len} bytes; at most {max}")]
     MemoTooLong {
@@ -559,6 +645,15 @@ pub trait ProofCheck: Sync {
         refuse_all(items.len(), "join-split")
     }
 
+    /// `Ok` if every unlinkable order proof verifies; otherwise the invalid ones. The default
+    /// has no key for them and refuses every one.
+    fn check_unlinkable(
+        &self,
+        items: &[(UnlinkableOrderPublic, OrderProof)],
+    ) -> Result<(), BatchFailure> {
+        refuse_all(items.len(), "unlinkable order")
+    }
+
     /// Whether the signature of the transaction with id `id` was already verified for this
     /// chain. Sound because the id is a hash of the whole signed transaction (body, signer and
     /// signature). The default knows none, so every signature is checked.
@@ -591,6 +686,8 @@ pub struct MarketVerifier {
     pub order: OrderVerifier,
     /// Spend proofs (`None`: every spend proof is refused).
     pub joinsplit: Option<JoinSplitVerifier>,
+    /// Unlinkable order proofs (`None`: every one is refused).
+    pub unlinkable: Option<UnlinkableOrderVerifier>,
 }
 
 impl From<OrderVerifier> for MarketVerifier {
@@ -598,6 +695,7 @@ impl From<OrderVerifier> for MarketVerifier {
         Self {
             order,
             joinsplit: None,
+            unlinkable: None,
         }
     }
 }
@@ -613,6 +711,16 @@ impl ProofCheck for MarketVerifier {
             None => refuse_all(items.len(), "join-split"),
         }
     }
+
+    fn check_unlinkable(
+        &self,
+        items: &[(UnlinkableOrderPublic, OrderProof)],
+    ) -> Result<(), BatchFailure> {
+        match &self.unlinkable {
+            Some(v) => v.verify_batch_deterministic(items),
+            None => refuse_all(items.len(), "unlinkable order"),
+        }
+    }
 }
 
 fn add(a: Millis, b: Millis) -> Result<Millis, TxError> {
@@ -621,6 +729,100 @@ fn add(a: Millis, b: Millis) -> Result<Millis, TxError> {
 
 fn sub(a: Millis, b: Millis) -> Result<Millis, TxError> {
     a.checked_sub(b).ok_or(TxError::Overflow)
+}
+
+/// Mints a note of `value` to `target` into the pool (the value enters the pool's balance).
+fn mint_note(state: &mut Overlay<'_>, value: Millis, target: &NoteTarget) -> Result<(), TxError> {
+    let field = |x: &FieldBytes| x.to_field().ok_or(PoolError::NotAField(*x));
+    let cm = note::commitment(
+        ark_bn254::Fr::from(value),
+        field(&target.owner)?,
+        field(&target.rho)?,
+    );
+    let mut pool = Pool::load(state)?;
+    pool.append(&[FieldBytes::from_field(cm)])?;
+    pool.balance = add(pool.balance, value)?;
+    pool.store(state);
+    Ok(())
+}
+
+/// The pool's half of a join-split (its proof verified, its terms checked): the anchor is a
+/// recent root, the nullifiers are new (revealed now), `public_in` enters and `public_out`
+/// leaves the pool's balance (never below zero), the fee is booked, the outputs appended.
+fn join_split(
+    state: &mut Overlay<'_>,
+    anchor: &FieldBytes,
+    nullifiers: &[FieldBytes; 2],
+    outputs: &[NoteOutput; 2],
+    public_in: Millis,
+    public_out: Millis,
+    fee: Millis,
+) -> Result<(), TxError> {
+    pool::check_anchor(state, anchor)?;
+    for nf in nullifiers {
+        pool::reveal(state, nf)?;
+    }
+    let mut pool = Pool::load(state)?;
+    pool.balance = add(pool.balance, public_in)?;
+    pool.balance = pool
+        .balance
+        .checked_sub(public_out)
+        .ok_or(PoolError::Insolvent {
+            need: public_out,
+            balance: pool.balance,
+        })?;
+    pool.fees = add(pool.fees, fee)?;
+    pool.append(&[outputs[0].cm, outputs[1].cm])?;
+    pool.store(state);
+    Ok(())
+}
+
+/// Releases an unlinkable order's escrow of which `spent` went to trades: the rest comes
+/// back to the order's payout target as a note (none if nothing is left).
+fn release_escrow(
+    state: &mut Overlay<'_>,
+    order: &UnlinkableOrderRecord,
+    spent: Millis,
+) -> Result<(), TxError> {
+    if order.escrow == 0 {
+        return Ok(());
+    }
+    let mut pool = Pool::load(state)?;
+    pool.escrowed = sub(pool.escrowed, order.escrow)?;
+    pool.store(state);
+    let refund = sub(order.escrow, spent)?;
+    if refund > 0 {
+        mint_note(state, refund, &order.payout)?;
+    }
+    Ok(())
+}
+
+/// An order in a period's book: wallet-signed or unlinkable.
+enum Booked {
+    Wallet(OrderRecord),
+    Unlinkable(UnlinkableOrderRecord),
+}
+
+impl Booked {
+    fn id(&self) -> TxId {
+        match self {
+            Booked::Wallet(o) => o.id,
+            Booked::Unlinkable(o) => o.id,
+        }
+    }
+
+    fn book(&self) -> BookOrder {
+        let (id, side, quantity_wh, limit_price) = match self {
+            Booked::Wallet(o) => (o.id, o.side, o.quantity_wh, o.limit_price),
+            Booked::Unlinkable(o) => (o.id, o.side, o.quantity_wh, o.limit_price),
+        };
+        BookOrder {
+            id,
+            side,
+            quantity_wh,
+            limit_price,
+        }
+    }
 }
 
 /// Writes of the ledger's tables (every entity and its indexes change together).
@@ -663,6 +865,8 @@ mod write {
 #[derive(Clone, Copy, Debug)]
 pub struct Ledger<'g> {
     genesis: &'g Genesis,
+    /// `genesis.market_id()`, computed once.
+    market: ark_bn254::Fr,
 }
 
 impl<'g> Ledger<'g> {
@@ -670,12 +874,20 @@ impl<'g> Ledger<'g> {
     /// its bounds).
     pub fn new(genesis: &'g Genesis) -> Result<Self, GenesisError> {
         genesis.validate()?;
-        Ok(Self { genesis })
+        Ok(Self {
+            genesis,
+            market: genesis.market_id(),
+        })
     }
 
     /// The genesis these rules are bound to.
     pub fn genesis(&self) -> &'g Genesis {
         self.genesis
+    }
+
+    /// The market's id (`Genesis::market_id`), which unlinkable order proofs name.
+    pub fn market_id(&self) -> ark_bn254::Fr {
+        self.market
     }
 
     /// The state at height 0 (version 0 of the tree): empty but for zero totals. `reader` is
@@ -883,17 +1095,7 @@ impl<'g> Ledger<'g> {
                     return Err(TxError::DuplicateOrder(existing.id));
                 }
                 self.check_gate(*period, time, true)?;
-                if *quantity_wh == 0 {
-                    return Err(TxError::ZeroAmount);
-                }
-                let (floor, cap) = (self.genesis.price_floor, self.genesis.price_cap);
-                if *limit_price < floor || *limit_price > cap {
-                    return Err(TxError::PriceOutOfRange {
-                        price: *limit_price,
-                        floor,
-                        cap,
-                    });
-                }
+                self.check_order_terms(*quantity_wh, *limit_price)?;
                 let escrow = match side {
                     Side::Sell => 0,
                     Side::Buy => buy_escrow(*quantity_wh, *limit_price, &self.genesis.fees),
@@ -929,12 +1131,14 @@ impl<'g> Ledger<'g> {
                 if *value == 0 {
                     return Err(TxError::ZeroAmount);
                 }
-                let field = |x: &FieldBytes| x.to_field().ok_or(PoolError::NotAField(*x));
-                let cm = note::commitment(ark_bn254::Fr::from(*value), field(owner)?, field(rho)?);
-                let mut pool = Pool::load(state)?;
-                pool.append(&[FieldBytes::from_field(cm)])?;
-                pool.balance = add(pool.balance, *value)?;
-                pool.store(state);
+                mint_note(
+                    state,
+                    *value,
+                    &NoteTarget {
+                        owner: *owner,
+                        rho: *rho,
+                    },
+                )?;
                 let mut meta = state.meta()?;
                 meta.total_deposits = add(meta.total_deposits, *value)?;
                 write::meta(state, &meta);
@@ -949,21 +1153,7 @@ impl<'g> Ledger<'g> {
                 payout,
                 ..
             } => {
-                let params = self.shielded()?;
-                for o in outputs {
-                    if o.memo.len() > MAX_NOTE_MEMO {
-                        return Err(TxError::MemoTooLong {
-                            len: o.memo.len(),
-                            max: MAX_NOTE_MEMO,
-                        });
-                    }
-                }
-                if *fee < params.min_fee {
-                    return Err(TxError::FeeTooLow {
-                        fee: *fee,
-                        min: params.min_fee,
-                    });
-                }
+                self.check_spend_terms(outputs, *fee)?;
                 let mismatch = TxError::PayoutMismatch {
                     public_out: *public_out,
                     fee: *fee,
@@ -974,11 +1164,6 @@ impl<'g> Ledger<'g> {
                     Payout::Bank { .. } if paid == 0 => return Err(TxError::ZeroAmount),
                     _ => {}
                 }
-                pool::check_anchor(state, anchor)?;
-                for nf in nullifiers {
-                    pool::reveal(state, nf)?;
-                }
-                let mut pool = Pool::load(state)?;
                 if *public_in > 0 {
                     let mut a = state.account(&tx.signer)?.unwrap_or_default();
                     if a.balance < *public_in {
@@ -990,17 +1175,15 @@ impl<'g> Ledger<'g> {
                     a.balance -= public_in;
                     write::account(state, &tx.signer, &a);
                 }
-                pool.balance = add(pool.balance, *public_in)?;
-                pool.balance =
-                    pool.balance
-                        .checked_sub(*public_out)
-                        .ok_or(PoolError::Insolvent {
-                            need: *public_out,
-                            balance: pool.balance,
-                        })?;
-                pool.fees = add(pool.fees, *fee)?;
-                pool.append(&[outputs[0].cm, outputs[1].cm])?;
-                pool.store(state);
+                join_split(
+                    state,
+                    anchor,
+                    nullifiers,
+                    outputs,
+                    *public_in,
+                    *public_out,
+                    *fee,
+                )?;
                 match payout {
                     Payout::None => {}
                     Payout::Wallet { wallet } => {
@@ -1014,6 +1197,86 @@ impl<'g> Ledger<'g> {
                         write::meta(state, &meta);
                     }
                 }
+            }
+            TxBody::UnlinkableOrder {
+                registry_root,
+                order_nf,
+                period,
+                side,
+                quantity_wh,
+                limit_price,
+                payout,
+                cancel_commit,
+                escrow,
+                ..
+            } => {
+                self.anonymous()?;
+                self.shielded()?;
+                self.check_gate(*period, time, true)?;
+                self.check_order_terms(*quantity_wh, *limit_price)?;
+                for x in [registry_root, order_nf, &payout.owner, &payout.rho] {
+                    x.to_field().ok_or(TxError::NotAField(*x))?;
+                }
+                if !registry::is_recent_root(state, registry_root)? {
+                    return Err(TxError::UnknownRegistryRoot(*registry_root));
+                }
+                if state.order_nullifier_used(*period, order_nf)? {
+                    return Err(TxError::OrderNullifierUsed(*order_nf));
+                }
+                let need = match side {
+                    Side::Sell => 0,
+                    Side::Buy => buy_escrow(*quantity_wh, *limit_price, &self.genesis.fees),
+                };
+                let held = match escrow {
+                    None if need == 0 => 0,
+                    Some(e) if e.amount == need && need > 0 => {
+                        self.check_spend_terms(&e.outputs, e.fee)?;
+                        let out = add(e.amount, e.fee)?;
+                        join_split(state, &e.anchor, &e.nullifiers, &e.outputs, 0, out, e.fee)?;
+                        let mut pool = Pool::load(state)?;
+                        pool.escrowed = add(pool.escrowed, e.amount)?;
+                        pool.store(state);
+                        e.amount
+                    }
+                    other => {
+                        return Err(TxError::EscrowMismatch {
+                            need,
+                            got: other.as_ref().map_or(0, |e| e.amount),
+                        })
+                    }
+                };
+                state.put_raw(keys::order_nullifier(*period, order_nf), Vec::new());
+                state.put(
+                    keys::unlinkable_order(*period, order_nf),
+                    &UnlinkableOrderRecord {
+                        id,
+                        order_nf: *order_nf,
+                        period: *period,
+                        side: *side,
+                        quantity_wh: *quantity_wh,
+                        limit_price: *limit_price,
+                        payout: *payout,
+                        cancel_commit: *cancel_commit,
+                        escrow: held,
+                    },
+                );
+            }
+            TxBody::CancelUnlinkable {
+                period,
+                order_nf,
+                cancel_key,
+            } => {
+                self.anonymous()?;
+                let rec = state
+                    .unlinkable_order(*period, order_nf)?
+                    .ok_or(TxError::UnknownOrder)?;
+                if cancel_commitment(cancel_key) != rec.cancel_commit {
+                    return Err(TxError::WrongCancelKey);
+                }
+                self.check_gate(*period, time, false)?;
+                release_escrow(state, &rec, 0)?;
+                // The nullifier stays: one order per meter and period, cancelled or not.
+                state.delete(keys::unlinkable_order(*period, order_nf));
             }
             TxBody::CancelOrder { order } => {
                 let rec = state.open_order(order)?.ok_or(TxError::UnknownOrder)?;
@@ -1029,6 +1292,43 @@ impl<'g> Ledger<'g> {
             }
         }
         state.put_raw(keys::applied(tx.expires_at, &id), Vec::new());
+        Ok(())
+    }
+
+    /// A positive quantity and a limit price within the genesis floor and cap.
+    fn check_order_terms(&self, quantity_wh: u32, limit_price: u64) -> Result<(), TxError> {
+        if quantity_wh == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        let (floor, cap) = (self.genesis.price_floor, self.genesis.price_cap);
+        if limit_price < floor || limit_price > cap {
+            return Err(TxError::PriceOutOfRange {
+                price: limit_price,
+                floor,
+                cap,
+            });
+        }
+        Ok(())
+    }
+
+    /// What a join-split's terms must satisfy before it touches the pool: memos within the
+    /// limit, a fee of at least the genesis minimum, a shielded pool at all.
+    fn check_spend_terms(&self, outputs: &[NoteOutput; 2], fee: Millis) -> Result<(), TxError> {
+        let params = self.shielded()?;
+        for o in outputs {
+            if o.memo.len() > MAX_NOTE_MEMO {
+                return Err(TxError::MemoTooLong {
+                    len: o.memo.len(),
+                    max: MAX_NOTE_MEMO,
+                });
+            }
+        }
+        if fee < params.min_fee {
+            return Err(TxError::FeeTooLow {
+                fee,
+                min: params.min_fee,
+            });
+        }
         Ok(())
     }
 
@@ -1059,6 +1359,23 @@ impl<'g> Ledger<'g> {
     ) -> Result<(), TxError> {
         self.clear_due(state, height, time, events)?;
         self.prune_expired(state, time)?;
+        self.prune_order_nullifiers(state, time)?;
+        Ok(())
+    }
+
+    /// Forgets the order nullifiers of every period whose gate has closed by `time`: no order
+    /// for such a period can be applied any more, so its nullifiers guard nothing.
+    fn prune_order_nullifiers(&self, state: &mut Overlay<'_>, time: u64) -> Result<(), StateError> {
+        while let Some(k) = state.first_key(&[keys::ORDER_NULLIFIER])? {
+            let Some(p) = keys::u64_at(&k, 1) else { break };
+            if self.genesis.gate_close(p).is_some_and(|c| c > time) {
+                break;
+            }
+            let prefix = keys::order_nullifiers_of_period(p);
+            for (k, _) in state.scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)? {
+                state.delete(k);
+            }
+        }
         Ok(())
     }
 
@@ -1087,27 +1404,33 @@ impl<'g> Ledger<'g> {
         height: u64,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
-        let records = state.orders_of_period(p)?;
-        let book: Vec<BookOrder> = records
-            .iter()
-            .map(|r| BookOrder {
-                id: r.id,
-                side: r.side,
-                quantity_wh: r.quantity_wh,
-                limit_price: r.limit_price,
-            })
+        // One book of both kinds of order, in id order.
+        let mut records: Vec<Booked> = state
+            .orders_of_period(p)?
+            .into_iter()
+            .map(Booked::Wallet)
+            .chain(
+                state
+                    .unlinkable_orders_of_period(p)?
+                    .into_iter()
+                    .map(Booked::Unlinkable),
+            )
             .collect();
+        records.sort_by_key(Booked::id);
+        let book: Vec<BookOrder> = records.iter().map(Booked::book).collect();
         let c = clear(&book, self.genesis.mechanism, &self.genesis.fees);
-        let index: BTreeMap<TxId, usize> =
-            records.iter().enumerate().map(|(k, r)| (r.id, k)).collect();
+        let index: BTreeMap<TxId, usize> = records
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (r.id(), k))
+            .collect();
         let mut meta = state.meta()?;
         let mut spent = vec![0 as Millis; records.len()];
+        let mut received = vec![0 as Millis; records.len()];
         for t in &c.trades {
-            let (s, b) = (&records[index[&t.sell]], index[&t.buy]);
+            let (s, b) = (index[&t.sell], index[&t.buy]);
             spent[b] = add(spent[b], t.buyer_pays())?;
-            let mut seller = state.account(&s.owner)?.unwrap_or_default();
-            seller.balance = add(seller.balance, t.seller_receives())?;
-            write::account(state, &s.owner, &seller);
+            received[s] = add(received[s], t.seller_receives())?;
             meta.fees.grid = add(meta.fees.grid, t.grid_fee)?;
             meta.fees.market = add(
                 add(meta.fees.market, t.market_fee_buyer)?,
@@ -1115,24 +1438,47 @@ impl<'g> Ledger<'g> {
             )?;
         }
         for (k, r) in records.iter().enumerate() {
-            if r.side == Side::Buy {
-                let mut a = state.account(&r.owner)?.unwrap_or_default();
-                a.escrow = sub(a.escrow, r.escrow)?;
-                a.balance = add(a.balance, sub(r.escrow, spent[k])?)?;
-                write::account(state, &r.owner, &a);
+            match r {
+                Booked::Wallet(r) => {
+                    let mut a = state.account(&r.owner)?.unwrap_or_default();
+                    match r.side {
+                        Side::Sell => a.balance = add(a.balance, received[k])?,
+                        Side::Buy => {
+                            a.escrow = sub(a.escrow, r.escrow)?;
+                            a.balance = add(a.balance, sub(r.escrow, spent[k])?)?;
+                        }
+                    }
+                    if r.side == Side::Buy || received[k] > 0 {
+                        write::account(state, &r.owner, &a);
+                    }
+                    write::close_order(state, r);
+                }
+                Booked::Unlinkable(r) => {
+                    match r.side {
+                        Side::Sell if received[k] > 0 => mint_note(state, received[k], &r.payout)?,
+                        Side::Sell => {}
+                        Side::Buy => release_escrow(state, r, spent[k])?,
+                    }
+                    state.delete(keys::unlinkable_order(p, &r.order_nf));
+                }
             }
-            write::close_order(state, r);
         }
         write::meta(state, &meta);
         let orders = records
             .iter()
             .zip(&c.filled_wh)
-            .map(|(r, f)| OrderOutcome {
-                id: r.id,
-                owner: r.owner,
-                side: r.side,
-                filled_wh: *f,
-                unmatched_wh: r.quantity_wh - f,
+            .map(|(r, f)| {
+                let (owner, side, quantity_wh) = match r {
+                    Booked::Wallet(o) => (Some(o.owner), o.side, o.quantity_wh),
+                    Booked::Unlinkable(o) => (None, o.side, o.quantity_wh),
+                };
+                OrderOutcome {
+                    id: r.id(),
+                    owner,
+                    side,
+                    filled_wh: *f,
+                    unmatched_wh: quantity_wh - f,
+                }
             })
             .collect();
         events.push(Event::PeriodCleared {
@@ -1248,9 +1594,35 @@ impl<'g> Ledger<'g> {
                 }
             }
         }
+        // Unlinkable order proofs, against the market's id and the terms hash the ledger
+        // derives. A market without a registry refuses them by its rules instead.
+        let mut unlinkable = Vec::new();
+        let mut unlinkable_positions = Vec::new();
+        if self.genesis.anonymous.is_some() {
+            for (k, tx) in block.txs.iter().enumerate() {
+                match tx.unlinkable_order_item(&self.genesis.chain_id, self.market) {
+                    None => {}
+                    Some(Ok(item)) => {
+                        unlinkable.push(item);
+                        unlinkable_positions.push(k);
+                    }
+                    Some(Err(bad)) => {
+                        return Err(BlockError::Tx {
+                            index: k,
+                            id: tx.id(),
+                            error: TxError::NotAField(bad),
+                        })
+                    }
+                }
+            }
+        }
         let failures = [
             (proofs.check(&items).err(), &positions),
             (proofs.check_spends(&spends).err(), &spend_positions),
+            (
+                proofs.check_unlinkable(&unlinkable).err(),
+                &unlinkable_positions,
+            ),
         ];
         let first_invalid = failures
             .iter()

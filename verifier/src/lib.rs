@@ -16,5 +16,5 @@ pub mod units;
 
 pub use proof::{
     BatchFailure, Groth16Proof, JoinSplitVerifier, OrderProof, OrderVerifier, ProofError,
-    PublicStatement, SpendProof, Verifier, VerifyError, PROOF_BYTES,
+    PublicStatement, SpendProof, UnlinkableOrderVerifier, Verifier, VerifyError, PROOF_BYTES,
 };

@@ -54,6 +54,8 @@ struct StoredPool {
     balance: Millis,
     /// Fees the pool's spends paid, millis.
     fees: Millis,
+    /// Held for open unlinkable buy orders, millis.
+    escrowed: Millis,
 }
 
 fn corrupt(detail: &str) -> StateError {
@@ -74,6 +76,9 @@ pub struct Pool {
     pub balance: Millis,
     /// Fees paid by spends, millis.
     pub fees: Millis,
+    /// Value paid out of the pool's notes into the escrow of open unlinkable buy orders,
+    /// millis; it comes back as notes (refunds, proceeds) or fees when they clear or cancel.
+    pub escrowed: Millis,
 }
 
 impl Pool {
@@ -85,6 +90,7 @@ impl Pool {
                 roots_recorded: 0,
                 balance: 0,
                 fees: 0,
+                escrowed: 0,
             });
         };
         let filled: Vec<_> = stored
@@ -103,6 +109,7 @@ impl Pool {
             roots_recorded: stored.roots_recorded,
             balance: stored.balance,
             fees: stored.fees,
+            escrowed: stored.escrowed,
         })
     }
 
@@ -115,6 +122,7 @@ impl Pool {
             roots_recorded: self.roots_recorded,
             balance: self.balance,
             fees: self.fees,
+            escrowed: self.escrowed,
         };
         state.put(keys::note_tree(), &stored);
     }
@@ -358,6 +366,7 @@ mod tests {
                     roots_recorded: 0,
                     balance: 0,
                     fees: 0,
+                    escrowed: 0,
                 },
             )
         });
@@ -371,6 +380,7 @@ mod tests {
                     roots_recorded: 0,
                     balance: 0,
                     fees: 0,
+                    escrowed: 0,
                 },
             )
         });

@@ -34,6 +34,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use veilwatt_circuits::joinsplit::{self, JoinSplitPublic};
 use veilwatt_circuits::order::{self, OrderPublic};
+use veilwatt_circuits::order_v2;
 use veilwatt_params::KeyId;
 
 /// Bytes of a compressed BN254 Groth16 proof.
@@ -62,6 +63,14 @@ pub trait PublicStatement: Sync {
 impl PublicStatement for OrderPublic {
     const COUNT: usize = order::public_input::COUNT;
     const BATCH_LABEL: &'static [u8] = b"veilwatt.order-proof-batch.v1";
+    fn inputs(&self) -> Vec<Fr> {
+        self.to_field_elements().to_vec()
+    }
+}
+
+impl PublicStatement for order_v2::OrderPublic {
+    const COUNT: usize = order_v2::public_input::COUNT;
+    const BATCH_LABEL: &'static [u8] = b"veilwatt.order-v2-proof-batch.v1";
     fn inputs(&self) -> Vec<Fr> {
         self.to_field_elements().to_vec()
     }
@@ -199,6 +208,8 @@ pub struct Verifier<S> {
 pub type OrderVerifier = Verifier<OrderPublic>;
 /// The join-split circuit's verifier.
 pub type JoinSplitVerifier = Verifier<JoinSplitPublic>;
+/// The unlinkable order circuit's verifier.
+pub type UnlinkableOrderVerifier = Verifier<order_v2::OrderPublic>;
 
 impl<S> Clone for Verifier<S> {
     fn clone(&self) -> Self {

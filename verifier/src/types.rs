@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use veilwatt_circuits::joinsplit::JoinSplitPublic;
 use veilwatt_circuits::order::OrderPublic;
+pub use veilwatt_circuits::order_v2::OrderPublic as UnlinkableOrderPublic;
 use veilwatt_circuits::{babyjub::PointError, eddsa::PublicKey};
 
 /// Money in thousandths of a minor currency unit.
@@ -294,6 +295,8 @@ pub struct Genesis {
 /// The parameters of unlinkable orders (docs/spec/ledger.md, "Meter registry").
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct AnonymousParams {
+    /// Id of the unlinkable order circuit's verifying key (SHA-256 of `order_v2.vk`).
+    pub vk_id: Hash32,
     /// How many recent registry roots an order may prove against (`K`); a revocation makes
     /// every earlier root invalid at once.
     pub registry_history: u64,
@@ -337,6 +340,37 @@ pub struct NoteOutput {
     /// the ledger, at most [`MAX_NOTE_MEMO`] bytes, covered by the binding hash.
     #[serde(with = "hex_vec")]
     pub memo: Vec<u8>,
+}
+
+/// Where the ledger pays an unlinkable order's money: a note it mints to this owner tag with
+/// this `rho` (the household's wallet finds it by its tag; nobody else can link it).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct NoteTarget {
+    /// The note's owner tag (a one-time tag of the household).
+    pub owner: FieldBytes,
+    /// The note's `rho`.
+    pub rho: FieldBytes,
+}
+
+/// A buy order's escrow: a join-split (no money in) whose public amount out is the order's
+/// maximum cost plus the spend's fee. Its binding hash names the order's nullifier, so it
+/// pays for that order and no other.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Escrow {
+    /// A recent note-tree root.
+    pub anchor: FieldBytes,
+    /// The spent notes' nullifiers.
+    pub nullifiers: [FieldBytes; 2],
+    /// The new notes (change, dummies).
+    pub outputs: [NoteOutput; 2],
+    /// Held for the order, millis: exactly its maximum cost (`buy_escrow`).
+    pub amount: Millis,
+    /// The spend's fee (at least the genesis `min_fee`), millis.
+    pub fee: Millis,
+    /// Groth16 proof of the join-split statement.
+    pub proof: SpendProof,
 }
 
 /// Where a spend's public amount out goes (besides its fee).
@@ -441,6 +475,10 @@ impl Genesis {
                 .shielded
                 .as_ref()
                 .is_some_and(|s| s.vk_id.0 == dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0)
+            || self
+                .anonymous
+                .as_ref()
+                .is_some_and(|a| a.vk_id.0 == dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0)
     }
 
     /// The warning every tool prints for a market on development keys, `None` otherwise.
@@ -462,7 +500,7 @@ impl Genesis {
         }
         if self.uses_development_keys() && !self.insecure_dev_keys {
             return bad(
-                "vk_id (or shielded.vk_id) pins the INSECURE development keys, whose proofs anyone can \
+                "vk_id (or shielded.vk_id, anonymous.vk_id) pins the INSECURE development keys, whose proofs anyone can \
                  forge; a real \
                  market needs keys from a ceremony (veilwatt-params ceremony finalize), a play \
                  market must say \"insecure_dev_keys\": true",
@@ -654,6 +692,43 @@ pub enum TxBody {
         /// `Poseidon(DOMAIN_NK_COMMIT, nk)` of the household's nullifier key `nk`.
         nk_commit: FieldBytes,
     },
+    /// Anyone: an unlinkable order (docs/spec/ledger.md, "Unlinkable orders"). Names no meter
+    /// and no wallet; its proof shows an enrolled meter's statement for this market and
+    /// period covers it, and its nullifier makes it the meter's only order of the period.
+    /// Signed by a one-time key.
+    UnlinkableOrder {
+        /// A recent registry root the proof opens.
+        registry_root: FieldBytes,
+        /// The order nullifier: one per (meter, period), unlinkable across periods.
+        order_nf: FieldBytes,
+        /// Settlement period.
+        period: u64,
+        /// Sell or buy.
+        side: Side,
+        /// Quantity, Wh.
+        quantity_wh: u32,
+        /// Limit price, minor units per kWh: minimum for sells, maximum for buys.
+        limit_price: u64,
+        /// Where proceeds (sell) or the unused escrow (buy) go.
+        payout: NoteTarget,
+        /// `SHA-256(CANCEL_DOMAIN || cancel_key)`: whoever knows the key may cancel.
+        cancel_commit: Hash32,
+        /// A buy order's escrow (none for a sell).
+        escrow: Option<Box<Escrow>>,
+        /// Groth16 proof of the unlinkable order statement.
+        proof: OrderProof,
+    },
+    /// Anyone who knows its cancel key: cancel an open unlinkable order while its gate is
+    /// open; a buy's escrow is refunded as a note to the order's payout target. The order's
+    /// nullifier stays spent (one order per meter and period, cancelled or not).
+    CancelUnlinkable {
+        /// The order's period.
+        period: u64,
+        /// The order's nullifier.
+        order_nf: FieldBytes,
+        /// The preimage of the order's `cancel_commit`.
+        cancel_key: Hash32,
+    },
 }
 
 impl TxBody {
@@ -669,6 +744,8 @@ impl TxBody {
             TxBody::MintNote { .. } => 7,
             TxBody::Spend { .. } => 8,
             TxBody::EnrollHousehold { .. } => 9,
+            TxBody::UnlinkableOrder { .. } => 10,
+            TxBody::CancelUnlinkable { .. } => 11,
         }
     }
 
@@ -779,6 +856,66 @@ impl Transaction {
 /// Domain separator of a spend's binding hash.
 pub const SPEND_BINDING_DOMAIN: &[u8] = b"veilwatt.spend-binding.v1";
 
+/// Domain separator of an unlinkable order's terms hash.
+pub const ORDER_TERMS_DOMAIN: &[u8] = b"veilwatt.order-terms.v1";
+/// Domain separator of a buy escrow's binding hash.
+pub const ESCROW_BINDING_DOMAIN: &[u8] = b"veilwatt.escrow-binding.v1";
+/// Domain separator of an unlinkable order's cancel commitment.
+pub const CANCEL_DOMAIN: &[u8] = b"veilwatt.cancel.v1";
+
+/// The cancel commitment of `cancel_key`.
+pub fn cancel_commitment(cancel_key: &Hash32) -> Hash32 {
+    let mut m = CANCEL_DOMAIN.to_vec();
+    m.extend(cancel_key.0);
+    Hash32(sha256(&m))
+}
+
+/// An unlinkable order's terms hash, its proof's `TERMS` input: SHA-256 of
+/// `ORDER_TERMS_DOMAIN || borsh(chain_id) || borsh((limit_price, payout, cancel_commit))`,
+/// reduced into Fr. A proof lifted onto another price, payout or cancel key verifies no more.
+pub fn order_terms_hash(
+    chain_id: &str,
+    limit_price: u64,
+    payout: &NoteTarget,
+    cancel_commit: &Hash32,
+) -> ark_bn254::Fr {
+    use ark_ff::PrimeField;
+    let mut m = ORDER_TERMS_DOMAIN.to_vec();
+    m.extend(encode(&chain_id.to_owned()));
+    m.extend(encode(&(limit_price, *payout, *cancel_commit)));
+    ark_bn254::Fr::from_le_bytes_mod_order(&sha256(&m))
+}
+
+/// What a buy escrow's binding hash covers: every term of the escrow but its proof.
+#[derive(BorshSerialize)]
+struct EscrowTerms<'a> {
+    anchor: &'a FieldBytes,
+    nullifiers: &'a [FieldBytes; 2],
+    outputs: &'a [NoteOutput; 2],
+    amount: Millis,
+    fee: Millis,
+}
+
+/// A buy escrow's binding hash, its join-split proof's `BINDING` input: SHA-256 of
+/// `ESCROW_BINDING_DOMAIN || borsh(chain_id) || order_nf || borsh(escrow terms)`, reduced
+/// into Fr. The escrow pays for the order with this nullifier only, which only the household
+/// can prove.
+pub fn escrow_binding(chain_id: &str, order_nf: &FieldBytes, escrow: &Escrow) -> ark_bn254::Fr {
+    use ark_ff::PrimeField;
+    let terms = EscrowTerms {
+        anchor: &escrow.anchor,
+        nullifiers: &escrow.nullifiers,
+        outputs: &escrow.outputs,
+        amount: escrow.amount,
+        fee: escrow.fee,
+    };
+    let mut m = ESCROW_BINDING_DOMAIN.to_vec();
+    m.extend(encode(&chain_id.to_owned()));
+    m.extend(order_nf.0);
+    m.extend(encode(&terms));
+    ark_bn254::Fr::from_le_bytes_mod_order(&sha256(&m))
+}
+
 /// Domain of [`Genesis::market_id`].
 pub const MARKET_ID_DOMAIN: &[u8] = b"veilwatt.market.v1";
 
@@ -844,6 +981,28 @@ impl Transaction {
         &self,
         chain_id: &str,
     ) -> Option<Result<(JoinSplitPublic, SpendProof), FieldBytes>> {
+        if let TxBody::UnlinkableOrder {
+            order_nf,
+            escrow: Some(e),
+            ..
+        } = &self.body
+        {
+            let field = |x: &FieldBytes| x.to_field().ok_or(*x);
+            return Some((|| {
+                Ok((
+                    JoinSplitPublic {
+                        anchor: field(&e.anchor)?,
+                        nullifiers: [field(&e.nullifiers[0])?, field(&e.nullifiers[1])?],
+                        commitments: [field(&e.outputs[0].cm)?, field(&e.outputs[1].cm)?],
+                        public_in: 0,
+                        // An overflowing sum is refused by the rules (checked there).
+                        public_out: e.amount.saturating_add(e.fee),
+                        binding: escrow_binding(chain_id, order_nf, e),
+                    },
+                    e.proof,
+                ))
+            })());
+        }
         let TxBody::Spend {
             anchor,
             nullifiers,
@@ -867,6 +1026,48 @@ impl Transaction {
                     public_in: *public_in,
                     public_out: *public_out,
                     binding,
+                },
+                *proof,
+            ))
+        })())
+    }
+}
+
+impl Transaction {
+    /// For an unlinkable order: its proof and the public inputs the ledger derives for it
+    /// (registry root, nullifier, the market's id `market`, period, side, quantity, terms
+    /// hash). `None` for other kinds; `Some(Err(bytes))` names a non-canonical field element.
+    pub fn unlinkable_order_item(
+        &self,
+        chain_id: &str,
+        market: ark_bn254::Fr,
+    ) -> Option<Result<(UnlinkableOrderPublic, OrderProof), FieldBytes>> {
+        let TxBody::UnlinkableOrder {
+            registry_root,
+            order_nf,
+            period,
+            side,
+            quantity_wh,
+            limit_price,
+            payout,
+            cancel_commit,
+            proof,
+            ..
+        } = &self.body
+        else {
+            return None;
+        };
+        let field = |x: &FieldBytes| x.to_field().ok_or(*x);
+        Some((|| {
+            Ok((
+                UnlinkableOrderPublic {
+                    registry_root: field(registry_root)?,
+                    order_nullifier: field(order_nf)?,
+                    market,
+                    period: *period,
+                    side: (*side).into(),
+                    quantity_wh: *quantity_wh,
+                    terms: order_terms_hash(chain_id, *limit_price, payout, cancel_commit),
                 },
                 *proof,
             ))

@@ -21,7 +21,10 @@ fn anonymous_genesis(registry_history: u64) -> Genesis {
         root_history: 10,
         min_fee: 0,
     });
-    g.anonymous = Some(AnonymousParams { registry_history });
+    g.anonymous = Some(AnonymousParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
+        registry_history,
+    });
     g.validate().expect("valid genesis");
     g
 }
@@ -264,11 +267,13 @@ fn registry_genesis_parameters_are_validated() {
     let mut g = anonymous_genesis(10);
     for bad in [0, 10_001] {
         g.anonymous = Some(AnonymousParams {
+            vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
             registry_history: bad,
         });
         assert!(g.validate().is_err(), "registry_history {bad}");
     }
     g.anonymous = Some(AnonymousParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
         registry_history: 10_000,
     });
     assert!(g.validate().is_ok());

@@ -42,6 +42,7 @@ fn verifiers() -> &'static MarketVerifier {
         MarketVerifier {
             order: verifier().clone(),
             joinsplit: Some(JoinSplitVerifier::new(&k.vk, k.vk_id).expect("verifier")),
+            unlinkable: None,
         }
     })
 }

@@ -320,7 +320,8 @@ pub async fn replay(api: &Api, g: &Genesis, to: u64) -> MemoryState {
     state
 }
 
-/// The development keys' verifiers for `g` (the join-split's when it has a shielded pool).
+/// The development keys' verifiers for `g` (the join-split's when it has a shielded pool, the
+/// unlinkable order circuit's when it has a registry).
 pub fn market_verifier(g: &Genesis) -> veilwatt_verifier::ledger::MarketVerifier {
     use veilwatt_params::{dev, MarketCircuit};
     let keys = dev::keys().unwrap();
@@ -328,9 +329,14 @@ pub fn market_verifier(g: &Genesis) -> veilwatt_verifier::ledger::MarketVerifier
         let k = dev::keys_of(MarketCircuit::JoinSplit).unwrap();
         veilwatt_verifier::JoinSplitVerifier::new(&k.vk, k.vk_id).unwrap()
     });
+    let unlinkable = g.anonymous.as_ref().map(|_| {
+        let k = dev::keys_of(MarketCircuit::OrderV2).unwrap();
+        veilwatt_verifier::UnlinkableOrderVerifier::new(&k.vk, k.vk_id).unwrap()
+    });
     veilwatt_verifier::ledger::MarketVerifier {
         order: OrderVerifier::new(&keys.vk, keys.vk_id).unwrap(),
         joinsplit,
+        unlinkable,
     }
 }
 

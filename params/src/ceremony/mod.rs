@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use veilwatt_circuits::{
     joinsplit::{self, JoinSplitCircuit},
     order::{self, OrderCircuit},
+    order_v2,
 };
 use zkey::Zkey;
 
@@ -88,21 +89,28 @@ pub enum MarketCircuit {
     Order,
     /// The join-split that spends shielded notes (`circuits/src/joinsplit.rs`).
     JoinSplit,
+    /// The unlinkable order statement (`circuits/src/order_v2.rs`).
+    OrderV2,
 }
 
 impl MarketCircuit {
     /// Every circuit a ceremony covers (`init`, `contribute`, `verify`, `finalize`), in the
     /// order their files are processed.
-    pub const ALL: &'static [MarketCircuit] = &[MarketCircuit::Order, MarketCircuit::JoinSplit];
+    pub const ALL: &'static [MarketCircuit] = &[
+        MarketCircuit::Order,
+        MarketCircuit::JoinSplit,
+        MarketCircuit::OrderV2,
+    ];
 
     /// Every circuit this build knows.
-    pub const KNOWN: &'static [MarketCircuit] = &[MarketCircuit::Order, MarketCircuit::JoinSplit];
+    pub const KNOWN: &'static [MarketCircuit] = MarketCircuit::ALL;
 
     /// A fixed number per circuit (the development ceremony's random stream).
     pub fn index(self) -> u64 {
         match self {
             MarketCircuit::Order => 0,
             MarketCircuit::JoinSplit => 1,
+            MarketCircuit::OrderV2 => 2,
         }
     }
 
@@ -111,6 +119,7 @@ impl MarketCircuit {
         match self {
             MarketCircuit::Order => "order",
             MarketCircuit::JoinSplit => "joinsplit",
+            MarketCircuit::OrderV2 => "order_v2",
         }
     }
 
@@ -119,6 +128,7 @@ impl MarketCircuit {
         match self {
             MarketCircuit::Order => order::public_input::COUNT,
             MarketCircuit::JoinSplit => joinsplit::public_input::COUNT,
+            MarketCircuit::OrderV2 => order_v2::public_input::COUNT,
         }
     }
 
@@ -127,6 +137,7 @@ impl MarketCircuit {
         match self {
             MarketCircuit::Order => R1cs::from_circuit(OrderCircuit::blank()),
             MarketCircuit::JoinSplit => R1cs::from_circuit(JoinSplitCircuit::blank()),
+            MarketCircuit::OrderV2 => R1cs::from_circuit(order_v2::OrderCircuit::blank()),
         }
     }
 
@@ -138,6 +149,7 @@ impl MarketCircuit {
         match self {
             MarketCircuit::Order => OrderCircuit::blank().generate_constraints(cs),
             MarketCircuit::JoinSplit => JoinSplitCircuit::blank().generate_constraints(cs),
+            MarketCircuit::OrderV2 => order_v2::OrderCircuit::blank().generate_constraints(cs),
         }
     }
 

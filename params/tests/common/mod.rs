@@ -127,7 +127,59 @@ pub fn prove_joinsplit(
     (public, proof)
 }
 
-/// Whether a join-split `proof` verifies for `public` under `vk`.
-pub fn joinsplit_verifies(vk: &VerifyingKey<Bn254>, public: &[Fr], proof: &Proof<Bn254>) -> bool {
+/// Whether `proof` verifies for the public-input vector `public` under `vk`.
+pub fn verifies_inputs(vk: &VerifyingKey<Bn254>, public: &[Fr], proof: &Proof<Bn254>) -> bool {
     Groth16::<Bn254>::verify(vk, public, proof).unwrap_or(false)
+}
+
+/// Proves an honest unlinkable sell order (a meter enrolled among others, its statement
+/// signed for the market) with `pk`; returns its public inputs.
+pub fn prove_order_v2(
+    pk: &ProvingKey<Bn254>,
+    seed: u64,
+) -> (
+    [Fr; veilwatt_circuits::order_v2::public_input::COUNT],
+    Proof<Bn254>,
+) {
+    use veilwatt_circuits::order_v2::{self, check_relation};
+    use veilwatt_circuits::registry::{self, MemoryRegistry};
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let sk = SecretKey::generate(&mut rng);
+    let nk = Fr::rand(&mut rng);
+    let market = Fr::rand(&mut rng);
+    let mut reg = MemoryRegistry::new();
+    reg.enrol(Fr::rand(&mut rng)).unwrap();
+    let position = reg
+        .enrol(registry::leaf(
+            &sk.public_key(),
+            registry::nk_commitment(nk),
+        ))
+        .unwrap();
+    let statement = PeriodStatement {
+        meter: sk.public_key(),
+        period: 7,
+        import_wh: 300,
+        export_wh: 2_300,
+        profile_digest: Fr::rand(&mut rng),
+    };
+    let public = order_v2::OrderPublic {
+        registry_root: reg.root(),
+        order_nullifier: registry::order_nullifier(nk, sk.public_key().x(), Fr::from(7u64)),
+        market,
+        period: 7,
+        side: Side::Sell,
+        quantity_wh: 1_500,
+        terms: Fr::rand(&mut rng),
+    };
+    let private = order_v2::OrderPrivate {
+        nk,
+        path: reg.path(u64::from(position)).unwrap(),
+        statement: statement.sign_for_market(&sk, market),
+    };
+    let w = order_v2::OrderWitness::new(&public, &private);
+    check_relation(&w).unwrap();
+    let proof =
+        Groth16::<Bn254, SnarkjsReduction>::prove(pk, order_v2::OrderCircuit::new(w), &mut rng)
+            .unwrap();
+    (public.to_field_elements(), proof)
 }

@@ -184,7 +184,7 @@ fn verifier_of<S: PublicStatement>(
 }
 
 /// The market's verifiers: the order circuit's (genesis `vk_id`) and, when the genesis has a
-/// shielded pool, the join-split's (see [`verifier_of`]).
+/// shielded pool, the join-split's, and with unlinkable orders theirs (see [`verifier_of`]).
 fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<MarketVerifier> {
     let order = verifier_of(g, params, MarketCircuit::Order, KeyId(g.vk_id.0))?;
     let joinsplit = match &g.shielded {
@@ -196,7 +196,20 @@ fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<MarketVerifier> {
             KeyId(s.vk_id.0),
         )?),
     };
-    Ok(MarketVerifier { order, joinsplit })
+    let unlinkable = match &g.anonymous {
+        None => None,
+        Some(a) => Some(verifier_of(
+            g,
+            params,
+            MarketCircuit::OrderV2,
+            KeyId(a.vk_id.0),
+        )?),
+    };
+    Ok(MarketVerifier {
+        order,
+        joinsplit,
+        unlinkable,
+    })
 }
 
 /// The export header of a live node's ledger (heights `1..=` its current height).

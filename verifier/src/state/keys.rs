@@ -44,6 +44,12 @@ pub const REGISTRY_ROOT_SEQ: u8 = 0x0e;
 /// `meter` -> its enrolment in the registry (position, key commitment, revoked).
 pub const ENROLMENT: u8 = 0x0f;
 
+/// `period || order_nf` -> an open unlinkable order.
+pub const UNLINKABLE_ORDER: u8 = 0x10;
+/// `period || order_nf` -> empty: every order nullifier of a period whose gate is open (one
+/// order per meter and period, cancelled or not); forgotten once the gate closes.
+pub const ORDER_NULLIFIER: u8 = 0x11;
+
 /// First tag that is not committed.
 pub const LOCAL: u8 = 0x80;
 /// The last block's hash (a block cannot commit to its own hash).
@@ -128,6 +134,26 @@ pub fn registry_root_seq(seq: u64) -> Vec<u8> {
 /// Key of a meter's registry enrolment.
 pub fn enrolment(meter: &MeterKey) -> Vec<u8> {
     key(ENROLMENT, &[&meter.0])
+}
+
+/// Key of an open unlinkable order.
+pub fn unlinkable_order(period: u64, order_nf: &FieldBytes) -> Vec<u8> {
+    key(UNLINKABLE_ORDER, &[&period.to_be_bytes(), &order_nf.0])
+}
+
+/// Prefix of a period's open unlinkable orders.
+pub fn unlinkable_orders_of_period(period: u64) -> Vec<u8> {
+    key(UNLINKABLE_ORDER, &[&period.to_be_bytes()])
+}
+
+/// Key of a period's order nullifier.
+pub fn order_nullifier(period: u64, order_nf: &FieldBytes) -> Vec<u8> {
+    key(ORDER_NULLIFIER, &[&period.to_be_bytes(), &order_nf.0])
+}
+
+/// Prefix of a period's order nullifiers.
+pub fn order_nullifiers_of_period(period: u64) -> Vec<u8> {
+    key(ORDER_NULLIFIER, &[&period.to_be_bytes()])
 }
 
 /// Key of the totals.

@@ -223,8 +223,11 @@ impl<'g> RefLedger<'g> {
                 );
                 return Err(TxError::ShieldedDisabled);
             }
-            // So is the meter registry (`registry::tests`, `tests/registry.rs`).
-            TxBody::EnrollHousehold { .. } => {
+            // So are the meter registry and unlinkable orders (`registry::tests`,
+            // `tests/registry.rs`, `tests/unlinkable.rs`).
+            TxBody::EnrollHousehold { .. }
+            | TxBody::UnlinkableOrder { .. }
+            | TxBody::CancelUnlinkable { .. } => {
                 assert!(
                     self.genesis.anonymous.is_none(),
                     "the reference model has no meter registry"
@@ -435,7 +438,7 @@ impl<'g> RefLedger<'g> {
                 .zip(&c.filled_wh)
                 .map(|(r, f)| OrderOutcome {
                     id: r.id,
-                    owner: r.owner,
+                    owner: Some(r.owner),
                     side: r.side,
                     filled_wh: *f,
                     unmatched_wh: r.quantity_wh - f,
@@ -665,7 +668,9 @@ impl RefState {
                 | keys::REGISTRY_NODE
                 | keys::REGISTRY_ROOT
                 | keys::REGISTRY_ROOT_SEQ
-                | keys::ENROLMENT => {}
+                | keys::ENROLMENT
+                | keys::UNLINKABLE_ORDER
+                | keys::ORDER_NULLIFIER => {}
                 t => panic!("unknown table {t:#x}"),
             }
         }

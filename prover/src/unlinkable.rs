@@ -1,0 +1,184 @@
+//! Unlinkable orders on the household's side (docs/spec/ledger.md, "Unlinkable orders"): from
+//! a statement its meter signed for this market, the household's nullifier key and its
+//! registry path to an `UnlinkableOrder` transaction that names neither meter nor wallet, with
+//! a buy's escrow paid from the household's notes by a join-split bound to the order.
+
+use ark_bn254::{Bn254, Fr};
+use ark_groth16::{Groth16, ProvingKey};
+use ark_snark::SNARK;
+use ed25519_dalek::SigningKey;
+use rand_core::{CryptoRng, RngCore};
+use veilwatt_circuits::joinsplit::Spend;
+use veilwatt_circuits::note::Note;
+use veilwatt_circuits::order_v2::{
+    check_relation, OrderCircuit, OrderPrivate, OrderPublic, OrderWitness,
+};
+use veilwatt_circuits::registry::{self, RegistryPath};
+use veilwatt_circuits::statement::SignedPeriodStatement;
+use veilwatt_params::qap::SnarkjsReduction;
+use veilwatt_params::KeyId;
+use veilwatt_verifier::types::{
+    escrow_binding, order_terms_hash, Escrow, FieldBytes, Hash32, Millis, NoteOutput, NoteTarget,
+    Side, Transaction, TxBody,
+};
+use veilwatt_verifier::{Groth16Proof, UnlinkableOrderVerifier, VerifyError, PROOF_BYTES};
+
+use crate::spend::SpendProver;
+use crate::ProveError;
+
+/// A buy order's escrow, before its proof: the notes it spends and makes.
+#[derive(Clone, Debug)]
+pub struct EscrowRequest {
+    /// The recent note-tree root the inputs' paths lead to.
+    pub anchor: Fr,
+    /// The notes spent (either may be [`Spend::dummy`]).
+    pub inputs: [Spend; 2],
+    /// The notes made (change, dummy), each with its memo.
+    pub outputs: [(Note, Vec<u8>); 2],
+    /// The escrow: the order's maximum cost, millis.
+    pub amount: Millis,
+    /// The spend's fee, millis.
+    pub fee: Millis,
+}
+
+/// An unlinkable order, before its proofs.
+#[derive(Clone, Debug)]
+pub struct UnlinkableOrderRequest {
+    /// The market's id (`Genesis::market_id`).
+    pub market: Fr,
+    /// The household's nullifier key.
+    pub nk: Fr,
+    /// The meter's registry path.
+    pub path: RegistryPath,
+    /// The registry root the path leads to (one of the ledger's recent roots).
+    pub registry_root: Fr,
+    /// The meter's statement for the period, signed for this market.
+    pub statement: SignedPeriodStatement,
+    /// Sell or buy.
+    pub side: Side,
+    /// Quantity, Wh.
+    pub quantity_wh: u32,
+    /// Limit price, minor units per kWh.
+    pub limit_price: u64,
+    /// Where proceeds or the unused escrow go.
+    pub payout: NoteTarget,
+    /// Commitment to the household's cancel key.
+    pub cancel_commit: Hash32,
+    /// A buy's escrow.
+    pub escrow: Option<EscrowRequest>,
+}
+
+/// The unlinkable order circuit's proving key with the verifier of its own verifying key.
+pub struct UnlinkableOrderProver {
+    pk: ProvingKey<Bn254>,
+    self_check: UnlinkableOrderVerifier,
+}
+
+impl std::fmt::Debug for UnlinkableOrderProver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnlinkableOrderProver")
+            .field("vk_id", &self.self_check.vk_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UnlinkableOrderProver {
+    /// Wraps an unlinkable order proving key whose verifying key has id `vk_id`.
+    pub fn new(pk: ProvingKey<Bn254>, vk_id: KeyId) -> Result<Self, VerifyError> {
+        let self_check = UnlinkableOrderVerifier::new(&pk.vk, vk_id)?;
+        Ok(Self { pk, self_check })
+    }
+
+    /// Proves `request` (and its escrow with `spends`) for chain `chain_id`, signed by a
+    /// one-time key `signer`, valid until block time `expires_at`. Each relation is checked
+    /// natively first and each fresh proof verified before the transaction is returned.
+    pub fn prove<R: RngCore + CryptoRng>(
+        &self,
+        chain_id: &str,
+        expires_at: u64,
+        signer: &SigningKey,
+        request: UnlinkableOrderRequest,
+        spends: Option<&SpendProver>,
+        rng: &mut R,
+    ) -> Result<Transaction, ProveError> {
+        let s = &request.statement.statement;
+        let order_nf = registry::order_nullifier(request.nk, s.meter.x(), Fr::from(s.period));
+        let order_nf_bytes = FieldBytes::from_field(order_nf);
+        let public = OrderPublic {
+            registry_root: request.registry_root,
+            order_nullifier: order_nf,
+            market: request.market,
+            period: s.period,
+            side: request.side.into(),
+            quantity_wh: request.quantity_wh,
+            terms: order_terms_hash(
+                chain_id,
+                request.limit_price,
+                &request.payout,
+                &request.cancel_commit,
+            ),
+        };
+        let witness = OrderWitness::new(
+            &public,
+            &OrderPrivate {
+                nk: request.nk,
+                path: request.path.clone(),
+                statement: request.statement,
+            },
+        );
+        check_relation(&witness)?;
+        let proof =
+            Groth16::<Bn254, SnarkjsReduction>::prove(&self.pk, OrderCircuit::new(witness), rng)?;
+        let proof = Groth16Proof::from_proof(&proof);
+        self.self_check
+            .verify(&public, &proof)
+            .map_err(ProveError::SelfCheck)?;
+
+        let escrow = match request.escrow {
+            None => None,
+            Some(e) => {
+                let spends = spends.ok_or(ProveError::NotASpend)?;
+                let notes = [e.outputs[0].0, e.outputs[1].0];
+                let [(_, memo_0), (_, memo_1)] = e.outputs;
+                let mut escrow = Escrow {
+                    anchor: FieldBytes::from_field(e.anchor),
+                    nullifiers: [
+                        FieldBytes::from_field(e.inputs[0].nullifier()),
+                        FieldBytes::from_field(e.inputs[1].nullifier()),
+                    ],
+                    outputs: [
+                        NoteOutput {
+                            cm: FieldBytes::from_field(notes[0].commitment()),
+                            memo: memo_0,
+                        },
+                        NoteOutput {
+                            cm: FieldBytes::from_field(notes[1].commitment()),
+                            memo: memo_1,
+                        },
+                    ],
+                    amount: e.amount,
+                    fee: e.fee,
+                    proof: Groth16Proof([0; PROOF_BYTES]),
+                };
+                let binding = escrow_binding(chain_id, &order_nf_bytes, &escrow);
+                let out = e.amount.checked_add(e.fee).ok_or(ProveError::NotASpend)?;
+                escrow.proof =
+                    spends.prove_join_split(e.anchor, &e.inputs, &notes, (0, out), binding, rng)?;
+                Some(Box::new(escrow))
+            }
+        };
+        let body = TxBody::UnlinkableOrder {
+            registry_root: FieldBytes::from_field(request.registry_root),
+            order_nf: order_nf_bytes,
+            period: s.period,
+            side: request.side,
+            quantity_wh: request.quantity_wh,
+            limit_price: request.limit_price,
+            payout: request.payout,
+            cancel_commit: request.cancel_commit,
+            escrow,
+            proof,
+        };
+        Ok(Transaction::sign(chain_id, body, expires_at, signer))
+    }
+}
