@@ -52,6 +52,89 @@ fn write_genesis(dir: &Path, g: &veilwatt_verifier::types::Genesis) -> PathBuf {
     p
 }
 
+/// A validator embedded in this process, with the files the command-line tools need: the
+/// genesis, the registrar's key file and a passphrase file for the households' wallets.
+struct Embedded {
+    dir: tempfile::TempDir,
+    node: veilwatt_node::run::RunningNode,
+    url: String,
+    api: Api,
+    genesis: PathBuf,
+    registrar_key: PathBuf,
+    pass: PathBuf,
+}
+
+impl Embedded {
+    async fn start(g: &veilwatt_verifier::types::Genesis) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = make_home(&dir.path().join("node"), g, |_| {});
+        let node = veilwatt_node::run::start(&veilwatt_node::config::Home::load(&home).unwrap())
+            .await
+            .unwrap();
+        let url = format!("http://{}", node.api_addr);
+        let genesis = write_genesis(dir.path(), g);
+        let registrar_key = dir.path().join("registrar.json");
+        std::fs::write(
+            &registrar_key,
+            serde_json::json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
+                .to_string(),
+        )
+        .unwrap();
+        let pass = dir.path().join("passphrase");
+        std::fs::write(&pass, "a household passphrase\n").unwrap();
+        Self {
+            api: Api::new(url.clone()),
+            dir,
+            node,
+            url,
+            genesis,
+            registrar_key,
+            pass,
+        }
+    }
+
+    /// `veilwatt-node registrar ... --wait ARGS` against this validator.
+    fn registrar(&self, args: &[&str]) -> Output {
+        let common = [
+            "registrar",
+            "--key",
+            s(&self.registrar_key),
+            "--node",
+            &self.url,
+            "--wait",
+        ];
+        run("veilwatt-node", &[&common[..], args].concat())
+    }
+
+    /// `veilwatt-prover --json ARGS` for the household at `home`.
+    fn prover(&self, home: &Path, args: &[&str]) -> Value {
+        let common = [
+            "--home",
+            s(home),
+            "--passphrase-file",
+            s(&self.pass),
+            "--json",
+        ];
+        ok_json("veilwatt-prover", &[&common[..], args].concat())
+    }
+
+    /// A household `hh{i}` with meter `i`, initialised against this validator.
+    fn household(&self, i: u8) -> PathBuf {
+        let h = self.dir.path().join(format!("hh{i}"));
+        let meter = meter_key(i).to_hex();
+        let init = [
+            "init",
+            "--node",
+            &self.url,
+            "--genesis",
+            s(&self.genesis),
+            "--meter",
+        ];
+        self.prover(&h, &[&init[..], &[meter.as_str()]].concat());
+        h
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn households_trade_and_their_statements_match_the_ledger() {
     // The proving key must be cached before six provers start at once.
@@ -348,50 +431,10 @@ async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line()
         root_history: 32,
         min_fee: 10,
     });
-    let dir = tempfile::tempdir().unwrap();
-    let home = make_home(&dir.path().join("node"), &g, |_| {});
-    let node = veilwatt_node::run::start(&veilwatt_node::config::Home::load(&home).unwrap())
-        .await
-        .unwrap();
-    let url = format!("http://{}", node.api_addr);
-    let api = Api::new(url.clone());
-    let genesis = write_genesis(dir.path(), &g);
-    let registrar_key = dir.path().join("registrar.json");
-    std::fs::write(
-        &registrar_key,
-        serde_json::json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
-            .to_string(),
-    )
-    .unwrap();
-    let pass = dir.path().join("passphrase");
-    std::fs::write(&pass, "a household passphrase\n").unwrap();
-    let homes: Vec<PathBuf> = (1..=2u8)
-        .map(|i| {
-            let h = dir.path().join(format!("hh{i}"));
-            ok_json(
-                "veilwatt-prover",
-                &[
-                    "--home",
-                    s(&h),
-                    "--passphrase-file",
-                    s(&pass),
-                    "--json",
-                    "init",
-                    "--node",
-                    &url,
-                    "--genesis",
-                    s(&genesis),
-                    "--meter",
-                    &meter_key(i).to_hex(),
-                ],
-            );
-            h
-        })
-        .collect();
-    let prover = |h: &Path, args: &[&str]| -> Value {
-        let common = ["--home", s(h), "--passphrase-file", s(&pass), "--json"];
-        ok_json("veilwatt-prover", &[&common[..], args].concat())
-    };
+    let site = Embedded::start(&g).await;
+    let (api, pass) = (&site.api, &site.pass);
+    let homes: Vec<PathBuf> = (1..=2u8).map(|i| site.household(i)).collect();
+    let prover = |h: &Path, args: &[&str]| site.prover(h, args);
     let shielded = |h: &Path| prover(h, &["balance"])["shielded_millis"].as_u64().unwrap();
     let committed = |v: &Value| TxId::from_hex(v["id"].as_str().unwrap()).unwrap();
 
@@ -401,23 +444,11 @@ async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line()
         .unwrap()
         .to_owned();
     assert!(tag.starts_with("vwpay1"), "{tag}");
-    ok_json(
-        "veilwatt-node",
-        &[
-            "registrar",
-            "--key",
-            s(&registrar_key),
-            "--node",
-            &url,
-            "--wait",
-            "mint",
-            "--to",
-            &tag,
-            "--amount",
-            "50",
-            "--reference",
-            "1",
-        ],
+    let minted = site.registrar(&["mint", "--to", &tag, "--amount", "50", "--reference", "1"]);
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
     );
     assert_eq!(shielded(&homes[0]), 50_000);
 
@@ -455,7 +486,7 @@ async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line()
     assert_eq!(shielded(&homes[1]), 0);
 
     // Refused before proving: more than the notes hold, and an address that is not one.
-    let common = ["--home", s(&homes[1]), "--passphrase-file", s(&pass)];
+    let common = ["--home", s(&homes[1]), "--passphrase-file", s(pass)];
     let out = run(
         "veilwatt-prover",
         &[&common[..], &["transfer", "--to", &tag, "--amount", "1"]].concat(),
@@ -475,7 +506,7 @@ async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line()
         .concat(),
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("payment address"));
-    node.shutdown().await;
+    site.node.shutdown().await;
 }
 
 /// The registry of unlinkable orders from the command line: `veilwatt-prover enrolment` prints
@@ -497,34 +528,9 @@ async fn households_enrol_in_the_meter_registry_and_the_registrar_revokes() {
         vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
         registry_history: 8,
     });
-    let dir = tempfile::tempdir().unwrap();
-    let home = make_home(&dir.path().join("node"), &g, |_| {});
-    let node = veilwatt_node::run::start(&veilwatt_node::config::Home::load(&home).unwrap())
-        .await
-        .unwrap();
-    let url = format!("http://{}", node.api_addr);
-    let api = Api::new(url.clone());
-    let genesis = write_genesis(dir.path(), &g);
-    let registrar_key = dir.path().join("registrar.json");
-    std::fs::write(
-        &registrar_key,
-        serde_json::json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
-            .to_string(),
-    )
-    .unwrap();
-    let pass = dir.path().join("passphrase");
-    std::fs::write(&pass, "a household passphrase\n").unwrap();
-    let registrar_cmd = |args: &[&str]| {
-        let common = [
-            "registrar",
-            "--key",
-            s(&registrar_key),
-            "--node",
-            &url,
-            "--wait",
-        ];
-        run("veilwatt-node", &[&common[..], args].concat())
-    };
+    let site = Embedded::start(&g).await;
+    let api = &site.api;
+    let registrar_cmd = |args: &[&str]| site.registrar(args);
 
     let (s0, empty) = api.get("/v1/registry").await;
     assert_eq!(s0, 200);
@@ -536,15 +542,9 @@ async fn households_enrol_in_the_meter_registry_and_the_registrar_revokes() {
 
     let mut enrolled = Vec::new();
     for i in 1..=3u8 {
-        let h = dir.path().join(format!("hh{i}"));
-        let common = ["--home", s(&h), "--passphrase-file", s(&pass), "--json"];
-        let init = ["init", "--node", &url, "--genesis", s(&genesis), "--meter"];
+        let h = site.household(i);
         let meter_hex = meter_key(i).to_hex();
-        ok_json(
-            "veilwatt-prover",
-            &[&common[..], &init[..], &[meter_hex.as_str()]].concat(),
-        );
-        let e = ok_json("veilwatt-prover", &[&common[..], &["enrolment"]].concat());
+        let e = site.prover(&h, &["enrolment"]);
         assert_eq!(e["meter"], meter_hex.as_str());
         let nk_commit = e["nk_commit"].as_str().unwrap().to_owned();
         let out = registrar_cmd(&[
@@ -629,5 +629,5 @@ async fn households_enrol_in_the_meter_registry_and_the_registrar_revokes() {
     assert_eq!(m["revoked"], true);
     assert_eq!(m["enrolment"]["revoked"], true);
 
-    node.shutdown().await;
+    site.node.shutdown().await;
 }

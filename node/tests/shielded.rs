@@ -234,3 +234,114 @@ async fn a_mint_and_a_spend_commit_and_bad_spends_are_refused_at_admission() {
     );
     node.shutdown().await;
 }
+
+/// An unlinkable order through a real node: the registrar enrols the household's meter with
+/// its key commitment, the household rebuilds its registry path from the API's public leaves
+/// and proves a sell order that names neither meter nor wallet; the node admits and commits
+/// it, refuses (422 `invalid_proof`) the same proof lifted onto another price, and refuses
+/// (422 `rule_violation`) a second order of the meter for the period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlinkable_order_is_admitted_committed_and_bound_to_its_terms() {
+    use veilwatt_circuits::registry::{self as reg, MemoryRegistry};
+    use veilwatt_circuits::statement::PeriodStatement;
+    use veilwatt_prover::unlinkable::{UnlinkableOrderProver, UnlinkableOrderRequest};
+    let dir = tempfile::tempdir().unwrap();
+    // A long gate: the last period's orders are open throughout the test.
+    let mut g = genesis("unlinkable-node", 60, 600);
+    g.shielded = Some(ShieldedParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
+        root_history: 16,
+        min_fee: FEE,
+    });
+    g.anonymous = Some(AnonymousParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
+        registry_history: 8,
+    });
+    g.validate().unwrap();
+    let home = make_home(dir.path(), &g, |_| {});
+    let node = run::start(&Home::load(&home).unwrap()).await.unwrap();
+    let api = Api::new(format!("http://{}", node.api_addr));
+    let mut rng = ChaCha20Rng::seed_from_u64(19);
+    let household = SpendingKey::generate(&mut rng).viewing_key();
+
+    let enrol = Transaction::sign(
+        &g.chain_id,
+        TxBody::EnrollHousehold {
+            meter: meter_key(1),
+            nk_commit: FieldBytes::from_field(reg::nk_commitment(household.nk)),
+        },
+        g.tx_expiry(now()),
+        &registrar(),
+    );
+    assert_eq!(api.submit(&enrol).await.0, 202);
+    api.wait_committed(&enrol.id(), T).await;
+
+    let (_, leaves) = api.get("/v1/registry/leaves").await;
+    let mut registry = MemoryRegistry::new();
+    for l in leaves["leaves"].as_array().unwrap() {
+        let l = FieldBytes::from_hex(l.as_str().unwrap()).unwrap();
+        registry.enrol(l.to_field().unwrap()).unwrap();
+    }
+    let period = (now() - g.genesis_time) / g.period_secs - 1;
+    let statement = PeriodStatement {
+        meter: meter(1).public_key(),
+        period,
+        import_wh: 400,
+        export_wh: 2_900,
+        profile_digest: ark_bn254::Fr::from(5u64),
+    };
+    let keys = dev::keys_of(MarketCircuit::OrderV2).unwrap();
+    let prover = UnlinkableOrderProver::new(keys.pk.clone(), keys.vk_id).unwrap();
+    let order = |rng: &mut ChaCha20Rng, price: u64| {
+        let tag = household.owner_tag(household.diversifier(price));
+        let request = UnlinkableOrderRequest {
+            market: g.market_id(),
+            nk: household.nk,
+            path: registry.path(0).unwrap(),
+            registry_root: registry.root(),
+            statement: statement.sign_for_market(&meter(1), g.market_id()),
+            side: Side::Sell,
+            quantity_wh: 2_000,
+            limit_price: price,
+            payout: NoteTarget {
+                owner: FieldBytes::from_field(tag),
+                rho: FieldBytes::from_field(ark_bn254::Fr::from(price)),
+            },
+            cancel_commit: cancel_commitment(&Hash32([7; 32])),
+            escrow: None,
+        };
+        let signer = SigningKey::from_bytes(&rng.gen());
+        prover
+            .prove(&g.chain_id, g.tx_expiry(now()), &signer, request, None, rng)
+            .unwrap()
+    };
+    let sell = order(&mut rng, 12);
+
+    let mut lifted = sell.body.clone();
+    if let TxBody::UnlinkableOrder { limit_price, .. } = &mut lifted {
+        *limit_price = 11;
+    }
+    let lifted = Transaction::sign(&g.chain_id, lifted, sell.expires_at, &key(9));
+    let r = api.submit(&lifted).await;
+    assert_eq!(
+        (r.0, r.1["code"].as_str()),
+        (422, Some("invalid_proof")),
+        "{r:?}"
+    );
+    assert_eq!(api.submit(&sell).await.0, 202);
+    api.wait_committed(&sell.id(), T).await;
+    let r = api.submit(&order(&mut rng, 14)).await;
+    assert_eq!(
+        (r.0, r.1["code"].as_str()),
+        (422, Some("rule_violation")),
+        "{r:?}"
+    );
+    assert!(
+        r.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("one order per meter"),
+        "{r:?}"
+    );
+    node.shutdown().await;
+}

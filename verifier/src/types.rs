@@ -987,21 +987,15 @@ impl Transaction {
             ..
         } = &self.body
         {
-            let field = |x: &FieldBytes| x.to_field().ok_or(*x);
-            return Some((|| {
-                Ok((
-                    JoinSplitPublic {
-                        anchor: field(&e.anchor)?,
-                        nullifiers: [field(&e.nullifiers[0])?, field(&e.nullifiers[1])?],
-                        commitments: [field(&e.outputs[0].cm)?, field(&e.outputs[1].cm)?],
-                        public_in: 0,
-                        // An overflowing sum is refused by the rules (checked there).
-                        public_out: e.amount.saturating_add(e.fee),
-                        binding: escrow_binding(chain_id, order_nf, e),
-                    },
-                    e.proof,
-                ))
-            })());
+            let public = join_split_public(
+                &e.anchor,
+                &e.nullifiers,
+                &e.outputs,
+                // An overflowing sum is refused by the rules (checked there).
+                (0, e.amount.saturating_add(e.fee)),
+                escrow_binding(chain_id, order_nf, e),
+            );
+            return Some(public.map(|p| (p, e.proof)));
         }
         let TxBody::Spend {
             anchor,
@@ -1016,21 +1010,34 @@ impl Transaction {
             return None;
         };
         let binding = Self::spend_binding(chain_id, &self.body, self.expires_at, &self.signer)?;
-        let field = |x: &FieldBytes| x.to_field().ok_or(*x);
-        Some((|| {
-            Ok((
-                JoinSplitPublic {
-                    anchor: field(anchor)?,
-                    nullifiers: [field(&nullifiers[0])?, field(&nullifiers[1])?],
-                    commitments: [field(&outputs[0].cm)?, field(&outputs[1].cm)?],
-                    public_in: *public_in,
-                    public_out: *public_out,
-                    binding,
-                },
-                *proof,
-            ))
-        })())
+        let public = join_split_public(
+            anchor,
+            nullifiers,
+            outputs,
+            (*public_in, *public_out),
+            binding,
+        );
+        Some(public.map(|p| (p, *proof)))
     }
+}
+
+/// A join-split's public inputs from its wire terms; `Err` names a non-canonical element.
+fn join_split_public(
+    anchor: &FieldBytes,
+    nullifiers: &[FieldBytes; 2],
+    outputs: &[NoteOutput; 2],
+    (public_in, public_out): (Millis, Millis),
+    binding: ark_bn254::Fr,
+) -> Result<JoinSplitPublic, FieldBytes> {
+    let field = |x: &FieldBytes| x.to_field().ok_or(*x);
+    Ok(JoinSplitPublic {
+        anchor: field(anchor)?,
+        nullifiers: [field(&nullifiers[0])?, field(&nullifiers[1])?],
+        commitments: [field(&outputs[0].cm)?, field(&outputs[1].cm)?],
+        public_in,
+        public_out,
+        binding,
+    })
 }
 
 impl Transaction {
