@@ -422,15 +422,10 @@ async fn households_trade_and_their_statements_match_the_ledger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line() {
     use veilwatt_params::{dev, MarketCircuit};
-    use veilwatt_verifier::types::{Hash32, ShieldedParams, TxId};
+    use veilwatt_verifier::types::TxId;
     // Cached before the provers start.
     dev::keys_of(MarketCircuit::JoinSplit).unwrap();
-    let mut g = genesis("households-shielded", 60, 30);
-    g.shielded = Some(ShieldedParams {
-        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
-        root_history: 32,
-        min_fee: 10,
-    });
+    let g = with_pool(genesis("households-shielded", 60, 30), 32, 10);
     let site = Embedded::start(&g).await;
     let (api, pass) = (&site.api, &site.pass);
     let homes: Vec<PathBuf> = (1..=2u8).map(|i| site.household(i)).collect();
@@ -516,18 +511,8 @@ async fn households_hold_pay_and_withdraw_shielded_money_from_the_command_line()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn households_enrol_in_the_meter_registry_and_the_registrar_revokes() {
     use veilwatt_circuits::registry::{self as reg, MemoryRegistry};
-    use veilwatt_params::{dev, MarketCircuit};
-    use veilwatt_verifier::types::{AnonymousParams, FieldBytes, Hash32, ShieldedParams};
-    let mut g = genesis("households-registry", 60, 30);
-    g.shielded = Some(ShieldedParams {
-        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
-        root_history: 32,
-        min_fee: 10,
-    });
-    g.anonymous = Some(AnonymousParams {
-        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
-        registry_history: 8,
-    });
+    use veilwatt_verifier::types::FieldBytes;
+    let g = with_registry(with_pool(genesis("households-registry", 60, 30), 32, 10), 8);
     let site = Embedded::start(&g).await;
     let api = &site.api;
     let registrar_cmd = |args: &[&str]| site.registrar(args);

@@ -27,12 +27,7 @@ const FEE: u64 = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mint_and_a_spend_commit_and_bad_spends_are_refused_at_admission() {
     let dir = tempfile::tempdir().unwrap();
-    let mut g = genesis("shielded-node", 60, 30);
-    g.shielded = Some(ShieldedParams {
-        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
-        root_history: 16,
-        min_fee: FEE,
-    });
+    let g = with_pool(genesis("shielded-node", 60, 30), 16, FEE);
     g.validate().unwrap();
     let home = make_home(dir.path(), &g, |_| {});
     let node = run::start(&Home::load(&home).unwrap()).await.unwrap();
@@ -247,16 +242,7 @@ async fn an_unlinkable_order_is_admitted_committed_and_bound_to_its_terms() {
     use veilwatt_prover::unlinkable::{UnlinkableOrderProver, UnlinkableOrderRequest};
     let dir = tempfile::tempdir().unwrap();
     // A long gate: the last period's orders are open throughout the test.
-    let mut g = genesis("unlinkable-node", 60, 600);
-    g.shielded = Some(ShieldedParams {
-        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
-        root_history: 16,
-        min_fee: FEE,
-    });
-    g.anonymous = Some(AnonymousParams {
-        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
-        registry_history: 8,
-    });
+    let g = with_registry(with_pool(genesis("unlinkable-node", 60, 600), 16, FEE), 8);
     g.validate().unwrap();
     let home = make_home(dir.path(), &g, |_| {});
     let node = run::start(&Home::load(&home).unwrap()).await.unwrap();

@@ -138,14 +138,13 @@ impl Chain {
         }
     }
 
-    /// Applies a block of `txs` at `time`, mirroring the note commitments it appends.
+    /// Applies a block of `txs` at `time`.
     fn apply_at(&mut self, time: u64, txs: Vec<Transaction>) -> Result<(), BlockError> {
         self.time = time;
         let before = Pool::load(&self.state.0).unwrap().frontier().size();
         let b = block(&self.g, &self.state, time, txs, verifiers());
         self.state = self.state.apply_block(&self.g, &b, verifiers())?;
-        // The wallet's mirror: every commitment the block appended, in order (read from the
-        // ledger's own frontier growth via the block's transactions and clearing).
+        // The note tree only grows (tests extend their mirror of it explicitly).
         let after = Pool::load(&self.state.0).unwrap().frontier().size();
         assert!(after >= before);
         Ok(())
@@ -520,7 +519,7 @@ fn the_rules_of_unlinkable_orders_and_cancels() {
         .unwrap();
     let TxBody::UnlinkableOrder {
         order_nf,
-        escrow: Some(escrow),
+        escrow: Some(_),
         ..
     } = buy.body.clone()
     else {
@@ -615,7 +614,6 @@ fn the_rules_of_unlinkable_orders_and_cancels() {
         reject(&g, &c.state, t, &tx),
         TxError::FeeTooLow { .. }
     ));
-    let _ = escrow;
 
     // Applied: the escrow is held. Cancel needs the key, refunds the escrow as a note, and
     // leaves the nullifier spent.

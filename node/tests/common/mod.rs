@@ -12,7 +12,7 @@ use serde_json::Value;
 use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
 use veilwatt_node::config::{Home, NodeConfig};
-use veilwatt_params::dev;
+use veilwatt_params::{dev, MarketCircuit};
 use veilwatt_prover::{OrderRequest, Prover};
 use veilwatt_verifier::ledger::Ledger;
 use veilwatt_verifier::state::MemoryState;
@@ -70,6 +70,25 @@ pub fn genesis(chain: &str, period: u64, gate: u64) -> Genesis {
         shielded: None,
         anonymous: None,
     }
+}
+
+/// `g` with a shielded pool on the development join-split key.
+pub fn with_pool(mut g: Genesis, root_history: u64, min_fee: u64) -> Genesis {
+    g.shielded = Some(ShieldedParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
+        root_history,
+        min_fee,
+    });
+    g
+}
+
+/// `g` with a meter registry for unlinkable orders on the development order-v2 key.
+pub fn with_registry(mut g: Genesis, registry_history: u64) -> Genesis {
+    g.anonymous = Some(AnonymousParams {
+        vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::OrderV2).vk_id.0),
+        registry_history,
+    });
+    g
 }
 
 /// Writes a home in `dir` for `genesis`: API and p2p on OS-chosen ports.
@@ -323,7 +342,6 @@ pub async fn replay(api: &Api, g: &Genesis, to: u64) -> MemoryState {
 /// The development keys' verifiers for `g` (the join-split's when it has a shielded pool, the
 /// unlinkable order circuit's when it has a registry).
 pub fn market_verifier(g: &Genesis) -> veilwatt_verifier::ledger::MarketVerifier {
-    use veilwatt_params::{dev, MarketCircuit};
     let keys = dev::keys().unwrap();
     let joinsplit = g.shielded.as_ref().map(|_| {
         let k = dev::keys_of(MarketCircuit::JoinSplit).unwrap();
