@@ -22,7 +22,8 @@ use veilwatt_verifier::OrderProof;
 
 const T: Duration = Duration::from_secs(60);
 
-/// A finished two-contribution ceremony over a seeded phase 1; the keys are written to `out`.
+/// A finished two-contribution ceremony of the order circuit over a seeded phase 1; the keys are
+/// written to `out`.
 fn ceremony_keys(dir: &Path, out: &Path) -> CircuitKeys {
     let power = dev::market_phase1_power().unwrap();
     let ptau_file = dir.join("pot.ptau");
@@ -31,7 +32,8 @@ fn ceremony_keys(dir: &Path, out: &Path) -> CircuitKeys {
         ptau::write_insecure(power, &dev::phase1_secrets(4242)).unwrap(),
     )
     .unwrap();
-    ceremony::init(&ptau_file, &dir.join("t0")).unwrap();
+    // The market here has no shielded pool: the order circuit's keys are all it loads.
+    ceremony::init(&ptau_file, &dir.join("t0"), &[MarketCircuit::Order]).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     ceremony::contribute(&dir.join("t0"), &dir.join("t1"), Some("utility"), &mut rng).unwrap();
     ceremony::contribute(

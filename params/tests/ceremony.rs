@@ -35,10 +35,11 @@ fn verify_err(dir: &Path) -> String {
     }
 }
 
-/// init -> alice -> bob -> beacon, in `root/{0,1,2,3}`.
+/// init -> alice -> bob -> beacon, in `root/{0,1,2,3}`, for the order circuit alone (the
+/// tampering tests need one circuit; the first test runs every circuit).
 fn chain(root: &Path, seed: u64) -> [std::path::PathBuf; 4] {
     let dirs = ["0", "1", "2", "3"].map(|d| root.join(d));
-    ceremony::init(shared_ptau(), &dirs[0]).unwrap();
+    ceremony::init(shared_ptau(), &dirs[0], &[MarketCircuit::Order]).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     ceremony::contribute(&dirs[0], &dirs[1], Some("alice"), &mut rng).unwrap();
     ceremony::contribute(&dirs[1], &dirs[2], Some("bob"), &mut rng).unwrap();
@@ -50,7 +51,7 @@ fn chain(root: &Path, seed: u64) -> [std::path::PathBuf; 4] {
 fn a_chain_with_a_beacon_verifies_and_its_keys_prove() {
     let root = tempfile::tempdir().unwrap();
     let dirs = ["0", "1", "2", "3"].map(|d| root.path().join(d));
-    let m = ceremony::init(shared_ptau(), &dirs[0]).unwrap();
+    let m = ceremony::init(shared_ptau(), &dirs[0], MarketCircuit::ALL).unwrap();
     assert_eq!(m.circuits.len(), MarketCircuit::ALL.len());
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let h1 = ceremony::contribute(&dirs[0], &dirs[1], Some("alice"), &mut rng).unwrap();
@@ -190,6 +191,66 @@ fn a_forged_delta_or_proof_of_knowledge_is_named() {
     );
 }
 
+#[test]
+fn a_ceremony_covers_the_circuits_it_was_started_for_and_no_other() {
+    let root = tempfile::tempdir().unwrap();
+    let d = chain(root.path(), 9);
+    let report = ceremony::verify(&d[3], None).unwrap();
+    let covered: Vec<_> = report.iter().map(|r| r.circuit).collect();
+    assert_eq!(covered, [MarketCircuit::Order]);
+    assert!(!d[3].join("joinsplit.zkey").exists());
+    let keydir = root.path().join("keys");
+    ceremony::finalize(&d[3], &keydir, None).unwrap();
+    assert!(keydir.join("order.pk").is_file());
+    assert!(!keydir.join("joinsplit.pk").exists() && !keydir.join("order_v2.pk").exists());
+
+    // The manifest's list is checked: no circuit, an unknown one, one twice, out of order,
+    // or one whose files are missing.
+    let manifest = d[3].join(ceremony::MANIFEST);
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let order = m["circuits"][0].clone();
+    let with = |circuits: serde_json::Value| {
+        let mut m = m.clone();
+        m["circuits"] = circuits;
+        std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+        verify_err(&d[3])
+    };
+    let renamed = |name: &str| {
+        let mut c = order.clone();
+        c["name"] = name.into();
+        c
+    };
+    for (circuits, needle) in [
+        (serde_json::json!([]), "one or more"),
+        (serde_json::json!([renamed("mint")]), "one or more"),
+        (serde_json::json!([order, order]), "each once"),
+        (
+            serde_json::json!([renamed("joinsplit"), order]),
+            "in that order",
+        ),
+        (
+            serde_json::json!([order, renamed("joinsplit")]),
+            "joinsplit",
+        ),
+    ] {
+        let e = with(circuits.clone());
+        assert!(e.contains(needle), "{circuits}: {e}");
+    }
+    std::fs::write(&manifest, original).unwrap();
+    ceremony::verify(&d[3], None).unwrap();
+
+    // `init` takes the circuits in any order, once each, and needs one.
+    let m = ceremony::init(
+        shared_ptau(),
+        &root.path().join("i"),
+        &[MarketCircuit::Order, MarketCircuit::Order],
+    )
+    .unwrap();
+    assert_eq!(m.market_circuits(), [MarketCircuit::Order]);
+    assert!(ceremony::init(shared_ptau(), &root.path().join("j"), &[]).is_err());
+}
+
 /// A circuit of another shape: x^3 + x + 5 == y.
 struct Cube;
 
@@ -253,7 +314,7 @@ fn another_phase_1_is_caught() {
     assert!(e.contains("another phase 1"), "{e}");
     // A phase 1 too small for the circuit.
     let small = write_ptau(root.path(), "small.ptau", circuit_power() - 1, 1);
-    let e = ceremony::init(&small, &root.path().join("x")).unwrap_err();
+    let e = ceremony::init(&small, &root.path().join("x"), MarketCircuit::ALL).unwrap_err();
     assert!(matches!(e, CeremonyError::Phase1TooSmall { .. }), "{e}");
     assert!(e.to_string().contains("power"), "{e}");
 }
@@ -263,7 +324,7 @@ fn malformed_or_unprepared_phase_1_files_are_refused() {
     let root = tempfile::tempdir().unwrap();
     let junk = root.path().join("junk.ptau");
     std::fs::write(&junk, b"not a ptau file at all").unwrap();
-    let e = ceremony::init(&junk, &root.path().join("x"))
+    let e = ceremony::init(&junk, &root.path().join("x"), MarketCircuit::ALL)
         .unwrap_err()
         .to_string();
     assert!(e.contains("not a ptau file"), "{e}");
@@ -271,7 +332,7 @@ fn malformed_or_unprepared_phase_1_files_are_refused() {
     let bytes = std::fs::read(shared_ptau()).unwrap();
     let cut = root.path().join("cut.ptau");
     std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
-    let e = ceremony::init(&cut, &root.path().join("y"))
+    let e = ceremony::init(&cut, &root.path().join("y"), MarketCircuit::ALL)
         .unwrap_err()
         .to_string();
     assert!(e.contains("truncated"), "{e}");
@@ -279,7 +340,7 @@ fn malformed_or_unprepared_phase_1_files_are_refused() {
     let unprepared = strip_lagrange(&bytes);
     let path = root.path().join("raw.ptau");
     std::fs::write(&path, unprepared).unwrap();
-    let e = ceremony::init(&path, &root.path().join("z"))
+    let e = ceremony::init(&path, &root.path().join("z"), MarketCircuit::ALL)
         .unwrap_err()
         .to_string();
     assert!(e.contains("prepare phase2"), "{e}");

@@ -37,18 +37,17 @@ fn a_ceremony_from_the_command_line() {
         s(&ptau),
         "--out",
         s(&d.join("r0")),
+        // The library's tests run every circuit through a ceremony; here the order circuit
+        // alone keeps each step's process (each one rebuilds the initial keys) short.
+        "--circuit",
+        "order",
     ]);
     assert!(init.contains("order: 6558 constraints"), "{init}");
-    assert!(init.contains("joinsplit: 20803 constraints"), "{init}");
-    for f in [
-        "ceremony.json",
-        "order.r1cs",
-        "order.zkey",
-        "joinsplit.r1cs",
-        "joinsplit.zkey",
-    ] {
+    assert!(!init.contains("joinsplit"), "{init}");
+    for f in ["ceremony.json", "order.r1cs", "order.zkey"] {
         assert!(d.join("r0").join(f).is_file(), "{f}");
     }
+    assert!(!d.join("r0").join("joinsplit.zkey").exists());
     let c1 = ok(&[
         "ceremony",
         "contribute",
@@ -195,6 +194,19 @@ fn a_ceremony_from_the_command_line() {
             s(&d.join("x")),
         ],
         "power 10",
+    );
+    fails(
+        &[
+            "ceremony",
+            "init",
+            "--ptau",
+            s(&ptau),
+            "--out",
+            s(&d.join("y")),
+            "--circuit",
+            "mint",
+        ],
+        "unknown circuit",
     );
     let zkey = d.join("r2").join("order.zkey");
     let bytes = std::fs::read(&zkey).unwrap();

@@ -60,7 +60,7 @@ fn a_chain_with_a_snarkjs_contribution_verifies_in_both_tools() {
     let r = root.path();
     let ptau = write_ptau(r, "pot.ptau", circuit_power(), 31);
     let d: Vec<PathBuf> = (0..5).map(|i| r.join(format!("t{i}"))).collect();
-    ceremony::init(&ptau, &d[0]).unwrap();
+    ceremony::init(&ptau, &d[0], MarketCircuit::ALL).unwrap();
 
     // snarkjs builds the same initial key from our .r1cs and the phase-1 file, per circuit.
     for &c in MarketCircuit::ALL {
@@ -152,9 +152,12 @@ fn a_chain_with_a_snarkjs_contribution_verifies_in_both_tools() {
 fn snarkjs_rejects_what_our_verify_rejects() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    let ptau = write_ptau(r, "pot.ptau", circuit_power(), 32);
+    // The order circuit alone, over a phase 1 of its size (the tampering is circuit-agnostic).
+    let order = MarketCircuit::Order.r1cs().unwrap();
+    let power = veilwatt_params::ceremony::ptau::phase1_power_for(order.domain_power());
+    let ptau = write_ptau(r, "pot.ptau", power, 32);
     let (d0, d1, d2) = (r.join("t0"), r.join("t1"), r.join("t2"));
-    ceremony::init(&ptau, &d0).unwrap();
+    ceremony::init(&ptau, &d0, &[MarketCircuit::Order]).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(78);
     ceremony::contribute(&d0, &d1, Some("alice"), &mut rng).unwrap();
     ceremony::contribute(&d1, &d2, Some("mallory"), &mut rng).unwrap();

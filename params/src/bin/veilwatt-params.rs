@@ -73,6 +73,10 @@ enum CeremonyCommand {
         /// New transcript directory.
         #[arg(long)]
         out: PathBuf,
+        /// A circuit the ceremony covers (repeat for several; default: every market circuit).
+        /// A ceremony for a subset serves a circuit added after the others' ceremony.
+        #[arg(long = "circuit", value_parser = parse_circuit)]
+        circuits: Vec<MarketCircuit>,
     },
     /// Add your contribution: a secret from the OS's randomness (and, with --entropy, text you
     /// type), used in memory only and then forgotten.
@@ -220,9 +224,18 @@ fn parse_circuit(name: &str) -> Result<MarketCircuit, String> {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Ceremony(c) => match c {
-            CeremonyCommand::Init { ptau, out } => {
+            CeremonyCommand::Init {
+                ptau,
+                out,
+                circuits,
+            } => {
+                let circuits = if circuits.is_empty() {
+                    MarketCircuit::ALL.to_vec()
+                } else {
+                    circuits
+                };
                 let pb = spinner("building the initial keys from phase 1");
-                let m = ceremony::init(&ptau, &out);
+                let m = ceremony::init(&ptau, &out, &circuits);
                 pb.finish_and_clear();
                 let m = m?;
                 for c in &m.circuits {

@@ -166,8 +166,20 @@ pub struct CeremonyManifest {
     pub version: u32,
     /// The phase 1 the ceremony builds on.
     pub phase1: Phase1Record,
-    /// The circuits, in [`MarketCircuit::ALL`] order.
+    /// The circuits the ceremony covers (all of [`MarketCircuit::ALL`] unless `init` was given
+    /// a subset), in [`MarketCircuit::ALL`] order.
     pub circuits: Vec<CircuitRecord>,
+}
+
+impl CeremonyManifest {
+    /// The circuits the ceremony covers, in [`MarketCircuit::ALL`] order (names checked by
+    /// [`read_manifest`]; an unknown name is skipped here).
+    pub fn market_circuits(&self) -> Vec<MarketCircuit> {
+        self.circuits
+            .iter()
+            .filter_map(|c| MarketCircuit::from_name(&c.name))
+            .collect()
+    }
 }
 
 /// Which phase-1 file a ceremony uses.
@@ -220,12 +232,16 @@ pub fn read_manifest(dir: &Path) -> Result<CeremonyManifest, CeremonyError> {
             message: e.to_string(),
         })?;
     let names: Vec<&str> = m.circuits.iter().map(|c| c.name.as_str()).collect();
-    let expected: Vec<&str> = MarketCircuit::ALL.iter().map(|c| c.name()).collect();
-    if m.version != 1 || names != expected {
+    let known: Vec<&str> = MarketCircuit::ALL.iter().map(|c| c.name()).collect();
+    let circuits = m.market_circuits();
+    // Every name known, none twice, in ALL's order (the order files are processed in).
+    let ordered = circuits.windows(2).all(|w| w[0] < w[1]);
+    if m.version != 1 || circuits.is_empty() || circuits.len() != names.len() || !ordered {
         return Err(CeremonyError::Manifest {
             path,
             message: format!(
-                "version {} with circuits {names:?}; this build expects version 1 with {expected:?}",
+                "version {} with circuits {names:?}; this build expects version 1 with one or \
+                 more of {known:?}, each once, in that order",
                 m.version
             ),
         });
@@ -259,19 +275,28 @@ pub fn read_zkey(dir: &Path, c: MarketCircuit) -> Result<Zkey, CeremonyError> {
     Zkey::from_bytes(&read(&path)?, &path.display().to_string())
 }
 
-/// The initial keys of every market circuit over an opened phase 1.
+/// The initial keys of `circuits` over an opened phase 1.
 pub fn initial_keys<R: Read + Seek>(
     phase1: &mut Phase1File<R>,
+    circuits: &[MarketCircuit],
 ) -> Result<Vec<(MarketCircuit, R1cs, Zkey)>, CeremonyError> {
-    MarketCircuit::ALL
+    circuits
         .iter()
         .map(|&c| {
             let r1cs = c.r1cs()?;
-            let slice = phase1.slice(r1cs.domain_power())?;
-            let z = initial_key(&r1cs, &slice)?;
+            let z = initial_key_over(phase1, &r1cs)?;
             Ok((c, r1cs, z))
         })
         .collect()
+}
+
+/// The initial key of `r1cs` over an opened phase 1.
+fn initial_key_over<R: Read + Seek>(
+    phase1: &mut Phase1File<R>,
+    r1cs: &R1cs,
+) -> Result<Zkey, CeremonyError> {
+    let slice = phase1.slice(r1cs.domain_power())?;
+    initial_key(r1cs, &slice)
 }
 
 /// How many initial keys [`initial_key`] keeps per process.
@@ -304,11 +329,26 @@ fn initial_key(r1cs: &R1cs, slice: &ptau::Phase1Slice) -> Result<Zkey, CeremonyE
     Ok(z)
 }
 
-/// `init`: the initial transcript of every market circuit over the phase-1 file `ptau`.
-pub fn init(ptau: &Path, out: &Path) -> Result<CeremonyManifest, CeremonyError> {
+/// `init`: the initial transcript of `circuits` (usually [`MarketCircuit::ALL`]; a ceremony for
+/// a subset serves, e.g., a circuit added after the others' ceremony) over the phase-1 file
+/// `ptau`.
+pub fn init(
+    ptau: &Path,
+    out: &Path,
+    circuits: &[MarketCircuit],
+) -> Result<CeremonyManifest, CeremonyError> {
+    let mut circuits = circuits.to_vec();
+    circuits.sort();
+    circuits.dedup();
+    if circuits.is_empty() {
+        return Err(CeremonyError::Manifest {
+            path: out.join(MANIFEST),
+            message: "a ceremony needs at least one circuit".into(),
+        });
+    }
     let mut p1 = Phase1File::open(ptau)?;
     let power = p1.power;
-    let keys = initial_keys(&mut p1)?;
+    let keys = initial_keys(&mut p1, &circuits)?;
     create_dir(out)?;
     let mut circuits = Vec::new();
     for (c, r1cs, z) in &keys {
@@ -357,7 +397,7 @@ fn step_each(
     let m = read_manifest(input)?;
     let mut results = Vec::new();
     let mut outputs = Vec::new();
-    for &c in MarketCircuit::ALL {
+    for c in m.market_circuits() {
         let z = read_zkey(input, c)?;
         let (next, hash) = step(c, &z)?;
         outputs.push((c, next));
@@ -406,9 +446,9 @@ pub struct CircuitReport {
     pub contributions: Vec<VerifiedContribution>,
 }
 
-/// `verify`: re-checks every circuit's whole transcript in `dir` against this build's circuits
-/// and the phase-1 file (`ptau`, or the one `ceremony.json` names), whose hash must be the one
-/// the ceremony started from.
+/// `verify`: re-checks the whole transcript of every circuit `dir`'s manifest names against
+/// this build's circuits and the phase-1 file (`ptau`, or the one `ceremony.json` names), whose
+/// hash must be the one the ceremony started from.
 pub fn verify(dir: &Path, ptau: Option<&Path>) -> Result<Vec<CircuitReport>, CeremonyError> {
     let m = read_manifest(dir)?;
     let ptau = ptau.unwrap_or(&m.phase1.file);
@@ -423,7 +463,9 @@ pub fn verify(dir: &Path, ptau: Option<&Path>) -> Result<Vec<CircuitReport>, Cer
     }
     let mut p1 = Phase1File::open(ptau)?;
     let mut reports = Vec::new();
-    for (c, r1cs, init) in initial_keys(&mut p1)? {
+    for c in m.market_circuits() {
+        // The cheap checks first: the circuit file, then the key file, then the transcript.
+        let r1cs = c.r1cs()?;
         let path = r1cs_path(dir, c);
         if read(&path)? != r1cs.to_bytes() {
             return Err(CeremonyError::Verify(format!(
@@ -433,6 +475,7 @@ pub fn verify(dir: &Path, ptau: Option<&Path>) -> Result<Vec<CircuitReport>, Cer
             )));
         }
         let z = read_zkey(dir, c)?;
+        let init = initial_key_over(&mut p1, &r1cs)?;
         let contributions = phase2::verify(&z, &init).map_err(|e| match e {
             CeremonyError::Verify(m) => CeremonyError::Verify(format!("{}: {m}", c.name())),
             other => other,
