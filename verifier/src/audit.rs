@@ -7,7 +7,7 @@
 //! 2. every block's commit certificate: signatures by distinct genesis validators over the
 //!    precommit for exactly that height and block hash, every one valid, together more than
 //!    2/3 of the voting power;
-//! 3. every order proof, in batches across blocks;
+//! 3. every proof (orders, unlinkable orders, spends and escrows), in batches across blocks;
 //! 4. the replay of every block through the very state machine the validators run, whose state
 //!    root must equal each block's;
 //!
@@ -29,7 +29,10 @@ use crate::pool::Pool;
 use crate::proof::{BatchFailure, OrderProof, SpendProof};
 use crate::snapshot::Checkpoint;
 use crate::state::{MemoryState, StateError};
-use crate::types::{Block, Genesis, Hash32, MeterKey, Side, Signature64, TxBody, TxId, WalletKey};
+use crate::types::{
+    Block, FieldBytes, Genesis, Hash32, MeterKey, Side, Signature64, TxBody, TxId,
+    UnlinkableOrderPublic, WalletKey,
+};
 
 /// The export format this audit reads.
 pub const EXPORT_FORMAT: &str = "veilwatt-export/2";
@@ -467,6 +470,24 @@ pub enum AuditError {
         /// Verifier's reason.
         why: String,
     },
+    /// An unlinkable order's proof does not verify.
+    #[error("height {height}, transaction #{index} ({id}): the unlinkable order's proof does not verify for period {period}, {side:?} {quantity_wh} Wh and its terms: {why}")]
+    UnlinkableProof {
+        /// Height.
+        height: u64,
+        /// Position in the block.
+        index: usize,
+        /// Transaction id.
+        id: TxId,
+        /// Period.
+        period: u64,
+        /// Side.
+        side: Side,
+        /// Quantity.
+        quantity_wh: u32,
+        /// Verifier's reason.
+        why: String,
+    },
     /// A spend's join-split proof does not verify.
     #[error("height {height}, transaction #{index} ({id}): the spend's proof does not verify for its terms: {why}")]
     SpendProof {
@@ -537,8 +558,15 @@ pub struct PeriodFigures {
     pub unmatched_sell_wh: u64,
     /// Demand not traded (bought from the utility), Wh.
     pub unmatched_buy_wh: u64,
-    /// Distinct meters with an order.
+    /// Distinct meters with an order: the meters of wallet-signed orders, plus one per
+    /// unlinkable order (its order nullifier is unique per meter and period). In the totals:
+    /// the distinct meters of wallet-signed orders over the range plus the most unlinkable
+    /// orders of one period, a lower bound: unlinkable orders cannot be grouped across periods,
+    /// by design.
     pub meters: u64,
+    /// Unlinkable orders (distinct order nullifiers) among the orders; in the totals, their
+    /// sum.
+    pub anonymous_orders: u64,
     /// Whether no meter had more than one order in the period.
     pub one_order_per_meter: bool,
 }
@@ -573,9 +601,12 @@ pub struct AuditReport {
 }
 
 /// What the public ledger says about the shielded pool, summed by the audit from the
-/// transactions and checked against the pool's state (supply invariant: the pool holds
-/// exactly what was minted and paid in, less what was paid out; every spend proof, verified
-/// above, conserves value inside the pool).
+/// transactions and the cleared periods' trades, and checked against the pool's state (supply
+/// invariant: the pool holds exactly what it held at the audit's start plus what was minted,
+/// paid in and paid to unlinkable orders as notes, less what was paid out, paid as fees and
+/// escrowed; the escrow holds what was escrowed less what clearing and cancels released;
+/// every spend proof, verified above, conserves value inside the pool). Counts and sums cover
+/// the audited blocks.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ShieldedFigures {
     /// Spend (join-split) proofs re-verified.
@@ -592,22 +623,33 @@ pub struct ShieldedFigures {
     pub withdrawn_millis: u64,
     /// Fees paid by spends, millis.
     pub fees_millis: u64,
-    /// Notes in the tree (mints plus two per spend).
+    /// Unlinkable buy orders that escrowed their maximum cost from notes.
+    pub escrows: u64,
+    /// Paid from notes into those escrows, millis.
+    pub escrowed_millis: u64,
+    /// Notes minted to unlinkable orders' payout targets: sellers' proceeds, buyers' unused
+    /// escrow (at clearing or cancel).
+    pub order_notes: u64,
+    /// Their value, millis.
+    pub order_notes_millis: u64,
+    /// Escrow released by clearing or cancel (spent on trades or refunded), millis.
+    pub escrow_released_millis: u64,
+    /// Notes added to the tree (mints, two per spend or escrow, order notes).
     pub notes: u64,
-    /// Nullifiers revealed (two per spend, dummies included).
+    /// Nullifiers revealed (two per spend or escrow, dummies included).
     pub nullifiers: u64,
-    /// Value the pool holds, millis: minted + paid in - paid out.
+    /// Value the pool holds at the end, millis: what it held at the audit's start + minted +
+    /// paid in + order notes - paid out - fees - escrowed.
     pub balance_millis: u64,
+    /// Escrow of the unlinkable buy orders still open at the end, millis.
+    pub escrow_held_millis: u64,
 }
 
 /// Proofs per batch: big enough to amortise the pairing, small enough to parallelise.
 const PROOF_BATCH: usize = 256;
 
 /// One block's proofs, already verified; the replay asks for exactly these.
-struct Verified<'a> {
-    orders: &'a [(OrderPublic, OrderProof)],
-    spends: &'a [(JoinSplitPublic, SpendProof)],
-}
+struct Verified<'a>(&'a BlockProofs);
 
 /// `Ok` if the replay asks for exactly the proofs verified; never reached otherwise for
 /// blocks this audit verified, but refuse rather than trust.
@@ -624,11 +666,18 @@ fn same_as_verified<T: PartialEq>(asked: &[T], verified: &[T]) -> Result<(), Bat
 
 impl ProofCheck for Verified<'_> {
     fn check(&self, items: &[(OrderPublic, OrderProof)]) -> Result<(), BatchFailure> {
-        same_as_verified(items, self.orders)
+        same_as_verified(items, &self.0.orders.items)
     }
 
     fn check_spends(&self, items: &[(JoinSplitPublic, SpendProof)]) -> Result<(), BatchFailure> {
-        same_as_verified(items, self.spends)
+        same_as_verified(items, &self.0.spends.items)
+    }
+
+    fn check_unlinkable(
+        &self,
+        items: &[(UnlinkableOrderPublic, OrderProof)],
+    ) -> Result<(), BatchFailure> {
+        same_as_verified(items, &self.0.unlinkable.items)
     }
 }
 
@@ -656,18 +705,73 @@ const CHUNK_BLOCKS: usize = 256;
 /// Proofs per pipeline chunk, about: a chunk ends at the first block that reaches it.
 const CHUNK_PROOFS: usize = 4 * 1024;
 
-/// Blocks that passed the checks of the stages so far, with their order proofs.
+/// Blocks that passed the checks of the stages so far, with their proofs.
 struct Chunk {
     blocks: Vec<ExportedBlock>,
-    /// Per block, its order proofs in transaction order...
-    items: Vec<Vec<(OrderPublic, OrderProof)>>,
-    /// ... and the index of each one's transaction in the block.
-    positions: Vec<Vec<usize>>,
-    /// Per block, its spend proofs in transaction order...
-    spends: Vec<Vec<(JoinSplitPublic, SpendProof)>>,
-    /// ... and the index of each one's transaction in the block.
-    spend_positions: Vec<Vec<usize>>,
+    /// Per block, its proofs.
+    proofs: Vec<BlockProofs>,
     signatures: u64,
+}
+
+/// One kind of proof of a block, with the public inputs the ledger derives, in transaction
+/// order, and the index of each one's transaction in the block.
+struct Proofs<T: ProofKind> {
+    items: Vec<(T, <T as ProofKind>::Proof)>,
+    at: Vec<usize>,
+}
+
+/// A statement whose proofs the audit verifies.
+trait ProofKind: Copy + PartialEq + Send + Sync {
+    type Proof: Copy + PartialEq + Send + Sync;
+}
+
+impl ProofKind for OrderPublic {
+    type Proof = OrderProof;
+}
+
+impl ProofKind for JoinSplitPublic {
+    type Proof = SpendProof;
+}
+
+impl ProofKind for UnlinkableOrderPublic {
+    type Proof = OrderProof;
+}
+
+/// A block's proofs, as the ledger asks for them.
+struct BlockProofs {
+    orders: Proofs<OrderPublic>,
+    spends: Proofs<JoinSplitPublic>,
+    unlinkable: Proofs<UnlinkableOrderPublic>,
+}
+
+impl BlockProofs {
+    /// The proofs of `block`: orders whose meter key decodes (an order with an undecodable
+    /// key is refused by the rules as from an unknown meter); spends and escrows with the
+    /// inputs the ledger derives (binding hash included); unlinkable orders against the
+    /// market's id `market` when the genesis has a registry. An item naming a non-canonical
+    /// field element is left out: the replay refuses its transaction.
+    fn of(g: &Genesis, market: Option<ark_bn254::Fr>, block: &Block) -> Self {
+        fn collect<T: ProofKind, E>(
+            block: &Block,
+            item: impl Fn(&crate::types::Transaction) -> Option<Result<(T, T::Proof), E>>,
+        ) -> Proofs<T> {
+            let (items, at) = block
+                .txs
+                .iter()
+                .enumerate()
+                .filter_map(|(k, tx)| item(tx).and_then(Result::ok).map(|x| (x, k)))
+                .unzip();
+            Proofs { items, at }
+        }
+        Self {
+            orders: collect(block, |tx| {
+                tx.body
+                    .order_proof_item(|m| m.to_public_key_unchecked().ok_or(()))
+            }),
+            spends: collect(block, |tx| tx.spend_proof_item(&g.chain_id)),
+            unlinkable: collect(block, |tx| tx.unlinkable_order_item(&g.chain_id, market?)),
+        }
+    }
 }
 
 /// What a stage passes on: the blocks before the first failure, then the failure.
@@ -797,7 +901,14 @@ fn read_stage<I>(
                 .block
                 .txs
                 .iter()
-                .filter(|t| matches!(t.body, TxBody::Order { .. }))
+                .filter(|t| {
+                    matches!(
+                        t.body,
+                        TxBody::Order { .. }
+                            | TxBody::UnlinkableOrder { .. }
+                            | TxBody::Spend { .. }
+                    )
+                })
                 .count();
             chunk.push(b);
         }
@@ -878,48 +989,15 @@ fn check_certificates(g: &Genesis, mut blocks: Vec<ExportedBlock>) -> (Chunk, Op
             }
         }
     }
-    // The proofs the ledger checks: orders whose meter key decodes (an order with an
-    // undecodable key is refused by the rules as from an unknown meter).
-    let (items, positions) = blocks
+    let market = g.anonymous.is_some().then(|| g.market_id());
+    let proofs = blocks
         .iter()
-        .map(|b| {
-            b.block
-                .txs
-                .iter()
-                .enumerate()
-                .filter_map(|(k, tx)| {
-                    tx.body
-                        .order_proof_item(|m| m.to_public_key_unchecked().ok_or(()))
-                        .and_then(Result::ok)
-                        .map(|item| (item, k))
-                })
-                .unzip()
-        })
-        .unzip();
-    // The spends' proofs, with the inputs the ledger derives (binding hash included); a spend
-    // with a non-canonical field element is refused by the replay.
-    let (spends, spend_positions) = blocks
-        .iter()
-        .map(|b| {
-            b.block
-                .txs
-                .iter()
-                .enumerate()
-                .filter_map(|(k, tx)| {
-                    tx.spend_proof_item(&g.chain_id)
-                        .and_then(Result::ok)
-                        .map(|item| (item, k))
-                })
-                .unzip()
-        })
-        .unzip();
+        .map(|b| BlockProofs::of(g, market, &b.block))
+        .collect();
     (
         Chunk {
             blocks,
-            items,
-            positions,
-            spends,
-            spend_positions,
+            proofs,
             signatures,
         },
         failure,
@@ -930,29 +1008,30 @@ impl Chunk {
     /// Keeps the first `n` blocks.
     fn truncate(&mut self, n: usize) {
         self.blocks.truncate(n);
-        self.items.truncate(n);
-        self.positions.truncate(n);
-        self.spends.truncate(n);
-        self.spend_positions.truncate(n);
+        self.proofs.truncate(n);
     }
 }
 
-/// The first spend of `chunk` whose proof does not verify: (block position, transaction
-/// index, why). Verified in parallel batches.
-fn first_bad_spend(verifier: &MarketVerifier, chunk: &Chunk) -> Option<(usize, usize, String)> {
-    let flat: Vec<(usize, usize, &(JoinSplitPublic, SpendProof))> = chunk
-        .spends
+/// The first proof of one kind in `chunk` (by block, then transaction) that does not
+/// verify: (block position, transaction index, why). Verified in parallel batches.
+fn first_invalid<T: ProofKind>(
+    chunk: &Chunk,
+    kind: impl Fn(&BlockProofs) -> &Proofs<T>,
+    check: impl Fn(&[(T, T::Proof)]) -> Result<(), BatchFailure> + Sync,
+) -> Option<(usize, usize, String)> {
+    let flat: Vec<(usize, usize, (T, T::Proof))> = chunk
+        .proofs
         .iter()
-        .zip(&chunk.spend_positions)
         .enumerate()
-        .flat_map(|(pos, (items, at))| items.iter().zip(at).map(move |(x, k)| (pos, *k, x)))
+        .flat_map(|(pos, p)| {
+            let p = kind(p);
+            p.items.iter().zip(&p.at).map(move |(x, k)| (pos, *k, *x))
+        })
         .collect();
     flat.par_chunks(PROOF_BATCH)
         .flat_map_iter(|batch| {
-            let owned: Vec<(JoinSplitPublic, SpendProof)> =
-                batch.iter().map(|(_, _, x)| **x).collect();
-            verifier
-                .check_spends(&owned)
+            let items: Vec<(T, T::Proof)> = batch.iter().map(|(_, _, x)| *x).collect();
+            check(&items)
                 .err()
                 .map(|f| f.invalid)
                 .unwrap_or_default()
@@ -963,7 +1042,8 @@ fn first_bad_spend(verifier: &MarketVerifier, chunk: &Chunk) -> Option<(usize, u
         .min_by_key(|(pos, index, _)| (*pos, *index))
 }
 
-/// Stage 2: verifies every order proof of a chunk, in parallel batches.
+/// Stage 2: verifies every proof of a chunk (orders, spends and escrows, unlinkable orders),
+/// in parallel batches; passes on the blocks before the first invalid proof, then its error.
 fn proof_stage(
     verifier: &MarketVerifier,
     input: &std::sync::mpsc::Receiver<Stage>,
@@ -977,72 +1057,82 @@ fn proof_stage(
                 return;
             }
         };
-        let flat: Vec<&(OrderPublic, OrderProof)> = chunk.items.iter().flatten().collect();
-        let failure = flat
-            .par_chunks(PROOF_BATCH)
-            .enumerate()
-            .flat_map_iter(|(c, batch)| {
-                let owned: Vec<(OrderPublic, OrderProof)> = batch.iter().map(|x| **x).collect();
-                verifier
-                    .order
-                    .verify_batch_deterministic(&owned)
-                    .err()
-                    .map(|f| f.invalid)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |(i, e)| (c * PROOF_BATCH + i, e.to_string()))
-            })
-            .min_by_key(|(i, _)| *i);
-        let Some((i, why)) = failure else {
-            // Then the spends' proofs.
-            if let Some((pos, index, why)) = first_bad_spend(verifier, &chunk) {
-                let b = &chunk.blocks[pos];
-                let error = AuditError::SpendProof {
-                    height: b.block.height,
-                    index,
-                    id: b.block.txs[index].id(),
-                    why,
-                };
-                chunk.truncate(pos);
-                if !chunk.blocks.is_empty() && out.send(Ok(chunk)).is_err() {
-                    return;
-                }
-                let _ = out.send(Err(error));
-                return;
-            }
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Order,
+            Spend,
+            Unlinkable,
+        }
+        let failures = [
+            first_invalid(
+                &chunk,
+                |p| &p.orders,
+                |b| verifier.order.verify_batch_deterministic(b),
+            )
+            .map(|f| (f, Kind::Order)),
+            first_invalid(&chunk, |p| &p.spends, |b| verifier.check_spends(b))
+                .map(|f| (f, Kind::Spend)),
+            first_invalid(&chunk, |p| &p.unlinkable, |b| verifier.check_unlinkable(b))
+                .map(|f| (f, Kind::Unlinkable)),
+        ];
+        // The earliest failure of any kind: every block before it is sound. (An unlinkable
+        // buy carries two proofs, its own and its escrow's: the order's is named first.)
+        let Some(((pos, index, why), kind)) = failures
+            .into_iter()
+            .flatten()
+            .min_by_key(|((pos, index, _), kind)| (*pos, *index, matches!(kind, Kind::Spend)))
+        else {
             if out.send(Ok(chunk)).is_err() {
                 return;
             }
             continue;
         };
-        // Locate the failing proof: block position and transaction index.
-        let (mut pos, mut rest) = (0, i);
-        while rest >= chunk.items[pos].len() {
-            rest -= chunk.items[pos].len();
-            pos += 1;
-        }
         let b = &chunk.blocks[pos];
-        let index = chunk.positions[pos][rest];
-        let tx = &b.block.txs[index];
-        let (meter, period, side, quantity_wh) = match &tx.body {
-            TxBody::Order {
-                meter,
-                period,
-                side,
-                quantity_wh,
-                ..
-            } => (*meter, *period, *side, *quantity_wh),
-            _ => (MeterKey([0; 64]), 0, Side::Sell, 0),
-        };
-        let error = AuditError::Proof {
-            height: b.block.height,
-            index,
-            id: tx.id(),
-            meter: Box::new(meter),
-            period,
-            side,
-            quantity_wh,
-            why,
+        let (height, tx) = (b.block.height, &b.block.txs[index]);
+        let id = tx.id();
+        let error = match (&tx.body, kind) {
+            (
+                TxBody::Order {
+                    meter,
+                    period,
+                    side,
+                    quantity_wh,
+                    ..
+                },
+                Kind::Order,
+            ) => AuditError::Proof {
+                height,
+                index,
+                id,
+                meter: Box::new(*meter),
+                period: *period,
+                side: *side,
+                quantity_wh: *quantity_wh,
+                why,
+            },
+            (
+                TxBody::UnlinkableOrder {
+                    period,
+                    side,
+                    quantity_wh,
+                    ..
+                },
+                Kind::Unlinkable,
+            ) => AuditError::UnlinkableProof {
+                height,
+                index,
+                id,
+                period: *period,
+                side: *side,
+                quantity_wh: *quantity_wh,
+                why,
+            },
+            _ => AuditError::SpendProof {
+                height,
+                index,
+                id,
+                why,
+            },
         };
         chunk.truncate(pos);
         if !chunk.blocks.is_empty() && out.send(Ok(chunk)).is_err() {
@@ -1090,6 +1180,7 @@ impl Figures {
             ..PeriodFigures::default()
         };
         let mut per_meter: BTreeMap<MeterKey, u64> = BTreeMap::new();
+        let mut anonymous = 0;
         for o in &r.orders {
             let q = u64::from(o.filled_wh) + u64::from(o.unmatched_wh);
             match o.side {
@@ -1104,14 +1195,17 @@ impl Figures {
                     f.unmatched_buy_wh += u64::from(o.unmatched_wh);
                 }
             }
-            if let Some(m) = self.open.remove(&o.id) {
+            if o.owner.is_none() {
+                anonymous += 1;
+            } else if let Some(m) = self.open.remove(&o.id) {
                 *per_meter.entry(m).or_default() += 1;
             }
         }
         if !report {
             return;
         }
-        f.meters = per_meter.len() as u64;
+        f.anonymous_orders = anonymous;
+        f.meters = per_meter.len() as u64 + anonymous;
         f.one_order_per_meter = per_meter.values().all(|n| *n <= 1);
         self.meters.extend(per_meter.into_keys());
         for t in &r.trades {
@@ -1127,12 +1221,14 @@ impl Figures {
     }
 
     fn totals(&self) -> PeriodFigures {
+        let most_anonymous = self.periods.iter().map(|f| f.anonymous_orders).max();
         let mut totals = PeriodFigures {
             one_order_per_meter: self.periods.iter().all(|f| f.one_order_per_meter),
-            meters: self.meters.len() as u64,
+            meters: self.meters.len() as u64 + most_anonymous.unwrap_or(0),
             ..PeriodFigures::default()
         };
         for f in &self.periods {
+            totals.anonymous_orders += f.anonymous_orders;
             totals.sell_orders += f.sell_orders;
             totals.buy_orders += f.buy_orders;
             totals.offered_wh += f.offered_wh;
@@ -1174,18 +1270,14 @@ fn replay_stage(
         }
     }
     let (mut blocks, mut transactions, mut proofs, mut signatures) = (0u64, 0u64, 0u64, 0u64);
-    let mut shielded = ShieldedFigures::default();
+    let mut shielded = PoolTracker::start(&state).map_err(AuditError::State)?;
     for msg in input {
         let chunk = msg?;
         signatures += chunk.signatures;
-        for ((b, items), spends) in chunk.blocks.iter().zip(&chunk.items).zip(&chunk.spends) {
+        for (b, p) in chunk.blocks.iter().zip(&chunk.proofs) {
             let height = b.block.height;
-            let verified = Verified {
-                orders: items,
-                spends,
-            };
             let mut applied = ledger
-                .apply_block(&state, &b.block, &verified)
+                .apply_block(&state, &b.block, &Verified(p))
                 .map_err(|error| AuditError::Replay { height, error })?;
             // The archive is not committed and the figures of a period are taken when it
             // clears: the audit keeps no archived results.
@@ -1214,11 +1306,12 @@ fn replay_stage(
                         )))
                     })?;
                 figures.cleared(&r, (lo..=hi).contains(&p));
+                shielded.cleared(&r).map_err(AuditError::Supply)?;
             }
             blocks += 1;
             transactions += b.block.txs.len() as u64;
-            proofs += items.len() as u64;
-            shielded.spend_proofs += spends.len() as u64;
+            proofs += (p.orders.items.len() + p.unlinkable.items.len()) as u64;
+            shielded.figures.spend_proofs += p.spends.items.len() as u64;
             progress.advance(1);
         }
     }
@@ -1243,16 +1336,67 @@ fn replay_stage(
     })
 }
 
-impl ShieldedFigures {
+/// The shielded pool's running figures, and what the audit remembers between blocks to
+/// compute them: the pool as it found it at its start, and the open unlinkable orders' side
+/// and escrow (the notes their clearing mints follow from those and the period's trades).
+struct PoolTracker {
+    figures: ShieldedFigures,
+    /// Balance, fees, notes and escrow of the pool at the audit's start.
+    start: (u64, u64, u64, u64),
+    /// Open unlinkable orders: side and escrow.
+    open: BTreeMap<TxId, (Side, u64)>,
+    /// Their ids by (period, order nullifier), for cancels.
+    by_nullifier: BTreeMap<(u64, FieldBytes), TxId>,
+}
+
+fn add_to(total: &mut u64, x: u64) -> Result<(), String> {
+    *total = total
+        .checked_add(x)
+        .ok_or_else(|| "a total overflows 64 bits".to_owned())?;
+    Ok(())
+}
+
+impl PoolTracker {
+    /// Starts from `state` (the genesis state, or a snapshot's with orders already open).
+    fn start(state: &MemoryState) -> Result<Self, StateError> {
+        let pool = Pool::load(state)?;
+        let mut t = Self {
+            figures: ShieldedFigures::default(),
+            start: (
+                pool.balance,
+                pool.fees,
+                pool.frontier().size(),
+                pool.escrowed,
+            ),
+            open: BTreeMap::new(),
+            by_nullifier: BTreeMap::new(),
+        };
+        for p in state.open_periods()? {
+            for o in state.unlinkable_orders_of_period(p)? {
+                t.open.insert(o.id, (o.side, o.escrow));
+                t.by_nullifier.insert((o.period, o.order_nf), o.id);
+            }
+        }
+        Ok(t)
+    }
+
+    /// A note minted to an unlinkable order's payout target.
+    fn order_note(&mut self, value: u64) -> Result<(), String> {
+        let f = &mut self.figures;
+        f.order_notes += 1;
+        f.notes += 1;
+        add_to(&mut f.order_notes_millis, value)
+    }
+
     /// Takes a replayed (so valid) block's pool transactions into account.
     fn block(&mut self, block: &Block) -> Result<(), String> {
-        let add = |a: u64, b: u64| a.checked_add(b).ok_or("a total overflows 64 bits");
         for tx in &block.txs {
+            let f = &mut self.figures;
             match &tx.body {
                 TxBody::MintNote { value, .. } => {
-                    self.mints += 1;
-                    self.notes += 1;
-                    self.minted_millis = add(self.minted_millis, *value)?;
+                    f.mints += 1;
+                    f.notes += 1;
+                    add_to(&mut f.minted_millis, *value)?;
                 }
                 TxBody::Spend {
                     public_in,
@@ -1261,18 +1405,45 @@ impl ShieldedFigures {
                     payout,
                     ..
                 } => {
-                    self.notes += 2;
-                    self.nullifiers += 2;
-                    self.paid_in_millis = add(self.paid_in_millis, *public_in)?;
-                    self.fees_millis = add(self.fees_millis, *fee)?;
+                    f.notes += 2;
+                    f.nullifiers += 2;
+                    add_to(&mut f.paid_in_millis, *public_in)?;
+                    add_to(&mut f.fees_millis, *fee)?;
                     let paid = public_out - fee;
                     match payout {
                         crate::types::Payout::None => {}
                         crate::types::Payout::Wallet { .. } => {
-                            self.to_wallets_millis = add(self.to_wallets_millis, paid)?
+                            add_to(&mut f.to_wallets_millis, paid)?
                         }
-                        crate::types::Payout::Bank { .. } => {
-                            self.withdrawn_millis = add(self.withdrawn_millis, paid)?
+                        crate::types::Payout::Bank { .. } => add_to(&mut f.withdrawn_millis, paid)?,
+                    }
+                }
+                TxBody::UnlinkableOrder {
+                    period,
+                    order_nf,
+                    side,
+                    escrow,
+                    ..
+                } => {
+                    let held = escrow.as_ref().map_or(0, |e| e.amount);
+                    if let Some(e) = escrow {
+                        f.escrows += 1;
+                        f.notes += 2;
+                        f.nullifiers += 2;
+                        add_to(&mut f.escrowed_millis, e.amount)?;
+                        add_to(&mut f.fees_millis, e.fee)?;
+                    }
+                    self.open.insert(tx.id(), (*side, held));
+                    self.by_nullifier.insert((*period, *order_nf), tx.id());
+                }
+                TxBody::CancelUnlinkable {
+                    period, order_nf, ..
+                } => {
+                    let id = self.by_nullifier.remove(&(*period, *order_nf));
+                    if let Some((_, escrow)) = id.and_then(|id| self.open.remove(&id)) {
+                        add_to(&mut self.figures.escrow_released_millis, escrow)?;
+                        if escrow > 0 {
+                            self.order_note(escrow)?;
                         }
                     }
                 }
@@ -1282,42 +1453,98 @@ impl ShieldedFigures {
         Ok(())
     }
 
-    /// The supply invariant: the pool's stored balance, fees and tree size are what the
-    /// public transactions add up to.
-    fn checked_against(mut self, state: &MemoryState) -> Result<Self, AuditError> {
+    /// A period cleared: sellers' proceeds and buyers' unused escrow come back as notes.
+    fn cleared(&mut self, r: &crate::ledger::PeriodResult) -> Result<(), String> {
+        let (mut spent, mut received) = (BTreeMap::new(), BTreeMap::new());
+        for t in &r.trades {
+            add_to(spent.entry(t.buy).or_insert(0), t.buyer_pays())?;
+            add_to(received.entry(t.sell).or_insert(0), t.seller_receives())?;
+        }
+        for o in r.orders.iter().filter(|o| o.owner.is_none()) {
+            let Some((side, escrow)) = self.open.remove(&o.id) else {
+                continue;
+            };
+            match side {
+                Side::Sell => match received.get(&o.id) {
+                    Some(&value) if value > 0 => self.order_note(value)?,
+                    _ => {}
+                },
+                Side::Buy if escrow > 0 => {
+                    let paid = spent.get(&o.id).copied().unwrap_or(0);
+                    let refund = escrow.checked_sub(paid).ok_or_else(|| {
+                        format!("order {} paid {paid} from escrow {escrow}", o.id)
+                    })?;
+                    add_to(&mut self.figures.escrow_released_millis, escrow)?;
+                    if refund > 0 {
+                        self.order_note(refund)?;
+                    }
+                }
+                Side::Buy => {}
+            }
+        }
+        self.by_nullifier.retain(|(p, _), _| *p > r.period);
+        Ok(())
+    }
+
+    /// The supply invariant: the pool's stored balance, fees, tree size and escrow are what
+    /// the public transactions and trades add up to from the audit's start.
+    fn checked_against(self, state: &MemoryState) -> Result<ShieldedFigures, AuditError> {
+        let mut f = self.figures;
+        let (balance, fees, notes, escrowed) = self.start;
         let pool = Pool::load(state).map_err(AuditError::State)?;
-        let out = self
-            .to_wallets_millis
-            .checked_add(self.withdrawn_millis)
-            .and_then(|x| x.checked_add(self.fees_millis));
-        let expected = self
-            .minted_millis
-            .checked_add(self.paid_in_millis)
-            .zip(out)
-            .and_then(|(i, o)| i.checked_sub(o));
+        let sum = |xs: &[u64]| xs.iter().try_fold(0u64, |a, x| a.checked_add(*x));
+        let expected = sum(&[
+            balance,
+            f.minted_millis,
+            f.paid_in_millis,
+            f.order_notes_millis,
+        ])
+        .zip(sum(&[
+            f.to_wallets_millis,
+            f.withdrawn_millis,
+            f.fees_millis,
+            f.escrowed_millis,
+        ]))
+        .and_then(|(i, o)| i.checked_sub(o));
         if expected != Some(pool.balance) {
             return Err(AuditError::Supply(format!(
-                "the pool holds {} but minted {} + paid in {} - to wallets {} - withdrawn {} - \
-                 fees {} is {expected:?}",
+                "the pool holds {} but {balance} at the start + minted {} + paid in {} + order \
+                 notes {} - to wallets {} - withdrawn {} - fees {} - escrowed {} is {expected:?}",
                 pool.balance,
-                self.minted_millis,
-                self.paid_in_millis,
-                self.to_wallets_millis,
-                self.withdrawn_millis,
-                self.fees_millis
+                f.minted_millis,
+                f.paid_in_millis,
+                f.order_notes_millis,
+                f.to_wallets_millis,
+                f.withdrawn_millis,
+                f.fees_millis,
+                f.escrowed_millis
             )));
         }
-        if pool.fees != self.fees_millis || pool.frontier().size() != self.notes {
+        let held = sum(&[escrowed, f.escrowed_millis])
+            .and_then(|x| x.checked_sub(f.escrow_released_millis));
+        if held != Some(pool.escrowed) {
             return Err(AuditError::Supply(format!(
-                "the pool records fees {} and {} notes, the transactions {} and {}",
+                "the escrow holds {} but {escrowed} at the start + escrowed {} - released {} is \
+                 {held:?}",
+                pool.escrowed, f.escrowed_millis, f.escrow_released_millis
+            )));
+        }
+        if Some(pool.fees) != fees.checked_add(f.fees_millis)
+            || Some(pool.frontier().size()) != notes.checked_add(f.notes)
+        {
+            return Err(AuditError::Supply(format!(
+                "the pool records fees {} and {} notes, the transactions {} + {} and {} + {}",
                 pool.fees,
                 pool.frontier().size(),
-                self.fees_millis,
-                self.notes
+                fees,
+                f.fees_millis,
+                notes,
+                f.notes
             )));
         }
-        self.balance_millis = pool.balance;
-        Ok(self)
+        f.balance_millis = pool.balance;
+        f.escrow_held_millis = pool.escrowed;
+        Ok(f)
     }
 }
 

@@ -297,6 +297,13 @@ tr.total td{font-weight:bold;border-top:2px solid #999}.insecure{background:#b00
     row(&mut total, "total", t);
     out.push_str(total.trim_start_matches("<tr>"));
     out.push_str("</table><p>Money in minor currency units, prices per kWh. Unsold energy went to the utility at the feed-in tariff, unmet demand came from it at retail.</p>");
+    if t.anonymous_orders > 0 {
+        let _ = write!(
+            out,
+            "<p>{} unlinkable orders: no meter or wallet is on the ledger for them; each counts as one meter of its period (its order nullifier is unique per meter and period), so the total's meters are a lower bound.</p>",
+            t.anonymous_orders
+        );
+    }
     if !r.open_periods.is_empty() {
         let _ = write!(
             out,
@@ -319,6 +326,18 @@ tr.total td{font-weight:bold;border-top:2px solid #999}.insecure{background:#b00
             sh.notes,
             sh.nullifiers
         );
+        if sh.escrows > 0 || sh.order_notes > 0 || sh.escrow_held_millis > 0 {
+            let _ = write!(
+                out,
+                r#"<p>Unlinkable orders: {} escrowed from notes by {} buy orders, {} released by clearing and cancels; {} paid back as {} notes (sellers' proceeds, buyers' unused escrow); {} still in escrow.</p>"#,
+                units(sh.escrowed_millis),
+                sh.escrows,
+                units(sh.escrow_released_millis),
+                units(sh.order_notes_millis),
+                sh.order_notes,
+                units(sh.escrow_held_millis)
+            );
+        }
     }
     out.push_str("</body></html>\n");
     out

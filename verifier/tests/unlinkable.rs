@@ -21,6 +21,9 @@ use veilwatt_circuits::statement::PeriodStatement;
 use veilwatt_params::{dev, MarketCircuit};
 use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::unlinkable::{EscrowRequest, UnlinkableOrderProver, UnlinkableOrderRequest};
+use veilwatt_verifier::audit::{
+    audit, AuditError, Certificate, Export, ExportedBlock, Quiet, EXPORT_FORMAT,
+};
 use veilwatt_verifier::clearing::buy_escrow;
 use veilwatt_verifier::ledger::{BlockError, Ledger, LedgerRead, MarketVerifier, TxError};
 use veilwatt_verifier::pool::Pool;
@@ -123,6 +126,8 @@ struct Chain {
     notes: MemoryTree,
     time: u64,
     rng: ChaCha20Rng,
+    /// The blocks applied so far.
+    blocks: Vec<Block>,
 }
 
 impl Chain {
@@ -135,6 +140,7 @@ impl Chain {
             notes: MemoryTree::new(),
             time: in_gate(0) - 40,
             rng: ChaCha20Rng::seed_from_u64(19),
+            blocks: Vec::new(),
         }
     }
 
@@ -144,6 +150,7 @@ impl Chain {
         let before = Pool::load(&self.state.0).unwrap().frontier().size();
         let b = block(&self.g, &self.state, time, txs, verifiers());
         self.state = self.state.apply_block(&self.g, &b, verifiers())?;
+        self.blocks.push(b);
         // The note tree only grows (tests extend their mirror of it explicitly).
         let after = Pool::load(&self.state.0).unwrap().frontier().size();
         assert!(after >= before);
@@ -266,6 +273,39 @@ impl Chain {
             &mut self.rng,
         )?;
         Ok((tx, payout))
+    }
+}
+
+/// `blocks` as an export of `g`'s chain, each with a commit certificate of its (only)
+/// validator.
+fn export(g: &Genesis, blocks: &[Block]) -> Export {
+    let me = wallet(&validator());
+    let blocks = blocks
+        .iter()
+        .map(|b| {
+            let mut cert = Certificate {
+                height: b.height,
+                round: 0,
+                block_hash: b.hash(),
+                signatures: vec![],
+            };
+            let sig =
+                ed25519_dalek::Signer::sign(&validator(), &cert.signing_bytes(&g.chain_id, &me));
+            cert.signatures.push((me, Signature64(sig.to_bytes())));
+            ExportedBlock {
+                hash: b.hash(),
+                block: b.clone(),
+                certificate: hex::encode(cert.encode()),
+            }
+        })
+        .collect::<Vec<_>>();
+    Export {
+        format: EXPORT_FORMAT.into(),
+        chain_id: g.chain_id.clone(),
+        genesis_hash: g.hash(),
+        from: 1,
+        to: blocks.len() as u64,
+        blocks,
     }
 }
 
@@ -680,5 +720,157 @@ fn the_rules_of_unlinkable_orders_and_cancels() {
     assert_eq!(
         reject(&plain, &s, t, &cancel(b.cancel_key)),
         TxError::AnonymousDisabled
+    );
+}
+
+/// The regulator's audit of an anonymous market: it verifies the unlinkable orders' proofs and
+/// their escrows' join-splits, replays the clearing, counts one participant per order
+/// nullifier, and follows the money through escrow into notes (supply invariant); a block
+/// carrying another order's proof, or another escrow's proof, is named.
+#[test]
+fn the_audit_verifies_unlinkable_orders_and_follows_their_escrow() {
+    let mut c = Chain::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let mut seller = Household::new(1, &mut rng);
+    let mut buyer = Household::new(2, &mut rng);
+    let mut quitter = Household::new(3, &mut rng);
+    let g = c.g.clone();
+    c.apply(vec![
+        seller.enrolment(&g),
+        buyer.enrolment(&g),
+        quitter.enrolment(&g),
+    ])
+    .unwrap();
+    let mut funds = c.mint(&mut buyer, 100_000);
+    let other_funds = c.mint(&mut quitter, 50_000);
+    // The first note's path as of the current tree (the notes at positions 0 and 1).
+    funds.path = c.notes.path(0).unwrap();
+    let market = g.market_id();
+    let (sell, _) = c
+        .order(&mut seller, 0, Side::Sell, 1_000, 10, None, market)
+        .unwrap();
+    let (buy, _) = c
+        .order(&mut buyer, 0, Side::Buy, 800, 20, Some(&funds), market)
+        .unwrap();
+    let (quit, _) = c
+        .order(
+            &mut quitter,
+            0,
+            Side::Buy,
+            300,
+            15,
+            Some(&other_funds),
+            market,
+        )
+        .unwrap();
+    c.apply_at(in_gate(0), vec![sell.clone(), buy.clone(), quit.clone()])
+        .unwrap();
+    let TxBody::UnlinkableOrder { order_nf, .. } = &quit.body else {
+        unreachable!()
+    };
+    let cancel = Transaction::sign(
+        &g.chain_id,
+        TxBody::CancelUnlinkable {
+            period: 0,
+            order_nf: *order_nf,
+            cancel_key: quitter.cancel_key,
+        },
+        EXPIRY,
+        &key(252),
+    );
+    c.apply_at(in_gate(0) + 1, vec![cancel]).unwrap();
+    c.apply_at(after_gate(0), vec![]).unwrap();
+    assert_money_identity(&c);
+
+    let exported = export(&g, &c.blocks);
+    let report = audit(&g, &exported, verifiers(), None, &Quiet).expect("the audit passes");
+    assert_eq!(report.state_root, c.state.root());
+    assert_eq!(report.proofs, 3, "three unlinkable orders' proofs");
+    let f = &report.periods[0];
+    assert_eq!((f.sell_orders, f.buy_orders, f.traded_wh), (1, 1, 800));
+    assert_eq!(
+        (f.anonymous_orders, f.meters),
+        (2, 2),
+        "the cancelled order left the book"
+    );
+    let sh = report.shielded.as_ref().unwrap();
+    let result = c.state.0.period_result(0).unwrap().unwrap();
+    let t = &result.trades[0];
+    let (escrow, quit_escrow) = (buy_escrow(800, 20, &g.fees), buy_escrow(300, 15, &g.fees));
+    assert_eq!(sh.spend_proofs, 2, "the two escrows' join-splits");
+    assert_eq!((sh.escrows, sh.escrowed_millis), (2, escrow + quit_escrow));
+    assert_eq!(sh.escrow_released_millis, escrow + quit_escrow);
+    // Notes paid to orders: the seller's proceeds, the buyer's unused escrow, the quitter's
+    // whole escrow.
+    assert_eq!(sh.order_notes, 3);
+    assert_eq!(
+        sh.order_notes_millis,
+        t.seller_receives() + (escrow - t.buyer_pays()) + quit_escrow
+    );
+    assert_eq!(sh.escrow_held_millis, 0);
+    assert_eq!(sh.fees_millis, 2 * FEE);
+    let pool = Pool::load(&c.state.0).unwrap();
+    assert_eq!(sh.balance_millis, pool.balance);
+    assert_eq!(sh.notes, pool.frontier().size());
+
+    // Another order's proof on the sell: named as an unlinkable order's proof.
+    let orders_height = c.blocks.iter().position(|b| b.txs.contains(&sell)).unwrap();
+    let proof_of = |tx: &Transaction| match &tx.body {
+        TxBody::UnlinkableOrder { proof, .. } => *proof,
+        _ => unreachable!(),
+    };
+    let tampered = |f: &dyn Fn(&mut TxBody)| {
+        let mut blocks = c.blocks.clone();
+        let b = &mut blocks[orders_height];
+        for tx in &mut b.txs {
+            let mut body = tx.body.clone();
+            f(&mut body);
+            if body != tx.body {
+                *tx = resigned(&g, tx, body);
+            }
+        }
+        // Later blocks re-linked, so only the proof is wrong.
+        for h in orders_height + 1..blocks.len() {
+            blocks[h].prev_hash = blocks[h - 1].hash();
+        }
+        audit(&g, &export(&g, &blocks), verifiers(), None, &Quiet).unwrap_err()
+    };
+    let buy_proof = proof_of(&buy);
+    let e = tampered(&|b| {
+        if let TxBody::UnlinkableOrder {
+            side: Side::Sell,
+            proof,
+            ..
+        } = b
+        {
+            *proof = buy_proof;
+        }
+    });
+    assert!(
+        matches!(e, AuditError::UnlinkableProof { height, side: Side::Sell, quantity_wh: 1_000, .. } if height == orders_height as u64 + 1),
+        "{e}"
+    );
+    // The quitter's escrow proof on the buyer's escrow: named as a spend's proof.
+    let TxBody::UnlinkableOrder {
+        escrow: Some(quit_escrow_proof),
+        ..
+    } = &quit.body
+    else {
+        unreachable!()
+    };
+    let other = quit_escrow_proof.proof;
+    let e = tampered(&|b| {
+        if let TxBody::UnlinkableOrder {
+            quantity_wh: 800,
+            escrow: Some(e),
+            ..
+        } = b
+        {
+            e.proof = other;
+        }
+    });
+    assert!(
+        matches!(e, AuditError::SpendProof { height, .. } if height == orders_height as u64 + 1),
+        "{e}"
     );
 }

@@ -405,6 +405,13 @@ fn table(r: &AuditReport) -> String {
     }
     s.push_str(&row("total", &r.totals));
     s.push_str("\n\nmoney in minor currency units; prices per kWh; 1/meter: no meter had two orders in the period");
+    if r.totals.anonymous_orders > 0 {
+        s.push_str(&format!(
+            "\n{} unlinkable orders (no meter or wallet on the ledger; each counts as one meter of \
+             its period, and the total's meters are a lower bound)",
+            r.totals.anonymous_orders
+        ));
+    }
     if !r.open_periods.is_empty() {
         s.push_str(&format!(
             "\nperiods with orders not yet cleared: {:?}",
@@ -427,12 +434,24 @@ fn table(r: &AuditReport) -> String {
             sh.notes,
             sh.nullifiers
         ));
+        if sh.escrows > 0 || sh.order_notes > 0 || sh.escrow_held_millis > 0 {
+            s.push_str(&format!(
+                "\nunlinkable orders: {} escrowed from notes by {} buy orders, {} released; {} \
+                 paid back as {} notes (proceeds and refunds); {} still in escrow",
+                units(sh.escrowed_millis),
+                sh.escrows,
+                units(sh.escrow_released_millis),
+                units(sh.order_notes_millis),
+                sh.order_notes,
+                units(sh.escrow_held_millis)
+            ));
+        }
     }
     s
 }
 
 fn csv(r: &AuditReport) -> String {
-    let mut s = String::from("period,cleared_at,sell_orders,buy_orders,offered_wh,bid_wh,traded_wh,trades,clearing_price,min_price,max_price,money_millis,grid_fees_millis,market_fees_millis,unmatched_sell_wh,unmatched_buy_wh,meters,one_order_per_meter\n");
+    let mut s = String::from("period,cleared_at,sell_orders,buy_orders,offered_wh,bid_wh,traded_wh,trades,clearing_price,min_price,max_price,money_millis,grid_fees_millis,market_fees_millis,unmatched_sell_wh,unmatched_buy_wh,meters,one_order_per_meter,anonymous_orders\n");
     for f in &r.periods {
         let (lo, hi) = f
             .price_range
@@ -440,7 +459,7 @@ fn csv(r: &AuditReport) -> String {
                 (a.to_string(), z.to_string())
             });
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{lo},{hi},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{lo},{hi},{},{},{},{},{},{},{},{}\n",
             f.period,
             f.cleared_at,
             f.sell_orders,
@@ -456,7 +475,8 @@ fn csv(r: &AuditReport) -> String {
             f.unmatched_sell_wh,
             f.unmatched_buy_wh,
             f.meters,
-            f.one_order_per_meter
+            f.one_order_per_meter,
+            f.anonymous_orders
         ));
     }
     s
