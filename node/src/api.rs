@@ -487,15 +487,23 @@ fn period_view(period: u64, core: &NodeCore) -> Result<warp::reply::Response, Ap
         .map_err(|_| ApiError::internal("encoding"));
     }
     let (mut sells, mut buys, mut sell_wh, mut buy_wh) = (0u64, 0u64, 0u64, 0u64);
-    for o in view.orders_of_period(period).map_err(ApiError::internal)? {
-        match o.side {
+    let wallet_orders = view.orders_of_period(period).map_err(ApiError::internal)?;
+    let unlinkable = view
+        .unlinkable_orders_of_period(period)
+        .map_err(ApiError::internal)?;
+    let orders = wallet_orders
+        .iter()
+        .map(|o| (o.side, o.quantity_wh))
+        .chain(unlinkable.iter().map(|o| (o.side, o.quantity_wh)));
+    for (side, quantity_wh) in orders {
+        match side {
             Side::Sell => {
                 sells += 1;
-                sell_wh += u64::from(o.quantity_wh);
+                sell_wh += u64::from(quantity_wh);
             }
             Side::Buy => {
                 buys += 1;
-                buy_wh += u64::from(o.quantity_wh);
+                buy_wh += u64::from(quantity_wh);
             }
         }
     }

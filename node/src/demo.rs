@@ -440,7 +440,8 @@ async fn community_run(
     // join-split (the fee comes out of the note).
     for block in first.blocks_from(1).await? {
         for book in &mut books {
-            book.scan(&block)?;
+            // No unlinkable orders yet at this point: no period results to follow.
+            book.scan(g, &block, &[])?;
         }
     }
     let js = veilwatt_params::dev::keys_of(veilwatt_params::MarketCircuit::JoinSplit)?;

@@ -316,6 +316,11 @@ async fn an_unlinkable_order_is_admitted_committed_and_bound_to_its_terms() {
     );
     assert_eq!(api.submit(&sell).await.0, 202);
     api.wait_committed(&sell.id(), T).await;
+    // The open period counts it (no meter or owner shown).
+    let (s, view) = api.get(&format!("/v1/periods/{period}")).await;
+    assert_eq!((s, view["status"].as_str()), (200, Some("open")), "{view}");
+    assert_eq!(view["orders"]["sell"], 1, "{view}");
+    assert_eq!(view["quantity_wh"]["sell"], 2_000, "{view}");
     let r = api.submit(&order(&mut rng, 14)).await;
     assert_eq!(
         (r.0, r.1["code"].as_str()),

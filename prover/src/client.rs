@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 use veilwatt_verifier::clearing::Trade;
-use veilwatt_verifier::ledger::OrderOutcome;
+use veilwatt_verifier::ledger::{OrderOutcome, PeriodResult};
 use veilwatt_verifier::types::{Block, Transaction, TxId, WalletKey};
 
 /// Why a call to the node failed.
@@ -35,8 +35,17 @@ pub enum ClientError {
 /// A period as the node reports it.
 #[derive(Clone, Debug, Deserialize)]
 pub struct PeriodView {
+    /// The period.
+    #[serde(default)]
+    pub period: u64,
     /// `open` or `cleared`.
     pub status: String,
+    /// Height of the block that cleared it (cleared periods).
+    #[serde(default)]
+    pub cleared_at: Option<u64>,
+    /// Matched energy, Wh (cleared periods).
+    #[serde(default)]
+    pub volume_wh: u64,
     /// Uniform clearing price, if any.
     #[serde(default)]
     pub clearing_price: Option<u64>,
@@ -46,6 +55,20 @@ pub struct PeriodView {
     /// Per-order outcomes (cleared periods).
     #[serde(default)]
     pub outcomes: Vec<OrderOutcome>,
+}
+
+impl PeriodView {
+    /// The ledger's result of a cleared period (`None` while it is open).
+    pub fn result(&self) -> Option<PeriodResult> {
+        Some(PeriodResult {
+            period: self.period,
+            cleared_at: self.cleared_at?,
+            clearing_price: self.clearing_price,
+            volume_wh: self.volume_wh,
+            trades: self.trades.clone(),
+            orders: self.outcomes.clone(),
+        })
+    }
 }
 
 /// A client of one validator's API.

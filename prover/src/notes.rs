@@ -29,7 +29,10 @@ use sha2::{Digest, Sha256, Sha512};
 use veilwatt_circuits::joinsplit::Spend;
 use veilwatt_circuits::merkle::{Frontier, Witness, WitnessParts, DEPTH};
 use veilwatt_circuits::note::{self, Note, SpendingKey, ViewingKey};
-use veilwatt_verifier::types::{Block, FieldBytes, Payout, TxBody};
+use veilwatt_verifier::ledger::PeriodResult;
+use veilwatt_verifier::types::{
+    Block, FieldBytes, Genesis, Millis, NoteOutput, NoteTarget, Payout, Side, TxBody, TxId,
+};
 
 use crate::spend::SpendRequest;
 
@@ -81,6 +84,23 @@ pub enum NotesError {
     /// The notes file does not open (wrong key, altered) or does not parse.
     #[error("notes file: {0}")]
     File(String),
+    /// A block clears a period with unlinkable orders, and its result was not given (or is
+    /// not the one that block cleared).
+    #[error("block {height} clears period {period}: its result (cleared at that height) is needed to follow the note tree")]
+    MissingResult {
+        /// The block.
+        height: u64,
+        /// The period.
+        period: u64,
+    },
+    /// A period's result disagrees with the orders the wallet saw.
+    #[error("period {period}: {why}")]
+    Result {
+        /// The period.
+        period: u64,
+        /// What disagrees.
+        why: String,
+    },
 }
 
 /// The account's spending key (see the module documentation).
@@ -228,6 +248,25 @@ pub struct ScanReport {
     pub spent: Vec<u32>,
 }
 
+/// An unlinkable order on the ledger, not settled yet (anyone's: clearing appends notes to the
+/// tree for all of them, and every wallet follows the tree).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenOrder {
+    /// Its transaction id.
+    pub id: TxId,
+    /// Period.
+    pub period: u64,
+    /// Order nullifier (cancels name it).
+    pub order_nf: FieldBytes,
+    /// Side.
+    pub side: Side,
+    /// Escrow held, millis (buys).
+    pub escrow: Millis,
+    /// Where its proceeds or unused escrow go.
+    pub payout: NoteTarget,
+}
+
 /// The household's notes and the note tree as far as it has scanned.
 #[derive(Clone, Debug)]
 pub struct NoteBook {
@@ -242,6 +281,8 @@ pub struct NoteBook {
     height: u64,
     frontier: Frontier,
     notes: Vec<OwnedNote>,
+    /// The market's unlinkable orders not settled yet.
+    open_orders: BTreeMap<TxId, OpenOrder>,
 }
 
 impl NoteBook {
@@ -258,6 +299,7 @@ impl NoteBook {
             height: 0,
             frontier: Frontier::new(),
             notes: Vec::new(),
+            open_orders: BTreeMap::new(),
         };
         book.watch();
         book
@@ -355,9 +397,141 @@ impl NoteBook {
         });
     }
 
-    /// Takes the next committed block into account: appends its notes to the tree, finds the
-    /// household's among them, marks its spent ones.
-    pub fn scan(&mut self, block: &Block) -> Result<ScanReport, NotesError> {
+    /// The periods whose result [`NoteBook::scan`] needs for a block at `time` of market `g`:
+    /// those with unlinkable orders not settled yet whose gate has closed by then (the block
+    /// clears them, appending their orders' notes).
+    pub fn due_periods(&self, g: &Genesis, time: u64) -> Vec<u64> {
+        let mut periods: Vec<u64> = self
+            .open_orders
+            .values()
+            .map(|o| o.period)
+            .filter(|p| g.gate_close(*p).is_some_and(|c| c <= time))
+            .collect();
+        periods.sort_unstable();
+        periods.dedup();
+        periods
+    }
+
+    /// The market's unlinkable orders not settled yet, in id order.
+    pub fn open_orders(&self) -> impl Iterator<Item = &OpenOrder> {
+        self.open_orders.values()
+    }
+
+    /// Appends a note the ledger minted to `target` (an order's payout) and keeps it if the
+    /// target is one of this wallet's tags.
+    fn minted(
+        &mut self,
+        value: u64,
+        target: &NoteTarget,
+        height: u64,
+        report: &mut ScanReport,
+    ) -> Result<(), NotesError> {
+        // A committed order has canonical fields (the rules refused others).
+        let (Some(o), Some(r)) = (target.owner.to_field(), target.rho.to_field()) else {
+            return Ok(());
+        };
+        let cm = note::commitment(Fr::from(value), o, r);
+        let position = self.append(cm)?;
+        if let Some(&index) = self.by_owner.get(&target.owner.0) {
+            self.receive(index, value, r, cm, position, height);
+            report.received.push(position);
+        }
+        Ok(())
+    }
+
+    /// The two outputs of a spend or an escrow: appended, and kept if their memo opens for
+    /// one of this wallet's addresses to exactly that note.
+    fn outputs(
+        &mut self,
+        outputs: &[NoteOutput; 2],
+        height: u64,
+        report: &mut ScanReport,
+    ) -> Result<(), NotesError> {
+        for o in outputs {
+            let Some(cm) = o.cm.to_field() else { continue };
+            let position = self.append(cm)?;
+            let Some(&index) = o.memo.get(..32).and_then(|d| self.by_detect.get(d)) else {
+                continue;
+            };
+            let Some((value, rho)) = open_memo(&o.memo, &self.memo_key(index), cm) else {
+                continue;
+            };
+            if note::commitment(Fr::from(value), self.owner(index), rho) != cm {
+                continue;
+            }
+            self.receive(index, value, rho, cm, position, height);
+            report.received.push(position);
+        }
+        Ok(())
+    }
+
+    /// Marks the notes whose nullifiers a spend or escrow reveals as spent.
+    fn reveal(&mut self, nullifiers: &[FieldBytes; 2], height: u64, report: &mut ScanReport) {
+        for nf in nullifiers {
+            for n in &mut self.notes {
+                if n.spent_at.is_none() && fr_bytes(n.nullifier) == nf.0 {
+                    n.spent_at = Some(height);
+                    n.witness = None;
+                    report.spent.push(n.position);
+                }
+            }
+        }
+    }
+
+    /// Settles the open orders of the period `r` cleared: appends the notes its clearing
+    /// minted (proceeds, unused escrow), in the ledger's order.
+    fn settle(
+        &mut self,
+        r: &PeriodResult,
+        height: u64,
+        report: &mut ScanReport,
+    ) -> Result<(), NotesError> {
+        let bad = |why: String| NotesError::Result {
+            period: r.period,
+            why,
+        };
+        let notes = r
+            .order_notes(|id| {
+                self.open_orders
+                    .get(id)
+                    .filter(|o| o.period == r.period)
+                    .map(|o| (o.side, o.escrow))
+            })
+            .map_err(bad)?;
+        let open: Vec<TxId> = self
+            .open_orders
+            .values()
+            .filter(|o| o.period == r.period)
+            .map(|o| o.id)
+            .collect();
+        let cleared = r.orders.iter().filter(|o| o.owner.is_none()).count();
+        if cleared != open.len() {
+            return Err(bad(format!(
+                "{cleared} unlinkable orders cleared, {} were open",
+                open.len()
+            )));
+        }
+        for (id, value) in notes {
+            let payout = self.open_orders[&id].payout;
+            self.minted(value, &payout, height, report)?;
+        }
+        for id in open {
+            self.open_orders.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Takes the next committed block of market `g` into account: appends the notes it adds
+    /// to the tree (the clearing's, then its transactions'), finds the household's among them,
+    /// marks its spent ones. `cleared` holds the results of the periods the block clears that
+    /// had unlinkable orders ([`NoteBook::due_periods`] at the block's time; others are
+    /// ignored).
+    pub fn scan(
+        &mut self,
+        g: &Genesis,
+        block: &Block,
+        cleared: &[PeriodResult],
+    ) -> Result<ScanReport, NotesError> {
         let expected = self.height + 1;
         if block.height != expected {
             return Err(NotesError::OutOfOrder {
@@ -366,6 +540,17 @@ impl NoteBook {
             });
         }
         let mut report = ScanReport::default();
+        // The ledger clears due periods before the block's transactions, in period order.
+        for period in self.due_periods(g, block.time) {
+            let r = cleared
+                .iter()
+                .find(|r| r.period == period && r.cleared_at == block.height)
+                .ok_or(NotesError::MissingResult {
+                    height: block.height,
+                    period,
+                })?;
+            self.settle(r, block.height, &mut report)?;
+        }
         for tx in &block.txs {
             match &tx.body {
                 TxBody::MintNote {
@@ -387,31 +572,48 @@ impl NoteBook {
                     outputs,
                     ..
                 } => {
-                    for nf in nullifiers {
-                        for n in &mut self.notes {
-                            if n.spent_at.is_none() && fr_bytes(n.nullifier) == nf.0 {
-                                n.spent_at = Some(block.height);
-                                n.witness = None;
-                                report.spent.push(n.position);
-                            }
-                        }
+                    self.reveal(nullifiers, block.height, &mut report);
+                    self.outputs(outputs, block.height, &mut report)?;
+                }
+                TxBody::UnlinkableOrder {
+                    order_nf,
+                    period,
+                    side,
+                    payout,
+                    escrow,
+                    ..
+                } => {
+                    if let Some(e) = escrow {
+                        self.reveal(&e.nullifiers, block.height, &mut report);
+                        self.outputs(&e.outputs, block.height, &mut report)?;
                     }
-                    for o in outputs {
-                        let Some(cm) = o.cm.to_field() else { continue };
-                        let position = self.append(cm)?;
-                        let Some(&index) = o.memo.get(..32).and_then(|d| self.by_detect.get(d))
-                        else {
-                            continue;
-                        };
-                        let Some((value, rho)) = open_memo(&o.memo, &self.memo_key(index), cm)
-                        else {
-                            continue;
-                        };
-                        if note::commitment(Fr::from(value), self.owner(index), rho) != cm {
-                            continue;
+                    let id = tx.id();
+                    self.open_orders.insert(
+                        id,
+                        OpenOrder {
+                            id,
+                            period: *period,
+                            order_nf: *order_nf,
+                            side: *side,
+                            escrow: escrow.as_ref().map_or(0, |e| e.amount),
+                            payout: *payout,
+                        },
+                    );
+                }
+                TxBody::CancelUnlinkable {
+                    period, order_nf, ..
+                } => {
+                    let found = self
+                        .open_orders
+                        .values()
+                        .find(|o| o.period == *period && o.order_nf == *order_nf)
+                        .copied();
+                    if let Some(o) = found {
+                        self.open_orders.remove(&o.id);
+                        // The escrow comes back whole (a sell has none: no note).
+                        if o.escrow > 0 {
+                            self.minted(o.escrow, &o.payout, block.height, &mut report)?;
                         }
-                        self.receive(index, value, rho, cm, position, block.height);
-                        report.received.push(position);
                     }
                 }
                 _ => {}
@@ -508,6 +710,7 @@ impl NoteBook {
             tree_size: size,
             tree: filled.iter().map(|x| FieldBytes::from_field(*x)).collect(),
             notes: self.notes.iter().map(StoredNote::from_note).collect(),
+            open_orders: self.open_orders.values().copied().collect(),
         }
     }
 
@@ -526,6 +729,7 @@ impl NoteBook {
             .into_iter()
             .map(StoredNote::into_note)
             .collect::<Result<_, _>>()?;
+        book.open_orders = s.open_orders.into_iter().map(|o| (o.id, o)).collect();
         Ok(book)
     }
 }
@@ -649,6 +853,9 @@ pub struct StoredBook {
     tree_size: u64,
     tree: Vec<FieldBytes>,
     notes: Vec<StoredNote>,
+    /// The market's unsettled unlinkable orders (absent in files written before them).
+    #[serde(default)]
+    open_orders: Vec<OpenOrder>,
 }
 
 /// The notes file: [`StoredBook`] as JSON, sealed with XChaCha20-Poly1305 under a key derived

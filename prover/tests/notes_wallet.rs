@@ -146,7 +146,7 @@ impl Chain {
 
 fn sync(book: &mut NoteBook, chain: &Chain) {
     for b in &chain.blocks[book.height() as usize..] {
-        book.scan(b).unwrap();
+        book.scan(&chain.g, b, &[]).unwrap();
     }
 }
 

@@ -1453,34 +1453,17 @@ impl PoolTracker {
         Ok(())
     }
 
-    /// A period cleared: sellers' proceeds and buyers' unused escrow come back as notes.
+    /// A period cleared: its unlinkable orders' escrow is released, and sellers' proceeds
+    /// and buyers' unused escrow come back as notes.
     fn cleared(&mut self, r: &crate::ledger::PeriodResult) -> Result<(), String> {
-        let (mut spent, mut received) = (BTreeMap::new(), BTreeMap::new());
-        for t in &r.trades {
-            add_to(spent.entry(t.buy).or_insert(0), t.buyer_pays())?;
-            add_to(received.entry(t.sell).or_insert(0), t.seller_receives())?;
-        }
+        let notes = r.order_notes(|id| self.open.get(id).copied())?;
         for o in r.orders.iter().filter(|o| o.owner.is_none()) {
-            let Some((side, escrow)) = self.open.remove(&o.id) else {
-                continue;
-            };
-            match side {
-                Side::Sell => match received.get(&o.id) {
-                    Some(&value) if value > 0 => self.order_note(value)?,
-                    _ => {}
-                },
-                Side::Buy if escrow > 0 => {
-                    let paid = spent.get(&o.id).copied().unwrap_or(0);
-                    let refund = escrow.checked_sub(paid).ok_or_else(|| {
-                        format!("order {} paid {paid} from escrow {escrow}", o.id)
-                    })?;
-                    add_to(&mut self.figures.escrow_released_millis, escrow)?;
-                    if refund > 0 {
-                        self.order_note(refund)?;
-                    }
-                }
-                Side::Buy => {}
+            if let Some((_, escrow)) = self.open.remove(&o.id) {
+                add_to(&mut self.figures.escrow_released_millis, escrow)?;
             }
+        }
+        for (_, value) in notes {
+            self.order_note(value)?;
         }
         self.by_nullifier.retain(|(p, _), _| *p > r.period);
         Ok(())

@@ -99,6 +99,40 @@ pub fn buy_escrow(q: u32, limit: u64, fees: &FeeSchedule) -> Millis {
     value.saturating_add(grid).saturating_add(buyer)
 }
 
+/// What an order paid (a buyer: energy, grid fee, its market fee) and received (a seller: energy
+/// net of its market fee) over a period's trades, millis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Paid by a buy order.
+    pub paid: Millis,
+    /// Received by a sell order.
+    pub received: Millis,
+}
+
+/// Every order's [`Flow`] over `trades`; `None` if a sum overflows 64 bits.
+pub fn order_flows(trades: &[Trade]) -> Option<std::collections::BTreeMap<TxId, Flow>> {
+    let mut flows: std::collections::BTreeMap<TxId, Flow> = std::collections::BTreeMap::new();
+    for t in trades {
+        let b = flows.entry(t.buy).or_default();
+        b.paid = b.paid.checked_add(t.buyer_pays())?;
+        let s = flows.entry(t.sell).or_default();
+        s.received = s.received.checked_add(t.seller_receives())?;
+    }
+    Some(flows)
+}
+
+/// The value of the note an unlinkable order's clearing mints to its payout target: a
+/// seller's proceeds, a buyer's unused escrow; `Ok(None)` when that is zero; `Err` if a buy
+/// paid more than its escrow (never, for a book the ledger cleared: the escrow is the most
+/// the order can cost).
+pub fn order_note_value(side: Side, escrow: Millis, flow: Flow) -> Result<Option<Millis>, Flow> {
+    let value = match side {
+        Side::Sell => flow.received,
+        Side::Buy => escrow.checked_sub(flow.paid).ok_or(flow)?,
+    };
+    Ok((value > 0).then_some(value))
+}
+
 /// `floor((a + b) / 2)` without overflow.
 pub fn midpoint(a: u64, b: u64) -> u64 {
     a / 2 + b / 2 + (a % 2 + b % 2) / 2

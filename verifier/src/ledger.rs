@@ -4,7 +4,7 @@
 //! through [`StateRead`] (keyed, see [`crate::state`]) and changed through an [`Overlay`], so a
 //! block costs what it touches, not what the ledger holds.
 
-use crate::clearing::{buy_escrow, clear, BookOrder, Trade};
+use crate::clearing::{buy_escrow, clear, order_flows, order_note_value, BookOrder, Flow, Trade};
 use crate::pool::{self, Pool, PoolError};
 use crate::proof::{
     BatchFailure, JoinSplitVerifier, OrderProof, OrderVerifier, SpendProof,
@@ -21,7 +21,6 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use jmt::storage::TreeReader;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use veilwatt_circuits::joinsplit::JoinSplitPublic;
 use veilwatt_circuits::note;
 use veilwatt_circuits::order::OrderPublic;
@@ -137,6 +136,32 @@ pub struct PeriodResult {
     pub trades: Vec<Trade>,
     /// Per-order outcome, in order-id order.
     pub orders: Vec<OrderOutcome>,
+}
+
+impl PeriodResult {
+    /// The notes this period's clearing minted to its unlinkable orders, in the order the
+    /// ledger appended them to the note tree (order-id order): per order its id and the
+    /// note's value (a seller's proceeds, a buyer's unused escrow). `open` gives each
+    /// unlinkable order's side and escrow (public in its transaction). `Err` names an order
+    /// `open` does not know or an inconsistent result.
+    pub fn order_notes(
+        &self,
+        open: impl Fn(&TxId) -> Option<(Side, Millis)>,
+    ) -> Result<Vec<(TxId, Millis)>, String> {
+        let flows = order_flows(&self.trades).ok_or("a trade total overflows 64 bits")?;
+        let mut notes = Vec::new();
+        for o in self.orders.iter().filter(|o| o.owner.is_none()) {
+            let (side, escrow) =
+                open(&o.id).ok_or_else(|| format!("unlinkable order {} is not known", o.id))?;
+            let flow = flows.get(&o.id).copied().unwrap_or_default();
+            let value = order_note_value(side, escrow, flow)
+                .map_err(|f| format!("order {} paid {} from escrow {escrow}", o.id, f.paid))?;
+            if let Some(value) = value {
+                notes.push((o.id, value));
+            }
+        }
+        Ok(notes)
+    }
 }
 
 /// Fees collected.
@@ -777,22 +802,23 @@ fn join_split(
     Ok(())
 }
 
-/// Releases an unlinkable order's escrow of which `spent` went to trades: the rest comes
-/// back to the order's payout target as a note (none if nothing is left).
-fn release_escrow(
+/// Settles an unlinkable order that leaves the book (cleared with `flow`, or cancelled with
+/// none): its escrow is released, and a seller's proceeds or a buyer's unused escrow come to
+/// its payout target as a note (none if zero; [`crate::clearing::order_note_value`], which
+/// wallets and the audit use to follow the note tree).
+fn settle_unlinkable(
     state: &mut Overlay<'_>,
     order: &UnlinkableOrderRecord,
-    spent: Millis,
+    flow: Flow,
 ) -> Result<(), TxError> {
-    if order.escrow == 0 {
-        return Ok(());
+    if order.escrow > 0 {
+        let mut pool = Pool::load(state)?;
+        pool.escrowed = sub(pool.escrowed, order.escrow)?;
+        pool.store(state);
     }
-    let mut pool = Pool::load(state)?;
-    pool.escrowed = sub(pool.escrowed, order.escrow)?;
-    pool.store(state);
-    let refund = sub(order.escrow, spent)?;
-    if refund > 0 {
-        mint_note(state, refund, &order.payout)?;
+    let value = order_note_value(order.side, order.escrow, flow).map_err(|_| TxError::Overflow)?;
+    if let Some(value) = value {
+        mint_note(state, value, &order.payout)?;
     }
     Ok(())
 }
@@ -1274,7 +1300,7 @@ impl<'g> Ledger<'g> {
                     return Err(TxError::WrongCancelKey);
                 }
                 self.check_gate(*period, time, false)?;
-                release_escrow(state, &rec, 0)?;
+                settle_unlinkable(state, &rec, Flow::default())?;
                 // The nullifier stays: one order per meter and period, cancelled or not.
                 state.delete(keys::unlinkable_order(*period, order_nf));
             }
@@ -1419,46 +1445,34 @@ impl<'g> Ledger<'g> {
         records.sort_by_key(Booked::id);
         let book: Vec<BookOrder> = records.iter().map(Booked::book).collect();
         let c = clear(&book, self.genesis.mechanism, &self.genesis.fees);
-        let index: BTreeMap<TxId, usize> = records
-            .iter()
-            .enumerate()
-            .map(|(k, r)| (r.id(), k))
-            .collect();
         let mut meta = state.meta()?;
-        let mut spent = vec![0 as Millis; records.len()];
-        let mut received = vec![0 as Millis; records.len()];
+        let flows = order_flows(&c.trades).ok_or(TxError::Overflow)?;
         for t in &c.trades {
-            let (s, b) = (index[&t.sell], index[&t.buy]);
-            spent[b] = add(spent[b], t.buyer_pays())?;
-            received[s] = add(received[s], t.seller_receives())?;
             meta.fees.grid = add(meta.fees.grid, t.grid_fee)?;
             meta.fees.market = add(
                 add(meta.fees.market, t.market_fee_buyer)?,
                 t.market_fee_seller,
             )?;
         }
-        for (k, r) in records.iter().enumerate() {
+        for r in &records {
+            let flow = flows.get(&r.id()).copied().unwrap_or_default();
             match r {
                 Booked::Wallet(r) => {
                     let mut a = state.account(&r.owner)?.unwrap_or_default();
                     match r.side {
-                        Side::Sell => a.balance = add(a.balance, received[k])?,
+                        Side::Sell => a.balance = add(a.balance, flow.received)?,
                         Side::Buy => {
                             a.escrow = sub(a.escrow, r.escrow)?;
-                            a.balance = add(a.balance, sub(r.escrow, spent[k])?)?;
+                            a.balance = add(a.balance, sub(r.escrow, flow.paid)?)?;
                         }
                     }
-                    if r.side == Side::Buy || received[k] > 0 {
+                    if r.side == Side::Buy || flow.received > 0 {
                         write::account(state, &r.owner, &a);
                     }
                     write::close_order(state, r);
                 }
                 Booked::Unlinkable(r) => {
-                    match r.side {
-                        Side::Sell if received[k] > 0 => mint_note(state, received[k], &r.payout)?,
-                        Side::Sell => {}
-                        Side::Buy => release_escrow(state, r, spent[k])?,
-                    }
+                    settle_unlinkable(state, r, flow)?;
                     state.delete(keys::unlinkable_order(p, &r.order_nf));
                 }
             }

@@ -19,6 +19,7 @@ use veilwatt_circuits::note::{self, Note, SpendingKey};
 use veilwatt_circuits::registry::{self as reg, MemoryRegistry};
 use veilwatt_circuits::statement::PeriodStatement;
 use veilwatt_params::{dev, MarketCircuit};
+use veilwatt_prover::notes::{NoteBook, NotesError};
 use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::unlinkable::{EscrowRequest, UnlinkableOrderProver, UnlinkableOrderRequest};
 use veilwatt_verifier::audit::{
@@ -726,9 +727,10 @@ fn the_rules_of_unlinkable_orders_and_cancels() {
 /// The regulator's audit of an anonymous market: it verifies the unlinkable orders' proofs and
 /// their escrows' join-splits, replays the clearing, counts one participant per order
 /// nullifier, and follows the money through escrow into notes (supply invariant); a block
-/// carrying another order's proof, or another escrow's proof, is named.
+/// carrying another order's proof, or another escrow's proof, is named. The households'
+/// wallets follow the note tree through the same clearing and find their notes.
 #[test]
-fn the_audit_verifies_unlinkable_orders_and_follows_their_escrow() {
+fn the_audit_and_the_wallets_follow_unlinkable_orders_through_escrow_into_notes() {
     let mut c = Chain::new();
     let mut rng = ChaCha20Rng::seed_from_u64(6);
     let mut seller = Household::new(1, &mut rng);
@@ -812,6 +814,42 @@ fn the_audit_verifies_unlinkable_orders_and_follows_their_escrow() {
     let pool = Pool::load(&c.state.0).unwrap();
     assert_eq!(sh.balance_millis, pool.balance);
     assert_eq!(sh.notes, pool.frontier().size());
+
+    // The households' wallets follow the note tree through the clearing and the cancel from
+    // public data alone (blocks, period results): each finds the notes paid to its orders, and
+    // every wallet's tree is the pool's.
+    let mut books: Vec<NoteBook> = [&seller, &buyer, &quitter]
+        .iter()
+        .map(|h| NoteBook::new(h.key.clone()))
+        .collect();
+    for b in &c.blocks {
+        for book in &mut books {
+            let due = book.due_periods(&g, b.time);
+            if !due.is_empty() {
+                // Without the results the wallet cannot follow the tree, and says so.
+                let mut lost = book.clone();
+                assert!(matches!(
+                    lost.scan(&g, b, &[]),
+                    Err(NotesError::MissingResult { period: 0, .. })
+                ));
+            }
+            let cleared: Vec<_> = due
+                .into_iter()
+                .map(|p| c.state.0.period_result(p).unwrap().unwrap())
+                .collect();
+            book.scan(&g, b, &cleared).unwrap();
+        }
+    }
+    let unspent = |b: &NoteBook| b.unspent().map(|n| n.value).collect::<Vec<_>>();
+    for book in &books {
+        assert_eq!(FieldBytes::from_field(book.root()), pool.root());
+        assert_eq!(book.open_orders().count(), 0);
+    }
+    // (The escrows' change notes carry test memos no wallet opens.)
+    assert_eq!(unspent(&books[0]), [t.seller_receives()]);
+    assert_eq!(unspent(&books[1]), [escrow - t.buyer_pays()]);
+    assert_eq!(unspent(&books[2]), [quit_escrow]);
+    assert!(books[1..].iter().all(|b| b.notes()[0].spent_at.is_some()));
 
     // Another order's proof on the sell: named as an unlinkable order's proof.
     let orders_height = c.blocks.iter().position(|b| b.txs.contains(&sell)).unwrap();

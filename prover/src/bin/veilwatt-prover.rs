@@ -256,8 +256,15 @@ impl Shielded {
         loop {
             let from = self.book.height() + 1;
             let (blocks, height) = self.client.blocks(from, from + 999).await?;
+            let g = &self.home.settings.genesis;
             for b in &blocks {
-                self.book.scan(b)?;
+                // The periods this block clears whose unlinkable orders' notes it appends.
+                let mut cleared = Vec::new();
+                for p in self.book.due_periods(g, b.time) {
+                    let view = self.client.period(p).await?;
+                    cleared.extend(view.result());
+                }
+                self.book.scan(g, b, &cleared)?;
             }
             if blocks.is_empty() || self.book.height() >= height {
                 break;
