@@ -510,7 +510,7 @@ async fn community_run(
                 bar.inc(1);
                 continue;
             };
-            let statement = r.sign(&h.meter, p);
+            let statement = r.sign(&h.meter, p, None);
             let prover = std::sync::Arc::clone(&prover);
             let seed = opts.seed ^ (p << 20) ^ i as u64;
             let proven = tokio::task::spawn_blocking(move || {

@@ -616,3 +616,200 @@ async fn households_enrol_in_the_meter_registry_and_the_registrar_revokes() {
 
     site.node.shutdown().await;
 }
+
+/// Unlinkable orders from the command line, on a market with a meter registry: meters sign
+/// their interval data for the market (`veilwatt-meter sign`, `veilwatt-statement/2`), the
+/// registrar enrols the households (`enrolment`, `enroll-household`) and mints the buyer's
+/// money into a note, `auto` proves and submits an unlinkable sell and an escrowed unlinkable
+/// buy (quantities rounded to 100 Wh by default), the validator clears them, and each
+/// household's wallet finds the note its order was paid into. The public record names
+/// neither meter nor wallet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn households_trade_unlinkable_orders_from_the_command_line() {
+    use veilwatt_params::{dev, MarketCircuit};
+    use veilwatt_verifier::clearing::buy_escrow;
+    // Cached before the provers start (each process loads them from the cache).
+    for c in MarketCircuit::ALL {
+        dev::keys_of(*c).unwrap();
+    }
+    // Periods of 10 s, a gate open 40 s after each: the orders of the period that just ended
+    // are placed well inside it.
+    let g = with_registry(
+        with_pool(genesis("households-unlinkable", 10, 40), 32, 10),
+        8,
+    );
+    let site = Embedded::start(&g).await;
+    let api = &site.api;
+    let dir = site.dir.path().to_owned();
+
+    // Two households, each with its own meter key; enrolled for unlinkable orders.
+    let mut homes = Vec::new();
+    for name in ["seller", "buyer"] {
+        let key = dir.join(format!("{name}-meter.json"));
+        let out = run("veilwatt-meter", &["keygen", "--out", s(&key)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let h = dir.join(name);
+        site.prover(
+            &h,
+            &[
+                "init",
+                "--node",
+                &site.url,
+                "--genesis",
+                s(&site.genesis),
+                "--meter",
+                s(&key),
+            ],
+        );
+        let e = site.prover(&h, &["enrolment"]);
+        let out = site.registrar(&[
+            "enroll-household",
+            "--meter",
+            e["meter"].as_str().unwrap(),
+            "--nk-commit",
+            e["nk_commit"].as_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        homes.push((h, key, e["meter"].as_str().unwrap().to_owned()));
+    }
+    // The buyer's money, as a note.
+    let tag = site.prover(&homes[1].0, &["deposit-tag"])["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = site.registrar(&["mint", "--to", &tag, "--amount", "100", "--reference", "9"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The period that just ended: interval data signed for the market, imported, traded.
+    let p = (now() - g.genesis_time) / g.period_secs - 1;
+    let t0 = g.genesis_time + p * g.period_secs;
+    for (k, (h, key, _)) in homes.iter().enumerate() {
+        let csv = dir.join(format!("readings-{k}.csv"));
+        let (imp, exp) = if k == 0 { (100, 1_234) } else { (1_000, 0) };
+        std::fs::write(
+            &csv,
+            format!(
+                "timestamp,import_wh,export_wh\n{t0},{imp},{exp}\n{},{imp},{exp}\n",
+                t0 + 5
+            ),
+        )
+        .unwrap();
+        let out_dir = dir.join(format!("statements-{k}"));
+        let signed = ok_json(
+            "veilwatt-meter",
+            &[
+                "--json",
+                "sign",
+                "--key",
+                s(key),
+                "--input",
+                s(&csv),
+                "--genesis",
+                s(&site.genesis),
+                "--out",
+                s(&out_dir),
+            ],
+        );
+        assert_eq!(
+            signed["statements"].as_array().unwrap().len(),
+            1,
+            "{signed}"
+        );
+        let file = std::fs::read_to_string(out_dir.join(format!("{p}.json"))).unwrap();
+        assert!(file.contains("veilwatt-statement/2"), "{file}");
+        site.prover(h, &["import", s(&out_dir)]);
+    }
+    let mut ids = Vec::new();
+    for (h, _, _) in &homes {
+        let placed = site.prover(h, &["auto", "--sell-min", "10", "--buy-max", "30"]);
+        let orders = placed["placed"].as_array().unwrap();
+        assert_eq!(orders.len(), 1, "{placed}");
+        ids.push(
+            veilwatt_verifier::types::TxId::from_hex(orders[0]["id"].as_str().unwrap()).unwrap(),
+        );
+    }
+    for id in &ids {
+        api.wait_committed(id, Duration::from_secs(60)).await;
+    }
+    // 2,468 - 200 Wh of surplus offered as 2,200 (rounded to 100 Wh); 2,000 Wh of demand.
+    let (_, open) = api.get(&format!("/v1/periods/{p}")).await;
+    assert_eq!(open["quantity_wh"]["sell"], 2_200, "{open}");
+    assert_eq!(open["quantity_wh"]["buy"], 2_000, "{open}");
+
+    // The gate closes, the period clears: 2,000 Wh at the uniform price 20.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let view = loop {
+        let (_, v) = api.get(&format!("/v1/periods/{p}")).await;
+        if v["status"] == "cleared" {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "period {p} did not clear: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(view["volume_wh"], 2_000, "{view}");
+    assert_eq!(view["clearing_price"], 20, "{view}");
+    for o in view["outcomes"].as_array().unwrap() {
+        assert!(o["owner"].is_null(), "{o}");
+    }
+    let proceeds = 2_000 * 20 - 2_000; // energy less the seller's half of the market fee
+    let paid = 2_000 * 20 + 2_000 * 5 + 2_000; // energy, grid fee, buyer's half of the fee
+    let escrow = buy_escrow(2_000, 30, &g.fees);
+    let balance = |h: &Path| {
+        site.prover(h, &["balance"])["shielded_millis"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(balance(&homes[0].0), proceeds);
+    assert_eq!(
+        balance(&homes[1].0),
+        100_000 - escrow - 10 + (escrow - paid)
+    );
+    for (h, _, _) in &homes {
+        let history = site.prover(h, &["history"]);
+        let o = &history.as_array().unwrap()[0];
+        assert_eq!(
+            (o["status"].as_str(), o["cleared"].as_bool()),
+            (Some("committed"), Some(true)),
+            "{o}"
+        );
+        assert_eq!(o["filled_wh"], 2_000, "{o}");
+    }
+
+    // The public record: no order names a household's meter or wallet (the registrar's
+    // enrolment names the meter, as it must).
+    let (_, blocks) = api.get("/v1/blocks?from=1&to=1000").await;
+    let orders: Vec<String> = blocks["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["txs"].as_array().unwrap().iter())
+        .filter(|tx| tx["body"]["kind"] == "unlinkable_order")
+        .map(|tx| tx.to_string())
+        .collect();
+    assert_eq!(orders.len(), 2);
+    for (h, _, meter) in &homes {
+        let address = site.prover(h, &["address"])["address"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for t in &orders {
+            assert!(!t.contains(meter.as_str()) && !t.contains(&address), "{t}");
+        }
+    }
+    site.node.shutdown().await;
+}

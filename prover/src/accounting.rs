@@ -190,6 +190,7 @@ mod tests {
                 quantity_wh: 1_000,
                 limit_price: 20,
                 submitted_at: 0,
+                unlinkable: None,
             },
             status: "committed".into(),
             reason: None,

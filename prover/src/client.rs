@@ -2,9 +2,10 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use veilwatt_circuits::registry::MemoryRegistry;
 use veilwatt_verifier::clearing::Trade;
 use veilwatt_verifier::ledger::{OrderOutcome, PeriodResult};
-use veilwatt_verifier::types::{Block, Transaction, TxId, WalletKey};
+use veilwatt_verifier::types::{Block, FieldBytes, Transaction, TxId, WalletKey};
 
 /// Why a call to the node failed.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +174,63 @@ impl NodeClient {
         let blocks = serde_json::from_value(v["blocks"].clone())
             .map_err(|e| ClientError::Unexpected(format!("blocks: {e}")))?;
         Ok((blocks, height))
+    }
+
+    /// The meter registry rebuilt from the node's public leaves (every page of
+    /// `/v1/registry/leaves`; the node learns nothing of which leaf is the caller's), and its
+    /// valid recent roots (`/v1/registry`). The leaves' root is checked against the node's; a
+    /// block committed between the pages is retried.
+    pub async fn registry(&self) -> Result<(MemoryRegistry, Vec<FieldBytes>), ClientError> {
+        let field = |v: &Value, what: &str| -> Result<FieldBytes, ClientError> {
+            serde_json::from_value(v.clone())
+                .map_err(|e| ClientError::Unexpected(format!("registry {what}: {e}")))
+        };
+        for _ in 0..5 {
+            let status = self.get_some("/v1/registry").await?;
+            let root = field(&status["root"], "root")?;
+            let recent: Vec<FieldBytes> = serde_json::from_value(status["recent_roots"].clone())
+                .map_err(|e| ClientError::Unexpected(format!("registry roots: {e}")))?;
+            let size = status["size"]
+                .as_u64()
+                .ok_or_else(|| ClientError::Unexpected("registry without a size".into()))?;
+            let mut leaves = Vec::new();
+            let mut moved = false;
+            while (leaves.len() as u64) < size {
+                let page = self
+                    .get_some(&format!("/v1/registry/leaves?from={}", leaves.len()))
+                    .await?;
+                if field(&page["root"], "root")? != root {
+                    moved = true;
+                    break;
+                }
+                let got: Vec<FieldBytes> = serde_json::from_value(page["leaves"].clone())
+                    .map_err(|e| ClientError::Unexpected(format!("registry leaves: {e}")))?;
+                if got.is_empty() {
+                    return Err(ClientError::Unexpected(
+                        "the registry's leaves end before its size".into(),
+                    ));
+                }
+                for l in got {
+                    leaves.push(l.to_field().ok_or_else(|| {
+                        ClientError::Unexpected(format!("registry leaf {l} is not a field element"))
+                    })?);
+                }
+            }
+            if moved {
+                continue;
+            }
+            let registry = crate::unlinkable::registry_from_leaves(&leaves)
+                .map_err(|e| ClientError::Unexpected(format!("registry: {e}")))?;
+            if FieldBytes::from_field(registry.root()) != root {
+                return Err(ClientError::Unexpected(
+                    "the registry's leaves do not give its root".into(),
+                ));
+            }
+            return Ok((registry, recent));
+        }
+        Err(ClientError::Unexpected(
+            "the registry kept changing while it was read".into(),
+        ))
     }
 
     /// An account (`None` until something was credited to it).

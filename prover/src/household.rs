@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use veilwatt_circuits::statement::SignedPeriodStatement;
-use veilwatt_verifier::types::{Genesis, MeterKey, Side, TxId};
+use veilwatt_verifier::types::{Genesis, Hash32, MeterKey, Millis, NoteTarget, Side, TxId};
 
-use crate::statement_file::{StatementFile, StatementFileError};
+use crate::statement_file::{Binding, StatementFile, StatementFileError};
 use crate::wallet::WalletFile;
 
 /// The settings format tag.
@@ -55,6 +55,22 @@ pub struct OrderRecord {
     pub limit_price: u64,
     /// When it was submitted, Unix seconds (local clock; informational).
     pub submitted_at: u64,
+    /// What only the household knows of an unlinkable order (absent for wallet orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlinkable: Option<UnlinkableTerms>,
+}
+
+/// The household's own record of an unlinkable order: where its proceeds or unused escrow go
+/// (the wallet finds the note by this owner tag) and the key that cancels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnlinkableTerms {
+    /// The payout target the order names.
+    pub payout: NoteTarget,
+    /// The cancel key (its commitment is in the order).
+    pub cancel_key: Hash32,
+    /// The escrow it paid from the household's notes, millis (buys).
+    pub escrow: Millis,
 }
 
 /// Errors of the household directory.
@@ -220,6 +236,13 @@ impl Household {
         &self.dir
     }
 
+    /// How this market's statements are signed: for it alone on a market of unlinkable
+    /// orders (the signed message names the market), for any market otherwise.
+    pub fn market(&self) -> Binding {
+        let g = &self.settings.genesis;
+        g.anonymous.as_ref().map(|_| g.market_id())
+    }
+
     /// The sealed wallet.
     pub fn wallet(&self) -> Result<WalletFile, HomeError> {
         read_json(&self.wallet_path())
@@ -230,10 +253,11 @@ impl Household {
         let mut out = BTreeMap::new();
         for path in json_files(&self.dir.join("statements"))? {
             let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let s = StatementFile::parse(&bytes).map_err(|e| HomeError::Corrupt {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
+            let s =
+                StatementFile::parse(&bytes, self.market()).map_err(|e| HomeError::Corrupt {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
             out.insert(s.statement.period, s);
         }
         Ok(out)
@@ -246,7 +270,7 @@ impl Household {
             return Ok(None);
         }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
-        StatementFile::parse(&bytes)
+        StatementFile::parse(&bytes, self.market())
             .map(Some)
             .map_err(|e| HomeError::Corrupt {
                 path,
@@ -270,9 +294,11 @@ impl Household {
         let mut report = ImportReport::default();
         for file in files {
             let bytes = std::fs::read(&file).map_err(io(&file))?;
-            let s = StatementFile::parse(&bytes).map_err(|source| HomeError::Statement {
-                path: file.clone(),
-                source,
+            let s = StatementFile::parse(&bytes, self.market()).map_err(|source| {
+                HomeError::Statement {
+                    path: file.clone(),
+                    source,
+                }
             })?;
             let meter = MeterKey::from_public_key(&s.statement.meter);
             if meter != self.settings.meter {
@@ -307,7 +333,7 @@ impl Household {
             batch.insert(period, (file, s));
         }
         for (period, (_, s)) in batch {
-            let json = StatementFile::from_signed(&s).to_json();
+            let json = StatementFile::from_signed(&s, self.market()).to_json();
             write_atomic(&self.statement_path(period), json.as_bytes())?;
             report.imported.push(period);
         }

@@ -35,6 +35,7 @@ use veilwatt_verifier::types::{
 };
 
 use crate::spend::SpendRequest;
+use crate::unlinkable::EscrowRequest;
 
 const SPENDING_KEY_DOMAIN: &[u8] = b"veilwatt.spending-key.v1";
 const MEMO_KEY_DOMAIN: &[u8] = b"veilwatt.memo-key.v1";
@@ -699,6 +700,36 @@ impl NoteBook {
             fee,
             payout,
         })
+    }
+
+    /// An unlinkable buy order's escrow of `amount`, paying `fee`: a spend out of the pool
+    /// only ([`NoteBook::plan`] with no recipient), its change to a fresh own address.
+    pub fn plan_escrow<R: RngCore + CryptoRng>(
+        &mut self,
+        amount: u64,
+        fee: u64,
+        rng: &mut R,
+    ) -> Result<EscrowRequest, NotesError> {
+        let r = self.plan(None, amount, fee, Payout::None, rng)?;
+        Ok(EscrowRequest {
+            anchor: r.anchor,
+            inputs: r.inputs,
+            outputs: r.outputs,
+            amount,
+            fee,
+        })
+    }
+
+    /// Where an order's proceeds or unused escrow go: the owner tag of a fresh address (the
+    /// wallet finds the note the ledger mints to it) and a random `rho`.
+    pub fn payout_target<R: RngCore + CryptoRng>(&mut self, rng: &mut R) -> NoteTarget {
+        let to = self.new_address();
+        let mut wide = [0u8; 64];
+        rng.fill_bytes(&mut wide);
+        NoteTarget {
+            owner: FieldBytes::from_field(to.owner),
+            rho: FieldBytes::from_field(Fr::from_le_bytes_mod_order(&wide)),
+        }
     }
 
     /// The stored form.

@@ -23,6 +23,7 @@
 //!   carried); a period's statement holds the two register deltas and the digest of the
 //!   one-minute readings, signed with the meter's EdDSA-Poseidon key.
 
+use ark_bn254::Fr;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use veilwatt_circuits::eddsa::SecretKey;
@@ -81,8 +82,8 @@ pub struct PeriodReadings {
 }
 
 impl PeriodReadings {
-    /// The meter-signed statement for `period`.
-    pub fn sign(&self, meter: &SecretKey, period: u64) -> SignedPeriodStatement {
+    /// The statement of `period`, unsigned.
+    pub fn statement(&self, meter: &SecretKey, period: u64) -> PeriodStatement {
         PeriodStatement {
             meter: meter.public_key(),
             period,
@@ -90,7 +91,21 @@ impl PeriodReadings {
             export_wh: self.export_wh,
             profile_digest: profile_digest(&self.minutes),
         }
-        .sign(meter)
+    }
+
+    /// The meter-signed statement for `period`: for any market (`market = None`, wallet-signed
+    /// orders) or for the market with that id only (unlinkable orders).
+    pub fn sign(
+        &self,
+        meter: &SecretKey,
+        period: u64,
+        market: Option<Fr>,
+    ) -> SignedPeriodStatement {
+        let statement = self.statement(meter, period);
+        match market {
+            None => statement.sign(meter),
+            Some(m) => statement.sign_for_market(meter, m),
+        }
     }
 }
 
@@ -301,7 +316,7 @@ mod tests {
     fn signed_statements_verify_for_their_meter() {
         let mut homes = community(2, 1);
         let r = simulate_hour(Site::default(), &mut Weather::new(1), &mut homes, 11.0);
-        let st = r[0].sign(&homes[0].meter, 5);
+        let st = r[0].sign(&homes[0].meter, 5, None);
         assert!(st.verify().is_ok());
         assert_eq!(st.statement.period, 5);
         assert_eq!(st.statement.import_wh, r[0].import_wh);

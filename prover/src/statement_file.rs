@@ -1,5 +1,5 @@
 //! The file a meter hands to its household: one signed period statement as JSON
-//! (`veilwatt-statement/1`, docs/spec/household.md).
+//! (docs/spec/household.md).
 //!
 //! ```json
 //! {"format": "veilwatt-statement/1", "meter": "<64-byte key hex>", "period": 42,
@@ -7,8 +7,14 @@
 //!  "signature": {"r8": "<64-byte point hex>", "s": "<32-byte LE hex>"}}
 //! ```
 //!
-//! Parsing checks every field's encoding and the meter's signature; a file that parses is a
-//! statement the meter really signed.
+//! `veilwatt-statement/1` is signed for any market (wallet-signed orders);
+//! `veilwatt-statement/2` adds `"market": "<32-byte LE hex>"`, the id of the one market the
+//! meter signed the period for (unlinkable orders: the signed message names the market, so a
+//! statement cannot be replayed in another market).
+//!
+//! Parsing checks every field's encoding, that the statement is bound as the household's
+//! market needs, and the meter's signature; a file that parses is a statement the meter really
+//! signed for that market.
 
 use ark_bn254::Fr;
 use ark_ff::{BigInteger, BigInteger256, PrimeField};
@@ -18,8 +24,10 @@ use veilwatt_circuits::eddsa::{Signature, SignatureError};
 use veilwatt_circuits::statement::{PeriodStatement, SignedPeriodStatement};
 use veilwatt_verifier::types::MeterKey;
 
-/// The format tag.
+/// The format tag of a statement signed for any market.
 pub const STATEMENT_FORMAT: &str = "veilwatt-statement/1";
+/// The format tag of a statement signed for one market.
+pub const MARKET_STATEMENT_FORMAT: &str = "veilwatt-statement/2";
 
 /// The JSON form of a signed period statement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +37,10 @@ pub struct StatementFile {
     pub format: String,
     /// The meter's public key.
     pub meter: MeterKey,
+    /// The market the meter signed the period for (`veilwatt-statement/2` only): its id,
+    /// 32 bytes little-endian, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market: Option<String>,
     /// Settlement period.
     pub period: u64,
     /// Energy drawn from the grid, Wh.
@@ -58,8 +70,13 @@ pub enum StatementFileError {
     #[error("not a statement file: {0}")]
     Json(#[from] serde_json::Error),
     /// Another format or version.
-    #[error("unsupported format {0:?} (expected {STATEMENT_FORMAT:?})")]
+    #[error("unsupported format {0:?} (expected {STATEMENT_FORMAT:?} or {MARKET_STATEMENT_FORMAT:?} with a market)")]
     Format(String),
+    /// The statement is not bound the way this market needs: signed for any market where the
+    /// market takes only statements signed for it (unlinkable orders), for another market, or
+    /// for one market where the market takes statements signed for any.
+    #[error("{0}")]
+    Market(String),
     /// A field's encoding is wrong.
     #[error("field {field}: {why}")]
     Field {
@@ -103,13 +120,30 @@ fn fr_hex(x: &Fr) -> String {
     hex::encode(x.into_bigint().to_bytes_le())
 }
 
+/// What a market needs of a statement: signed for any market (`None`), or for the market with
+/// this id.
+pub type Binding = Option<Fr>;
+
+fn describe(b: Binding) -> String {
+    match b {
+        None => "signed for any market".into(),
+        Some(m) => format!("signed for market {}", fr_hex(&m)),
+    }
+}
+
 impl StatementFile {
-    /// The file for a signed statement.
-    pub fn from_signed(s: &SignedPeriodStatement) -> Self {
+    /// The file for a statement signed as `market` says (`None`: for any market; `Some(id)`:
+    /// for that market, with [`veilwatt_circuits::statement::PeriodStatement::sign_for_market`]).
+    pub fn from_signed(s: &SignedPeriodStatement, market: Binding) -> Self {
         let st = &s.statement;
         Self {
-            format: STATEMENT_FORMAT.to_owned(),
+            format: match market {
+                None => STATEMENT_FORMAT,
+                Some(_) => MARKET_STATEMENT_FORMAT,
+            }
+            .to_owned(),
             meter: MeterKey::from_public_key(&st.meter),
+            market: market.map(|m| fr_hex(&m)),
             period: st.period,
             import_wh: st.import_wh,
             export_wh: st.export_wh,
@@ -121,16 +155,44 @@ impl StatementFile {
         }
     }
 
-    /// Parses a statement file and verifies the meter's signature.
-    pub fn parse(json: &[u8]) -> Result<SignedPeriodStatement, StatementFileError> {
+    /// Parses a statement file for a market that needs `market` ([`Binding`]) and verifies
+    /// the meter's signature.
+    pub fn parse(
+        json: &[u8],
+        market: Binding,
+    ) -> Result<SignedPeriodStatement, StatementFileError> {
         let f: StatementFile = serde_json::from_slice(json)?;
-        f.to_signed()
+        f.to_signed(market)
     }
 
-    /// The signed statement, with every encoding and the signature checked.
-    pub fn to_signed(&self) -> Result<SignedPeriodStatement, StatementFileError> {
-        if self.format != STATEMENT_FORMAT {
-            return Err(StatementFileError::Format(self.format.clone()));
+    /// The market this file's statement is signed for.
+    pub fn binding(&self) -> Result<Binding, StatementFileError> {
+        match (self.format.as_str(), &self.market) {
+            (STATEMENT_FORMAT, None) => Ok(None),
+            (MARKET_STATEMENT_FORMAT, Some(m)) => {
+                let bytes: [u8; 32] = hex_array("market", m)?;
+                Ok(Some(fr("market", &bytes)?))
+            }
+            (MARKET_STATEMENT_FORMAT, None) => Err(field_error("market", "missing")),
+            (STATEMENT_FORMAT, Some(_)) => Err(field_error(
+                "market",
+                format!("not part of {STATEMENT_FORMAT}"),
+            )),
+            (other, _) => Err(StatementFileError::Format(other.to_owned())),
+        }
+    }
+
+    /// The signed statement for a market that needs `market`, with every encoding, the binding
+    /// and the signature checked.
+    pub fn to_signed(&self, market: Binding) -> Result<SignedPeriodStatement, StatementFileError> {
+        let bound = self.binding()?;
+        if bound != market {
+            return Err(StatementFileError::Market(format!(
+                "the statement is {}, but this market needs statements {} (sign with the \
+                 market's genesis: veilwatt-meter sign --genesis)",
+                describe(bound),
+                describe(market)
+            )));
         }
         let meter = self
             .meter
@@ -162,7 +224,10 @@ impl StatementFile {
                 s: BigInteger256::new(limbs),
             },
         };
-        signed.verify()?;
+        match bound {
+            None => signed.verify()?,
+            Some(m) => signed.verify_for_market(m)?,
+        }
         Ok(signed)
     }
 
@@ -194,14 +259,74 @@ mod tests {
     #[test]
     fn round_trips_and_verifies() {
         let s = signed(42);
-        let json = StatementFile::from_signed(&s).to_json();
-        assert_eq!(StatementFile::parse(json.as_bytes()).unwrap(), s);
+        let json = StatementFile::from_signed(&s, None).to_json();
+        assert_eq!(StatementFile::parse(json.as_bytes(), None).unwrap(), s);
+        let market = Fr::from(77u64);
+        let bound = signed_for(42, market);
+        let json = StatementFile::from_signed(&bound, Some(market)).to_json();
+        assert!(json.contains(MARKET_STATEMENT_FORMAT) && json.contains("\"market\""));
+        assert_eq!(
+            StatementFile::parse(json.as_bytes(), Some(market)).unwrap(),
+            bound
+        );
+    }
+
+    fn signed_for(period: u64, market: Fr) -> SignedPeriodStatement {
+        let sk = SecretKey::from_bytes([7u8; 32]);
+        signed(period).statement.sign_for_market(&sk, market)
+    }
+
+    #[test]
+    fn a_statement_is_accepted_only_by_the_market_it_is_signed_for() {
+        let (a, b) = (Fr::from(77u64), Fr::from(78u64));
+        let for_a = StatementFile::from_signed(&signed_for(42, a), Some(a)).to_json();
+        let for_any = StatementFile::from_signed(&signed(42), None).to_json();
+        let market_error = |r: Result<SignedPeriodStatement, StatementFileError>| {
+            assert!(matches!(r, Err(StatementFileError::Market(_))), "{r:?}")
+        };
+        market_error(StatementFile::parse(for_a.as_bytes(), Some(b)));
+        market_error(StatementFile::parse(for_a.as_bytes(), None));
+        market_error(StatementFile::parse(for_any.as_bytes(), Some(a)));
+        // The market named in the file is bound by the signature: renamed, it does not verify.
+        let mut f: StatementFile = serde_json::from_str(&for_a).unwrap();
+        f.market = Some(fr_hex(&b));
+        assert!(matches!(
+            f.to_signed(Some(b)),
+            Err(StatementFileError::Signature(SignatureError::Mismatch))
+        ));
+        // A statement signed for any market, relabelled as one market's, does not verify.
+        let mut f: StatementFile = serde_json::from_str(&for_any).unwrap();
+        f.format = MARKET_STATEMENT_FORMAT.into();
+        f.market = Some(fr_hex(&a));
+        assert!(matches!(
+            f.to_signed(Some(a)),
+            Err(StatementFileError::Signature(SignatureError::Mismatch))
+        ));
+        // A format without its market, or with one it does not have.
+        let mut f: StatementFile = serde_json::from_str(&for_a).unwrap();
+        f.market = None;
+        assert!(matches!(
+            f.to_signed(Some(a)),
+            Err(StatementFileError::Field {
+                field: "market",
+                ..
+            })
+        ));
+        let mut f: StatementFile = serde_json::from_str(&for_any).unwrap();
+        f.market = Some(fr_hex(&a));
+        assert!(matches!(
+            f.to_signed(None),
+            Err(StatementFileError::Field {
+                field: "market",
+                ..
+            })
+        ));
     }
 
     fn tampered(edit: impl Fn(&mut StatementFile)) -> StatementFileError {
-        let mut f = StatementFile::from_signed(&signed(42));
+        let mut f = StatementFile::from_signed(&signed(42), None);
         edit(&mut f);
-        StatementFile::parse(serde_json::to_string(&f).unwrap().as_bytes()).unwrap_err()
+        StatementFile::parse(serde_json::to_string(&f).unwrap().as_bytes(), None).unwrap_err()
     }
 
     #[test]
@@ -254,18 +379,19 @@ mod tests {
             "{e}"
         );
         assert!(matches!(
-            StatementFile::parse(b"{\"format\": 1}"),
+            StatementFile::parse(b"{\"format\": 1}", None),
             Err(StatementFileError::Json(_))
         ));
         assert!(matches!(
             StatementFile::parse(
                 &serde_json::to_vec(&{
                     let mut v =
-                        serde_json::to_value(StatementFile::from_signed(&signed(1))).unwrap();
+                        serde_json::to_value(StatementFile::from_signed(&signed(1), None)).unwrap();
                     v["extra"] = 1.into();
                     v
                 })
-                .unwrap()
+                .unwrap(),
+                None
             ),
             Err(StatementFileError::Json(_))
         ));

@@ -13,7 +13,7 @@ use veilwatt_circuits::note::Note;
 use veilwatt_circuits::order_v2::{
     check_relation, OrderCircuit, OrderPrivate, OrderPublic, OrderWitness,
 };
-use veilwatt_circuits::registry::{self, RegistryPath};
+use veilwatt_circuits::registry::{self, MemoryRegistry, RegistryError, RegistryPath};
 use veilwatt_circuits::statement::SignedPeriodStatement;
 use veilwatt_params::qap::SnarkjsReduction;
 use veilwatt_params::KeyId;
@@ -25,6 +25,29 @@ use veilwatt_verifier::{Groth16Proof, UnlinkableOrderVerifier, VerifyError, PROO
 
 use crate::spend::SpendProver;
 use crate::ProveError;
+
+/// The meter registry as the ledger's public leaves give it (`GET /v1/registry/leaves`, in
+/// position order): a zero leaf is a revoked enrolment.
+pub fn registry_from_leaves(leaves: &[Fr]) -> Result<MemoryRegistry, RegistryError> {
+    let mut r = MemoryRegistry::new();
+    for leaf in leaves {
+        if *leaf == Fr::from(0u64) {
+            let p = r.enrol(Fr::from(1u64))?;
+            r.revoke(u64::from(p))?;
+        } else {
+            r.enrol(*leaf)?;
+        }
+    }
+    Ok(r)
+}
+
+/// The live position of `leaf` in `registry` (a meter has at most one live leaf; a
+/// re-enrolled meter's earlier ones are revoked).
+pub fn position_of(registry: &MemoryRegistry, leaf: Fr) -> Option<u64> {
+    (0..registry.size())
+        .rev()
+        .find(|p| registry.leaf(*p) == leaf)
+}
 
 /// A buy order's escrow, before its proof: the notes it spends and makes.
 #[derive(Clone, Debug)]

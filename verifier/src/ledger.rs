@@ -536,6 +536,11 @@ pub enum TxError {
     /// The genesis has no meter registry (unlinkable orders).
     #[error("this market has no meter registry for unlinkable orders")]
     AnonymousDisabled,
+    /// An order naming its meter and wallet on a market of unlinkable orders.
+    #[error(
+        "this market takes unlinkable orders only: an order may not name its meter and wallet"
+    )]
+    LinkableOrder,
     /// Bytes that should be a field element are not its canonical encoding.
     #[error("{0} is not a canonical field element")]
     NotAField(FieldBytes),
@@ -1110,6 +1115,11 @@ impl<'g> Ledger<'g> {
                 limit_price,
                 ..
             } => {
+                // A market with a registry keeps households' orders unlinkable: none may
+                // name its meter and wallet (one such order would link its household's day).
+                if self.genesis.anonymous.is_some() {
+                    return Err(TxError::LinkableOrder);
+                }
                 let m = state.meter(meter)?.ok_or(TxError::UnknownMeter)?;
                 if m.revoked {
                     return Err(TxError::MeterRevoked);

@@ -573,6 +573,12 @@ fn the_rules_of_unlinkable_orders_and_cancels() {
     };
     let set = |f: fn(&mut TxBody)| with(&f);
     let t = in_gate(0);
+    // An order naming its meter and wallet has no place on this market (refused before any
+    // other check: whether its meter is enrolled tells nothing).
+    assert_eq!(
+        reject(&g, &c.state, t, &order(&g, 2, 0, Side::Sell, 1_000, 10)),
+        TxError::LinkableOrder
+    );
     // Escrow: exactly the maximum cost for a buy, none for a sell.
     let tx = with(&|b| {
         if let TxBody::UnlinkableOrder {

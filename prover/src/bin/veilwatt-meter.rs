@@ -63,7 +63,8 @@ enum Cmd {
         /// First period number [default: with --genesis, the periods that ended last; else 0].
         #[arg(long)]
         first_period: Option<u64>,
-        /// The market's genesis, to number the periods that just ended.
+        /// The market's genesis, to number the periods that just ended (and, on a market of
+        /// unlinkable orders, to sign the statements for it alone).
         #[arg(long)]
         genesis: Option<PathBuf>,
         /// Solar hour of the first period.
@@ -85,7 +86,8 @@ enum Cmd {
         /// The interval data.
         #[arg(long)]
         input: PathBuf,
-        /// The market's genesis (period length and numbering).
+        /// The market's genesis (period length and numbering; on a market of unlinkable
+        /// orders the statements are signed for it alone: `veilwatt-statement/2`).
         #[arg(long)]
         genesis: PathBuf,
         /// Output directory.
@@ -220,10 +222,10 @@ fn main() -> Result<()> {
             if !(1..=366).contains(&day_of_year) || !(-90.0..=90.0).contains(&latitude) {
                 bail!("--day-of-year must be 1-366 and --latitude -90..90");
             }
-            let first = match (first_period, genesis) {
+            let genesis = genesis.map(|g| load_genesis(&g)).transpose()?;
+            let first = match (first_period, &genesis) {
                 (Some(p), _) => p,
                 (None, Some(g)) => {
-                    let g = load_genesis(&g)?;
                     let current = now().saturating_sub(g.genesis_time) / g.period_secs;
                     current.checked_sub(periods).context(
                         "fewer periods have ended since genesis than --periods; give --first-period",
@@ -231,6 +233,10 @@ fn main() -> Result<()> {
                 }
                 (None, None) => 0,
             };
+            // With the genesis of a market of unlinkable orders, statements signed for it.
+            let market = genesis
+                .as_ref()
+                .and_then(|g| g.anonymous.as_ref().map(|_| g.market_id()));
             let site = Site {
                 latitude_deg: latitude,
                 day_of_year,
@@ -262,7 +268,7 @@ fn main() -> Result<()> {
                 let p = first + k;
                 let readings = simulate_hour(site, &mut weather, &mut homes, start_hour + k as f64);
                 for (h, r) in homes.iter().zip(&readings) {
-                    let file = StatementFile::from_signed(&r.sign(&h.meter, p));
+                    let file = StatementFile::from_signed(&r.sign(&h.meter, p, market), market);
                     imported += u64::from(r.import_wh);
                     exported += u64::from(r.export_wh);
                     let path = out
@@ -306,6 +312,8 @@ fn main() -> Result<()> {
         } => {
             let sk = load_key(&key)?;
             let g = load_genesis(&genesis)?;
+            // A market of unlinkable orders takes statements signed for it alone.
+            let market = g.anonymous.as_ref().map(|_| g.market_id());
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let format = format.unwrap_or(
@@ -329,7 +337,8 @@ fn main() -> Result<()> {
             std::fs::create_dir_all(&out)?;
             let mut written = Vec::new();
             for d in &periods {
-                let file = StatementFile::from_signed(&d.readings.sign(&sk, d.period));
+                let file =
+                    StatementFile::from_signed(&d.readings.sign(&sk, d.period, market), market);
                 let path = out.join(format!("{}.json", d.period));
                 write_atomic(&path, file.to_json().as_bytes())?;
                 written.push(serde_json::json!({

@@ -9,17 +9,26 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ed25519_dalek::SigningKey;
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
+use veilwatt_circuits::registry;
 use veilwatt_circuits::statement::SignedPeriodStatement;
+use veilwatt_params::MarketCircuit;
 use veilwatt_prover::accounting::{self, OrderFate};
 use veilwatt_prover::client::NodeClient;
-use veilwatt_prover::household::{Household, OrderRecord, Settings, HOUSEHOLD_FORMAT};
+use veilwatt_prover::household::{
+    Household, OrderRecord, Settings, UnlinkableTerms, HOUSEHOLD_FORMAT,
+};
 use veilwatt_prover::notes::{self, NoteBook, PaymentAddress};
 use veilwatt_prover::spend::SpendProver;
+use veilwatt_prover::unlinkable::{position_of, UnlinkableOrderProver, UnlinkableOrderRequest};
 use veilwatt_prover::wallet::{KdfParams, WalletFile};
 use veilwatt_prover::{OrderRequest, Prover};
-use veilwatt_verifier::types::{Genesis, MeterKey, Payout, Side, Transaction, TxBody, TxId};
+use veilwatt_verifier::clearing::buy_escrow;
+use veilwatt_verifier::types::{
+    cancel_commitment, FieldBytes, Genesis, Hash32, MeterKey, Payout, Side, Transaction, TxBody,
+    TxId,
+};
 use veilwatt_verifier::units::{kwh, signed_minor_units as money};
 
 #[derive(Parser)]
@@ -55,9 +64,17 @@ struct Cli {
 #[derive(clap::Args, Clone, Copy)]
 struct Rounding {
     /// Round quantities down to a multiple of this many Wh (coarser quantities reveal less
-    /// about the readings).
-    #[arg(long, default_value_t = 1)]
-    round_wh: u32,
+    /// about the readings) [default: 100 on a market of unlinkable orders, else 1].
+    #[arg(long)]
+    round_wh: Option<u32>,
+}
+
+impl Rounding {
+    /// The rounding unit on market `g`.
+    fn unit(self, g: &Genesis) -> u32 {
+        self.round_wh
+            .unwrap_or(if g.anonymous.is_some() { 100 } else { 1 })
+    }
 }
 
 #[derive(clap::Args)]
@@ -237,6 +254,14 @@ impl Shielded {
             bail!("this household's market has no shielded pool");
         }
         let account = open_key(cli, &home)?;
+        Self::with(home, account)
+    }
+
+    /// The wallet of `home`, opened with its account key.
+    fn with(home: Household, account: SigningKey) -> Result<Self> {
+        if home.settings.genesis.shielded.is_none() {
+            bail!("this household's market has no shielded pool");
+        }
         let key = notes::spending_key(&account);
         let book = match home.notes()? {
             Some(f) => f.open(key)?,
@@ -286,36 +311,12 @@ impl Shielded {
     /// The join-split prover for this market: keys from --params, or the development keys.
     fn prover(&self, params: Option<&Path>) -> Result<SpendProver> {
         let g = self.genesis();
-        let circuit = veilwatt_params::MarketCircuit::JoinSplit;
-        let vk_id = veilwatt_params::KeyId(
-            g.shielded
-                .as_ref()
-                .context("this market has no shielded pool")?
-                .vk_id
-                .0,
-        );
-        let keys = match params {
-            Some(dir) => {
-                veilwatt_params::check_provenance(dir, g.insecure_dev_keys)?;
-                let manifest = veilwatt_params::read_manifest(dir, circuit)?;
-                Arc::new(veilwatt_params::CircuitKeys::load(
-                    dir,
-                    circuit,
-                    &veilwatt_params::ExpectedIds {
-                        vk_id,
-                        pk_id: manifest.pk_id,
-                    },
-                )?)
-            }
-            None => {
-                let keys = veilwatt_params::dev::keys_of(circuit)
-                    .context("loading the join-split proving key")?;
-                if !g.insecure_dev_keys || keys.vk_id != vk_id {
-                    bail!("give this market's key directory with --params");
-                }
-                keys
-            }
-        };
+        let vk_id = g
+            .shielded
+            .as_ref()
+            .context("this market has no shielded pool")?
+            .vk_id;
+        let keys = circuit_keys(params, g, MarketCircuit::JoinSplit, vk_id)?;
         Ok(SpendProver::new(keys.pk.clone(), keys.vk_id)?)
     }
 
@@ -381,11 +382,66 @@ fn parse_kwh(s: &str) -> Result<u32> {
     Ok(wh)
 }
 
-fn round(wh: u32, r: Rounding) -> Result<u32> {
-    if r.round_wh == 0 {
+fn round(wh: u32, unit: u32) -> Result<u32> {
+    if unit == 0 {
         bail!("--round-wh must be at least 1");
     }
-    Ok(wh / r.round_wh * r.round_wh)
+    Ok(wh / unit * unit)
+}
+
+/// The keys of `circuit`, whose verifying key market `g` pins as `vk_id`: from the key
+/// directory `params` (its provenance checked against the market's), or the development keys
+/// on a market marked insecure.
+fn circuit_keys(
+    params: Option<&Path>,
+    g: &Genesis,
+    circuit: MarketCircuit,
+    vk_id: Hash32,
+) -> Result<Arc<veilwatt_params::CircuitKeys>> {
+    let vk_id = veilwatt_params::KeyId(vk_id.0);
+    match params {
+        // The verifying key is pinned by the genesis, the proving key by the directory's
+        // manifest; a proving key that does not match fails every proof's self-check.
+        Some(dir) => {
+            veilwatt_params::check_provenance(dir, g.insecure_dev_keys)?;
+            let manifest = veilwatt_params::read_manifest(dir, circuit)?;
+            Ok(Arc::new(veilwatt_params::CircuitKeys::load(
+                dir,
+                circuit,
+                &veilwatt_params::ExpectedIds {
+                    vk_id,
+                    pk_id: manifest.pk_id,
+                },
+            )?))
+        }
+        None => {
+            if !g.insecure_dev_keys {
+                bail!(
+                    "this market runs on keys from a ceremony ({} vk {}); give its key \
+                     directory with --params",
+                    circuit.name(),
+                    Hash32(vk_id.0)
+                );
+            }
+            let keys = veilwatt_params::dev::keys_of(circuit)
+                .with_context(|| format!("loading the {} proving key", circuit.name()))?;
+            if keys.vk_id != vk_id {
+                bail!(
+                    "this market's {} verifying key is {}; give its key directory with --params",
+                    circuit.name(),
+                    Hash32(vk_id.0)
+                );
+            }
+            Ok(keys)
+        }
+    }
+}
+
+/// The provers of a market of unlinkable orders: the order circuit v2's, and the
+/// join-split's for buy orders' escrows.
+struct AnonymousProvers {
+    orders: Arc<UnlinkableOrderProver>,
+    spends: Arc<SpendProver>,
 }
 
 /// Everything needed to place orders.
@@ -394,6 +450,8 @@ struct Trader {
     key: SigningKey,
     client: NodeClient,
     prover: Arc<Prover>,
+    /// On a market of unlinkable orders (its orders are all unlinkable).
+    anonymous: Option<AnonymousProvers>,
 }
 
 impl Trader {
@@ -408,40 +466,18 @@ impl Trader {
         if let Some(w) = genesis.insecure_keys_warning() {
             eprintln!("{w}");
         }
-        let vk_id = veilwatt_params::KeyId(genesis.vk_id.0);
-        let keys = match &cli.params {
-            // The verifying key is pinned by the genesis, the proving key by the directory's
-            // manifest; a proving key that does not match fails every proof's self-check.
-            Some(dir) => {
-                veilwatt_params::check_provenance(dir, genesis.insecure_dev_keys)?;
-                let order = veilwatt_params::MarketCircuit::Order;
-                let manifest = veilwatt_params::read_manifest(dir, order)?;
-                Arc::new(veilwatt_params::CircuitKeys::load(
-                    dir,
-                    order,
-                    &veilwatt_params::ExpectedIds {
-                        vk_id,
-                        pk_id: manifest.pk_id,
-                    },
-                )?)
+        let params = cli.params.as_deref();
+        let keys = circuit_keys(params, genesis, MarketCircuit::Order, genesis.vk_id)?;
+        let anonymous = match (&genesis.anonymous, &genesis.shielded) {
+            (Some(a), Some(sh)) => {
+                let orders = circuit_keys(params, genesis, MarketCircuit::OrderV2, a.vk_id)?;
+                let spends = circuit_keys(params, genesis, MarketCircuit::JoinSplit, sh.vk_id)?;
+                Some(AnonymousProvers {
+                    orders: Arc::new(UnlinkableOrderProver::new(orders.pk.clone(), orders.vk_id)?),
+                    spends: Arc::new(SpendProver::new(spends.pk.clone(), spends.vk_id)?),
+                })
             }
-            None => {
-                if !genesis.insecure_dev_keys {
-                    bail!(
-                        "this market runs on keys from a ceremony (vk {}); give its key directory \
-                         with --params",
-                        genesis.vk_id
-                    );
-                }
-                let keys = veilwatt_params::dev::keys().context("loading the proving key")?;
-                if keys.vk_id != vk_id {
-                    bail!(
-                        "this market's verifying key is {}; give its key directory with --params",
-                        home.settings.genesis.vk_id
-                    );
-                }
-                keys
-            }
+            _ => None,
         };
         let prover = Arc::new(Prover::new(keys.pk.clone(), keys.vk_id)?);
         Ok(Self {
@@ -449,6 +485,7 @@ impl Trader {
             key,
             client,
             prover,
+            anonymous,
         })
     }
 
@@ -505,6 +542,11 @@ impl Trader {
         if let Some(why) = self.gate_problem(period, now()) {
             bail!("{why}");
         }
+        if let Some(anonymous) = &self.anonymous {
+            return self
+                .place_unlinkable(anonymous, statement, side, quantity_wh, price)
+                .await;
+        }
         let prover = Arc::clone(&self.prover);
         let request = OrderRequest {
             side: side.into(),
@@ -534,6 +576,101 @@ impl Trader {
             quantity_wh,
             limit_price: price,
             submitted_at: now(),
+            unlinkable: None,
+        };
+        self.home.record_order(&rec)?;
+        Ok(rec)
+    }
+
+    /// An unlinkable order: proven from the statement, the household's nullifier key and its
+    /// registry path (rebuilt from the public leaves), naming a fresh payout target and the
+    /// commitment to a fresh cancel key, a buy paying its escrow from the household's notes,
+    /// signed by a one-time key. The household keeps the payout target and cancel key.
+    async fn place_unlinkable(
+        &self,
+        provers: &AnonymousProvers,
+        statement: SignedPeriodStatement,
+        side: Side,
+        quantity_wh: u32,
+        price: u64,
+    ) -> Result<OrderRecord> {
+        let g = self.genesis().clone();
+        let period = statement.statement.period;
+        let mut wallet = Shielded::with(Household::open(self.home.dir())?, self.key.clone())?;
+        wallet.sync().await?;
+        let (tree, recent) = self.client.registry().await?;
+        let nk = notes::spending_key(&self.key).viewing_key().nk;
+        let leaf = registry::leaf(&statement.statement.meter, registry::nk_commitment(nk));
+        let position = position_of(&tree, leaf).context(
+            "this household's meter is not enrolled for unlinkable orders (or its enrolment was \
+             revoked): give the registrar what `veilwatt-prover enrolment` prints",
+        )?;
+        let root = tree.root();
+        if !recent.contains(&FieldBytes::from_field(root)) {
+            bail!("the node's registry root is not among its valid recent roots; try again");
+        }
+        let path = tree
+            .path(position)
+            .context("no registry path for the household's position")?;
+        let payout = wallet.book.payout_target(&mut OsRng);
+        let mut cancel_key = [0u8; 32];
+        OsRng.fill_bytes(&mut cancel_key);
+        let cancel_key = Hash32(cancel_key);
+        let escrow = match side {
+            Side::Sell => None,
+            Side::Buy => {
+                let amount = buy_escrow(quantity_wh, price, &g.fees);
+                let fee = g.shielded.as_ref().map_or(0, |s| s.min_fee);
+                Some(
+                    wallet
+                        .book
+                        .plan_escrow(amount, fee, &mut OsRng)
+                        .context("paying the buy order's escrow from the household's notes")?,
+                )
+            }
+        };
+        let escrowed = escrow.as_ref().map_or(0, |e| e.amount);
+        // The addresses handed out are kept even if proving fails.
+        wallet.save()?;
+        let request = UnlinkableOrderRequest {
+            market: g.market_id(),
+            nk,
+            path,
+            registry_root: root,
+            statement,
+            side,
+            quantity_wh,
+            limit_price: price,
+            payout,
+            cancel_commit: cancel_commitment(&cancel_key),
+            escrow,
+        };
+        let (orders, spends) = (Arc::clone(&provers.orders), Arc::clone(&provers.spends));
+        let tx = tokio::task::spawn_blocking(move || {
+            let signer = SigningKey::generate(&mut OsRng);
+            orders.prove(
+                &g.chain_id,
+                g.tx_expiry(now()),
+                &signer,
+                request,
+                Some(spends.as_ref()),
+                &mut OsRng,
+            )
+        })
+        .await??;
+        let id = self.client.submit(&tx).await?;
+        let rec = OrderRecord {
+            period,
+            id,
+            side,
+            quantity_wh,
+            limit_price: price,
+            submitted_at: now(),
+            unlinkable: Some(UnlinkableTerms {
+                payout,
+                cancel_key,
+                escrow: escrowed,
+            }),
         };
         self.home.record_order(&rec)?;
         Ok(rec)
@@ -620,7 +757,7 @@ async fn auto_round(
         } else {
             (Side::Buy, imp - exp, buy_max)
         };
-        let q = round(net, rounding)?;
+        let q = round(net, rounding.unit(t.genesis()))?;
         if q == 0 {
             skipped.push(json!({"period": p, "reason": "no net surplus or demand after rounding"}));
         } else {
@@ -726,8 +863,9 @@ async fn main() -> Result<()> {
             } else {
                 Side::Buy
             };
-            let q = round(parse_kwh(&a.kwh)?, a.rounding)?;
+            let wh = parse_kwh(&a.kwh)?;
             let t = Trader::new(&cli).await?;
+            let q = round(wh, a.rounding.unit(t.genesis()))?;
             let s = t.home.statement(a.period)?.with_context(|| {
                 format!("no statement for period {}: import it first", a.period)
             })?;
@@ -1096,7 +1234,7 @@ mod tests {
         assert!(parse_kwh("").is_err());
         assert!(parse_kwh("1e3").is_err());
         assert!(parse_kwh("99999999999").is_err());
-        assert_eq!(round(1234, Rounding { round_wh: 100 }).unwrap(), 1200);
-        assert!(round(1, Rounding { round_wh: 0 }).is_err());
+        assert_eq!(round(1234, 100).unwrap(), 1200);
+        assert!(round(1, 0).is_err());
     }
 }
