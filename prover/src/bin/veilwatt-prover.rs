@@ -542,11 +542,44 @@ impl Trader {
         if let Some(why) = self.gate_problem(period, now()) {
             bail!("{why}");
         }
-        if let Some(anonymous) = &self.anonymous {
-            return self
-                .place_unlinkable(anonymous, statement, side, quantity_wh, price)
-                .await;
-        }
+        // A market with a registry takes unlinkable orders only.
+        let (tx, unlinkable) = match &self.anonymous {
+            Some(provers) => {
+                let (tx, terms) = self
+                    .unlinkable_order(provers, statement, side, quantity_wh, price)
+                    .await?;
+                (tx, Some(terms))
+            }
+            None => (
+                self.wallet_order(statement, side, quantity_wh, price)
+                    .await?,
+                None,
+            ),
+        };
+        let id = self.client.submit(&tx).await?;
+        let rec = OrderRecord {
+            period,
+            id,
+            side,
+            quantity_wh,
+            limit_price: price,
+            submitted_at: now(),
+            unlinkable,
+        };
+        self.home.record_order(&rec)?;
+        Ok(rec)
+    }
+
+    /// A wallet-signed order: it names the meter and is signed by the household's account.
+    async fn wallet_order(
+        &self,
+        statement: SignedPeriodStatement,
+        side: Side,
+        quantity_wh: u32,
+        price: u64,
+    ) -> Result<Transaction> {
+        let g = self.genesis();
+        let period = statement.statement.period;
         let prover = Arc::clone(&self.prover);
         let request = OrderRequest {
             side: side.into(),
@@ -555,7 +588,7 @@ impl Trader {
         let proven =
             tokio::task::spawn_blocking(move || prover.prove(&statement, &request, &mut OsRng))
                 .await??;
-        let tx = Transaction::sign(
+        Ok(Transaction::sign(
             &g.chain_id,
             TxBody::Order {
                 meter: self.home.settings.meter,
@@ -567,35 +600,23 @@ impl Trader {
             },
             g.tx_expiry(now()),
             &self.key,
-        );
-        let id = self.client.submit(&tx).await?;
-        let rec = OrderRecord {
-            period,
-            id,
-            side,
-            quantity_wh,
-            limit_price: price,
-            submitted_at: now(),
-            unlinkable: None,
-        };
-        self.home.record_order(&rec)?;
-        Ok(rec)
+        ))
     }
 
     /// An unlinkable order: proven from the statement, the household's nullifier key and its
     /// registry path (rebuilt from the public leaves), naming a fresh payout target and the
     /// commitment to a fresh cancel key, a buy paying its escrow from the household's notes,
-    /// signed by a one-time key. The household keeps the payout target and cancel key.
-    async fn place_unlinkable(
+    /// signed by a one-time key; with what only the household keeps (payout target, cancel
+    /// key, escrow).
+    async fn unlinkable_order(
         &self,
         provers: &AnonymousProvers,
         statement: SignedPeriodStatement,
         side: Side,
         quantity_wh: u32,
         price: u64,
-    ) -> Result<OrderRecord> {
+    ) -> Result<(Transaction, UnlinkableTerms)> {
         let g = self.genesis().clone();
-        let period = statement.statement.period;
         let mut wallet = Shielded::with(Household::open(self.home.dir())?, self.key.clone())?;
         wallet.sync().await?;
         let (tree, recent) = self.client.registry().await?;
@@ -658,22 +679,12 @@ impl Trader {
             )
         })
         .await??;
-        let id = self.client.submit(&tx).await?;
-        let rec = OrderRecord {
-            period,
-            id,
-            side,
-            quantity_wh,
-            limit_price: price,
-            submitted_at: now(),
-            unlinkable: Some(UnlinkableTerms {
-                payout,
-                cancel_key,
-                escrow: escrowed,
-            }),
+        let terms = UnlinkableTerms {
+            payout,
+            cancel_key,
+            escrow: escrowed,
         };
-        self.home.record_order(&rec)?;
-        Ok(rec)
+        Ok((tx, terms))
     }
 }
 
