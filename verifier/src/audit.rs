@@ -645,6 +645,27 @@ pub struct ShieldedFigures {
     pub escrow_held_millis: u64,
 }
 
+impl ShieldedFigures {
+    /// The unlinkable orders' money in one sentence (text and HTML reports); `None` on a
+    /// market without them.
+    pub fn escrow_summary(&self) -> Option<String> {
+        use crate::units::minor_units as units;
+        (self.escrows > 0 || self.order_notes > 0 || self.escrow_held_millis > 0).then(|| {
+            format!(
+                "Unlinkable orders: {} escrowed from notes by {} buy orders, {} released by \
+                 clearing and cancels; {} paid back as {} notes (sellers' proceeds, buyers' \
+                 unused escrow); {} still in escrow.",
+                units(self.escrowed_millis),
+                self.escrows,
+                units(self.escrow_released_millis),
+                units(self.order_notes_millis),
+                self.order_notes,
+                units(self.escrow_held_millis)
+            )
+        })
+    }
+}
+
 /// Proofs per batch: big enough to amortise the pairing, small enough to parallelise.
 const PROOF_BATCH: usize = 256;
 

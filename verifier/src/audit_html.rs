@@ -326,17 +326,9 @@ tr.total td{font-weight:bold;border-top:2px solid #999}.insecure{background:#b00
             sh.notes,
             sh.nullifiers
         );
-        if sh.escrows > 0 || sh.order_notes > 0 || sh.escrow_held_millis > 0 {
-            let _ = write!(
-                out,
-                r#"<p>Unlinkable orders: {} escrowed from notes by {} buy orders, {} released by clearing and cancels; {} paid back as {} notes (sellers' proceeds, buyers' unused escrow); {} still in escrow.</p>"#,
-                units(sh.escrowed_millis),
-                sh.escrows,
-                units(sh.escrow_released_millis),
-                units(sh.order_notes_millis),
-                sh.order_notes,
-                units(sh.escrow_held_millis)
-            );
+        if let Some(escrow) = sh.escrow_summary() {
+            // Numbers and fixed words only: nothing to escape.
+            let _ = write!(out, "<p>{escrow}</p>");
         }
     }
     out.push_str("</body></html>\n");

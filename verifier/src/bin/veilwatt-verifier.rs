@@ -434,17 +434,9 @@ fn table(r: &AuditReport) -> String {
             sh.notes,
             sh.nullifiers
         ));
-        if sh.escrows > 0 || sh.order_notes > 0 || sh.escrow_held_millis > 0 {
-            s.push_str(&format!(
-                "\nunlinkable orders: {} escrowed from notes by {} buy orders, {} released; {} \
-                 paid back as {} notes (proceeds and refunds); {} still in escrow",
-                units(sh.escrowed_millis),
-                sh.escrows,
-                units(sh.escrow_released_millis),
-                units(sh.order_notes_millis),
-                sh.order_notes,
-                units(sh.escrow_held_millis)
-            ));
+        if let Some(escrow) = sh.escrow_summary() {
+            s.push('\n');
+            s.push_str(&escrow);
         }
     }
     s
