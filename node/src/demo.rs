@@ -1,12 +1,14 @@
-//! `veilwatt-node demo`: a local community from scratch. Writes a genesis with short periods
-//! and a shielded pool, starts the validator(s), simulates the households' meters
-//! (`veilwatt_prover::simulate`), enrols the meters, mints every household's deposit as a
-//! shielded note to a one-time address and has each household move it to its wallet balance
-//! with a join-split proof (orders still pay from that balance), proves and submits every
-//! household's order for each period as it ends, waits for the periods to clear, and reports
-//! what the ledger says.
+//! `veilwatt-node demo`: a local community from scratch, on the anonymous record. Writes a
+//! genesis with short periods, a shielded pool and a meter registry (a market of unlinkable
+//! orders), starts the validator(s), simulates the households' meters
+//! (`veilwatt_prover::simulate`), enrols each meter in the registry with its household's
+//! nullifier-key commitment, mints every household's deposit as a shielded note to a one-time
+//! address, proves and submits every household's unlinkable order for each period as it ends
+//! (no meter key, no wallet; a buy escrows its maximum cost from the household's notes), waits
+//! for the periods to clear, has the households' wallets find their proceeds and refunds in
+//! the note tree, and reports what the ledger says.
 //!
-//! Every step goes through the node's real HTTP API and the real prover; the report is read
+//! Every step goes through the node's real HTTP API and the real provers; the report is read
 //! back from the ledger (`/v1/periods/{p}`), not computed locally.
 
 use std::path::{Path, PathBuf};
@@ -19,11 +21,15 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
+use veilwatt_circuits::registry;
 use veilwatt_node::config::{Home, NodeConfig};
+use veilwatt_params::MarketCircuit;
+use veilwatt_prover::client::NodeClient;
 use veilwatt_prover::notes::{self, NoteBook};
 use veilwatt_prover::simulate::{community, simulate_hour, Household, Site, Weather};
 use veilwatt_prover::spend::SpendProver;
-use veilwatt_prover::{OrderRequest, Prover};
+use veilwatt_prover::unlinkable::{plan_order, UnlinkableOrderProver};
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::units::{kwh, minor_units as units};
 
@@ -45,10 +51,11 @@ pub struct DemoOptions {
 
 /// Deposit credited to every household, minor units.
 const DEPOSIT_UNITS: u64 = 50_000;
-/// The demo market's smallest spend fee, millis.
+/// The demo market's smallest spend fee, millis (each buy's escrow pays it).
 const SPEND_FEE: u64 = 10;
-/// Quantities are rounded down to this many Wh (coarser quantities leak less about readings).
-const QUANTITY_UNIT_WH: u32 = 10;
+/// Quantities are rounded down to this many Wh, as `veilwatt-prover auto` does on a market of
+/// unlinkable orders: the public quantity is not the exact net.
+const QUANTITY_UNIT_WH: u32 = 100;
 /// Simulated solar hour of the first period.
 const FIRST_HOUR: f64 = 9.0;
 const T: Duration = Duration::from_secs(120);
@@ -102,10 +109,16 @@ pub struct Summary {
     pub average_saving_millis: u64,
     /// Final height.
     pub height: u64,
-    /// Order proofs the first validator verified (Groth16, before anything was committed).
+    /// Unlinkable order proofs the first validator verified (Groth16, before anything was
+    /// committed).
     pub order_proofs_verified: u64,
-    /// Join-split (spend) proofs the first validator verified.
+    /// Join-split proofs (buy orders' escrows) the first validator verified.
     pub spend_proofs_verified: u64,
+    /// Orders on the ledger that name a meter or a wallet: none (every order is unlinkable).
+    pub orders_naming_a_household: u64,
+    /// What the households' wallets hold in notes at the end, found by scanning the ledger
+    /// (deposits, less escrows and fees, plus proceeds and refunds), millis.
+    pub wallet_notes_millis: u64,
     /// One-minute meter readings the households used and kept: none left the homes.
     pub private_readings: u64,
     /// Wall time of the demo, seconds.
@@ -309,7 +322,8 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
             .collect(),
         registrar: WalletKey(registrar.verifying_key().to_bytes()),
         period_secs: period,
-        gate_delay_secs: 2 * period + opts.households as u64 / 2 + 10,
+        // About a second of proving per household and period.
+        gate_delay_secs: 2 * period + opts.households as u64 + 10,
         mechanism: Mechanism::Uniform,
         fees: FeeSchedule {
             grid_fee_per_kwh: 4,
@@ -324,16 +338,24 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: Some(ShieldedParams {
             vk_id: Hash32(
-                veilwatt_params::dev::pinned_ids_of(veilwatt_params::MarketCircuit::JoinSplit)
+                veilwatt_params::dev::pinned_ids_of(MarketCircuit::JoinSplit)
                     .vk_id
                     .0,
             ),
-            // Every household proves against the root it synced to before the funding
-            // spends, and each block of them records a new root: keep plenty.
+            // A buy's escrow proves against the root its wallet synced to at the period's
+            // end, and every block with escrows or clearing mints records a new one.
             root_history: MAX_ROOT_HISTORY,
             min_fee: SPEND_FEE,
         }),
-        anonymous: None,
+        anonymous: Some(AnonymousParams {
+            vk_id: Hash32(
+                veilwatt_params::dev::pinned_ids_of(MarketCircuit::OrderV2)
+                    .vk_id
+                    .0,
+            ),
+            // The registry changes only while the households enrol.
+            registry_history: 16,
+        }),
     };
     g.validate()?;
 
@@ -403,26 +425,24 @@ async fn community_run(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Households: enrol each meter to its wallet; the registrar mints each deposit as a
-    // shielded note to a one-time address of the household.
+    // Households: the registrar enrols each meter in the registry of unlinkable orders with
+    // the commitment to its household's nullifier key, and mints each deposit as a shielded
+    // note to a one-time address of the household (buy orders escrow from it).
     let mut homes: Vec<Household> = community(opts.households, opts.seed);
-    let wallets: Vec<SigningKey> = homes
+    let mut books: Vec<NoteBook> = homes
         .iter()
-        .map(|_| SigningKey::from_bytes(&secret(rng)))
-        .collect();
-    let mut books: Vec<NoteBook> = wallets
-        .iter()
-        .map(|w| NoteBook::new(notes::spending_key(w)))
+        .map(|_| NoteBook::new(notes::spending_key(&SigningKey::from_bytes(&secret(rng)))))
         .collect();
     let mut setup = Vec::new();
-    for (i, ((h, w), book)) in homes.iter().zip(&wallets).zip(&mut books).enumerate() {
-        let owner = WalletKey(w.verifying_key().to_bytes());
-        let meter = MeterKey::from_public_key(&h.meter.public_key());
+    for (i, (h, book)) in homes.iter().zip(&mut books).enumerate() {
         let to = book.new_address();
         let mut rho = [0u8; 32];
         rand::RngCore::fill_bytes(rng, &mut rho[..31]);
         for body in [
-            TxBody::EnrollMeter { meter, owner },
+            TxBody::EnrollHousehold {
+                meter: MeterKey::from_public_key(&h.meter.public_key()),
+                nk_commit: FieldBytes::from_field(registry::nk_commitment(book.nk())),
+            },
             TxBody::MintNote {
                 value: DEPOSIT_UNITS * 1_000,
                 owner: FieldBytes::from_field(to.owner),
@@ -435,56 +455,25 @@ async fn community_run(
         }
     }
     first.wait_committed(&setup).await?;
-
-    // Each household finds its note on the ledger and moves it to its wallet balance with a
-    // join-split (the fee comes out of the note).
-    for block in first.blocks_from(1).await? {
-        for book in &mut books {
-            // No unlinkable orders yet at this point: no period results to follow.
-            book.scan(g, &block, &[])?;
-        }
-    }
-    let js = veilwatt_params::dev::keys_of(veilwatt_params::MarketCircuit::JoinSplit)?;
-    let spend_prover = std::sync::Arc::new(SpendProver::new(js.pk.clone(), js.vk_id)?);
-    let bar = ProgressBar::new(opts.households as u64).with_style(ProgressStyle::with_template(
-        "proving {bar:40} {pos}/{len} deposits into wallets {elapsed_precise}",
-    )?);
-    let mut funding = Vec::new();
-    for (i, (book, w)) in books.iter_mut().zip(&wallets).enumerate() {
-        let payout = Payout::Wallet {
-            wallet: WalletKey(w.verifying_key().to_bytes()),
-        };
-        let request = book.plan(
-            None,
-            DEPOSIT_UNITS * 1_000 - SPEND_FEE,
-            SPEND_FEE,
-            payout,
-            rng,
-        )?;
-        let prover = std::sync::Arc::clone(&spend_prover);
-        let (chain_id, expires_at) = (g.chain_id.clone(), g.tx_expiry(now()));
-        let seed = opts.seed ^ (1 << 40) ^ i as u64;
-        let tx = tokio::task::spawn_blocking(move || {
-            let mut rng = ChaCha20Rng::seed_from_u64(seed);
-            let signer = SigningKey::from_bytes(&secret(&mut rng));
-            prover.prove(&chain_id, expires_at, &signer, request, &mut rng)
-        })
-        .await??;
-        funding.push(clients[i % clients.len()].submit(&tx).await?);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    first.wait_committed(&funding).await?;
+    let node = NodeClient::new(&first.base);
+    node.sync(g, &mut books).await?;
+    // The registry as its public leaves give it (each household finds its own path in it).
+    let (registry, recent_roots) = node.registry().await?;
     eprintln!(
-        "{} households enrolled and funded through shielded notes ({} with PV, {} with batteries)",
+        "{} households enrolled for unlinkable orders and funded with shielded notes \
+         ({} with PV, {} with batteries)",
         homes.len(),
         homes.iter().filter(|h| h.pv_peak_w > 0.0).count(),
         homes.iter().filter(|h| h.battery_wh > 0.0).count()
     );
 
     // Periods: the next full period and the ones after it.
-    let keys = veilwatt_params::dev::keys()?;
-    let prover = std::sync::Arc::new(Prover::new(keys.pk.clone(), keys.vk_id)?);
+    let order_keys = veilwatt_params::dev::keys_of(MarketCircuit::OrderV2)?;
+    let spend_keys = veilwatt_params::dev::keys_of(MarketCircuit::JoinSplit)?;
+    let provers = Arc::new((
+        UnlinkableOrderProver::new(order_keys.pk.clone(), order_keys.vk_id)?,
+        SpendProver::new(spend_keys.pk.clone(), spend_keys.vk_id)?,
+    ));
     let first_period = (now() - g.genesis_time) / g.period_secs + 1;
     let periods: Vec<u64> = (first_period..first_period + opts.periods).collect();
     let site = Site::default();
@@ -502,41 +491,47 @@ async fn community_run(
         bar.set_message(format!("period {p} ends in {}s", end.saturating_sub(now())));
         sleep_until(end).await;
         bar.set_message(format!("period {p}"));
-        // The meters close the period and sign their statements.
+        // The last period's escrows are on the ledger: the wallets see their change notes.
+        first.wait_committed(&submitted).await?;
+        node.sync(g, &mut books).await?;
+        // The meters close the period and sign their statements for this market.
         let readings = simulate_hour(site, &mut weather, &mut homes, FIRST_HOUR + k as f64);
         private_readings += readings.iter().map(|r| r.minutes.len() as u64).sum::<u64>();
-        for (i, ((h, w), r)) in homes.iter().zip(&wallets).zip(&readings).enumerate() {
+        for (i, ((h, book), r)) in homes.iter().zip(&mut books).zip(&readings).enumerate() {
             let Some((side, q, price)) = choose_order(g, r.import_wh, r.export_wh, rng) else {
                 bar.inc(1);
                 continue;
             };
-            let statement = r.sign(&h.meter, p, None);
-            let prover = std::sync::Arc::clone(&prover);
+            let statement = r.sign(&h.meter, p, Some(g.market_id()));
+            let plan = plan_order(
+                g,
+                book,
+                &registry,
+                &recent_roots,
+                statement,
+                side,
+                q,
+                price,
+                rng,
+            )?;
+            let provers = Arc::clone(&provers);
+            let (chain_id, expires_at) = (g.chain_id.clone(), g.tx_expiry(now()));
             let seed = opts.seed ^ (p << 20) ^ i as u64;
-            let proven = tokio::task::spawn_blocking(move || {
-                prover.prove(
-                    &statement,
-                    &OrderRequest {
-                        side: side.into(),
-                        quantity_wh: q,
-                    },
-                    &mut ChaCha20Rng::seed_from_u64(seed),
+            let tx = tokio::task::spawn_blocking(move || {
+                let mut rng = ChaCha20Rng::seed_from_u64(seed);
+                // A one-time signer: the order names no wallet.
+                let signer = SigningKey::from_bytes(&secret(&mut rng));
+                let (orders, spends) = &*provers;
+                orders.prove(
+                    &chain_id,
+                    expires_at,
+                    &signer,
+                    plan.request,
+                    Some(spends),
+                    &mut rng,
                 )
             })
             .await??;
-            let tx = Transaction::sign(
-                &g.chain_id,
-                TxBody::Order {
-                    meter: MeterKey::from_public_key(&h.meter.public_key()),
-                    period: p,
-                    side,
-                    quantity_wh: q,
-                    limit_price: price,
-                    proof: proven.proof,
-                },
-                g.tx_expiry(now()),
-                w,
-            );
             submitted.push(clients[i % clients.len()].submit(&tx).await?);
             orders += 1;
             bar.inc(1);
@@ -596,6 +591,28 @@ async fn community_run(
         saving += q * i128::from(g.price_cap) - buyer_paid;
         saving += seller_got - q * i128::from(g.price_floor);
     }
+    // The households' wallets find their proceeds and refunds: notes the clearing minted to
+    // the payout targets their orders named, known to nobody else.
+    node.sync(g, &mut books).await?;
+    // The public record: no order names a household's meter (or any wallet).
+    let meters: Vec<String> = homes
+        .iter()
+        .map(|h| MeterKey::from_public_key(&h.meter.public_key()).to_hex())
+        .collect();
+    let mut orders_naming_a_household = 0u64;
+    for block in first.blocks_from(1).await? {
+        for tx in &block.txs {
+            let named = match &tx.body {
+                TxBody::Order { .. } => true,
+                TxBody::UnlinkableOrder { .. } | TxBody::CancelUnlinkable { .. } => {
+                    let text = serde_json::to_string(tx)?;
+                    meters.iter().any(|m| text.contains(m.as_str()))
+                }
+                _ => false,
+            };
+            orders_naming_a_household += u64::from(named);
+        }
+    }
     let status = first.get("/v1/status").await?;
     let metrics = first.metrics().await?;
     let money: u64 = lines.iter().map(|l| l.money_millis).sum();
@@ -612,8 +629,10 @@ async fn community_run(
             .sum(),
         average_saving_millis: u64::try_from(saving.max(0) / opts.households as i128).unwrap_or(0),
         height: status["height"].as_u64().unwrap_or(0),
-        order_proofs_verified: proofs_verified(&metrics, "order"),
+        order_proofs_verified: proofs_verified(&metrics, "unlinkable-order"),
         spend_proofs_verified: proofs_verified(&metrics, "join-split"),
+        orders_naming_a_household,
+        wallet_notes_millis: books.iter().map(NoteBook::balance).sum(),
         private_readings,
         seconds: started.elapsed().as_secs(),
     };
@@ -701,8 +720,8 @@ pub fn render(r: &Report) -> String {
         ),
         format!("  ledger height                 {}", s.height),
         format!(
-            "  proven                        {} order proofs and {} join-split proofs verified \
-             by the validator before commit",
+            "  proven                        {} unlinkable order proofs and {} join-split \
+             proofs (buy escrows) verified by the validator before commit",
             s.order_proofs_verified, s.spend_proofs_verified
         ),
         format!(
@@ -712,7 +731,17 @@ pub fn render(r: &Report) -> String {
         ),
         format!(
             "                                the ledger holds each order's quantity (rounded \
-             down to {QUANTITY_UNIT_WH} Wh), price and proof"
+             down to {QUANTITY_UNIT_WH} Wh), price and proof,"
+        ),
+        format!(
+            "                                and no household ({} orders name a meter or a \
+             wallet; proceeds are paid as notes)",
+            s.orders_naming_a_household
+        ),
+        format!(
+            "  households' wallets           {} in notes, proceeds and refunds found by \
+             scanning the ledger",
+            units(s.wallet_notes_millis)
         ),
         "  keys                          INSECURE development keys (a play market: anyone can \
          forge its proofs; a real market runs on keys from `veilwatt-params ceremony`)"

@@ -1,17 +1,19 @@
 //! The demo end to end, as a real process: `veilwatt-node demo --json` simulates meters, enrols
-//! them, funds the households through shielded notes, proves and submits orders over HTTP, lets the periods clear and reports; the report
-//! must equal what the ledger it left behind says when exported and replayed through the state
-//! machine with every proof re-verified.
+//! them in the registry of unlinkable orders, funds the households with shielded notes, proves
+//! and submits unlinkable orders over HTTP, lets the periods clear and reports; the report must
+//! equal what the ledger it left behind says when exported and replayed through the state
+//! machine with every proof re-verified, and the record must name no household.
 
 use std::process::Command;
 
 use serde_json::Value;
 use veilwatt_params::dev;
+use veilwatt_params::MarketCircuit;
 use veilwatt_verifier::ledger::MarketVerifier;
 use veilwatt_verifier::ledger::{Ledger, LedgerRead};
 use veilwatt_verifier::state::MemoryState;
 use veilwatt_verifier::types::Genesis;
-use veilwatt_verifier::{JoinSplitVerifier, OrderVerifier};
+use veilwatt_verifier::{JoinSplitVerifier, OrderVerifier, UnlinkableOrderVerifier};
 
 #[test]
 fn demo_report_matches_the_replayed_ledger() {
@@ -48,15 +50,21 @@ fn demo_report_matches_the_replayed_ledger() {
         !stderr.contains("ERROR") && !stderr.contains("WARN"),
         "{stderr}"
     );
-    // What was proven: every order's proof and every household's funding join-split, counted
-    // by the validator that verified them; what stayed private: every one-minute reading.
+    // What was proven: every order's proof and every buy's escrow join-split, counted by the
+    // validator that verified them; what stayed private: every one-minute reading.
+    let n = |v: &Value| v.as_u64().unwrap();
+    let buys: u64 = periods.iter().map(|p| n(&p["buy_orders"])).sum();
     assert_eq!(
         summary["order_proofs_verified"], summary["orders"],
         "{report}"
     );
+    assert_eq!(n(&summary["spend_proofs_verified"]), buys, "{report}");
+    assert_eq!(n(&summary["orders_naming_a_household"]), 0, "{report}");
+    // The wallets found every note the ledger owes them: the deposits less the market's fees
+    // and the escrows' spend fees (energy money only moved between households).
     assert_eq!(
-        summary["spend_proofs_verified"].as_u64(),
-        Some(8),
+        n(&summary["wallet_notes_millis"]),
+        8 * 50_000_000 - n(&summary["fees_millis"]) - 10 * buys,
         "{report}"
     );
     assert_eq!(
@@ -89,16 +97,18 @@ fn demo_report_matches_the_replayed_ledger() {
     .unwrap();
     let g: Genesis =
         serde_json::from_slice(&std::fs::read(home.join("genesis.json")).unwrap()).unwrap();
-    // The demo funds households through shielded notes: its spends are verified too.
-    assert!(g.shielded.is_some());
-    let (order, js) = (
+    // The demo's market takes unlinkable orders, their escrows spend notes: every proof of
+    // both kinds is verified again.
+    assert!(g.shielded.is_some() && g.anonymous.is_some());
+    let (order, js, o2) = (
         dev::keys().unwrap(),
-        dev::keys_of(veilwatt_params::MarketCircuit::JoinSplit).unwrap(),
+        dev::keys_of(MarketCircuit::JoinSplit).unwrap(),
+        dev::keys_of(MarketCircuit::OrderV2).unwrap(),
     );
     let verifier = MarketVerifier {
         order: OrderVerifier::new(&order.vk, order.vk_id).unwrap(),
         joinsplit: Some(JoinSplitVerifier::new(&js.vk, js.vk_id).unwrap()),
-        unlinkable: None,
+        unlinkable: Some(UnlinkableOrderVerifier::new(&o2.vk, o2.vk_id).unwrap()),
     };
     let ledger = Ledger::new(&g).unwrap();
     let mut state = MemoryState::default();
@@ -127,6 +137,7 @@ fn demo_report_matches_the_replayed_ledger() {
             .filter(|o| o.side == veilwatt_verifier::types::Side::Sell)
             .count();
         assert_eq!(sells as u64, p["sell_orders"].as_u64().unwrap());
+        assert!(r.orders.iter().all(|o| o.owner.is_none()), "{r:?}");
         trades += r.trades.len() as u64;
     }
     assert_eq!(trades, summary["trades"].as_u64().unwrap());

@@ -642,9 +642,10 @@ async fn households_trade_unlinkable_orders_from_the_command_line() {
     let api = &site.api;
     let dir = site.dir.path().to_owned();
 
-    // Two households, each with its own meter key; enrolled for unlinkable orders.
+    // Three households, each with its own meter key; enrolled for unlinkable orders. The
+    // third bids and then cancels its order.
     let mut homes = Vec::new();
-    for name in ["seller", "buyer"] {
+    for name in ["seller", "buyer", "canceller"] {
         let key = dir.join(format!("{name}-meter.json"));
         let out = run("veilwatt-meter", &["keygen", "--out", s(&key)]);
         assert!(
@@ -680,24 +681,34 @@ async fn households_trade_unlinkable_orders_from_the_command_line() {
         );
         homes.push((h, key, e["meter"].as_str().unwrap().to_owned()));
     }
-    // The buyer's money, as a note.
-    let tag = site.prover(&homes[1].0, &["deposit-tag"])["address"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let out = site.registrar(&["mint", "--to", &tag, "--amount", "100", "--reference", "9"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The buyers' money, as notes.
+    for (k, reference) in [(1, "9"), (2, "10")] {
+        let tag = site.prover(&homes[k].0, &["deposit-tag"])["address"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let out = site.registrar(&[
+            "mint",
+            "--to",
+            &tag,
+            "--amount",
+            "100",
+            "--reference",
+            reference,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // The period that just ended: interval data signed for the market, imported, traded.
     let p = (now() - g.genesis_time) / g.period_secs - 1;
     let t0 = g.genesis_time + p * g.period_secs;
     for (k, (h, key, _)) in homes.iter().enumerate() {
         let csv = dir.join(format!("readings-{k}.csv"));
-        let (imp, exp) = if k == 0 { (100, 1_234) } else { (1_000, 0) };
+        let (imp, exp) = [(100, 1_234), (1_000, 0), (700, 0)][k];
         std::fs::write(
             &csv,
             format!(
@@ -743,9 +754,38 @@ async fn households_trade_unlinkable_orders_from_the_command_line() {
     for id in &ids {
         api.wait_committed(id, Duration::from_secs(60)).await;
     }
-    // 2,468 - 200 Wh of surplus offered as 2,200 (rounded to 100 Wh); 2,000 Wh of demand.
+    // 2,468 - 200 Wh of surplus offered as 2,200 (rounded to 100 Wh); 2,000 + 1,400 Wh of
+    // demand.
     let (_, open) = api.get(&format!("/v1/periods/{p}")).await;
     assert_eq!(open["quantity_wh"]["sell"], 2_200, "{open}");
+    assert_eq!(open["quantity_wh"]["buy"], 3_400, "{open}");
+
+    // The third household cancels its bid while the gate is open (the cancel reveals the key
+    // only it kept); its escrow comes back as a note. A second cancel is refused locally.
+    let cancelled = site.prover(&homes[2].0, &["cancel", "--period", &p.to_string()]);
+    let cancel_id =
+        veilwatt_verifier::types::TxId::from_hex(cancelled["cancel"].as_str().unwrap()).unwrap();
+    api.wait_committed(&cancel_id, Duration::from_secs(60))
+        .await;
+    let again = run(
+        "veilwatt-prover",
+        &[
+            "--home",
+            s(&homes[2].0),
+            "--passphrase-file",
+            s(&site.pass),
+            "cancel",
+            "--period",
+            &p.to_string(),
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already cancelled"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let (_, open) = api.get(&format!("/v1/periods/{p}")).await;
     assert_eq!(open["quantity_wh"]["buy"], 2_000, "{open}");
 
     // The gate closes, the period clears: 2,000 Wh at the uniform price 20.
@@ -779,7 +819,19 @@ async fn households_trade_unlinkable_orders_from_the_command_line() {
         balance(&homes[1].0),
         100_000 - escrow - 10 + (escrow - paid)
     );
-    for (h, _, _) in &homes {
+    assert_eq!(
+        balance(&homes[2].0),
+        100_000 - 10,
+        "the escrow of the cancelled bid is refunded in full"
+    );
+    let history = site.prover(&homes[2].0, &["history"]);
+    let o = &history.as_array().unwrap()[0];
+    assert_eq!(
+        (o["status"].as_str(), o["filled_wh"].as_u64()),
+        (Some("cancelled"), Some(0)),
+        "{o}"
+    );
+    for (h, _, _) in &homes[..2] {
         let history = site.prover(h, &["history"]);
         let o = &history.as_array().unwrap()[0];
         assert_eq!(
@@ -801,7 +853,7 @@ async fn households_trade_unlinkable_orders_from_the_command_line() {
         .filter(|tx| tx["body"]["kind"] == "unlinkable_order")
         .map(|tx| tx.to_string())
         .collect();
-    assert_eq!(orders.len(), 2);
+    assert_eq!(orders.len(), 3);
     for (h, _, meter) in &homes {
         let address = site.prover(h, &["address"])["address"]
             .as_str()

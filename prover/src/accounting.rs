@@ -16,7 +16,9 @@ use crate::household::OrderRecord;
 pub struct OrderFate {
     /// The order as submitted.
     pub order: OrderRecord,
-    /// `pending`, `committed`, `rejected` or `unknown` (the node does not know it).
+    /// `pending`, `committed`, `rejected` or `unknown` (the node does not know it); for an
+    /// order the household cancelled, `cancelled` once the cancel is committed (`cancelling`
+    /// before).
     pub status: String,
     /// Why it was rejected.
     pub reason: Option<String>,
@@ -191,6 +193,7 @@ mod tests {
                 limit_price: 20,
                 submitted_at: 0,
                 unlinkable: None,
+                cancel: None,
             },
             status: "committed".into(),
             reason: None,

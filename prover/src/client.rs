@@ -5,7 +5,9 @@ use serde_json::Value;
 use veilwatt_circuits::registry::MemoryRegistry;
 use veilwatt_verifier::clearing::Trade;
 use veilwatt_verifier::ledger::{OrderOutcome, PeriodResult};
-use veilwatt_verifier::types::{Block, FieldBytes, Transaction, TxId, WalletKey};
+use veilwatt_verifier::types::{Block, FieldBytes, Genesis, Transaction, TxId, WalletKey};
+
+use crate::notes::{NoteBook, NotesError};
 
 /// Why a call to the node failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,17 @@ pub enum ClientError {
     /// The answer was not what the API documents.
     #[error("unexpected answer from the node: {0}")]
     Unexpected(String),
+}
+
+/// Why wallets could not follow the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The node could not give the blocks or period results.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A block the wallet cannot take (out of order, or a clearing without its result).
+    #[error(transparent)]
+    Notes(#[from] NotesError),
 }
 
 /// A period as the node reports it.
@@ -174,6 +187,42 @@ impl NodeClient {
         let blocks = serde_json::from_value(v["blocks"].clone())
             .map_err(|e| ClientError::Unexpected(format!("blocks: {e}")))?;
         Ok((blocks, height))
+    }
+
+    /// Brings the wallets `books` of market `g` up to the node's height: every block each has
+    /// not scanned yet, with the results of the periods the block clears (the notes clearing
+    /// mints to unlinkable orders' payout targets; [`NoteBook::due_periods`]). Each period's
+    /// result is fetched once for all the books.
+    pub async fn sync(&self, g: &Genesis, books: &mut [NoteBook]) -> Result<(), SyncError> {
+        let Some(mut from) = books.iter().map(|b| b.height() + 1).min() else {
+            return Ok(());
+        };
+        loop {
+            let (blocks, height) = self.blocks(from, from.saturating_add(999)).await?;
+            for b in &blocks {
+                let behind: Vec<&mut NoteBook> = books
+                    .iter_mut()
+                    .filter(|k| k.height() + 1 == b.height)
+                    .collect();
+                let mut due: Vec<u64> = behind
+                    .iter()
+                    .flat_map(|k| k.due_periods(g, b.time))
+                    .collect();
+                due.sort_unstable();
+                due.dedup();
+                let mut cleared = Vec::new();
+                for p in due {
+                    cleared.extend(self.period(p).await?.result());
+                }
+                for book in behind {
+                    book.scan(g, b, &cleared)?;
+                }
+            }
+            from = from.saturating_add(blocks.len() as u64);
+            if blocks.is_empty() || from > height {
+                return Ok(());
+            }
+        }
     }
 
     /// The meter registry rebuilt from the node's public leaves (every page of

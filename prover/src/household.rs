@@ -58,6 +58,9 @@ pub struct OrderRecord {
     /// What only the household knows of an unlinkable order (absent for wallet orders).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlinkable: Option<UnlinkableTerms>,
+    /// The transaction that cancelled it, once the node admitted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<TxId>,
 }
 
 /// The household's own record of an unlinkable order: where its proceeds or unused escrow go

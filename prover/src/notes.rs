@@ -329,6 +329,12 @@ impl NoteBook {
         h.finalize().into()
     }
 
+    /// The household's nullifier key (its unlinkable orders' nullifiers derive from it; the
+    /// registry holds only its commitment).
+    pub fn nk(&self) -> Fr {
+        self.viewing.nk
+    }
+
     /// Payment address number `index`.
     pub fn address(&self, index: u64) -> PaymentAddress {
         PaymentAddress {

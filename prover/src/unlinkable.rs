@@ -17,12 +17,15 @@ use veilwatt_circuits::registry::{self, MemoryRegistry, RegistryError, RegistryP
 use veilwatt_circuits::statement::SignedPeriodStatement;
 use veilwatt_params::qap::SnarkjsReduction;
 use veilwatt_params::KeyId;
+use veilwatt_verifier::clearing::buy_escrow;
 use veilwatt_verifier::types::{
-    escrow_binding, order_terms_hash, Escrow, FieldBytes, Hash32, Millis, NoteOutput, NoteTarget,
-    Side, Transaction, TxBody,
+    cancel_commitment, escrow_binding, order_terms_hash, Escrow, FieldBytes, Genesis, Hash32,
+    Millis, NoteOutput, NoteTarget, Side, Transaction, TxBody,
 };
 use veilwatt_verifier::{Groth16Proof, UnlinkableOrderVerifier, VerifyError, PROOF_BYTES};
 
+use crate::household::UnlinkableTerms;
+use crate::notes::{NoteBook, NotesError};
 use crate::spend::SpendProver;
 use crate::ProveError;
 
@@ -89,6 +92,122 @@ pub struct UnlinkableOrderRequest {
     pub cancel_commit: Hash32,
     /// A buy's escrow.
     pub escrow: Option<EscrowRequest>,
+}
+
+/// Why an unlinkable order cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The market takes no unlinkable orders (its genesis has no registry or no pool).
+    #[error(
+        "this market takes no unlinkable orders (its genesis has no registry or no note pool)"
+    )]
+    NotAnonymous,
+    /// The meter has no live leaf in the registry.
+    #[error(
+        "this household's meter is not enrolled for unlinkable orders (or its enrolment was \
+         revoked): give the registrar what `veilwatt-prover enrolment` prints"
+    )]
+    NotEnrolled,
+    /// The registry rebuilt from the node's leaves has a root the node does not accept.
+    #[error("the registry's root is not among the node's valid recent roots; try again")]
+    StaleRegistry,
+    /// The registry gives no path for the meter's live position (a bug in the registry).
+    #[error("no registry path for the meter's position")]
+    NoPath,
+    /// The household's notes cannot pay a buy's escrow.
+    #[error("paying the buy order's escrow from the household's notes: {0}")]
+    Escrow(#[from] NotesError),
+}
+
+/// An unlinkable order ready to prove, with what only the household keeps of it.
+#[derive(Clone, Debug)]
+pub struct OrderPlan {
+    /// The order to prove.
+    pub request: UnlinkableOrderRequest,
+    /// Its payout target, cancel key and escrow (for the household's order record).
+    pub terms: UnlinkableTerms,
+}
+
+/// Plans an unlinkable order of market `g` from the household's `statement` (signed for this
+/// market): its meter's path in `registry` (rebuilt from the public leaves; its root must be
+/// one of `recent_roots`), a fresh payout target and cancel key, and for a buy an escrow of
+/// its maximum cost (`buy_escrow`) paid from `book`'s notes with the pool's smallest fee.
+/// Addresses handed out are consumed from `book` (save it even if proving fails).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_order<R: RngCore + CryptoRng>(
+    g: &Genesis,
+    book: &mut NoteBook,
+    registry: &MemoryRegistry,
+    recent_roots: &[FieldBytes],
+    statement: SignedPeriodStatement,
+    side: Side,
+    quantity_wh: u32,
+    limit_price: u64,
+    rng: &mut R,
+) -> Result<OrderPlan, PlanError> {
+    let (Some(_), Some(pool)) = (&g.anonymous, &g.shielded) else {
+        return Err(PlanError::NotAnonymous);
+    };
+    let nk = book.nk();
+    let leaf = registry::leaf(&statement.statement.meter, registry::nk_commitment(nk));
+    let position = position_of(registry, leaf).ok_or(PlanError::NotEnrolled)?;
+    let registry_root = registry.root();
+    if !recent_roots.contains(&FieldBytes::from_field(registry_root)) {
+        return Err(PlanError::StaleRegistry);
+    }
+    let path = registry.path(position).ok_or(PlanError::NoPath)?;
+    let payout = book.payout_target(rng);
+    let mut cancel_key = [0u8; 32];
+    rng.fill_bytes(&mut cancel_key);
+    let cancel_key = Hash32(cancel_key);
+    let escrow = match side {
+        Side::Sell => None,
+        Side::Buy => Some(book.plan_escrow(
+            buy_escrow(quantity_wh, limit_price, &g.fees),
+            pool.min_fee,
+            rng,
+        )?),
+    };
+    let terms = UnlinkableTerms {
+        payout,
+        cancel_key,
+        escrow: escrow.as_ref().map_or(0, |e| e.amount),
+    };
+    let request = UnlinkableOrderRequest {
+        market: g.market_id(),
+        nk,
+        path,
+        registry_root,
+        statement,
+        side,
+        quantity_wh,
+        limit_price,
+        payout,
+        cancel_commit: cancel_commitment(&cancel_key),
+        escrow,
+    };
+    Ok(OrderPlan { request, terms })
+}
+
+/// The transaction that cancels the household's open unlinkable order of `period` placed
+/// from meter `meter` (the order's nullifier is recomputed from the household's nullifier key
+/// `nk`), revealing its `cancel_key`; signed by a one-time key.
+pub fn cancel_order<R: RngCore + CryptoRng>(
+    g: &Genesis,
+    nk: Fr,
+    meter: &veilwatt_circuits::eddsa::PublicKey,
+    period: u64,
+    cancel_key: Hash32,
+    expires_at: u64,
+    rng: &mut R,
+) -> Transaction {
+    let order_nf = registry::order_nullifier(nk, meter.x(), Fr::from(period));
+    let body = TxBody::CancelUnlinkable {
+        period,
+        order_nf: FieldBytes::from_field(order_nf),
+        cancel_key,
+    };
+    Transaction::sign(&g.chain_id, body, expires_at, &SigningKey::generate(rng))
 }
 
 /// The unlinkable order circuit's proving key with the verifier of its own verifying key.

@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use veilwatt_verifier::clearing::{buy_escrow, clear, BookOrder, Clearing};
+use veilwatt_verifier::clearing::{
+    buy_escrow, clear, order_flows, order_note_value, BookOrder, Clearing,
+};
 use veilwatt_verifier::types::{FeeSchedule, Mechanism, Side, TxId};
 
 const FEES: FeeSchedule = FeeSchedule {
@@ -312,5 +314,83 @@ proptest! {
             e.1 += u64::from(t.quantity_wh) * t.price;
         }
         prop_assert_eq!(got, unit_reference(&book, mech));
+    }
+}
+
+/// A book and a fee schedule genesis accepts: fees per kWh up to 2^20, any buyer share,
+/// limit prices from the seller's market fee (`price_floor` covers it) up to where price plus
+/// fees stay below 2^32; unique ids; quantities up to `u32::MAX`.
+fn market() -> impl Strategy<Value = (Vec<BookOrder>, FeeSchedule)> {
+    let fees = (0u64..1 << 20, 0u64..1 << 20, 0u16..=10_000);
+    let orders = prop::collection::vec(
+        (
+            any::<bool>(),
+            prop_oneof![1u32..10_000, 1u32..u32::MAX],
+            prop_oneof![0u64..64, 0u64..u64::from(u32::MAX)],
+        ),
+        0..24,
+    );
+    (fees, orders).prop_map(|((grid, market, bps), orders)| {
+        let fees = FeeSchedule {
+            grid_fee_per_kwh: grid,
+            market_fee_per_kwh: market,
+            market_fee_buyer_share_bps: bps,
+        };
+        let span = u64::from(u32::MAX) - grid - 2 * market;
+        let book = orders
+            .into_iter()
+            .enumerate()
+            .map(|(k, (sell, q, p))| {
+                let side = if sell { Side::Sell } else { Side::Buy };
+                order(k as u8, side, q, market + p % span)
+            })
+            .collect();
+        (book, fees)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// An unlinkable buy escrows `buy_escrow(q, limit)` when it is placed; clearing then
+    /// charges it for its trades and refunds the rest as a note. Under every fee schedule and
+    /// mechanism the escrow covers the charge (the refund the ledger mints is never negative:
+    /// `order_note_value` never fails), and the money balances: escrows = refunds + what buyers
+    /// paid, and what buyers paid = what sellers received + the fees.
+    #[test]
+    fn escrow_is_never_below_what_clearing_charges((book, fees) in market(), mech in mechanism()) {
+        let c = clear(&book, mech, &fees);
+        let flows = order_flows(&c.trades).expect("sums of at most 24 trades of u32 x 2^32 fit");
+        let (mut escrowed, mut refunded, mut paid, mut received) = (0u128, 0u128, 0u128, 0u128);
+        for o in &book {
+            let flow = flows.get(&o.id).copied().unwrap_or_default();
+            let escrow = match o.side {
+                Side::Buy => buy_escrow(o.quantity_wh, o.limit_price, &fees),
+                Side::Sell => 0,
+            };
+            let note = order_note_value(o.side, escrow, flow);
+            prop_assert!(note.is_ok(), "{:?} escrowed {} but was charged {:?}", o, escrow, note);
+            let note = u128::from(note.unwrap_or_default().unwrap_or(0));
+            match o.side {
+                Side::Buy => {
+                    prop_assert_eq!(flow.received, 0);
+                    escrowed += u128::from(escrow);
+                    refunded += note;
+                    paid += u128::from(flow.paid);
+                }
+                Side::Sell => {
+                    prop_assert_eq!(flow.paid, 0);
+                    prop_assert_eq!(note, u128::from(flow.received));
+                    received += note;
+                }
+            }
+        }
+        prop_assert_eq!(escrowed, refunded + paid);
+        let fees_total: u128 = c
+            .trades
+            .iter()
+            .map(|t| u128::from(t.grid_fee + t.market_fee_buyer + t.market_fee_seller))
+            .sum();
+        prop_assert_eq!(paid, received + fees_total);
     }
 }

@@ -9,9 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ed25519_dalek::SigningKey;
-use rand_core::{OsRng, RngCore};
+use rand_core::OsRng;
 use serde_json::{json, Value};
-use veilwatt_circuits::registry;
 use veilwatt_circuits::statement::SignedPeriodStatement;
 use veilwatt_params::MarketCircuit;
 use veilwatt_prover::accounting::{self, OrderFate};
@@ -21,13 +20,11 @@ use veilwatt_prover::household::{
 };
 use veilwatt_prover::notes::{self, NoteBook, PaymentAddress};
 use veilwatt_prover::spend::SpendProver;
-use veilwatt_prover::unlinkable::{position_of, UnlinkableOrderProver, UnlinkableOrderRequest};
+use veilwatt_prover::unlinkable::{cancel_order, plan_order, OrderPlan, UnlinkableOrderProver};
 use veilwatt_prover::wallet::{KdfParams, WalletFile};
 use veilwatt_prover::{OrderRequest, Prover};
-use veilwatt_verifier::clearing::buy_escrow;
 use veilwatt_verifier::types::{
-    cancel_commitment, FieldBytes, Genesis, Hash32, MeterKey, Payout, Side, Transaction, TxBody,
-    TxId,
+    Genesis, Hash32, MeterKey, Payout, Side, Transaction, TxBody, TxId,
 };
 use veilwatt_verifier::units::{kwh, signed_minor_units as money};
 
@@ -117,6 +114,13 @@ enum Cmd {
     Sell(OrderArgs),
     /// Prove and submit a buy order against a period's statement.
     Buy(OrderArgs),
+    /// Cancel the household's order of a period while its gate is open (an unlinkable buy's
+    /// escrow comes back as a note).
+    Cancel {
+        /// The order's period.
+        #[arg(long)]
+        period: u64,
+    },
     /// Submit an order for every period with a statement and no order yet: sell the net
     /// surplus at --sell-min, buy the net demand at --buy-max.
     Auto {
@@ -278,23 +282,12 @@ impl Shielded {
 
     /// Scans every committed block the wallet has not seen, then stores it.
     async fn sync(&mut self) -> Result<()> {
-        loop {
-            let from = self.book.height() + 1;
-            let (blocks, height) = self.client.blocks(from, from + 999).await?;
-            let g = &self.home.settings.genesis;
-            for b in &blocks {
-                // The periods this block clears whose unlinkable orders' notes it appends.
-                let mut cleared = Vec::new();
-                for p in self.book.due_periods(g, b.time) {
-                    let view = self.client.period(p).await?;
-                    cleared.extend(view.result());
-                }
-                self.book.scan(g, b, &cleared)?;
-            }
-            if blocks.is_empty() || self.book.height() >= height {
-                break;
-            }
-        }
+        self.client
+            .sync(
+                &self.home.settings.genesis,
+                std::slice::from_mut(&mut self.book),
+            )
+            .await?;
         self.save()
     }
 
@@ -565,6 +558,7 @@ impl Trader {
             limit_price: price,
             submitted_at: now(),
             unlinkable,
+            cancel: None,
         };
         self.home.record_order(&rec)?;
         Ok(rec)
@@ -620,52 +614,20 @@ impl Trader {
         let mut wallet = Shielded::with(Household::open(self.home.dir())?, self.key.clone())?;
         wallet.sync().await?;
         let (tree, recent) = self.client.registry().await?;
-        let nk = notes::spending_key(&self.key).viewing_key().nk;
-        let leaf = registry::leaf(&statement.statement.meter, registry::nk_commitment(nk));
-        let position = position_of(&tree, leaf).context(
-            "this household's meter is not enrolled for unlinkable orders (or its enrolment was \
-             revoked): give the registrar what `veilwatt-prover enrolment` prints",
-        )?;
-        let root = tree.root();
-        if !recent.contains(&FieldBytes::from_field(root)) {
-            bail!("the node's registry root is not among its valid recent roots; try again");
-        }
-        let path = tree
-            .path(position)
-            .context("no registry path for the household's position")?;
-        let payout = wallet.book.payout_target(&mut OsRng);
-        let mut cancel_key = [0u8; 32];
-        OsRng.fill_bytes(&mut cancel_key);
-        let cancel_key = Hash32(cancel_key);
-        let escrow = match side {
-            Side::Sell => None,
-            Side::Buy => {
-                let amount = buy_escrow(quantity_wh, price, &g.fees);
-                let fee = g.shielded.as_ref().map_or(0, |s| s.min_fee);
-                Some(
-                    wallet
-                        .book
-                        .plan_escrow(amount, fee, &mut OsRng)
-                        .context("paying the buy order's escrow from the household's notes")?,
-                )
-            }
-        };
-        let escrowed = escrow.as_ref().map_or(0, |e| e.amount);
-        // The addresses handed out are kept even if proving fails.
-        wallet.save()?;
-        let request = UnlinkableOrderRequest {
-            market: g.market_id(),
-            nk,
-            path,
-            registry_root: root,
+        let plan = plan_order(
+            &g,
+            &mut wallet.book,
+            &tree,
+            &recent,
             statement,
             side,
             quantity_wh,
-            limit_price: price,
-            payout,
-            cancel_commit: cancel_commitment(&cancel_key),
-            escrow,
-        };
+            price,
+            &mut OsRng,
+        );
+        // The addresses handed out are kept even if planning or proving fails.
+        wallet.save()?;
+        let OrderPlan { request, terms } = plan?;
         let (orders, spends) = (Arc::clone(&provers.orders), Arc::clone(&provers.spends));
         let tx = tokio::task::spawn_blocking(move || {
             let signer = SigningKey::generate(&mut OsRng);
@@ -679,13 +641,57 @@ impl Trader {
             )
         })
         .await??;
-        let terms = UnlinkableTerms {
-            payout,
-            cancel_key,
-            escrow: escrowed,
-        };
         Ok((tx, terms))
     }
+}
+
+/// Cancels the household's open order of `period` while its gate is open: an unlinkable order
+/// by revealing its cancel key (a buy's escrow comes back as a note to the order's payout
+/// target), a wallet order with the account's signature. Records the cancel once the node
+/// admitted it.
+async fn cancel(
+    home: &Household,
+    key: &SigningKey,
+    client: &NodeClient,
+    period: u64,
+) -> Result<OrderRecord> {
+    let g = &home.settings.genesis;
+    let mut order = home
+        .orders()?
+        .remove(&period)
+        .with_context(|| format!("this household placed no order for period {period}"))?;
+    if let Some(id) = order.cancel {
+        bail!("the order of period {period} was already cancelled ({id})");
+    }
+    let t = now();
+    if t >= g.gate_close(period).context("period overflow")? {
+        bail!("the gate of period {period} has closed: its order can no longer be cancelled");
+    }
+    let tx = match &order.unlinkable {
+        Some(terms) => {
+            let statement = home
+                .statement(period)?
+                .with_context(|| format!("the statement of period {period} is missing"))?;
+            cancel_order(
+                g,
+                notes::spending_key(key).viewing_key().nk,
+                &statement.statement.meter,
+                period,
+                terms.cancel_key,
+                g.tx_expiry(t),
+                &mut OsRng,
+            )
+        }
+        None => Transaction::sign(
+            &g.chain_id,
+            TxBody::CancelOrder { order: order.id },
+            g.tx_expiry(t),
+            key,
+        ),
+    };
+    order.cancel = Some(client.submit(&tx).await?);
+    home.record_order(&order)?;
+    Ok(order)
 }
 
 fn order_json(o: &OrderRecord) -> Value {
@@ -708,10 +714,25 @@ async fn fates(home: &Household, client: &NodeClient) -> Result<Vec<OrderFate>> 
             .and_then(|v| v["status"].as_str())
             .unwrap_or("unknown")
             .to_owned();
-        let reason = st
+        let mut reason = st
             .as_ref()
             .and_then(|v| v["reason"].as_str())
             .map(str::to_owned);
+        let status = match order.cancel {
+            Some(cancel) if status == "committed" => {
+                let c = client.tx_status(&cancel).await?;
+                let field = |k: &str| c.as_ref().and_then(|v| v[k].as_str()).map(str::to_owned);
+                match field("status").as_deref() {
+                    Some("committed") => "cancelled".to_owned(),
+                    Some("rejected") => {
+                        reason = field("reason").map(|r| format!("the cancel was refused: {r}"));
+                        status
+                    }
+                    _ => "cancelling".to_owned(),
+                }
+            }
+            _ => status,
+        };
         let view = client.period(period).await?;
         let cleared = view.status == "cleared" && status == "committed";
         let outcome = view.outcomes.iter().find(|o| o.id == order.id);
@@ -889,6 +910,21 @@ async fn main() -> Result<()> {
                     kwh(u64::from(o.quantity_wh)),
                     o.limit_price,
                     o.id
+                )
+            });
+        }
+        Cmd::Cancel { period } => {
+            let h = Household::open(&cli.home)?;
+            let key = open_key(&cli, &h)?;
+            let client = NodeClient::new(&h.settings.node);
+            let o = cancel(&h, &key, &client, *period).await?;
+            print(cli.json, &order_json(&o), || {
+                format!(
+                    "the {} order of period {} ({}) is cancelled by {}",
+                    side_name(o.side),
+                    o.period,
+                    o.id,
+                    o.cancel.map(|c| c.to_string()).unwrap_or_default()
                 )
             });
         }
@@ -1167,8 +1203,10 @@ async fn main() -> Result<()> {
                             money(i64::try_from(fee).unwrap_or(i64::MAX))
                         ));
                     }
-                    if let Some(r) = &o.reason {
-                        s.push_str(&format!("\n         rejected: {r}"));
+                    match (&o.reason, o.status.as_str()) {
+                        (Some(r), "rejected") => s.push_str(&format!("\n         rejected: {r}")),
+                        (Some(r), _) => s.push_str(&format!("\n         {r}")),
+                        (None, _) => {}
                     }
                 }
                 s
