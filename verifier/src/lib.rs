@@ -6,6 +6,7 @@ pub mod audit_html;
 pub mod clearing;
 mod curve;
 pub mod ledger;
+pub mod linkage;
 pub mod pool;
 pub mod proof;
 pub mod registry;

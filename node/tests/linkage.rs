@@ -1,0 +1,113 @@
+//! The linkage test (issue 19): a simulated community trades on the anonymous market through
+//! `veilwatt-node demo` (real validator, real proofs; every household places its net surplus
+//! or demand each period through the same planning path as `veilwatt-prover auto`, rounded
+//! down to 100 Wh). Then, from the public record alone (the blocks of the node's export and
+//! the period results its API serves), the linkage analysis looks for any value of an order,
+//! cancel, trade, note or spend that appears in two different periods (tree roots and genesis
+//! constants aside), any identity the ledger knows (enrolled meter keys, nullifier-key
+//! commitments, wallet keys) in an order, trade or outcome, and any field of an order that
+//! would name or locate a household. It prints what it looked for and what it found.
+//!
+//! The community's size: `VEILWATT_LINKAGE_HOUSEHOLDS` (default 12) households over
+//! `VEILWATT_LINKAGE_PERIODS` (default 8) periods of `VEILWATT_LINKAGE_PERIOD_SECS` (default
+//! 8) seconds; the issue's full size (50 x 48, about a second of proving per household and
+//! period on 2 cores, so periods of 40 s) is run with
+//! `VEILWATT_LINKAGE_HOUSEHOLDS=50 VEILWATT_LINKAGE_PERIODS=48 VEILWATT_LINKAGE_PERIOD_SECS=40
+//! cargo test --release --workspace --test linkage -- --nocapture` (docs/benchmarks.md).
+
+use std::process::Command;
+
+use serde_json::Value;
+use veilwatt_verifier::ledger::PeriodResult;
+use veilwatt_verifier::linkage;
+use veilwatt_verifier::types::Genesis;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn nothing_in_the_public_record_links_a_households_periods() {
+    let households = setting("VEILWATT_LINKAGE_HOUSEHOLDS", 12);
+    let periods = setting("VEILWATT_LINKAGE_PERIODS", 8);
+    let period_secs = setting("VEILWATT_LINKAGE_PERIOD_SECS", 8);
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("demo");
+    let node = env!("CARGO_BIN_EXE_veilwatt-node");
+    let out = Command::new(node)
+        .args([
+            "demo",
+            "--households",
+            &households.to_string(),
+            "--periods",
+            &periods.to_string(),
+            "--period-secs",
+            &period_secs.to_string(),
+            "--json",
+            "--dir",
+        ])
+        .arg(&work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let orders = report["summary"]["orders"].as_u64().unwrap();
+    println!("demo summary: {}", report["summary"]);
+
+    // The public record: the export's blocks...
+    let home = work.join("node0");
+    let file = dir.path().join("export.jsonl");
+    let st = Command::new(node)
+        .args(["export", "--home"])
+        .arg(&home)
+        .arg("--out")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let export = veilwatt_verifier::audit::Export::read_from(std::io::BufReader::new(
+        std::fs::File::open(&file).unwrap(),
+    ))
+    .unwrap();
+    let g: Genesis =
+        serde_json::from_slice(&std::fs::read(home.join("genesis.json")).unwrap()).unwrap();
+    let blocks: Vec<_> = export.blocks.iter().map(|b| b.block.clone()).collect();
+
+    // ...and every period result the API serves (the node runs again, read-only use).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let results: Vec<PeriodResult> = rt.block_on(async {
+        let running = veilwatt_node::run::start(&veilwatt_node::config::Home::load(&home).unwrap())
+            .await
+            .unwrap();
+        let client =
+            veilwatt_prover::client::NodeClient::new(&format!("http://{}", running.api_addr));
+        let mut results = Vec::new();
+        for p in report["periods"].as_array().unwrap() {
+            let view = client.period(p["period"].as_u64().unwrap()).await.unwrap();
+            results.push(view.result().expect("a cleared period"));
+        }
+        running.shutdown().await;
+        results
+    });
+    assert_eq!(results.len() as u64, periods);
+
+    let r = linkage::analyse(&g, &blocks, &results).unwrap();
+    println!("{}", r.render());
+    assert_eq!(r.unlinkable_orders, orders);
+    assert!(orders >= households * periods / 2, "{report}");
+    assert!(r.trades > 0);
+    assert!(r.identities >= households, "every enrolment was looked for");
+    assert!(
+        r.order_quantities.iter().all(|q| q % 100 == 0),
+        "{:?}",
+        r.order_quantities
+    );
+    assert!(r.is_unlinkable(), "{}", r.render());
+}
