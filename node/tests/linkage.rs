@@ -34,8 +34,13 @@ fn nothing_in_the_public_record_links_a_households_periods() {
     let households = setting("VEILWATT_LINKAGE_HOUSEHOLDS", 12);
     let periods = setting("VEILWATT_LINKAGE_PERIODS", 8);
     let period_secs = setting("VEILWATT_LINKAGE_PERIOD_SECS", 8);
-    let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("demo");
+    // `VEILWATT_LINKAGE_DIR` keeps the demo's directory and the export there (for the audit
+    // benchmark); otherwise both live in a temporary directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("VEILWATT_LINKAGE_DIR")
+        .map_or_else(|| tmp.path().to_owned(), std::path::PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    let work = dir.join("demo");
     let node = env!("CARGO_BIN_EXE_veilwatt-node");
     let out = Command::new(node)
         .args([
@@ -63,7 +68,7 @@ fn nothing_in_the_public_record_links_a_households_periods() {
 
     // The public record: the export's blocks...
     let home = work.join("node0");
-    let file = dir.path().join("export.jsonl");
+    let file = dir.join("export.jsonl");
     let st = Command::new(node)
         .args(["export", "--home"])
         .arg(&home)

@@ -3,7 +3,8 @@
 //! notes clear against each other, the seller's proceeds and the buyer's unused escrow come
 //! back as notes, the money identity holds; every rule refuses with its own error and changes
 //! nothing; a proof for another market, lifted onto other terms, or against a root from
-//! before a revocation is refused.
+//! before a revocation is refused; the market's rules (clearing under every mechanism, fees,
+//! replays, expiry, signatures, limits) treat unlinkable orders exactly as wallet orders.
 
 mod common;
 
@@ -38,8 +39,8 @@ const FEE: u64 = 10;
 /// The terms of an order a test may change: quantity, price, payout, cancel commitment.
 type Terms = (u32, u64, NoteTarget, Hash32);
 
-fn anonymous_genesis() -> Genesis {
-    let mut g = genesis(Mechanism::Uniform);
+fn anonymous_genesis(mechanism: Mechanism) -> Genesis {
+    let mut g = genesis(mechanism);
     g.shielded = Some(ShieldedParams {
         vk_id: Hash32(dev::pinned_ids_of(MarketCircuit::JoinSplit).vk_id.0),
         root_history: 16,
@@ -133,7 +134,10 @@ struct Chain {
 
 impl Chain {
     fn new() -> Self {
-        let g = anonymous_genesis();
+        Self::with(anonymous_genesis(Mechanism::Uniform))
+    }
+
+    fn with(g: Genesis) -> Self {
         let state = St::genesis(&g);
         Self {
             g,
@@ -917,4 +921,167 @@ fn the_audit_and_the_wallets_follow_unlinkable_orders_through_escrow_into_notes(
         matches!(e, AuditError::SpendProof { height, .. } if height == orders_height as u64 + 1),
         "{e}"
     );
+}
+
+/// The market's rules treat unlinkable orders exactly as wallet orders. The same book (three
+/// asks, three bids at distinct prices, so no tie depends on order ids) cleared under each
+/// mechanism, once as wallet orders on a plain market and once as unlinkable orders on an
+/// anonymous one: the same volume, price, trades (by household), fills, unmatched energy and
+/// fees; each seller's proceeds note equals what the wallet seller was credited, each buyer's
+/// refund note its escrow less what the wallet buyer was charged. The transaction rules
+/// (replay, expiry, signature, zero quantity, price range) refuse unlinkable orders as they
+/// refuse wallet orders.
+#[test]
+fn the_market_rules_treat_unlinkable_orders_as_wallet_orders() {
+    // (household, side, Wh, limit)
+    let book: [(u8, Side, u32, u64); 6] = [
+        (1, Side::Sell, 1_000, 10),
+        (3, Side::Sell, 800, 14),
+        (5, Side::Sell, 1_200, 18),
+        (2, Side::Buy, 1_500, 20),
+        (4, Side::Buy, 700, 16),
+        (6, Side::Buy, 900, 25),
+    ];
+    type Cleared = (
+        u64,
+        Option<u64>,
+        Vec<(u8, u8, u32, u64, u64, u64, u64, u64)>,
+        Vec<(u8, u32, u32)>,
+    );
+    // The period result with order ids replaced by households.
+    let by_household = |r: &veilwatt_verifier::ledger::PeriodResult,
+                        who: &std::collections::BTreeMap<TxId, u8>|
+     -> Cleared {
+        let mut trades: Vec<_> = r
+            .trades
+            .iter()
+            .map(|t| {
+                (
+                    who[&t.sell],
+                    who[&t.buy],
+                    t.quantity_wh,
+                    t.price,
+                    t.energy_value,
+                    t.grid_fee,
+                    t.market_fee_buyer,
+                    t.market_fee_seller,
+                )
+            })
+            .collect();
+        trades.sort_unstable();
+        let mut fills: Vec<_> = r
+            .orders
+            .iter()
+            .map(|o| (who[&o.id], o.filled_wh, o.unmatched_wh))
+            .collect();
+        fills.sort_unstable();
+        (r.volume_wh, r.clearing_price, trades, fills)
+    };
+    for mechanism in [Mechanism::Uniform, Mechanism::PayAsBid, Mechanism::Midpoint] {
+        // Wallet orders on a plain market.
+        let g = genesis(mechanism);
+        let setup = (1..=6)
+            .flat_map(|i| [enroll(&g, i), deposit(&g, i, 1_000_000)])
+            .collect();
+        let s = apply(&g, &St::genesis(&g), T0, setup);
+        let orders: Vec<Transaction> = book
+            .iter()
+            .map(|&(i, side, q, price)| order(&g, i, 0, side, q, price))
+            .collect();
+        let who: std::collections::BTreeMap<TxId, u8> = orders
+            .iter()
+            .zip(&book)
+            .map(|(o, b)| (o.id(), b.0))
+            .collect();
+        let s = apply(&g, &s, in_gate(0), orders);
+        let s = apply(&g, &s, after_gate(0), vec![]);
+        let plain = s.view();
+        let wallet_result = by_household(&plain.results[&0], &who);
+        // Not a trivial book: the asks up to 18 meet the bids down to 18 (2,400 Wh) in
+        // several trades, under every mechanism.
+        assert_eq!(wallet_result.0, 2_400, "{mechanism:?}");
+        assert!(wallet_result.2.len() >= 3, "{mechanism:?}: {wallet_result:?}");
+        let balance = |i: u8| plain.accounts[&wallet(&owner(i))].balance;
+
+        // The same book as unlinkable orders.
+        let mut c = Chain::with(anonymous_genesis(mechanism));
+        let g = c.g.clone();
+        let mut rng = ChaCha20Rng::seed_from_u64(29);
+        let mut homes: Vec<Household> = (1..=6).map(|i| Household::new(i, &mut rng)).collect();
+        c.apply(homes.iter().map(|h| h.enrolment(&g)).collect())
+            .unwrap();
+        let mut orders = Vec::new();
+        let mut who = std::collections::BTreeMap::new();
+        for &(i, side, q, price) in &book {
+            let h = &mut homes[usize::from(i) - 1];
+            let funds = (side == Side::Buy).then(|| c.mint(h, 1_000_000));
+            let (tx, _) = c
+                .order(h, 0, side, q, price, funds.as_ref(), g.market_id())
+                .unwrap();
+            who.insert(tx.id(), i);
+            orders.push(tx);
+        }
+        let t = in_gate(0);
+        // The transaction rules, on an unlinkable order.
+        let first = orders[0].clone();
+        let mut forged = first.clone();
+        forged.signature.0[0] ^= 1;
+        assert_eq!(reject(&g, &c.state, t, &forged), TxError::BadSignature);
+        let late = Transaction::sign(&g.chain_id, first.body.clone(), t - 1, &key(240));
+        assert!(matches!(
+            reject(&g, &c.state, t, &late),
+            TxError::Expired { .. }
+        ));
+        let zero = {
+            let mut body = first.body.clone();
+            if let TxBody::UnlinkableOrder { quantity_wh, .. } = &mut body {
+                *quantity_wh = 0;
+            }
+            resigned(&g, &first, body)
+        };
+        assert_eq!(reject(&g, &c.state, t, &zero), TxError::ZeroAmount);
+        for price in [g.price_floor - 1, g.price_cap + 1] {
+            let mut body = first.body.clone();
+            if let TxBody::UnlinkableOrder { limit_price, .. } = &mut body {
+                *limit_price = price;
+            }
+            assert!(matches!(
+                reject(&g, &c.state, t, &resigned(&g, &first, body)),
+                TxError::PriceOutOfRange { .. }
+            ));
+        }
+        c.apply_at(t, orders.clone()).unwrap();
+        assert_eq!(
+            reject(&g, &c.state, t + 1, &first),
+            TxError::Replay(first.id())
+        );
+        c.apply_at(after_gate(0), vec![]).unwrap();
+        let result = c.state.0.period_result(0).unwrap().unwrap();
+        assert_eq!(
+            by_household(&result, &who),
+            wallet_result,
+            "{mechanism:?}: unlinkable orders clear as wallet orders"
+        );
+        assert_eq!(c.state.0.meta().unwrap().fees, plain.fees, "{mechanism:?}");
+
+        // What each household's note gets: a seller what the wallet seller was credited, a
+        // buyer its escrow less what the wallet buyer was charged.
+        let flows = veilwatt_verifier::clearing::order_flows(&result.trades).unwrap();
+        for (tx, &(i, side, q, price)) in orders.iter().zip(&book) {
+            let flow = flows.get(&tx.id()).copied().unwrap_or_default();
+            let escrow = match side {
+                Side::Sell => 0,
+                Side::Buy => buy_escrow(q, price, &g.fees),
+            };
+            let note = veilwatt_verifier::clearing::order_note_value(side, escrow, flow)
+                .unwrap()
+                .unwrap_or(0);
+            let expected = match side {
+                Side::Sell => balance(i) - 1_000_000,
+                Side::Buy => escrow - (1_000_000 - balance(i)),
+            };
+            assert_eq!(note, expected, "{mechanism:?}: household {i}'s note");
+        }
+        assert_money_identity(&c);
+    }
 }
