@@ -3,6 +3,12 @@
 //! meters, then submits the orders from concurrent clients and reports orders accepted and
 //! committed per second and the submit-to-commit latency (commit times from the node's SSE
 //! stream).
+//!
+//! On a market of unlinkable orders (genesis `anonymous`) the households are enrolled in the
+//! registry and the buyers funded with notes first; then every order is proven against the
+//! registry and note tree the households rebuilt from the node (an order proof, and for a buy
+//! an escrow join-split), signed by a one-time key, and submitted as above. Those orders
+//! depend on the node's roots, so they are not cached.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,9 +22,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use veilwatt_circuits::eddsa::SecretKey;
+use veilwatt_circuits::registry;
 use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
+use veilwatt_params::MarketCircuit;
+use veilwatt_prover::client::NodeClient;
+use veilwatt_prover::notes::{self, NoteBook};
+use veilwatt_prover::spend::SpendProver;
+use veilwatt_prover::unlinkable::{plan_order, UnlinkableOrderProver};
 use veilwatt_prover::{OrderRequest, Prover};
-use veilwatt_verifier::types::{Genesis, MeterKey, Side, Transaction, TxBody, TxId, WalletKey};
+use veilwatt_verifier::types::{
+    FieldBytes, Genesis, MeterKey, Side, Transaction, TxBody, TxId, WalletKey,
+};
 
 #[derive(Parser)]
 #[command(
@@ -65,14 +79,23 @@ fn household(seed: u64, i: usize) -> (SigningKey, SecretKey) {
     (SigningKey::from_bytes(&w), SecretKey::from_bytes(m))
 }
 
+/// The expiry of the generated orders: the last second of the period's gate, but no later than
+/// the genesis lifetime after now (every block that applies them is later than now; cached
+/// orders are usable for that long).
+fn order_expiry(g: &Genesis, period: u64) -> Result<u64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let close = g.gate_close(period).context("period overflow")?;
+    Ok(close
+        .saturating_sub(1)
+        .min(now.saturating_add(g.max_tx_lifetime_secs)))
+}
+
 fn generate(g: &Genesis, args: &Args, period: u64) -> Result<Vec<Transaction>> {
     let keys = veilwatt_params::dev::keys()?;
     let prover = Prover::new(keys.pk.clone(), keys.vk_id).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The last second the period's gate is open: no order is valid after it anyway.
-    let expiry = g
-        .gate_close(period)
-        .context("period overflow")?
-        .saturating_sub(1);
+    let expiry = order_expiry(g, period)?;
     let bar = ProgressBar::new(args.orders as u64).with_style(ProgressStyle::with_template(
         "proving {bar:40} {pos}/{len} orders, {per_sec}, eta {eta}",
     )?);
@@ -119,12 +142,124 @@ fn generate(g: &Genesis, args: &Args, period: u64) -> Result<Vec<Transaction>> {
                     limit_price: price,
                     proof: proven.proof,
                 },
-                // Cached orders stay valid through their whole gate window.
+                // Cached orders stay valid for the genesis lifetime (or to the gate).
                 expiry,
                 &wallet,
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+    bar.finish();
+    Ok(txs)
+}
+
+/// Enrols every household in the registry of unlinkable orders, mints each buyer a note,
+/// rebuilds the registry and the buyers' wallets from the node, then proves every household's
+/// unlinkable order for `period` (half sell, half buy, as [`generate`]).
+async fn generate_unlinkable(
+    g: &Genesis,
+    args: &Args,
+    period: u64,
+    registrar: &SigningKey,
+    http: &reqwest::Client,
+    bases: &[String],
+    now: u64,
+) -> Result<Vec<Transaction>> {
+    let keys = |c| veilwatt_params::dev::keys_of(c).map_err(anyhow::Error::from);
+    let (o2, js) = (
+        keys(MarketCircuit::OrderV2)?,
+        keys(MarketCircuit::JoinSplit)?,
+    );
+    let orders = UnlinkableOrderProver::new(o2.pk.clone(), o2.vk_id)?;
+    let spends = SpendProver::new(js.pk.clone(), js.vk_id)?;
+    let mut books: Vec<NoteBook> = (0..args.orders)
+        .map(|i| NoteBook::new(notes::spending_key(&household(args.seed, i).0)))
+        .collect();
+    let mut setup = Vec::new();
+    for (i, book) in books.iter_mut().enumerate() {
+        let (_, meter) = household(args.seed, i);
+        setup.push(Transaction::sign(
+            &g.chain_id,
+            TxBody::EnrollHousehold {
+                meter: MeterKey::from_public_key(&meter.public_key()),
+                nk_commit: FieldBytes::from_field(registry::nk_commitment(book.nk())),
+            },
+            g.tx_expiry(now),
+            registrar,
+        ));
+        if i % 2 == 1 {
+            let to = book.new_address();
+            // A canonical field element (little-endian, high bytes zero), unique per note.
+            let mut rho = [0u8; 32];
+            rho[..8].copy_from_slice(&(args.seed << 32 | i as u64).to_le_bytes());
+            setup.push(Transaction::sign(
+                &g.chain_id,
+                TxBody::MintNote {
+                    value: 100_000_000,
+                    owner: FieldBytes::from_field(to.owner),
+                    rho: FieldBytes(rho),
+                    reference: args.seed << 32 | i as u64,
+                },
+                g.tx_expiry(now),
+                registrar,
+            ));
+        }
+    }
+    let (seen, watcher) = watch_commits(http.clone(), bases[0].clone());
+    let (sent, _, _) = submit_all(http, bases, setup, args.concurrency, "enrolling").await?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    while sent
+        .iter()
+        .any(|(id, _)| !seen.lock().map(|s| s.contains_key(id)).unwrap_or(false))
+    {
+        if Instant::now() > deadline {
+            bail!("enrolments and mints were not committed in time");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watcher.abort();
+    let node = NodeClient::new(&bases[0]);
+    let (tree, recent) = node.registry().await?;
+    eprintln!("syncing {} wallets", books.len());
+    node.sync(g, &mut books).await?;
+    let expiry = order_expiry(g, period)?;
+    let bar = ProgressBar::new(args.orders as u64).with_style(ProgressStyle::with_template(
+        "proving {bar:40} {pos}/{len} unlinkable orders, {per_sec}, eta {eta}",
+    )?);
+    let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
+    let mut txs = Vec::with_capacity(args.orders);
+    for (i, book) in books.iter_mut().enumerate() {
+        let (_, meter) = household(args.seed, i);
+        let sell = i % 2 == 0;
+        let q = 500 + (i % 7) as u32 * 100;
+        let statement = PeriodStatement {
+            meter: meter.public_key(),
+            period,
+            import_wh: if sell { 100 } else { q + 100 },
+            export_wh: if sell { q + 100 } else { 0 },
+            profile_digest: profile_digest(&[]),
+        }
+        .sign_for_market(&meter, g.market_id());
+        let (side, price) = if sell {
+            (Side::Sell, 9 + (i % 5) as u64)
+        } else {
+            (Side::Buy, 12 + (i % 9) as u64)
+        };
+        let plan = plan_order(g, book, &tree, &recent, statement, side, q, price, &mut rng)?;
+        let signer = SigningKey::generate(&mut rand::rngs::OsRng);
+        txs.push(
+            orders
+                .prove(
+                    &g.chain_id,
+                    expiry,
+                    &signer,
+                    plan.request,
+                    Some(&spends),
+                    &mut rng,
+                )
+                .map_err(|e| anyhow::anyhow!("proving order {i}: {e}"))?,
+        );
+        bar.inc(1);
+    }
     bar.finish();
     Ok(txs)
 }
@@ -160,8 +295,23 @@ async fn submit_all(
                     };
                     let sent = Instant::now();
                     let status = match http.post(format!("{base}/v1/tx")).json(&tx).send().await {
-                        Ok(r) => r.status().as_u16(),
-                        Err(_) => 0,
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            if status != 202 {
+                                let why = r.text().await.unwrap_or_default();
+                                // The first refusal of each kind, for the operator.
+                                if let Ok(s) = statuses.lock() {
+                                    if !s.contains_key(&status) {
+                                        eprintln!("refused ({status}): {why}");
+                                    }
+                                }
+                            }
+                            status
+                        }
+                        Err(e) => {
+                            eprintln!("request failed: {e}");
+                            0
+                        }
                     };
                     if status == 202 {
                         if let Ok(mut a) = accepted.lock() {
@@ -258,6 +408,22 @@ async fn main() -> Result<()> {
             .context("no period has ended yet")?,
     };
 
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let bases: Vec<String> = args
+        .nodes
+        .iter()
+        .map(|b| b.trim_end_matches('/').to_owned())
+        .collect();
+
+    // A market of unlinkable orders: enrolment and funding first (the proofs depend on the
+    // roots they leave), then the measured part.
+    if g.anonymous.is_some() {
+        let orders = generate_unlinkable(&g, &args, period, &registrar, &http, &bases, now).await?;
+        return measure(&http, &bases, orders, &args, period).await;
+    }
+
     // Orders: from the cache if it matches, else proven now.
     let tag = format!("{}:{}:{}:{}", g.chain_id, period, args.seed, args.orders);
     let cached = args.cache.as_ref().and_then(|p| {
@@ -279,14 +445,6 @@ async fn main() -> Result<()> {
         }
     };
 
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
-    let bases: Vec<String> = args
-        .nodes
-        .iter()
-        .map(|b| b.trim_end_matches('/').to_owned())
-        .collect();
     let base = bases[0].clone();
 
     // Enrol the meters.
@@ -337,10 +495,25 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    watcher.abort();
+    measure(&http, &bases, orders, &args, period).await
+}
+
+/// The measured part: submits `orders` from concurrent clients, waits for their commits and
+/// prints the figures.
+async fn measure(
+    http: &reqwest::Client,
+    bases: &[String],
+    orders: Vec<Transaction>,
+    args: &Args,
+    period: u64,
+) -> Result<()> {
+    let (seen, watcher) = watch_commits(http.clone(), bases[0].clone());
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     // The measured part: orders.
     let t0 = Instant::now();
     let (accepted, statuses, submit_time) =
-        submit_all(&http, &bases, orders, args.concurrency, "orders").await?;
+        submit_all(http, bases, orders, args.concurrency, "orders").await?;
     let mut last_commit = t0;
     let mut latencies = Vec::with_capacity(accepted.len());
     while Instant::now() < deadline {
