@@ -4,7 +4,7 @@
 //! equal what the ledger it left behind says when exported and replayed through the state
 //! machine with every proof re-verified, and the record must name no household.
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 use veilwatt_params::dev;
@@ -12,40 +12,19 @@ use veilwatt_params::MarketCircuit;
 use veilwatt_verifier::ledger::MarketVerifier;
 use veilwatt_verifier::ledger::{Ledger, LedgerRead};
 use veilwatt_verifier::state::MemoryState;
-use veilwatt_verifier::types::Genesis;
 use veilwatt_verifier::{JoinSplitVerifier, OrderVerifier, UnlinkableOrderVerifier};
 
 #[test]
 fn demo_report_matches_the_replayed_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().join("demo");
-    let out = Command::new(env!("CARGO_BIN_EXE_veilwatt-node"))
-        .args([
-            "demo",
-            "--households",
-            "8",
-            "--periods",
-            "2",
-            "--period-secs",
-            "4",
-            "--json",
-            "--dir",
-        ])
-        .arg(&work)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = common::run_demo(env!("CARGO_BIN_EXE_veilwatt-node"), dir.path(), 8, 2, 4);
+    let report = &run.report;
     let summary = &report["summary"];
     let periods = report["periods"].as_array().unwrap();
     assert_eq!(periods.len(), 2);
     assert!(summary["orders"].as_u64().unwrap() > 0, "{report}");
     // A healthy run ends cleanly: no error or warning logged.
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = &run.stderr;
     assert!(
         !stderr.contains("ERROR") && !stderr.contains("WARN"),
         "{stderr}"
@@ -80,23 +59,8 @@ fn demo_report_matches_the_replayed_ledger() {
     assert_eq!(summary["energy_traded_wh"].as_u64().unwrap(), volume);
     assert!(volume > 0);
 
-    // Export the ledger the demo left and replay it.
-    let home = work.join("node0");
-    let file = dir.path().join("export.json");
-    let st = Command::new(env!("CARGO_BIN_EXE_veilwatt-node"))
-        .args(["export", "--home"])
-        .arg(&home)
-        .arg("--out")
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let export = veilwatt_verifier::audit::Export::read_from(std::io::BufReader::new(
-        std::fs::File::open(&file).unwrap(),
-    ))
-    .unwrap();
-    let g: Genesis =
-        serde_json::from_slice(&std::fs::read(home.join("genesis.json")).unwrap()).unwrap();
+    // Replay the ledger the demo left.
+    let (export, g) = (&run.export, &run.genesis);
     // The demo's market takes unlinkable orders, their escrows spend notes: every proof of
     // both kinds is verified again.
     assert!(g.shielded.is_some() && g.anonymous.is_some());
@@ -110,7 +74,7 @@ fn demo_report_matches_the_replayed_ledger() {
         joinsplit: Some(JoinSplitVerifier::new(&js.vk, js.vk_id).unwrap()),
         unlinkable: Some(UnlinkableOrderVerifier::new(&o2.vk, o2.vk_id).unwrap()),
     };
-    let ledger = Ledger::new(&g).unwrap();
+    let ledger = Ledger::new(g).unwrap();
     let mut state = MemoryState::default();
     state.commit(ledger.genesis_update(&state).unwrap());
     for b in &export.blocks {

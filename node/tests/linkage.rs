@@ -15,12 +15,10 @@
 //! `VEILWATT_LINKAGE_HOUSEHOLDS=50 VEILWATT_LINKAGE_PERIODS=48 VEILWATT_LINKAGE_PERIOD_SECS=40
 //! cargo test --release --workspace --test linkage -- --nocapture` (docs/benchmarks.md).
 
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
 use veilwatt_verifier::ledger::PeriodResult;
 use veilwatt_verifier::linkage;
-use veilwatt_verifier::types::Genesis;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -40,55 +38,20 @@ fn nothing_in_the_public_record_links_a_households_periods() {
     let dir = std::env::var_os("VEILWATT_LINKAGE_DIR")
         .map_or_else(|| tmp.path().to_owned(), std::path::PathBuf::from);
     std::fs::create_dir_all(&dir).unwrap();
-    let work = dir.join("demo");
     let node = env!("CARGO_BIN_EXE_veilwatt-node");
-    let out = Command::new(node)
-        .args([
-            "demo",
-            "--households",
-            &households.to_string(),
-            "--periods",
-            &periods.to_string(),
-            "--period-secs",
-            &period_secs.to_string(),
-            "--json",
-            "--dir",
-        ])
-        .arg(&work)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "demo failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = common::run_demo(node, &dir, households, periods, period_secs);
+    let report = &run.report;
     let orders = report["summary"]["orders"].as_u64().unwrap();
     println!("demo summary: {}", report["summary"]);
+    let (home, g, export) = (&run.home, &run.genesis, &run.export);
 
     // The public record: the export's blocks...
-    let home = work.join("node0");
-    let file = dir.join("export.jsonl");
-    let st = Command::new(node)
-        .args(["export", "--home"])
-        .arg(&home)
-        .arg("--out")
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let export = veilwatt_verifier::audit::Export::read_from(std::io::BufReader::new(
-        std::fs::File::open(&file).unwrap(),
-    ))
-    .unwrap();
-    let g: Genesis =
-        serde_json::from_slice(&std::fs::read(home.join("genesis.json")).unwrap()).unwrap();
     let blocks: Vec<_> = export.blocks.iter().map(|b| b.block.clone()).collect();
 
-    // ...and every period result the API serves (the node runs again, read-only use).
+    // ...and every period result the API serves (the validator restarted on its home).
     let rt = tokio::runtime::Runtime::new().unwrap();
     let results: Vec<PeriodResult> = rt.block_on(async {
-        let running = veilwatt_node::run::start(&veilwatt_node::config::Home::load(&home).unwrap())
+        let running = veilwatt_node::run::start(&veilwatt_node::config::Home::load(home).unwrap())
             .await
             .unwrap();
         let client =
@@ -103,7 +66,7 @@ fn nothing_in_the_public_record_links_a_households_periods() {
     });
     assert_eq!(results.len() as u64, periods);
 
-    let r = linkage::analyse(&g, &blocks, &results).unwrap();
+    let r = linkage::analyse(g, &blocks, &results).unwrap();
     println!("{}", r.render());
     assert_eq!(r.unlinkable_orders, orders);
     assert!(orders >= households * periods / 2, "{report}");

@@ -597,3 +597,69 @@ impl Drop for Net {
         }
     }
 }
+
+/// A finished `veilwatt-node demo --json` run and the ledger it left.
+pub struct DemoRun {
+    /// The demo's JSON report.
+    pub report: Value,
+    /// What it printed on stderr (progress, warnings).
+    pub stderr: String,
+    /// The validator's home.
+    pub home: PathBuf,
+    /// The validator's export of every block.
+    pub export: veilwatt_verifier::audit::Export,
+    /// The market's genesis.
+    pub genesis: Genesis,
+}
+
+/// Runs the demo (the `veilwatt-node` binary, `node` from the test's `CARGO_BIN_EXE_`) in
+/// `dir/demo` with `households` x `periods` periods of `period_secs`, then exports its ledger
+/// to `dir/export.jsonl`.
+pub fn run_demo(
+    node: &str,
+    dir: &Path,
+    households: u64,
+    periods: u64,
+    period_secs: u64,
+) -> DemoRun {
+    let work = dir.join("demo");
+    let n = |x: u64| x.to_string();
+    let out = std::process::Command::new(node)
+        .args([
+            "demo",
+            "--households",
+            &n(households),
+            "--periods",
+            &n(periods),
+        ])
+        .args(["--period-secs", &n(period_secs), "--json", "--dir"])
+        .arg(&work)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "demo failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let home = work.join("node0");
+    let file = dir.join("export.jsonl");
+    let st = std::process::Command::new(node)
+        .args(["export", "--home"])
+        .arg(&home)
+        .arg("--out")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let export = veilwatt_verifier::audit::Export::read_from(std::io::BufReader::new(
+        std::fs::File::open(&file).unwrap(),
+    ))
+    .unwrap();
+    let genesis =
+        serde_json::from_slice(&std::fs::read(home.join("genesis.json")).unwrap()).unwrap();
+    DemoRun {
+        report,
+        stderr,
+        home,
+        export,
+        genesis,
+    }
+}
