@@ -1000,7 +1000,10 @@ fn the_market_rules_treat_unlinkable_orders_as_wallet_orders() {
         // Not a trivial book: the asks up to 18 meet the bids down to 18 (2,400 Wh) in
         // several trades, under every mechanism.
         assert_eq!(wallet_result.0, 2_400, "{mechanism:?}");
-        assert!(wallet_result.2.len() >= 3, "{mechanism:?}: {wallet_result:?}");
+        assert!(
+            wallet_result.2.len() >= 3,
+            "{mechanism:?}: {wallet_result:?}"
+        );
         let balance = |i: u8| plain.accounts[&wallet(&owner(i))].balance;
 
         // The same book as unlinkable orders.
