@@ -79,6 +79,30 @@ fn household(seed: u64, i: usize) -> (SigningKey, SecretKey) {
     (SigningKey::from_bytes(&w), SecretKey::from_bytes(m))
 }
 
+/// Household `i`'s order for `period` (half sell, half buy, with overlapping prices so that the
+/// period clears trades): its meter's statement that covers it, side, quantity and limit price.
+fn household_order(
+    seed: u64,
+    i: usize,
+    period: u64,
+) -> (SecretKey, PeriodStatement, Side, u32, u64) {
+    let (_, meter) = household(seed, i);
+    let sell = i.is_multiple_of(2);
+    let q = 500 + (i % 7) as u32 * 100;
+    let statement = PeriodStatement {
+        meter: meter.public_key(),
+        period,
+        import_wh: if sell { 100 } else { q + 100 },
+        export_wh: if sell { q + 100 } else { 0 },
+        profile_digest: profile_digest(&[]),
+    };
+    if sell {
+        (meter, statement, Side::Sell, q, 9 + (i % 5) as u64)
+    } else {
+        (meter, statement, Side::Buy, q, 12 + (i % 9) as u64)
+    }
+}
+
 /// The expiry of the generated orders: the last second of the period's gate, but no later than
 /// the genesis lifetime after now (every block that applies them is later than now; cached
 /// orders are usable for that long).
@@ -103,22 +127,11 @@ fn generate(g: &Genesis, args: &Args, period: u64) -> Result<Vec<Transaction>> {
     // more stack than rayon's worker threads have).
     let txs = (0..args.orders)
         .map(|i| {
-            let (wallet, meter) = household(args.seed, i);
-            // Half sell, half buy, with overlapping prices so that the period clears trades.
-            let sell = i % 2 == 0;
-            let q = 500 + (i % 7) as u32 * 100;
-            let st = PeriodStatement {
-                meter: meter.public_key(),
-                period,
-                import_wh: if sell { 100 } else { q + 100 },
-                export_wh: if sell { q + 100 } else { 0 },
-                profile_digest: profile_digest(&[]),
-            }
-            .sign(&meter);
-            let side = if sell { Side::Sell } else { Side::Buy };
+            let (wallet, _) = household(args.seed, i);
+            let (meter, statement, side, q, price) = household_order(args.seed, i, period);
             let proven = prover
                 .prove(
-                    &st,
+                    &statement.sign(&meter),
                     &OrderRequest {
                         side: side.into(),
                         quantity_wh: q,
@@ -127,11 +140,6 @@ fn generate(g: &Genesis, args: &Args, period: u64) -> Result<Vec<Transaction>> {
                 )
                 .map_err(|e| anyhow::anyhow!("proving order {i}: {e}"))?;
             bar.inc(1);
-            let price = if sell {
-                9 + (i % 5) as u64
-            } else {
-                12 + (i % 9) as u64
-            };
             Ok(Transaction::sign(
                 &g.chain_id,
                 TxBody::Order {
@@ -228,22 +236,8 @@ async fn generate_unlinkable(
     let mut rng = ChaCha20Rng::seed_from_u64(args.seed);
     let mut txs = Vec::with_capacity(args.orders);
     for (i, book) in books.iter_mut().enumerate() {
-        let (_, meter) = household(args.seed, i);
-        let sell = i % 2 == 0;
-        let q = 500 + (i % 7) as u32 * 100;
-        let statement = PeriodStatement {
-            meter: meter.public_key(),
-            period,
-            import_wh: if sell { 100 } else { q + 100 },
-            export_wh: if sell { q + 100 } else { 0 },
-            profile_digest: profile_digest(&[]),
-        }
-        .sign_for_market(&meter, g.market_id());
-        let (side, price) = if sell {
-            (Side::Sell, 9 + (i % 5) as u64)
-        } else {
-            (Side::Buy, 12 + (i % 9) as u64)
-        };
+        let (meter, statement, side, q, price) = household_order(args.seed, i, period);
+        let statement = statement.sign_for_market(&meter, g.market_id());
         let plan = plan_order(g, book, &tree, &recent, statement, side, q, price, &mut rng)?;
         let signer = SigningKey::generate(&mut rand::rngs::OsRng);
         txs.push(
