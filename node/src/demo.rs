@@ -499,7 +499,12 @@ async fn community_run(
         // The meters close the period and sign their statements for this market.
         let readings = simulate_hour(site, &mut weather, &mut homes, FIRST_HOUR + k as f64);
         private_readings += readings.iter().map(|r| r.minutes.len() as u64).sum::<u64>();
-        for (i, ((h, book), r)) in homes.iter().zip(&mut books).zip(&readings).enumerate() {
+        // The households submit in a fresh order every period: a fixed order would put each
+        // household at the same position in every period's blocks, linking its orders.
+        let mut turn: Vec<usize> = (0..homes.len()).collect();
+        rand::seq::SliceRandom::shuffle(turn.as_mut_slice(), rng);
+        for i in turn {
+            let (h, book, r) = (&homes[i], &mut books[i], &readings[i]);
             let Some((side, q, price)) = choose_order(g, r.import_wh, r.export_wh, rng) else {
                 bar.inc(1);
                 continue;
