@@ -212,19 +212,7 @@ async fn generate_unlinkable(
             ));
         }
     }
-    let (seen, watcher) = watch_commits(http.clone(), bases[0].clone());
-    let (sent, _, _) = submit_all(http, bases, setup, args.concurrency, "enrolling").await?;
-    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    while sent
-        .iter()
-        .any(|(id, _)| !seen.lock().map(|s| s.contains_key(id)).unwrap_or(false))
-    {
-        if Instant::now() > deadline {
-            bail!("enrolments and mints were not committed in time");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    watcher.abort();
+    submit_committed(http, bases, setup, args, "enrolling and funding").await?;
     let node = NodeClient::new(&bases[0]);
     let (tree, recent) = node.registry().await?;
     eprintln!("syncing {} wallets", books.len());
@@ -439,8 +427,6 @@ async fn main() -> Result<()> {
         }
     };
 
-    let base = bases[0].clone();
-
     // Enrol the meters.
     let enrolls: Vec<Transaction> = (0..args.orders)
         .map(|i| {
@@ -456,9 +442,6 @@ async fn main() -> Result<()> {
             )
         })
         .collect();
-    let (seen, watcher) = watch_commits(http.clone(), base.clone());
-    let (enrolled, _, _) =
-        submit_all(&http, &bases, enrolls, args.concurrency, "enrolling").await?;
     // Buyers need funds for escrow.
     let deposits: Vec<Transaction> = (0..args.orders)
         .filter(|i| i % 2 == 1)
@@ -476,21 +459,35 @@ async fn main() -> Result<()> {
             )
         })
         .collect();
-    let (funded, _, _) = submit_all(&http, &bases, deposits, args.concurrency, "funding").await?;
+    let setup = enrolls.into_iter().chain(deposits).collect();
+    submit_committed(&http, &bases, setup, &args, "enrolling and funding").await?;
+    measure(&http, &bases, orders, &args, period).await
+}
+
+/// Submits the setup transactions `txs` (enrolments, deposits, mints) and waits until every
+/// one the node accepted is committed.
+async fn submit_committed(
+    http: &reqwest::Client,
+    bases: &[String],
+    txs: Vec<Transaction>,
+    args: &Args,
+    label: &str,
+) -> Result<()> {
+    let (seen, watcher) = watch_commits(http.clone(), bases[0].clone());
+    let (sent, _, _) = submit_all(http, bases, txs, args.concurrency, label).await?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    while enrolled
+    while sent
         .iter()
-        .chain(&funded)
         .any(|(id, _)| !seen.lock().map(|s| s.contains_key(id)).unwrap_or(false))
     {
         if Instant::now() > deadline {
-            bail!("enrolments were not committed in time");
+            watcher.abort();
+            bail!("{label}: transactions were not committed in time");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
     watcher.abort();
-    measure(&http, &bases, orders, &args, period).await
+    Ok(())
 }
 
 /// The measured part: submits `orders` from concurrent clients, waits for their commits and
