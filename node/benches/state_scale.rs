@@ -65,6 +65,7 @@ fn genesis(registrar: &SigningKey, proposer: &SigningKey) -> Genesis {
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
         anonymous: None,
+        consensus: Default::default(),
     }
 }
 

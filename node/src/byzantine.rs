@@ -20,6 +20,46 @@ pub enum Mode {
     InvalidProof,
     /// Proposes blocks whose state commits to trades that differ from the true clearing.
     WrongTrades,
+    /// For each of its rounds, streams many distinct signed proposals (besides its honest one),
+    /// and proposals for a height a million blocks ahead.
+    ProposalFlood,
+    /// Proposes blocks with more transactions than the genesis allows.
+    OversizedBlock,
+    /// Proposes blocks dated a minute before its clock.
+    BackdatedTime,
+    /// Proposes blocks dated a minute after its clock.
+    ForwardDatedTime,
+    /// Every round, opens many proposal streams it never finishes (only data parts, no header
+    /// and no end), to evict the honest proposer's stream.
+    OpenStreams,
+}
+
+/// How far [`Mode::BackdatedTime`] and [`Mode::ForwardDatedTime`] move a block's time, seconds.
+pub const TIME_SHIFT_SECS: u64 = 60;
+/// Extra proposals [`Mode::ProposalFlood`] streams per round.
+pub const FLOOD_PER_ROUND: u64 = 24;
+/// Unfinished streams [`Mode::OpenStreams`] opens per round (one more than the total the
+/// engine's streams once held).
+pub const OPEN_STREAMS_PER_ROUND: u64 = 65;
+
+/// `n` signed registrar-less deposits (valid encodings, invalid transactions) to pad a block.
+pub fn padding(chain_id: &str, n: usize) -> Vec<veilwatt_verifier::types::Transaction> {
+    use veilwatt_verifier::types::{Transaction, TxBody, WalletKey};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    (0..n as u64)
+        .map(|reference| {
+            Transaction::sign(
+                chain_id,
+                TxBody::Deposit {
+                    to: WalletKey([7u8; 32]),
+                    amount: 1,
+                    reference,
+                },
+                u64::MAX,
+                &key,
+            )
+        })
+        .collect()
 }
 
 /// Accepts every proof.

@@ -445,7 +445,10 @@ impl NodeCore {
     ) -> Result<(Block, Applied), BlockError> {
         let tip = self.tip();
         let time = time.max(tip.last_time);
+        let limits = &self.genesis.consensus;
+        let max_txs = max_txs.min(limits.max_block_txs as usize);
         let candidates = lock(&self.pool).mempool.peek(max_txs);
+        let mut bytes = Block::EMPTY_ENCODED_LEN;
         let committed = self.store.live();
         let mut scratch = Overlay::new(&committed);
         let mut events = Vec::new();
@@ -455,9 +458,22 @@ impl NodeCore {
         let mut txs = Vec::with_capacity(candidates.len());
         let mut refused = Vec::new();
         for tx in candidates {
+            let size = tx.encoded_len();
+            if bytes.saturating_add(size) > limits.max_block_bytes {
+                // Full: the rest waits for the next block (a lone transaction larger than a
+                // block never fits and is refused).
+                if txs.is_empty() && refused.is_empty() {
+                    refused.push((tx.id(), "larger than the genesis' max_block_bytes".into()));
+                    continue;
+                }
+                break;
+            }
             let id = tx.id();
             match self.ledger.apply_signed_tx(&mut scratch, &tx, id, time) {
-                Ok(()) => txs.push(tx),
+                Ok(()) => {
+                    bytes += size;
+                    txs.push(tx)
+                }
                 Err(e) => refused.push((id, e.to_string())),
             }
         }

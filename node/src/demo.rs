@@ -356,6 +356,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
             // The registry changes only while the households enrol.
             registry_history: 16,
         }),
+        consensus: Default::default(),
     };
     g.validate()?;
 

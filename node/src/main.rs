@@ -12,8 +12,8 @@ use veilwatt_node::config::{read_genesis, write_genesis, Home, NodeConfig};
 use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
 use veilwatt_verifier::types::{
-    AnonymousParams, FeeSchedule, Genesis, Hash32, Mechanism, MeterKey, ShieldedParams,
-    Transaction, TxBody, Validator, WalletKey, MILLIS_PER_MINOR,
+    AnonymousParams, ConsensusParams, FeeSchedule, Genesis, Hash32, Mechanism, MeterKey,
+    ShieldedParams, Transaction, TxBody, Validator, WalletKey, MILLIS_PER_MINOR,
 };
 
 #[derive(Parser)]
@@ -88,6 +88,16 @@ struct MarketArgs {
     /// the archive).
     #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS)]
     result_retention_periods: u64,
+    /// Most transactions in one block (every validator refuses a larger block).
+    #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_MAX_BLOCK_TXS)]
+    max_block_txs: u32,
+    /// Largest encoded block, bytes (at most 8 MiB).
+    #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_MAX_BLOCK_BYTES)]
+    max_block_bytes: u64,
+    /// How far a proposed block's time may be from a validator's clock, seconds; also how
+    /// late after its gate an order can still be admitted.
+    #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_MAX_CLOCK_SKEW_SECS)]
+    max_clock_skew_secs: u64,
     /// Give the market a shielded pool (notes spent with join-split proofs).
     #[arg(long)]
     shielded: bool,
@@ -190,6 +200,11 @@ impl MarketArgs {
             result_retention_periods: self.result_retention_periods,
             shielded,
             anonymous,
+            consensus: ConsensusParams {
+                max_block_txs: self.max_block_txs,
+                max_block_bytes: self.max_block_bytes,
+                max_clock_skew_secs: self.max_clock_skew_secs,
+            },
         };
         g.validate()?;
         Ok(g)

@@ -47,6 +47,12 @@ pub struct NodeMetrics {
     pub forward_received: Counter,
     /// Proposed blocks this validator found invalid and voted against.
     pub proposals_refused: Counter,
+    /// Proposal streams dropped unfinished (over a limit, a refused header, equivocation).
+    pub proposal_streams_dropped: Counter,
+    /// Unfinished proposal streams held in memory.
+    pub proposal_streams_held: Gauge,
+    /// Blocks held as candidates for heights not yet decided (persisted as pending).
+    pub candidates: Gauge,
     /// Groth16 proofs verified (cache hits excluded), by circuit and result.
     pub proofs_verified: LabelledCounter,
 }
@@ -69,6 +75,9 @@ impl NodeMetrics {
             forward_dropped: Counter::default(),
             forward_received: Counter::default(),
             proposals_refused: Counter::default(),
+            proposal_streams_dropped: Counter::default(),
+            proposal_streams_held: Gauge::default(),
+            candidates: Gauge::default(),
             proofs_verified: Family::default(),
         };
         SharedRegistry::global()
@@ -131,6 +140,21 @@ impl NodeMetrics {
                     "proposals_refused",
                     "Proposed blocks found invalid and voted against",
                     m.proposals_refused.clone(),
+                );
+                reg.register(
+                    "proposal_streams_dropped",
+                    "Proposal streams dropped: over a genesis limit, a refused header, a second proposal for one round",
+                    m.proposal_streams_dropped.clone(),
+                );
+                reg.register(
+                    "proposal_streams_held",
+                    "Unfinished proposal streams held in memory",
+                    m.proposal_streams_held.clone(),
+                );
+                reg.register(
+                    "consensus_candidates",
+                    "Blocks held for heights not yet decided",
+                    m.candidates.clone(),
                 );
                 reg.register(
                     "proofs_verified",

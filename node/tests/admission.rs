@@ -50,6 +50,7 @@ fn genesis() -> Genesis {
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
         anonymous: None,
+        consensus: Default::default(),
     }
 }
 

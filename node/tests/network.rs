@@ -442,3 +442,227 @@ async fn a_validator_whose_p2p_port_is_taken_stops_with_a_clear_error() {
     assert!(!net.homes[0].join("data").join("api.addr").exists());
     drop(holder);
 }
+
+// ---- Chaos: one Byzantine validator per attack, honest clients throughout ----
+//
+// Each run prints the honest transactions' commit latency; `the_control_run_without_an_attack`
+// is the same load with four honest validators, the figure the attacks compare with
+// (docs/benchmarks.md).
+
+/// What the honest validators may hold while validator 0 attacks: unfinished proposal streams
+/// (the node's cap), candidate blocks for undecided heights, resident memory and disk.
+const MAX_STREAMS_HELD: f64 = 64.0;
+const MAX_CANDIDATES: f64 = 16.0;
+const MAX_RSS: u64 = 600 << 20;
+const MAX_DISK: u64 = 400 << 20;
+
+/// Honest deposits submitted while the attack runs.
+const HONEST_TXS: u64 = 48;
+
+/// What an attack run observed.
+struct Attack {
+    net: Net,
+    /// Height when the honest transactions started.
+    from: u64,
+    /// Lowest honest height at the end.
+    to: u64,
+    /// Commit latency of each honest transaction (submit to seen committed), ms, sorted.
+    latencies_ms: Vec<u64>,
+}
+
+/// Runs four validators with validator 0 in `mode` (honest if `None`; `tweak` adjusts the genesis), submits
+/// [`HONEST_TXS`] deposits to the three honest validators over several of validator 0's turns
+/// as proposer, and checks what every attack must leave intact: every honest transaction is
+/// committed, the honest validators keep committing the same chain (which replays to its
+/// roots), and their streams, candidates, memory and disk stay bounded.
+async fn under_attack(chain: &str, mode: Option<Mode>, tweak: impl FnOnce(&mut Genesis)) -> Attack {
+    let mut g = genesis_n(chain, 6, 4, 4);
+    tweak(&mut g);
+    let mut net = Net::new(g, |i, c| {
+        if i == 0 {
+            c.byzantine = mode;
+        }
+    });
+    net.start_all();
+    let honest = [1, 2, 3];
+    wait_height(&net, &honest, 2).await;
+    let from = lowest_height(&net, &honest).await;
+    let g = net.genesis.clone();
+
+    // Clients: a deposit every 250 ms, round robin over the honest validators, each watched
+    // until committed.
+    let mut watchers = Vec::new();
+    for n in 0..HONEST_TXS {
+        let tx = deposit(&g, &key(61), 1 + n, 50_000 + n);
+        let api = net.apis[1 + (n as usize % 3)].clone();
+        let watch = net.apis[1 + ((n as usize + 1) % 3)].clone();
+        watchers.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            let r = api.submit(&tx).await;
+            assert_eq!(r.0, 202, "honest transaction refused: {r:?}");
+            watch.wait_committed(&tx.id(), T).await;
+            t0.elapsed().as_millis() as u64
+        }));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut latencies_ms = Vec::new();
+    for w in watchers {
+        latencies_ms.push(w.await.expect("an honest transaction was lost"));
+    }
+    latencies_ms.sort_unstable();
+    // Long enough for validator 0 to have had several turns as proposer.
+    wait_height(&net, &honest, from + 12).await;
+    let to = lowest_height(&net, &honest).await;
+    net.assert_same_chain(&honest, to).await;
+    let replayed = replay(&net.apis[1], &net.genesis, to).await;
+    let (_, top) = net.apis[2].get(&format!("/v1/blocks/{to}")).await;
+    assert_eq!(
+        replayed.root().to_hex(),
+        top["state_root"].as_str().unwrap()
+    );
+    for i in honest {
+        let streams = net.metric(i, "veilwatt_proposal_streams_held").await;
+        let candidates = net.metric(i, "veilwatt_consensus_candidates").await;
+        let (rss, disk) = (net.rss_bytes(i), net.disk_bytes(i));
+        eprintln!(
+            "{chain}: validator {i}: {streams} streams, {candidates} candidates, RSS {} MB, disk {} MB",
+            rss >> 20,
+            disk >> 20
+        );
+        assert!(
+            streams <= MAX_STREAMS_HELD,
+            "validator {i}: {streams} streams held"
+        );
+        assert!(
+            candidates <= MAX_CANDIDATES,
+            "validator {i}: {candidates} candidates"
+        );
+        assert!(rss <= MAX_RSS, "validator {i}: RSS {rss}");
+        assert!(disk <= MAX_DISK, "validator {i}: {disk} bytes on disk");
+    }
+    let p = |q: usize| latencies_ms[(latencies_ms.len() * q / 100).min(latencies_ms.len() - 1)];
+    eprintln!(
+        "{chain}: {:?}: heights {from}..{to}, honest commit latency p50 {} ms, p99 {} ms",
+        mode,
+        p(50),
+        p(99)
+    );
+    Attack {
+        net,
+        from,
+        to,
+        latencies_ms,
+    }
+}
+
+impl Attack {
+    /// Every honest validator logged `fragment` (what it refused the attack with).
+    fn assert_logged(&self, fragment: &str) {
+        for i in 1..4 {
+            assert!(
+                self.net.log(i).contains(fragment),
+                "validator {i} never logged {fragment:?}:\n{}",
+                self.net.log_tail(i)
+            );
+        }
+    }
+
+    /// No block proposed by validator 0 committed after the attack began.
+    async fn assert_no_byzantine_block(&self) {
+        let byz = validator_hex(0);
+        for (k, p) in proposers(&self.net, 1, self.from + 1, self.to)
+            .await
+            .iter()
+            .enumerate()
+        {
+            assert_ne!(
+                p,
+                &byz,
+                "block {} by the attacker committed",
+                self.from + 1 + k as u64
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_flood_for_its_rounds_and_far_heights_is_dropped_on_the_header() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let a = under_attack("chaos-flood", Some(Mode::ProposalFlood), |_| {}).await;
+    // Its extra proposals for its own rounds stop at their header (one proposal per proposer
+    // and round), those a million heights ahead likewise; only its first proposal of a round
+    // is checked and persisted.
+    a.assert_logged("is already held");
+    a.assert_logged("more than 2 beyond the next one");
+    for i in 1..4 {
+        assert!(a.net.metric(i, "veilwatt_proposal_streams_dropped").await >= 1.0);
+    }
+    assert_eq!(a.latencies_ms.len() as u64, HONEST_TXS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_block_is_dropped_before_it_is_reassembled() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let a = under_attack("chaos-oversized", Some(Mode::OversizedBlock), |g| {
+        g.consensus.max_block_txs = 64;
+    })
+    .await;
+    a.assert_logged("carries more than the genesis allows in a block");
+    a.assert_no_byzantine_block().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_dated_and_forward_dated_blocks_are_refused() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    for (chain, mode) in [
+        ("chaos-backdated", Mode::BackdatedTime),
+        ("chaos-forward", Mode::ForwardDatedTime),
+    ] {
+        let a = under_attack(chain, Some(mode), |g| g.consensus.max_clock_skew_secs = 5).await;
+        a.assert_logged("max_clock_skew_secs");
+        a.assert_no_byzantine_block().await;
+        // Every committed block's time is within the skew of its parent's successor clock:
+        // the chain's clock never went back, nor a minute ahead.
+        let blocks = a.net.blocks(1, a.to).await;
+        for w in blocks.windows(2) {
+            let (t0, t1) = (
+                w[0]["time"].as_u64().unwrap(),
+                w[1]["time"].as_u64().unwrap(),
+            );
+            assert!(t1 >= t0 && t1 <= now() + 5, "block times {t0} -> {t1}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_streams_of_one_peer_do_not_evict_the_proposers() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let a = under_attack("chaos-streams", Some(Mode::OpenStreams), |_| {}).await;
+    // It opened 65 streams a round; each honest validator held at most its share of them, and
+    // the honest proposers' blocks kept committing (checked by `under_attack`).
+    for i in 1..4 {
+        let held = a.net.metric(i, "veilwatt_proposal_streams_held").await;
+        // Its share (3) plus at most one unfinished stream of each honest proposer.
+        assert!(held <= 3.0 + 3.0, "validator {i} holds {held} streams");
+    }
+    let byz = validator_hex(0);
+    let honest_blocks = proposers(&a.net, 1, a.from + 1, a.to)
+        .await
+        .iter()
+        .filter(|p| **p != byz)
+        .count();
+    assert!(honest_blocks >= 9, "{honest_blocks} honest blocks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_run_without_an_attack() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let a = under_attack("chaos-control", None, |_| {}).await;
+    for i in 1..4 {
+        assert_eq!(
+            a.net.metric(i, "veilwatt_proposal_streams_dropped").await,
+            0.0
+        );
+        assert_eq!(a.net.metric(i, "veilwatt_proposals_refused").await, 0.0);
+    }
+}

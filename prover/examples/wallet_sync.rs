@@ -54,6 +54,7 @@ fn market() -> Genesis {
         result_retention_periods: DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
         anonymous: None,
+        consensus: Default::default(),
     }
 }
 

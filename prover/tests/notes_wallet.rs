@@ -69,6 +69,7 @@ impl Chain {
                 min_fee: FEE,
             }),
             anonymous: None,
+            consensus: Default::default(),
         };
         let mut state = MemoryState::default();
         let genesis = Ledger::new(&g).unwrap().genesis_update(&state).unwrap();

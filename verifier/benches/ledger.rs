@@ -77,6 +77,7 @@ fn bench(c: &mut Criterion) {
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
         anonymous: None,
+        consensus: Default::default(),
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
     let households: Vec<(SigningKey, MeterKey)> = (0..1_000u32)

@@ -63,6 +63,7 @@ fn genesis(vk_id: Hash32, registrar: &SigningKey, proposer: &SigningKey) -> Gene
             min_fee: 1,
         }),
         anonymous: None,
+        consensus: Default::default(),
     }
 }
 

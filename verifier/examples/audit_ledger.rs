@@ -118,6 +118,7 @@ fn main() {
         result_retention_periods: retention,
         shielded: None,
         anonymous: None,
+        consensus: Default::default(),
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
 

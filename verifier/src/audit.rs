@@ -1595,6 +1595,7 @@ mod tests {
             result_retention_periods: crate::types::DEFAULT_RESULT_RETENTION_PERIODS,
             shielded: None,
             anonymous: None,
+            consensus: Default::default(),
         }
     }
 

@@ -614,6 +614,22 @@ pub enum BlockError {
     /// Time earlier than the previous block's.
     #[error("block time goes backwards")]
     TimeWentBackwards,
+    /// More transactions than the genesis allows in a block.
+    #[error("block carries {count} transactions, the genesis allows at most {max}")]
+    TooManyTxs {
+        /// In the block.
+        count: usize,
+        /// `consensus.max_block_txs`.
+        max: u32,
+    },
+    /// Encoding larger than the genesis allows.
+    #[error("block encodes to {bytes} bytes, the genesis allows at most {max}")]
+    TooLarge {
+        /// Its canonical encoding's length.
+        bytes: u64,
+        /// `consensus.max_block_bytes`.
+        max: u64,
+    },
     /// Proposer not in the validator set.
     #[error("proposer is not a validator")]
     UnknownProposer,
@@ -1547,6 +1563,26 @@ impl<'g> Ledger<'g> {
         Ok(())
     }
 
+    /// A block within the genesis' consensus limits: at most `max_block_txs` transactions and
+    /// `max_block_bytes` of canonical encoding.
+    pub fn check_size(&self, block: &Block) -> Result<(), BlockError> {
+        let limits = &self.genesis.consensus;
+        if block.txs.len() > limits.max_block_txs as usize {
+            return Err(BlockError::TooManyTxs {
+                count: block.txs.len(),
+                max: limits.max_block_txs,
+            });
+        }
+        let bytes = block.encoded_len();
+        if bytes > limits.max_block_bytes {
+            return Err(BlockError::TooLarge {
+                bytes,
+                max: limits.max_block_bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// Executes a block's header and transactions over `state`, returning the changes (the
     /// block's state root not yet compared) and events. Used by proposers to compute the root
     /// and by [`Ledger::apply_block`].
@@ -1573,6 +1609,7 @@ impl<'g> Ledger<'g> {
         if block.time < meta.last_time {
             return Err(BlockError::TimeWentBackwards);
         }
+        self.check_size(block)?;
         if !self
             .genesis
             .validators

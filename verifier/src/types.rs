@@ -290,6 +290,66 @@ pub struct Genesis {
     /// the market has no registry and refuses its enrolments. Needs a shielded pool.
     #[serde(default)]
     pub anonymous: Option<AnonymousParams>,
+    /// Limits every validator enforces on a proposed block (docs/spec/ledger.md, "Blocks").
+    #[serde(default)]
+    pub consensus: ConsensusParams,
+}
+
+/// Consensus-level limits, the same for every validator: a block over them is invalid
+/// whoever proposed it, and a validator's sync response always carries at least one block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusParams {
+    /// Most transactions in one block.
+    #[serde(default = "default_max_block_txs")]
+    pub max_block_txs: u32,
+    /// Largest canonical (borsh) encoding of one block, bytes; at most
+    /// [`MAX_BLOCK_BYTES_BOUND`].
+    #[serde(default = "default_max_block_bytes")]
+    pub max_block_bytes: u64,
+    /// How far a live proposal's time may be from a validator's own clock, either way,
+    /// seconds. Bounds how late after its gate an order can be admitted (at most this much,
+    /// plus the validators' own clock error).
+    #[serde(default = "default_max_clock_skew_secs")]
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for ConsensusParams {
+    fn default() -> Self {
+        Self {
+            max_block_txs: DEFAULT_MAX_BLOCK_TXS,
+            max_block_bytes: DEFAULT_MAX_BLOCK_BYTES,
+            max_clock_skew_secs: DEFAULT_MAX_CLOCK_SKEW_SECS,
+        }
+    }
+}
+
+/// Default [`ConsensusParams::max_block_txs`].
+pub const DEFAULT_MAX_BLOCK_TXS: u32 = 4_000;
+/// Default [`ConsensusParams::max_block_bytes`]: 4 MiB.
+pub const DEFAULT_MAX_BLOCK_BYTES: u64 = 4 << 20;
+/// Default [`ConsensusParams::max_clock_skew_secs`].
+pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 10;
+/// Largest [`ConsensusParams::max_block_bytes`] a genesis may set: 8 MiB, so that one block
+/// with its commit certificate always fits in a value-sync response (10 MiB).
+pub const MAX_BLOCK_BYTES_BOUND: u64 = 8 << 20;
+/// Smallest [`ConsensusParams::max_block_bytes`]: room for the largest transactions.
+pub const MIN_BLOCK_BYTES: u64 = 64 << 10;
+/// Largest [`ConsensusParams::max_block_txs`] a genesis may set.
+pub const MAX_BLOCK_TXS_BOUND: u32 = 100_000;
+/// Largest [`ConsensusParams::max_clock_skew_secs`] a genesis may set (ten minutes).
+pub const MAX_CLOCK_SKEW_BOUND: u64 = 600;
+
+fn default_max_block_txs() -> u32 {
+    DEFAULT_MAX_BLOCK_TXS
+}
+
+fn default_max_block_bytes() -> u64 {
+    DEFAULT_MAX_BLOCK_BYTES
+}
+
+fn default_max_clock_skew_secs() -> u64 {
+    DEFAULT_MAX_CLOCK_SKEW_SECS
 }
 
 /// The parameters of unlinkable orders (docs/spec/ledger.md, "Meter registry").
@@ -559,6 +619,16 @@ impl Genesis {
             if a.registry_history == 0 || a.registry_history > MAX_ROOT_HISTORY {
                 return bad("anonymous.registry_history must be in 1..=10000");
             }
+        }
+        let c = &self.consensus;
+        if c.max_block_txs == 0 || c.max_block_txs > MAX_BLOCK_TXS_BOUND {
+            return bad("consensus.max_block_txs must be in 1..=100000");
+        }
+        if c.max_block_bytes < MIN_BLOCK_BYTES || c.max_block_bytes > MAX_BLOCK_BYTES_BOUND {
+            return bad("consensus.max_block_bytes must be in 65536..=8388608 (8 MiB)");
+        }
+        if c.max_clock_skew_secs == 0 || c.max_clock_skew_secs > MAX_CLOCK_SKEW_BOUND {
+            return bad("consensus.max_clock_skew_secs must be in 1..=600");
         }
         Ok(())
     }
@@ -1104,4 +1174,26 @@ impl Block {
     pub fn hash(&self) -> Hash32 {
         Hash32(sha256(&encode(self)))
     }
+
+    /// Length of the canonical encoding, bytes (what [`ConsensusParams::max_block_bytes`]
+    /// limits), counted without encoding.
+    pub fn encoded_len(&self) -> u64 {
+        encoded_len(self)
+    }
+
+    /// Length of the canonical encoding of a block with these header fields and no
+    /// transactions; each transaction adds [`Transaction::encoded_len`].
+    pub const EMPTY_ENCODED_LEN: u64 = 8 + 32 + 8 + 32 + 4 + 32;
+}
+
+impl Transaction {
+    /// Length of the canonical encoding, bytes.
+    pub fn encoded_len(&self) -> u64 {
+        encoded_len(self)
+    }
+}
+
+/// Length of `v`'s borsh encoding (which cannot fail for these in-memory types).
+fn encoded_len<T: BorshSerialize>(v: &T) -> u64 {
+    borsh::object_length(v).map_or(u64::MAX, |n| n as u64)
 }

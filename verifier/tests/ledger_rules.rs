@@ -599,6 +599,52 @@ fn block_header_rules() {
     ));
 }
 
+/// A block over the genesis' consensus limits is invalid whatever it carries, and a block at
+/// the limits is valid: the limits every validator enforces on a proposal are rules of the
+/// ledger, so the audit applies them too.
+#[test]
+fn blocks_over_the_genesis_limits_are_invalid() {
+    let base = genesis(Mechanism::Uniform);
+    let s = community(&base);
+    // The same market with a three-transaction limit (the state does not depend on it).
+    let mut g = base.clone();
+    g.consensus.max_block_txs = 3;
+    let ledger = Ledger::new(&g).expect("valid genesis");
+    let deposits = |n: u64| (0..n).map(|k| deposit(&g, 1, 1 + k)).collect::<Vec<_>>();
+
+    let at_limit = block(&g, &s, in_gate(0), deposits(3), verifier());
+    assert!(ledger.apply_block(&s.0, &at_limit, verifier()).is_ok());
+    let over = block(&g, &s, in_gate(0), deposits(4), verifier());
+    assert_eq!(
+        ledger.apply_block(&s.0, &over, verifier()).unwrap_err(),
+        BlockError::TooManyTxs { count: 4, max: 3 }
+    );
+
+    // Bytes: the limit set to exactly the size of a block of 450 deposits (the smallest
+    // limit a genesis may set is 64 KiB) admits it, and refuses it with one byte less.
+    assert_eq!(
+        Block::EMPTY_ENCODED_LEN,
+        block(&g, &s, in_gate(0), vec![], verifier()).encoded_len()
+    );
+    let mut tight = g.clone();
+    tight.consensus.max_block_txs = 1_000;
+    let b = block(&tight, &s, in_gate(0), deposits(450), verifier());
+    let bytes = b.encoded_len();
+    assert_eq!(bytes, veilwatt_verifier::types::encode(&b).len() as u64);
+    tight.consensus.max_block_bytes = bytes;
+    let ledger = Ledger::new(&tight).expect("valid genesis");
+    assert!(ledger.apply_block(&s.0, &b, verifier()).is_ok());
+    tight.consensus.max_block_bytes = bytes - 1;
+    let ledger = Ledger::new(&tight).expect("valid genesis");
+    assert_eq!(
+        ledger.apply_block(&s.0, &b, verifier()).unwrap_err(),
+        BlockError::TooLarge {
+            bytes,
+            max: bytes - 1
+        }
+    );
+}
+
 #[test]
 fn genesis_parameters_that_would_overflow_are_invalid() {
     let ok = genesis(Mechanism::Uniform);
@@ -641,6 +687,32 @@ fn genesis_parameters_that_would_overflow_are_invalid() {
         &|g| g.result_retention_periods = 0,
         "result_retention_periods",
     );
+    // Consensus limits: a block must be able to hold something, and one block with its
+    // certificate must fit in a sync response.
+    invalid(&|g| g.consensus.max_block_txs = 0, "max_block_txs");
+    invalid(&|g| g.consensus.max_block_txs = u32::MAX, "max_block_txs");
+    invalid(&|g| g.consensus.max_block_bytes = 1_000, "max_block_bytes");
+    invalid(
+        &|g| g.consensus.max_block_bytes = MAX_BLOCK_BYTES_BOUND + 1,
+        "max_block_bytes",
+    );
+    invalid(
+        &|g| g.consensus.max_clock_skew_secs = 0,
+        "max_clock_skew_secs",
+    );
+    invalid(
+        &|g| g.consensus.max_clock_skew_secs = u64::MAX,
+        "max_clock_skew_secs",
+    );
+    // A genesis written before the limits existed gets the defaults.
+    let mut json = serde_json::to_value(&ok).unwrap();
+    json.as_object_mut().unwrap().remove("consensus");
+    let old: Genesis = serde_json::from_value(json).unwrap();
+    assert_eq!(old.consensus, ConsensusParams::default());
+    // A misspelt limit is an error, not a silent default.
+    let mut json = serde_json::to_value(&ok).unwrap();
+    json["consensus"] = serde_json::json!({"max_block_tx": 10});
+    assert!(serde_json::from_value::<Genesis>(json).is_err());
 }
 
 /// The market id names one genesis: any change to it (chain id, a rule) gives another id, so a

@@ -28,21 +28,24 @@ use super::context::{
     fin_signing_bytes, Address, BlockHeader, BlockId, Height, ProposalPart, ValidatorSet, VwContext,
 };
 use super::signing::VwSigner;
+use super::streams::{Received, StreamLimits, Streams, TXS_PER_PART};
 use crate::core::{now_secs, NodeCore};
 
-/// Transactions per proposal part.
-const TXS_PER_PART: usize = 256;
-/// Streams being reassembled at once; the oldest is dropped beyond.
-const MAX_STREAMS: usize = 64;
-/// How far in the future a proposed block's time may be, seconds (clock skew allowance).
-const MAX_FUTURE_DRIFT_SECS: u64 = 15;
+/// Heights beyond the next one whose proposals are still taken (a validator a block behind
+/// its peers); a proposal further ahead is dropped on its header.
+const HEIGHT_WINDOW: u64 = 2;
+/// Rounds beyond the current one whose proposals are taken (round 0 at a height not started).
+const ROUND_WINDOW: u32 = 4;
+/// Most bytes of blocks in one value-sync response (one block is always sent: the genesis
+/// bounds a block below the engine's 10 MiB response limit).
+const SYNC_RESPONSE_BYTES: u64 = veilwatt_verifier::types::MAX_BLOCK_BYTES_BOUND;
 
 /// Consensus timing and limits.
 #[derive(Clone, Copy, Debug)]
 pub struct AppSettings {
     /// Target time between blocks.
     pub block_interval: Duration,
-    /// Most transactions per block.
+    /// Most transactions per block this validator proposes (the genesis bounds it too).
     pub max_block_txs: usize,
     /// Base propose timeout (LinearTimeouts' other defaults apply).
     pub propose_timeout: Duration,
@@ -59,13 +62,6 @@ struct Candidate {
     validity: Option<Validity>,
 }
 
-#[derive(Default)]
-struct PartialStream {
-    parts: BTreeMap<u64, StreamContent<ProposalPart>>,
-    fin_at: Option<u64>,
-    opened: u64,
-}
-
 /// The application.
 pub struct App {
     core: Arc<NodeCore>,
@@ -76,8 +72,10 @@ pub struct App {
     settings: AppSettings,
     last_commit: Instant,
     candidates: BTreeMap<BlockId, Candidate>,
-    streams: BTreeMap<(Vec<u8>, Bytes), PartialStream>,
+    streams: Streams,
     stream_counter: u64,
+    /// The height and round consensus is in.
+    current: (u64, Round),
 }
 
 fn block_from_parts(
@@ -127,6 +125,7 @@ impl App {
     /// An application for `core`, signing with `signer`.
     pub fn new(core: Arc<NodeCore>, signer: VwSigner, settings: AppSettings) -> Self {
         let address = Address(signer.public_key().as_bytes().to_owned());
+        let streams = Streams::new(StreamLimits::of(core.genesis));
         Self {
             validators: core.validators.clone(),
             core,
@@ -139,8 +138,9 @@ impl App {
             settings,
             last_commit: Instant::now(),
             candidates: BTreeMap::new(),
-            streams: BTreeMap::new(),
+            streams,
             stream_counter: 0,
+            current: (0, Round::Nil),
         }
     }
 
@@ -179,6 +179,11 @@ impl App {
                 reply_value,
             } => {
                 tracing::debug!(%height, %round, %proposer, ?role, "started round");
+                self.current = (height.0, round);
+                #[cfg(feature = "byzantine")]
+                if self.core.byzantine.get() == Some(&crate::byzantine::Mode::OpenStreams) {
+                    self.open_streams(channels).await;
+                }
                 self.validate_known(height.0).await;
                 let values = self
                     .candidates
@@ -323,13 +328,25 @@ impl App {
         }
     }
 
+    /// Checks `block` against the committed state; a `live` proposal (not yet decided by a
+    /// quorum) must also carry a time within the genesis' clock skew of this validator's
+    /// clock, either way.
     async fn validate(&self, block: Block, live: bool) -> (Validity, Option<Applied>) {
-        if live && block.time > now_secs() + MAX_FUTURE_DRIFT_SECS {
-            tracing::warn!(
-                height = block.height,
-                "proposed block time is in the future"
-            );
-            return (Validity::Invalid, None);
+        if live {
+            let skew = self.core.genesis.consensus.max_clock_skew_secs;
+            let now = now_secs();
+            if block.time.abs_diff(now) > skew {
+                tracing::warn!(
+                    height = block.height,
+                    block_time = block.time,
+                    now,
+                    skew,
+                    "invalid block; voting against it: its time is off this validator's clock \
+                     by more than the genesis' max_clock_skew_secs"
+                );
+                self.core.metrics.proposals_refused.inc();
+                return (Validity::Invalid, None);
+            }
         }
         let core = Arc::clone(&self.core);
         let height = block.height;
@@ -386,6 +403,8 @@ impl App {
                 return None;
             }
         };
+        #[cfg(feature = "byzantine")]
+        let block = self.misbehave(block);
         if let Err(e) = self.core.store.put_pending(&block) {
             tracing::error!(error = %e, "cannot persist the proposed block");
             return None;
@@ -419,8 +438,20 @@ impl App {
             // Nobody else needs the parts.
             return;
         }
-        let b = &c.block;
-        let chain_id = &self.core.genesis.chain_id;
+        let parts = self.proposal_parts(&c.block, round, pol_round);
+        #[cfg(feature = "byzantine")]
+        let flood = (self.core.byzantine.get() == Some(&crate::byzantine::Mode::ProposalFlood))
+            .then(|| c.block.clone());
+        self.send_stream(parts, channels).await;
+        #[cfg(feature = "byzantine")]
+        if let Some(block) = flood {
+            self.flood(block, round, channels).await;
+        }
+    }
+
+    /// The parts of `block`'s proposal in `round`: header, transaction chunks, signed fin.
+    fn proposal_parts(&self, b: &Block, round: Round, pol_round: Round) -> Vec<ProposalPart> {
+        let id = BlockId::from(b.hash());
         let mut parts = vec![ProposalPart::Init {
             round: round.as_i64(),
             pol_round: pol_round.as_i64(),
@@ -438,16 +469,19 @@ impl App {
                 .map(|c| ProposalPart::Data(c.to_vec())),
         );
         let sig = self.signer.sign_bytes(&fin_signing_bytes(
-            chain_id,
+            &self.core.genesis.chain_id,
             b.height,
             round.as_i64(),
             &Hash32(id.0),
         ));
         parts.push(ProposalPart::Fin(sig.to_bytes()));
+        parts
+    }
 
+    /// Publishes `parts` as one stream (with a fresh id) closed by its end marker.
+    async fn send_stream(&mut self, parts: Vec<ProposalPart>, channels: &mut Channels<VwContext>) {
         self.stream_counter += 1;
-        let mut sid = b.height.to_be_bytes().to_vec();
-        sid.extend_from_slice(&round.as_i64().to_be_bytes());
+        let mut sid = self.next_height().to_be_bytes().to_vec();
         sid.extend_from_slice(&self.stream_counter.to_be_bytes());
         let stream_id = StreamId::new(Bytes::from(sid));
         let n = parts.len() as u64;
@@ -473,6 +507,75 @@ impl App {
         }
     }
 
+    /// Test-only ([`crate::byzantine::Mode::ProposalFlood`]): after its proposal, many other
+    /// signed proposals for the same round, and some for a height a million blocks ahead.
+    #[cfg(feature = "byzantine")]
+    async fn flood(&mut self, block: Block, round: Round, channels: &mut Channels<VwContext>) {
+        tracing::warn!(height = block.height, %round, "byzantine: flooding proposals");
+        for k in 1..=crate::byzantine::FLOOD_PER_ROUND {
+            let mut variant = block.clone();
+            variant.time += k;
+            if k.is_multiple_of(4) {
+                variant.height += 1_000_000;
+            }
+            let parts = self.proposal_parts(&variant, round, Round::Nil);
+            self.send_stream(parts, channels).await;
+        }
+    }
+
+    /// Test-only ([`crate::byzantine::Mode::OpenStreams`]): streams that never finish, each
+    /// a lone data part, to crowd out the round's honest proposal.
+    #[cfg(feature = "byzantine")]
+    async fn open_streams(&mut self, channels: &mut Channels<VwContext>) {
+        let pad = crate::byzantine::padding(&self.core.genesis.chain_id, 1);
+        for _ in 0..crate::byzantine::OPEN_STREAMS_PER_ROUND {
+            self.stream_counter += 1;
+            let mut sid = self.next_height().to_be_bytes().to_vec();
+            sid.extend_from_slice(&self.stream_counter.to_be_bytes());
+            let m = StreamMessage::new(
+                StreamId::new(Bytes::from(sid)),
+                1,
+                StreamContent::Data(ProposalPart::Data(pad.clone())),
+            );
+            if channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(m))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Test-only: what a Byzantine proposer changes in the block it built.
+    #[cfg(feature = "byzantine")]
+    fn misbehave(&self, mut block: Block) -> Block {
+        use crate::byzantine::{padding, Mode, TIME_SHIFT_SECS};
+        match self.core.byzantine.get() {
+            Some(Mode::OversizedBlock) => {
+                let max = self.core.genesis.consensus.max_block_txs as usize;
+                let n = (max + 1).saturating_sub(block.txs.len());
+                block.txs.extend(padding(&self.core.genesis.chain_id, n));
+                tracing::warn!(
+                    height = block.height,
+                    txs = block.txs.len(),
+                    "byzantine: oversized block"
+                );
+            }
+            Some(Mode::BackdatedTime) => {
+                block.time = now_secs().saturating_sub(TIME_SHIFT_SECS);
+                tracing::warn!(height = block.height, "byzantine: back-dated block");
+            }
+            Some(Mode::ForwardDatedTime) => {
+                block.time = now_secs() + TIME_SHIFT_SECS;
+                tracing::warn!(height = block.height, "byzantine: forward-dated block");
+            }
+            _ => {}
+        }
+        block
+    }
+
     async fn received_part(
         &mut self,
         from: PeerId,
@@ -480,45 +583,32 @@ impl App {
         part: StreamMessage<ProposalPart>,
     ) -> Option<ProposedValue<VwContext>> {
         let publisher = published_by.unwrap_or(from).to_bytes();
-        let key = (publisher, part.stream_id.to_bytes());
-        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
-            // Drop the oldest stream.
-            if let Some(old) = self
-                .streams
-                .iter()
-                .min_by_key(|(_, s)| s.opened)
-                .map(|(k, _)| k.clone())
-            {
-                self.streams.remove(&old);
+        let next_height = self.next_height();
+        let Self {
+            streams,
+            candidates,
+            current,
+            validators,
+            ..
+        } = self;
+        let received = streams.receive(publisher, part, |round, header| {
+            header_acceptable(candidates, *current, validators, next_height, round, header)
+        });
+        self.core
+            .metrics
+            .proposal_streams_held
+            .set(self.streams.len() as i64);
+        let parts = match received {
+            Received::Incomplete => return None,
+            Received::Dropped(why) => {
+                tracing::warn!(%from, reason = %why, "dropped a proposal stream");
+                self.core.metrics.proposal_streams_dropped.inc();
+                return None;
             }
-        }
-        self.stream_counter += 1;
-        let opened = self.stream_counter;
-        let max_parts = (self.settings.max_block_txs / TXS_PER_PART + 4) as u64;
-        let stream = self
-            .streams
-            .entry(key.clone())
-            .or_insert_with(|| PartialStream {
-                opened,
-                ..Default::default()
-            });
-        if part.sequence > max_parts {
-            self.streams.remove(&key);
-            return None;
-        }
-        if matches!(part.content, StreamContent::Fin) {
-            stream.fin_at = Some(part.sequence);
-        }
-        stream.parts.insert(part.sequence, part.content);
-        let complete = stream
-            .fin_at
-            .is_some_and(|f| (0..=f).all(|i| stream.parts.contains_key(&i)));
-        if !complete {
-            return None;
-        }
-        let stream = self.streams.remove(&key)?;
+            Received::Complete(parts) => parts,
+        };
         let chain_id = self.core.genesis.chain_id.clone();
-        let (block, round, pol_round, sig) = block_from_parts(&stream.parts)?;
+        let (block, round, pol_round, sig) = block_from_parts(&parts)?;
         let id = BlockId::from(block.hash());
 
         // The stream must come from the round's proposer, and carry its signature.
@@ -539,6 +629,24 @@ impl App {
             return None;
         }
         let proposer = expected.address;
+        if let Some(known) = self.candidates.get(&id) {
+            // A restream of a block already checked: its verdict stands.
+            let validity = known.validity?;
+            return Some(ProposedValue {
+                height,
+                round,
+                valid_round: pol_round,
+                proposer,
+                value: id,
+                validity,
+            });
+        }
+        if has_proposal(&self.candidates, block.height, round, &proposer) {
+            // Equivocation: one proposal per proposer and round; the first one stands.
+            tracing::warn!(%height, %round, %proposer, "a second, different proposal for one round; ignored");
+            self.core.metrics.proposal_streams_dropped.inc();
+            return None;
+        }
         let (validity, next) = if block.height == next_height {
             let (v, n) = self.validate(block.clone(), true).await;
             (Some(v), n)
@@ -559,6 +667,10 @@ impl App {
                 validity,
             },
         );
+        self.core
+            .metrics
+            .candidates
+            .set(self.candidates.len() as i64);
         validity.map(|validity| ProposedValue {
             height,
             round,
@@ -610,6 +722,10 @@ impl App {
                 tracing::info!(height, txs = block.txs.len(), hash = %id, "committed");
                 self.last_commit = Instant::now();
                 self.candidates.retain(|_, c| c.block.height > height);
+                self.core
+                    .metrics
+                    .candidates
+                    .set(self.candidates.len() as i64);
             }
             Ok(Err(e)) => tracing::error!(height, error = %e, "commit failed"),
             Err(e) => tracing::error!(height, error = %e, "commit panicked"),
@@ -618,6 +734,7 @@ impl App {
 
     fn decided_values(&self, from: u64, to: u64) -> Vec<RawDecidedValue<VwContext>> {
         let mut out = Vec::new();
+        let mut bytes = 0u64;
         let top = self.core.tip().height;
         for h in from.max(1)..=to.min(top) {
             let (Ok(Some(block)), Ok(Some(cert))) =
@@ -625,6 +742,12 @@ impl App {
             else {
                 break;
             };
+            // A response always fits the engine's limit: at least one block, then as many as
+            // fit in the budget.
+            bytes = bytes.saturating_add(block.encoded_len());
+            if !out.is_empty() && bytes > SYNC_RESPONSE_BYTES {
+                break;
+            }
             let Ok(cert) = decode_commit_certificate(&cert) else {
                 break;
             };
@@ -686,4 +809,65 @@ impl App {
             validity,
         })
     }
+}
+
+/// Whether a proposal stream with this header may be reassembled: a height from the next
+/// one to [`HEIGHT_WINDOW`] beyond, a round at most [`ROUND_WINDOW`] past the current one,
+/// the proposer of that round, and no proposal of it held yet.
+fn header_acceptable(
+    candidates: &BTreeMap<BlockId, Candidate>,
+    current: (u64, Round),
+    validators: &ValidatorSet,
+    next: u64,
+    round: i64,
+    header: &BlockHeader,
+) -> Result<(), String> {
+    if header.height < next {
+        return Err(format!("height {} is already decided", header.height));
+    }
+    if header.height > next.saturating_add(HEIGHT_WINDOW) {
+        return Err(format!(
+            "height {} is more than {HEIGHT_WINDOW} beyond the next one ({next})",
+            header.height
+        ));
+    }
+    let round = u32::try_from(round).map_err(|_| format!("round {round} is not a round"))?;
+    let current = match current {
+        (h, r) if h == header.height => r.as_u32().unwrap_or(0),
+        _ => 0,
+    };
+    if round > current.saturating_add(ROUND_WINDOW) {
+        return Err(format!(
+            "round {round} is more than {ROUND_WINDOW} beyond the current one ({current})"
+        ));
+    }
+    let round = Round::new(round);
+    let expected = VwContext.select_proposer(validators, Height(header.height), round);
+    if expected.address.0 != header.proposer.0 {
+        return Err(format!(
+            "{} is not the proposer of height {} round {round}",
+            header.proposer, header.height
+        ));
+    }
+    if has_proposal(candidates, header.height, round, &expected.address) {
+        return Err(format!(
+            "a proposal for height {} round {round} is already held",
+            header.height
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a proposal of `proposer` for `height`, `round` is held.
+fn has_proposal(
+    candidates: &BTreeMap<BlockId, Candidate>,
+    height: u64,
+    round: Round,
+    proposer: &Address,
+) -> bool {
+    candidates.values().any(|c| {
+        c.block.height == height
+            && &c.proposer == proposer
+            && c.round.is_some_and(|(r, _)| r == round)
+    })
 }

@@ -4,6 +4,7 @@ pub mod app;
 pub mod codec;
 pub mod context;
 pub mod signing;
+pub mod streams;
 
 use std::path::PathBuf;
 use std::sync::Arc;

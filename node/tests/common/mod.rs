@@ -69,6 +69,7 @@ pub fn genesis(chain: &str, period: u64, gate: u64) -> Genesis {
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
         anonymous: None,
+        consensus: Default::default(),
     }
 }
 
@@ -539,6 +540,37 @@ impl Net {
             from = hi + 1;
         }
         out
+    }
+
+    /// Resident memory of validator `i`'s process, bytes (Linux).
+    pub fn rss_bytes(&self, i: usize) -> u64 {
+        let pid = self.children[i]
+            .as_ref()
+            .expect("validator is running")
+            .id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    /// Bytes on disk under validator `i`'s home (its RocksDB, WAL and logs).
+    pub fn disk_bytes(&self, i: usize) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p).map_or(0, |rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+        }
+        walk(&self.homes[i])
     }
 
     /// The value of the metric `name` (summed over labels) on validator `i`.

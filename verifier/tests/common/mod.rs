@@ -67,6 +67,7 @@ pub fn genesis(mechanism: Mechanism) -> Genesis {
         result_retention_periods: veilwatt_verifier::types::DEFAULT_RESULT_RETENTION_PERIODS,
         shielded: None,
         anonymous: None,
+        consensus: Default::default(),
     };
     g.validate().expect("valid genesis");
     g

@@ -1,0 +1,402 @@
+//! Reassembly of proposal streams under a budget no peer can exhaust for another.
+//!
+//! A proposal travels as a stream of parts (header, transaction chunks, signed fin). Until its
+//! last part arrives a stream is held in memory, so what a peer can make a validator hold is
+//! bounded here: a few unfinished streams per publisher (a new one evicts that publisher's
+//! oldest, never another's), a bounded total, and per stream the genesis' block limits (parts,
+//! transactions, bytes). The header part is checked as soon as it arrives (height window,
+//! round, proposer) so that a stream the validator would refuse anyway is dropped at once.
+
+use std::collections::BTreeMap;
+
+use arc_malachitebft_app_channel::app::streaming::StreamContent;
+use arc_malachitebft_app_channel::app::types::streaming::StreamMessage;
+use bytes::Bytes;
+use veilwatt_verifier::types::{Block, Genesis};
+
+use super::context::{BlockHeader, ProposalPart};
+
+/// Transactions per proposal part.
+pub const TXS_PER_PART: usize = 256;
+/// Unfinished streams held per publisher; a new one evicts that publisher's oldest. An honest
+/// proposer has one stream per round in flight (two across a round change or a restream).
+pub const STREAMS_PER_PUBLISHER: usize = 3;
+/// Unfinished streams held in all; beyond, the oldest stream of the publisher holding the most
+/// goes.
+pub const MAX_STREAMS: usize = 64;
+
+/// What one stream may carry: the genesis' block limits, as parts.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLimits {
+    /// Highest part sequence number (the fin marker included).
+    pub max_sequence: u64,
+    /// Transactions.
+    pub max_txs: usize,
+    /// Encoded bytes of its transactions.
+    pub max_bytes: u64,
+}
+
+impl StreamLimits {
+    /// The limits of `genesis`' blocks: a header, the data parts of `max_block_txs`, a fin part
+    /// and the end-of-stream marker.
+    pub fn of(genesis: &Genesis) -> Self {
+        let c = &genesis.consensus;
+        let max_txs = c.max_block_txs as usize;
+        Self {
+            max_sequence: (max_txs.div_ceil(TXS_PER_PART) + 2) as u64,
+            max_txs,
+            max_bytes: c.max_block_bytes.saturating_sub(Block::EMPTY_ENCODED_LEN),
+        }
+    }
+}
+
+/// Why a stream was dropped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamRefusal {
+    /// More parts than a block within the limits needs.
+    #[error("part {0} is beyond the most a block needs")]
+    TooManyParts(u64),
+    /// More transactions or bytes than a block may carry.
+    #[error("carries more than the genesis allows in a block")]
+    TooLarge,
+    /// A data part with more transactions than a proposer puts in one.
+    #[error("a part carries more than {TXS_PER_PART} transactions")]
+    OversizedPart,
+    /// The header was refused by the caller's check.
+    #[error("{0}")]
+    Header(String),
+}
+
+/// What a received part did.
+#[derive(Debug)]
+pub enum Received {
+    /// The stream is not complete yet.
+    Incomplete,
+    /// The stream is complete: its parts, in sequence order.
+    Complete(BTreeMap<u64, StreamContent<ProposalPart>>),
+    /// The stream broke a limit and was dropped with everything it held.
+    Dropped(StreamRefusal),
+}
+
+struct Partial {
+    parts: BTreeMap<u64, StreamContent<ProposalPart>>,
+    fin_at: Option<u64>,
+    opened: u64,
+    txs: usize,
+    bytes: u64,
+}
+
+type Key = (Vec<u8>, Bytes);
+
+/// Unfinished streams, by publisher and stream id.
+pub struct Streams {
+    limits: StreamLimits,
+    open: BTreeMap<Key, Partial>,
+    counter: u64,
+}
+
+impl Streams {
+    /// No stream open yet.
+    pub fn new(limits: StreamLimits) -> Self {
+        Self {
+            limits,
+            open: BTreeMap::new(),
+            counter: 0,
+        }
+    }
+
+    /// Unfinished streams held.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Whether no stream is held.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Unfinished streams held for `publisher`.
+    pub fn held_for(&self, publisher: &[u8]) -> usize {
+        self.open.keys().filter(|(p, _)| p == publisher).count()
+    }
+
+    /// Takes a part published by `publisher`. `check_header` decides on a header part as
+    /// soon as it arrives; an `Err` drops the stream.
+    pub fn receive(
+        &mut self,
+        publisher: Vec<u8>,
+        part: StreamMessage<ProposalPart>,
+        check_header: impl FnOnce(i64, &BlockHeader) -> Result<(), String>,
+    ) -> Received {
+        let key = (publisher, part.stream_id.to_bytes());
+        if !self.open.contains_key(&key) {
+            self.make_room(&key.0);
+            self.counter += 1;
+            self.open.insert(
+                key.clone(),
+                Partial {
+                    parts: BTreeMap::new(),
+                    fin_at: None,
+                    opened: self.counter,
+                    txs: 0,
+                    bytes: 0,
+                },
+            );
+        }
+        match self.add(&key, part, check_header) {
+            Err(refusal) => {
+                self.open.remove(&key);
+                Received::Dropped(refusal)
+            }
+            Ok(false) => Received::Incomplete,
+            Ok(true) => match self.open.remove(&key) {
+                Some(stream) => Received::Complete(stream.parts),
+                None => Received::Incomplete,
+            },
+        }
+    }
+
+    /// Adds a part to the open stream `key`; returns whether the stream is complete.
+    fn add(
+        &mut self,
+        key: &Key,
+        part: StreamMessage<ProposalPart>,
+        check_header: impl FnOnce(i64, &BlockHeader) -> Result<(), String>,
+    ) -> Result<bool, StreamRefusal> {
+        let limits = self.limits;
+        let Some(stream) = self.open.get_mut(key) else {
+            return Ok(false);
+        };
+        if part.sequence > limits.max_sequence {
+            return Err(StreamRefusal::TooManyParts(part.sequence));
+        }
+        match &part.content {
+            StreamContent::Data(ProposalPart::Init { round, header, .. }) => {
+                check_header(*round, header).map_err(StreamRefusal::Header)?;
+            }
+            StreamContent::Data(ProposalPart::Data(chunk)) => {
+                if chunk.len() > TXS_PER_PART {
+                    return Err(StreamRefusal::OversizedPart);
+                }
+                // A part sent twice counts twice: an honest proposer never repeats one.
+                stream.txs += chunk.len();
+                stream.bytes = chunk
+                    .iter()
+                    .fold(stream.bytes, |b, tx| b.saturating_add(tx.encoded_len()));
+                if stream.txs > limits.max_txs || stream.bytes > limits.max_bytes {
+                    return Err(StreamRefusal::TooLarge);
+                }
+            }
+            StreamContent::Data(ProposalPart::Fin(_)) => {}
+            StreamContent::Fin => stream.fin_at = Some(part.sequence),
+        }
+        stream.parts.insert(part.sequence, part.content);
+        Ok(stream
+            .fin_at
+            .is_some_and(|f| (0..=f).all(|i| stream.parts.contains_key(&i))))
+    }
+
+    /// Room for one more stream of `publisher`: its own oldest goes when it holds its share,
+    /// and at the total cap the oldest stream of whoever holds the most.
+    fn make_room(&mut self, publisher: &[u8]) {
+        if self.held_for(publisher) >= STREAMS_PER_PUBLISHER {
+            self.evict_oldest_of(publisher.to_vec());
+        }
+        if self.open.len() >= MAX_STREAMS {
+            let mut held: BTreeMap<&[u8], usize> = BTreeMap::new();
+            for (p, _) in self.open.keys() {
+                *held.entry(p.as_slice()).or_default() += 1;
+            }
+            if let Some(most) = held
+                .into_iter()
+                .max_by_key(|(_, n)| *n)
+                .map(|(p, _)| p.to_vec())
+            {
+                self.evict_oldest_of(most);
+            }
+        }
+    }
+
+    fn evict_oldest_of(&mut self, publisher: Vec<u8>) {
+        if let Some(oldest) = self
+            .open
+            .iter()
+            .filter(|((p, _), _)| *p == publisher)
+            .min_by_key(|(_, s)| s.opened)
+            .map(|(k, _)| k.clone())
+        {
+            self.open.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arc_malachitebft_app_channel::app::types::streaming::StreamId;
+    use veilwatt_verifier::types::{Hash32, Transaction, TxBody, WalletKey};
+
+    const LIMITS: StreamLimits = StreamLimits {
+        max_sequence: 4,
+        max_txs: 3,
+        max_bytes: 100_000,
+    };
+
+    fn msg(
+        stream: u64,
+        sequence: u64,
+        content: StreamContent<ProposalPart>,
+    ) -> StreamMessage<ProposalPart> {
+        StreamMessage::new(
+            StreamId::new(Bytes::from(stream.to_be_bytes().to_vec())),
+            sequence,
+            content,
+        )
+    }
+
+    fn init() -> StreamContent<ProposalPart> {
+        StreamContent::Data(ProposalPart::Init {
+            round: 0,
+            pol_round: -1,
+            header: BlockHeader {
+                height: 1,
+                prev_hash: Hash32::default(),
+                time: 0,
+                proposer: WalletKey([1; 32]),
+                state_root: Hash32::default(),
+            },
+        })
+    }
+
+    /// `n` signed deposits (153 encoded bytes each).
+    fn data(n: usize) -> StreamContent<ProposalPart> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let tx = |reference| {
+            Transaction::sign(
+                "t",
+                TxBody::Deposit {
+                    to: WalletKey([7; 32]),
+                    amount: 1,
+                    reference,
+                },
+                0,
+                &key,
+            )
+        };
+        StreamContent::Data(ProposalPart::Data((0..n as u64).map(tx).collect()))
+    }
+
+    fn fin() -> StreamContent<ProposalPart> {
+        StreamContent::Data(ProposalPart::Fin([0; 64]))
+    }
+
+    fn ok(_: i64, _: &BlockHeader) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[test]
+    fn a_stream_completes_whatever_the_order_of_its_parts() {
+        let mut s = Streams::new(LIMITS);
+        let p = b"honest".to_vec();
+        assert!(matches!(
+            s.receive(p.clone(), msg(1, 3, StreamContent::Fin), ok),
+            Received::Incomplete
+        ));
+        assert!(matches!(
+            s.receive(p.clone(), msg(1, 1, data(2)), ok),
+            Received::Incomplete
+        ));
+        assert!(matches!(
+            s.receive(p.clone(), msg(1, 2, fin()), ok),
+            Received::Incomplete
+        ));
+        match s.receive(p, msg(1, 0, init()), ok) {
+            Received::Complete(parts) => assert_eq!(parts.len(), 4),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_publisher_opening_many_streams_evicts_only_its_own() {
+        let mut s = Streams::new(LIMITS);
+        let honest = b"honest".to_vec();
+        assert!(matches!(
+            s.receive(honest.clone(), msg(1, 0, init()), ok),
+            Received::Incomplete
+        ));
+        // 65 unfinished streams from one peer (the attack the old shared cap of 64 allowed).
+        for k in 0..65 {
+            let r = s.receive(b"spammer".to_vec(), msg(100 + k, 1, data(1)), ok);
+            assert!(matches!(r, Received::Incomplete));
+        }
+        assert_eq!(s.held_for(b"spammer"), STREAMS_PER_PUBLISHER);
+        assert_eq!(s.held_for(&honest), 1);
+        s.receive(honest.clone(), msg(1, 1, data(1)), ok);
+        s.receive(honest.clone(), msg(1, 2, fin()), ok);
+        assert!(matches!(
+            s.receive(honest, msg(1, 3, StreamContent::Fin), ok),
+            Received::Complete(_)
+        ));
+    }
+
+    #[test]
+    fn the_total_stays_bounded_over_many_publishers() {
+        let mut s = Streams::new(LIMITS);
+        for p in 0..100u64 {
+            for k in 0..3 {
+                s.receive(p.to_be_bytes().to_vec(), msg(k, 1, data(1)), ok);
+                assert!(s.len() <= MAX_STREAMS);
+            }
+        }
+        assert_eq!(s.len(), MAX_STREAMS);
+    }
+
+    #[test]
+    fn a_stream_over_a_block_limit_is_dropped() {
+        let p = || b"p".to_vec();
+        let mut s = Streams::new(LIMITS);
+        assert!(matches!(
+            s.receive(p(), msg(1, LIMITS.max_sequence + 1, StreamContent::Fin), ok),
+            Received::Dropped(StreamRefusal::TooManyParts(5))
+        ));
+        s.receive(p(), msg(2, 1, data(2)), ok);
+        assert!(matches!(
+            s.receive(p(), msg(2, 2, data(2)), ok),
+            Received::Dropped(StreamRefusal::TooLarge)
+        ));
+        let small = StreamLimits {
+            max_bytes: 150,
+            ..LIMITS
+        };
+        let mut s = Streams::new(small);
+        assert!(matches!(
+            s.receive(p(), msg(3, 1, data(2)), ok),
+            Received::Dropped(StreamRefusal::TooLarge)
+        ));
+        let wide = StreamLimits {
+            max_txs: 10_000,
+            ..LIMITS
+        };
+        let mut s = Streams::new(wide);
+        assert!(matches!(
+            s.receive(p(), msg(4, 1, data(TXS_PER_PART + 1)), ok),
+            Received::Dropped(StreamRefusal::OversizedPart)
+        ));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_refused_header_drops_the_stream_with_what_it_held() {
+        let mut s = Streams::new(LIMITS);
+        s.receive(b"p".to_vec(), msg(1, 1, data(1)), ok);
+        let r = s.receive(b"p".to_vec(), msg(1, 0, init()), |_, h| {
+            Err(format!("height {} is too far ahead", h.height))
+        });
+        match r {
+            Received::Dropped(StreamRefusal::Header(why)) => assert!(why.contains("too far")),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.is_empty());
+    }
+}
