@@ -53,6 +53,9 @@ pub enum AdmitError {
     /// The mempool is full; retry later.
     #[error("mempool full")]
     MempoolFull,
+    /// The signer has its quota of pending transactions; retry once some commit.
+    #[error("{0}")]
+    SignerQuota(MempoolError),
 }
 
 impl AdmitError {
@@ -64,7 +67,7 @@ impl AdmitError {
             AdmitError::Rule(TxError::State(_)) => 500,
             AdmitError::BadSignature | AdmitError::InvalidProof(_) | AdmitError::Rule(_) => 422,
             AdmitError::Duplicate(_) => 409,
-            AdmitError::MempoolFull => 429,
+            AdmitError::MempoolFull | AdmitError::SignerQuota(_) => 429,
         }
     }
 
@@ -81,6 +84,7 @@ impl AdmitError {
             AdmitError::Rule(_) => "rule_violation",
             AdmitError::Duplicate(_) => "duplicate",
             AdmitError::MempoolFull => "mempool_full",
+            AdmitError::SignerQuota(_) => "signer_quota",
         }
     }
 }
@@ -90,6 +94,7 @@ impl From<MempoolError> for AdmitError {
         match e {
             MempoolError::Duplicate(id) => AdmitError::Duplicate(id),
             MempoolError::Full => AdmitError::MempoolFull,
+            e @ MempoolError::SignerQuota(..) => AdmitError::SignerQuota(e),
         }
     }
 }
@@ -457,6 +462,7 @@ impl<'g> Admission<'g> {
                 if mempool.len() >= mempool.capacity() {
                     return Err(AdmitError::MempoolFull);
                 }
+                mempool.check_quota(&tx.signer)?;
                 // Apply to a copy only if the insertion cannot fail afterwards (checked above).
                 match self.ledger.apply_signed_tx(pending, &tx, id, time) {
                     Err(TxError::Replay(id)) => Err(AdmitError::Duplicate(id)),

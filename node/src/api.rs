@@ -269,6 +269,9 @@ async fn receive_forwarded(body: bytes::Bytes, core: Arc<NodeCore>) -> ApiResult
                 ForwardError::UnknownSender(_) | ForwardError::BadSignature => {
                     (StatusCode::UNAUTHORIZED, "unauthorized")
                 }
+                ForwardError::Replayed { .. } | ForwardError::Stale { .. } => {
+                    (StatusCode::CONFLICT, "replayed")
+                }
             };
             answer(Err(ApiError::new(status, code, e.to_string())))
         }

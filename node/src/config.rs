@@ -94,6 +94,14 @@ fn default_propose_timeout_ms() -> u64 {
 pub struct MempoolSettings {
     /// Most pending transactions; beyond, submissions get 429.
     pub capacity: usize,
+    /// Most pending transactions of one signer (the registrar excepted); beyond, its
+    /// submissions get 429 `signer_quota`.
+    #[serde(default = "default_per_signer")]
+    pub per_signer: usize,
+}
+
+fn default_per_signer() -> usize {
+    64
 }
 
 /// `config.toml`.
@@ -134,7 +142,10 @@ impl NodeConfig {
                 propose_timeout_ms: default_propose_timeout_ms(),
                 peer_apis: Vec::new(),
             },
-            mempool: MempoolSettings { capacity: 50_000 },
+            mempool: MempoolSettings {
+                capacity: 50_000,
+                per_signer: default_per_signer(),
+            },
             #[cfg(feature = "byzantine")]
             byzantine: None,
         }

@@ -169,6 +169,8 @@ pub struct NodeCore {
     events: broadcast::Sender<Arc<CommitEvent>>,
     admit_tx: mpsc::Sender<(Transaction, Origin, AdmitReply)>,
     forwarder: OnceLock<Forwarder>,
+    /// The last forwarded batch taken from each peer validator.
+    forward_replays: Mutex<crate::forward::ReplayGuard>,
     /// Test-only misbehaviour of this validator as a proposer.
     #[cfg(feature = "byzantine")]
     pub byzantine: OnceLock<crate::byzantine::Mode>,
@@ -201,7 +203,7 @@ impl NodeCore {
         verifier: MarketVerifier,
         store: RocksStore,
         admission: AdmissionConfig,
-        mempool_capacity: usize,
+        mempool: crate::config::MempoolSettings,
         peers: Vec<String>,
         moniker: String,
         self_key: WalletKey,
@@ -238,7 +240,8 @@ impl NodeCore {
             admission: Admission::new(ledger, genesis.chain_id.clone(), admission, proofs),
             store,
             pool: Mutex::new(Pool {
-                mempool: Mempool::new(mempool_capacity),
+                mempool: Mempool::new(mempool.capacity)
+                    .with_signer_quota(mempool.per_signer, Some(genesis.registrar)),
                 pending: ChangeSet::new(),
             }),
             tip: RwLock::new(tip),
@@ -246,6 +249,7 @@ impl NodeCore {
             events,
             admit_tx,
             forwarder: OnceLock::new(),
+            forward_replays: Mutex::default(),
             #[cfg(feature = "byzantine")]
             byzantine: OnceLock::new(),
             metrics,
@@ -302,6 +306,7 @@ impl NodeCore {
             &self.genesis.validators,
             &self.self_key,
         )?;
+        lock(&self.forward_replays).admit(&batch, crate::forward::now_us())?;
         self.metrics.forward_received.inc_by(batch.txs.len() as u64);
         let verdicts = futures::future::join_all(
             batch

@@ -6,7 +6,11 @@
 //! signed with the sender's consensus key under its own domain and carries the chain id; a
 //! receiver accepts it only from a genesis validator other than itself, then runs every
 //! transaction through its own full admission (signature, proof, rules) and never forwards it
-//! again. Replaying a batch is harmless: transactions are idempotent by id.
+//! again. Each batch carries a sequence number, the sender's clock in microseconds when it
+//! sealed it (strictly increasing per sender, also across its restarts); a receiver refuses a
+//! batch whose sequence is not above the last one it took from that sender, or whose time is
+//! more than [`MAX_BATCH_AGE`] from its own clock, so a captured batch replayed (by anyone on
+//! the path) costs one signature check, not a batch of proof verifications.
 //!
 //! Forwarding is best effort and never blocks admission: a peer that is down or slow loses
 //! batches (counted in the metrics), and the transactions still reach the ledger when this
@@ -38,6 +42,9 @@ const ATTEMPTS: u32 = 3;
 /// Time limit of one POST.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How far a batch's sequence time may be from the receiver's clock, either way.
+pub const MAX_BATCH_AGE: Duration = Duration::from_secs(60);
+
 /// Path of the receiving route.
 pub const PATH: &str = "/v1/peer/txs";
 
@@ -48,6 +55,9 @@ pub struct ForwardBatch {
     pub chain_id: String,
     /// The forwarding validator's consensus key.
     pub sender: WalletKey,
+    /// The sender's clock when it sealed the batch, Unix microseconds; strictly increasing
+    /// over the batches of one sender.
+    pub sequence: u64,
     /// Transactions, in the order the sender admitted them.
     pub txs: Vec<Transaction>,
 }
@@ -67,6 +77,61 @@ pub enum ForwardError {
     /// The signature does not verify for the sender.
     #[error("bad batch signature")]
     BadSignature,
+    /// Not newer than the last batch taken from this sender: a replay.
+    #[error("batch {sequence} from {sender} is not newer than its last ({last}): a replay")]
+    Replayed {
+        /// The sender.
+        sender: WalletKey,
+        /// This batch's sequence.
+        sequence: u64,
+        /// The last one taken.
+        last: u64,
+    },
+    /// Sealed too long ago, or in the future, by the receiver's clock.
+    #[error("batch sealed at {sequence} us is more than {MAX_BATCH_AGE:?} from this validator's clock ({now} us)")]
+    Stale {
+        /// This batch's sequence (Unix microseconds).
+        sequence: u64,
+        /// The receiver's clock, Unix microseconds.
+        now: u64,
+    },
+}
+
+/// The receiving side's memory of the last batch taken from each sender.
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    last: std::collections::BTreeMap<WalletKey, u64>,
+}
+
+impl ReplayGuard {
+    /// Takes `batch` (opened, so its sender is a validator) if it is fresh and newer than the
+    /// last one from its sender at receiver time `now_us` (Unix microseconds).
+    pub fn admit(&mut self, batch: &ForwardBatch, now_us: u64) -> Result<(), ForwardError> {
+        let window = MAX_BATCH_AGE.as_micros() as u64;
+        if batch.sequence.abs_diff(now_us) > window {
+            return Err(ForwardError::Stale {
+                sequence: batch.sequence,
+                now: now_us,
+            });
+        }
+        let last = self.last.entry(batch.sender).or_default();
+        if batch.sequence <= *last {
+            return Err(ForwardError::Replayed {
+                sender: batch.sender,
+                sequence: batch.sequence,
+                last: *last,
+            });
+        }
+        *last = batch.sequence;
+        Ok(())
+    }
+}
+
+/// Unix time, microseconds (forwarding telemetry, never consensus input).
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn signing_bytes(batch: &[u8]) -> Vec<u8> {
@@ -166,6 +231,7 @@ async fn batcher(
 ) {
     let sender = WalletKey(key.verifying_key().to_bytes());
     let key = Arc::new(key);
+    let mut sequence = 0u64;
     while let Some(first) = rx.recv().await {
         let mut txs = vec![first];
         let deadline = tokio::time::Instant::now() + LINGER;
@@ -176,9 +242,13 @@ async fn batcher(
             }
         }
         let n = txs.len() as u64;
+        // The clock, but never the same number twice (two batches in one microsecond, or a
+        // clock stepped back).
+        sequence = now_us().max(sequence + 1);
         let batch = ForwardBatch {
             chain_id: chain_id.clone(),
             sender,
+            sequence,
             txs,
         };
         let k = Arc::clone(&key);
@@ -218,7 +288,9 @@ async fn send_to_peer(
                 .send()
                 .await;
             match sent {
-                Ok(r) if r.status().is_success() => {
+                // 409: the peer already took this batch (an earlier attempt arrived but its
+                // answer did not).
+                Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT => {
                     delivered = true;
                     break;
                 }
@@ -267,6 +339,7 @@ mod tests {
         ForwardBatch {
             chain_id: "c".into(),
             sender,
+            sequence: 1_000_000_000,
             txs: vec![Transaction::sign(
                 "c",
                 TxBody::Deposit {
@@ -322,5 +395,46 @@ mod tests {
             open(&body[..body.len() - 1], "c", &set, &v2.key),
             Err(ForwardError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_replayed_or_stale_batch_is_refused() {
+        let (_, v1) = validator(1);
+        let (_, v2) = validator(2);
+        let now = 5_000_000_000;
+        let mut guard = ReplayGuard::default();
+        let mut b = batch(v1.key);
+        b.sequence = now;
+        assert_eq!(guard.admit(&b, now), Ok(()));
+        // The same batch again, or an older one: a replay.
+        assert!(matches!(
+            guard.admit(&b, now + 10),
+            Err(ForwardError::Replayed { .. })
+        ));
+        b.sequence = now - 1;
+        assert!(matches!(
+            guard.admit(&b, now + 10),
+            Err(ForwardError::Replayed { .. })
+        ));
+        // A newer one is taken; another sender's sequence is its own.
+        b.sequence = now + 1;
+        assert_eq!(guard.admit(&b, now + 10), Ok(()));
+        let mut other = batch(v2.key);
+        other.sequence = now - 5;
+        assert_eq!(guard.admit(&other, now + 10), Ok(()));
+        // Sealed more than a minute before (a capture replayed after the receiver restarted
+        // and forgot) or after the receiver's clock.
+        let window = MAX_BATCH_AGE.as_micros() as u64;
+        let mut fresh = ReplayGuard::default();
+        b.sequence = now;
+        assert!(matches!(
+            fresh.admit(&b, now + window + 1),
+            Err(ForwardError::Stale { .. })
+        ));
+        assert!(matches!(
+            fresh.admit(&b, now - window - 1),
+            Err(ForwardError::Stale { .. })
+        ));
+        assert_eq!(fresh.admit(&b, now + window), Ok(()));
     }
 }

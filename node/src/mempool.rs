@@ -1,7 +1,7 @@
 //! The bounded mempool: admitted transactions waiting for a block, in arrival order.
 
 use std::collections::{BTreeMap, VecDeque};
-use veilwatt_verifier::types::{Transaction, TxId};
+use veilwatt_verifier::types::{Transaction, TxId, WalletKey};
 
 /// Why a transaction does not enter the mempool.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,14 +12,22 @@ pub enum MempoolError {
     /// At capacity.
     #[error("mempool full")]
     Full,
+    /// Its signer already has its quota of pending transactions.
+    #[error("signer {0} already has {1} pending transactions; wait for them to commit")]
+    SignerQuota(WalletKey, usize),
 }
 
-/// Pending transactions, first in first out, at most `capacity`.
+/// Pending transactions, first in first out, at most `capacity`, and at most a quota per
+/// signer (one wallet cannot fill the pool for everyone; the registrar, trusted to enrol and
+/// fund a whole community at once, may be exempt).
 #[derive(Debug)]
 pub struct Mempool {
     capacity: usize,
     queue: VecDeque<TxId>,
     txs: BTreeMap<TxId, Transaction>,
+    per_signer: BTreeMap<WalletKey, usize>,
+    signer_quota: usize,
+    exempt: Option<WalletKey>,
 }
 
 impl Mempool {
@@ -29,7 +37,26 @@ impl Mempool {
             capacity,
             queue: VecDeque::new(),
             txs: BTreeMap::new(),
+            per_signer: BTreeMap::new(),
+            signer_quota: usize::MAX,
+            exempt: None,
         }
+    }
+
+    /// The same, holding at most `quota` transactions of any one signer but `exempt`.
+    pub fn with_signer_quota(mut self, quota: usize, exempt: Option<WalletKey>) -> Self {
+        self.signer_quota = quota;
+        self.exempt = exempt;
+        self
+    }
+
+    /// Whether a transaction of `signer` would be within its quota.
+    pub fn check_quota(&self, signer: &WalletKey) -> Result<(), MempoolError> {
+        let held = self.per_signer.get(signer).copied().unwrap_or(0);
+        if self.exempt.as_ref() != Some(signer) && held >= self.signer_quota {
+            return Err(MempoolError::SignerQuota(*signer, held));
+        }
+        Ok(())
     }
 
     /// Adds a transaction.
@@ -41,6 +68,8 @@ impl Mempool {
         if self.txs.len() >= self.capacity {
             return Err(MempoolError::Full);
         }
+        self.check_quota(&tx.signer)?;
+        *self.per_signer.entry(tx.signer).or_default() += 1;
         self.queue.push_back(id);
         self.txs.insert(id, tx);
         Ok(id)
@@ -80,7 +109,14 @@ impl Mempool {
     /// Drops transactions that a committed block contained (or that became invalid).
     pub fn remove(&mut self, ids: &[TxId]) {
         for id in ids {
-            self.txs.remove(id);
+            if let Some(tx) = self.txs.remove(id) {
+                if let Some(n) = self.per_signer.get_mut(&tx.signer) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_signer.remove(&tx.signer);
+                    }
+                }
+            }
         }
         let txs = &self.txs;
         self.queue.retain(|id| txs.contains_key(id));

@@ -140,7 +140,7 @@ pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
         AdmissionConfig {
             max_body_bytes: cfg.api.max_body_bytes,
         },
-        cfg.mempool.capacity,
+        cfg.mempool.clone(),
         cfg.consensus.persistent_peers.clone(),
         cfg.moniker.clone(),
         home.public_key(),

@@ -382,3 +382,63 @@ fn mempool_is_fifo_and_forgets_committed() {
     assert_eq!(pool.peek(5), txs[1..].to_vec());
     assert!(!pool.contains(&txs[0].id()));
 }
+
+/// One signer holds at most its quota of the mempool (so one wallet cannot fill it for
+/// everyone); the registrar, which enrols and funds a community at once, is exempt; a
+/// committed transaction frees its signer's place.
+#[test]
+fn a_signer_over_its_mempool_quota_gets_429() {
+    let g = genesis();
+    let k = dev::keys().unwrap();
+    let cache = ProofCache::new(OrderVerifier::new(&k.vk, k.vk_id).unwrap(), 10);
+    let adm = Admission::new(
+        Ledger::new(&g).unwrap(),
+        g.chain_id.clone(),
+        AdmissionConfig::default(),
+        &cache,
+    );
+    let s = state(&g);
+    let mut pool = Mempool::new(100).with_signer_quota(1, Some(g.registrar));
+    let first = order(&g, 1, 100, 100, 10);
+    let withdraw = |nonce| {
+        Transaction::sign(
+            &g.chain_id,
+            TxBody::Withdraw { amount: 1, nonce },
+            T0 + 600,
+            &key(1),
+        )
+    };
+    let deposits: Vec<Transaction> = (0..5)
+        .map(|n| {
+            Transaction::sign(
+                &g.chain_id,
+                TxBody::Deposit {
+                    to: wallet(&key(1)),
+                    amount: 1_000,
+                    reference: n,
+                },
+                T0 + 600,
+                &key(200),
+            )
+        })
+        .collect();
+    let mut txs = vec![first.clone(), withdraw(1)];
+    txs.extend(deposits.clone());
+    let r = adm.admit(txs, &s, IN_GATE, &mut pool);
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    let e = r[1].as_ref().unwrap_err();
+    assert_eq!((e.http_status(), e.code()), (429, "signer_quota"), "{e}");
+    assert!(
+        r[2..].iter().all(|r| r.is_ok()),
+        "the registrar is exempt: {r:?}"
+    );
+    assert_eq!(pool.len(), 6);
+    // Once its order is committed (removed from the pool), household 1 has room again.
+    pool.remove(&[first.id()]);
+    let r = adm.admit(vec![withdraw(2)], &s, IN_GATE, &mut pool);
+    assert!(
+        !matches!(r[0], Err(AdmitError::SignerQuota(_))),
+        "{:?}",
+        r[0]
+    );
+}

@@ -666,3 +666,123 @@ async fn the_control_run_without_an_attack() {
         assert_eq!(a.net.metric(i, "veilwatt_proposals_refused").await, 0.0);
     }
 }
+
+/// A forwarding batch captured on the wire and posted again is refused on its sequence number
+/// (409, nothing re-admitted), also when re-signed batches of another validator are fine; a
+/// batch sealed over a minute ago is refused the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_forwarding_batch_is_refused() {
+    use veilwatt_node::forward::{now_us, seal, ForwardBatch, PATH};
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut net = Net::new(genesis_n("chaos-forward-replay", 6, 4, 4), |_, _| {});
+    net.start_all();
+    wait_height(&net, &[0, 1, 2, 3], 2).await;
+    let g = net.genesis.clone();
+    let v0 = SigningKey::from_bytes(&validator_seed(0));
+    let txs: Vec<Transaction> = (0..8)
+        .map(|n| deposit(&g, &key(62), 1 + n, 70_000 + n))
+        .collect();
+    let batch = |sequence| ForwardBatch {
+        chain_id: g.chain_id.clone(),
+        sender: wallet(&v0),
+        sequence,
+        txs: txs.clone(),
+    };
+    let post = |body: Vec<u8>| {
+        let api = net.apis[1].clone();
+        async move {
+            let r = api
+                .http
+                .post(format!("{}{PATH}", api.base))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let captured = seal(&v0, &batch(now_us()));
+    let (s, v) = post(captured.clone()).await;
+    assert_eq!((s, v["admitted"].as_u64()), (200, Some(8)), "{v}");
+    let received = net.metric(1, "veilwatt_forward_received").await;
+    for _ in 0..3 {
+        let (s, v) = post(captured.clone()).await;
+        assert_eq!((s, v["code"].as_str()), (409, Some("replayed")), "{v}");
+    }
+    // An old capture, validly signed, is stale even to a receiver that never saw it.
+    let stale = seal(&v0, &batch(now_us() - 61_000_000));
+    let (s, v) = post(stale).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("replayed")), "{v}");
+    assert_eq!(net.metric(1, "veilwatt_forward_received").await, received);
+    for tx in &txs {
+        net.apis[2].wait_committed(&tx.id(), T).await;
+    }
+}
+
+/// Mempool spam through one wallet: it gets its quota of the pool (429 `signer_quota` beyond),
+/// not the pool; other wallets' transactions submitted meanwhile are admitted and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_wallet_cannot_fill_the_mempool() {
+    let _turn = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut net = Net::new(genesis_n("chaos-mempool-spam", 6, 4, 4), |_, c| {
+        c.mempool.capacity = 200;
+        c.mempool.per_signer = 16;
+    });
+    net.start_all();
+    let g = net.genesis.clone();
+    let spammer = key(63);
+    let honest: Vec<SigningKey> = (70..80).map(key).collect();
+    let mut funding = vec![deposit(&g, &spammer, 10_000_000, 80_000)];
+    funding.extend(
+        honest
+            .iter()
+            .enumerate()
+            .map(|(k, h)| deposit(&g, h, 1_000, 80_001 + k as u64)),
+    );
+    for tx in &funding {
+        submit(&net, 1, tx).await;
+    }
+    for tx in &funding {
+        net.apis[1].wait_committed(&tx.id(), T).await;
+    }
+    let withdraw = |k: &SigningKey, nonce: u64| {
+        Transaction::sign(
+            &g.chain_id,
+            TxBody::Withdraw { amount: 1, nonce },
+            g.tx_expiry(now()),
+            k,
+        )
+    };
+    // 400 withdrawals of one milli at once, against a pool of 200.
+    let spam: Vec<Transaction> = (0..400).map(|n| withdraw(&spammer, n)).collect();
+    let api = net.apis[1].clone();
+    let spam_task = tokio::spawn(async move {
+        let sent = futures::future::join_all(spam.iter().map(|tx| api.submit(tx))).await;
+        sent.into_iter()
+            .map(|(s, v)| (s, v["code"].clone()))
+            .collect::<Vec<_>>()
+    });
+    let mut ours = Vec::new();
+    for (k, h) in honest.iter().enumerate() {
+        let tx = withdraw(h, 1);
+        let (s, v) = net.apis[1 + k % 3].submit(&tx).await;
+        assert_eq!(s, 202, "honest withdrawal refused during the spam: {v}");
+        ours.push(tx);
+    }
+    let spam = spam_task.await.unwrap();
+    let quota = spam
+        .iter()
+        .filter(|(s, c)| *s == 429 && c == "signer_quota")
+        .count();
+    let full = spam.iter().filter(|(_, c)| c == "mempool_full").count();
+    eprintln!(
+        "spam: {} admitted, {quota} refused for the signer quota, {full} for a full pool",
+        spam.iter().filter(|(s, _)| *s == 202).count()
+    );
+    assert!(quota > 0, "no spam refused for its quota: {spam:?}");
+    assert_eq!(full, 0, "the spam filled the pool");
+    for tx in &ours {
+        net.apis[2].wait_committed(&tx.id(), T).await;
+    }
+}
