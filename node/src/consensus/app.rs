@@ -629,17 +629,17 @@ impl App {
             return None;
         }
         let proposer = expected.address;
+        let proposed = |validity| ProposedValue {
+            height,
+            round,
+            valid_round: pol_round,
+            proposer,
+            value: id,
+            validity,
+        };
         if let Some(known) = self.candidates.get(&id) {
             // A restream of a block already checked: its verdict stands.
-            let validity = known.validity?;
-            return Some(ProposedValue {
-                height,
-                round,
-                valid_round: pol_round,
-                proposer,
-                value: id,
-                validity,
-            });
+            return known.validity.map(proposed);
         }
         if has_proposal(&self.candidates, block.height, round, &proposer) {
             // Equivocation: one proposal per proposer and round; the first one stands.
@@ -671,14 +671,7 @@ impl App {
             .metrics
             .candidates
             .set(self.candidates.len() as i64);
-        validity.map(|validity| ProposedValue {
-            height,
-            round,
-            valid_round: pol_round,
-            proposer,
-            value: id,
-            validity,
-        })
+        validity.map(proposed)
     }
 
     async fn decided(&mut self, certificate: &CommitCertificate<VwContext>) {
