@@ -864,3 +864,97 @@ fn has_proposal(
             && c.round.is_some_and(|(r, _)| r == round)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veilwatt_verifier::types::{Genesis, Validator};
+
+    /// Four validators; the genesis fields other than the set do not matter here.
+    fn validators() -> ValidatorSet {
+        let mut g: Genesis = serde_json::from_value(serde_json::json!({
+            "chain_id": "t", "genesis_time": 0, "validators": [],
+            "registrar": "00".repeat(32), "period_secs": 60, "gate_delay_secs": 60,
+            "mechanism": "uniform",
+            "fees": {"grid_fee_per_kwh": 0, "market_fee_per_kwh": 0, "market_fee_buyer_share_bps": 0},
+            "price_floor": 0, "price_cap": 10, "vk_id": "00".repeat(32)
+        }))
+        .unwrap();
+        g.validators = (1..=4u8)
+            .map(|i| {
+                let k = ed25519_dalek::SigningKey::from_bytes(&[i; 32]);
+                Validator {
+                    name: format!("v{i}"),
+                    key: WalletKey(k.verifying_key().to_bytes()),
+                    power: 1,
+                }
+            })
+            .collect();
+        ValidatorSet::from_genesis(&g).unwrap()
+    }
+
+    fn header(set: &ValidatorSet, height: u64, round: u32) -> BlockHeader {
+        let p = VwContext.select_proposer(set, Height(height), Round::new(round));
+        BlockHeader {
+            height,
+            prev_hash: Hash32::default(),
+            time: 0,
+            proposer: WalletKey(p.address.0),
+            state_root: Hash32::default(),
+        }
+    }
+
+    #[test]
+    fn a_header_outside_the_window_or_not_from_the_proposer_is_refused() {
+        let set = validators();
+        let none = BTreeMap::new();
+        let at = |current, round: i64, h: &BlockHeader| {
+            header_acceptable(&none, current, &set, 10, round, h)
+        };
+        let current = (10, Round::new(1));
+        // The next height in the round window, and up to two heights ahead.
+        assert!(at(current, 5, &header(&set, 10, 5)).is_ok());
+        assert!(at(current, 4, &header(&set, 12, 4)).is_ok());
+        // Decided, too far ahead, a round too far, a negative round.
+        assert!(at(current, 0, &header(&set, 9, 0))
+            .unwrap_err()
+            .contains("already decided"));
+        let far = at(current, 0, &header(&set, 13, 0)).unwrap_err();
+        assert!(far.contains("more than 2 beyond"), "{far}");
+        let late = at(current, 6, &header(&set, 10, 6)).unwrap_err();
+        assert!(
+            late.contains("more than 4 beyond the current one (1)"),
+            "{late}"
+        );
+        assert!(at(current, 5, &header(&set, 12, 5)).is_err());
+        assert!(at(current, -1, &header(&set, 10, 0)).is_err());
+        // Another validator's header for the round.
+        let mut other = header(&set, 10, 1);
+        other.proposer = header(&set, 10, 2).proposer;
+        assert!(at(current, 1, &other)
+            .unwrap_err()
+            .contains("not the proposer"));
+        // A second proposal of one proposer and round.
+        let h = header(&set, 10, 1);
+        let mut held = BTreeMap::new();
+        held.insert(
+            BlockId::from(Hash32([1; 32])),
+            Candidate {
+                block: Block {
+                    height: 10,
+                    prev_hash: Hash32::default(),
+                    time: 0,
+                    proposer: h.proposer,
+                    txs: vec![],
+                    state_root: Hash32::default(),
+                },
+                round: Some((Round::new(1), Round::Nil)),
+                proposer: Address(h.proposer.0),
+                next: None,
+                validity: None,
+            },
+        );
+        let again = header_acceptable(&held, current, &set, 10, 1, &h).unwrap_err();
+        assert!(again.contains("already held"), "{again}");
+    }
+}
