@@ -136,6 +136,22 @@ impl ProofCheck for NoProofs {
 
 const IN_GATE: u64 = T0 + 61;
 
+/// A cache of `capacity` verified proofs on the development keys.
+fn proof_cache(capacity: usize) -> ProofCache {
+    let k = dev::keys().unwrap();
+    ProofCache::new(OrderVerifier::new(&k.vk, k.vk_id).unwrap(), capacity)
+}
+
+/// The admission pipeline of `g` with the default config.
+fn admission<'g>(g: &'g Genesis, cache: &'g ProofCache) -> Admission<'g> {
+    Admission::new(
+        Ledger::new(g).unwrap(),
+        g.chain_id.clone(),
+        AdmissionConfig::default(),
+        cache,
+    )
+}
+
 #[test]
 fn every_error_has_its_code_and_status() {
     let g = genesis();
@@ -252,14 +268,8 @@ fn every_error_has_its_code_and_status() {
 #[test]
 fn verified_proofs_are_remembered_for_block_execution() {
     let g = genesis();
-    let k = dev::keys().unwrap();
-    let cache = ProofCache::new(OrderVerifier::new(&k.vk, k.vk_id).unwrap(), 2);
-    let adm = Admission::new(
-        Ledger::new(&g).unwrap(),
-        g.chain_id.clone(),
-        AdmissionConfig::default(),
-        &cache,
-    );
+    let cache = proof_cache(2);
+    let adm = admission(&g, &cache);
     let s = state(&g);
     let mut pool = Mempool::new(10);
     let txs: Vec<Transaction> = (1..=3).map(|i| order(&g, i, 100, 100, 10)).collect();
@@ -305,14 +315,8 @@ fn verified_proofs_are_remembered_for_block_execution() {
 #[test]
 fn only_signatures_that_verified_at_admission_are_remembered() {
     let g = genesis();
-    let k = dev::keys().unwrap();
-    let cache = ProofCache::new(OrderVerifier::new(&k.vk, k.vk_id).unwrap(), 10);
-    let adm = Admission::new(
-        Ledger::new(&g).unwrap(),
-        g.chain_id.clone(),
-        AdmissionConfig::default(),
-        &cache,
-    );
+    let cache = proof_cache(10);
+    let adm = admission(&g, &cache);
     let good = Transaction::sign(
         &g.chain_id,
         TxBody::Deposit {
@@ -389,14 +393,8 @@ fn mempool_is_fifo_and_forgets_committed() {
 #[test]
 fn a_signer_over_its_mempool_quota_gets_429() {
     let g = genesis();
-    let k = dev::keys().unwrap();
-    let cache = ProofCache::new(OrderVerifier::new(&k.vk, k.vk_id).unwrap(), 10);
-    let adm = Admission::new(
-        Ledger::new(&g).unwrap(),
-        g.chain_id.clone(),
-        AdmissionConfig::default(),
-        &cache,
-    );
+    let cache = proof_cache(10);
+    let adm = admission(&g, &cache);
     let s = state(&g);
     let mut pool = Mempool::new(100).with_signer_quota(1, Some(g.registrar));
     let first = order(&g, 1, 100, 100, 10);
