@@ -66,6 +66,7 @@ fn genesis(registrar: &SigningKey, proposer: &SigningKey) -> Genesis {
         shielded: None,
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     }
 }
 

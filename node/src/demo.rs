@@ -357,6 +357,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
             registry_history: 16,
         }),
         consensus: Default::default(),
+        spam: Default::default(),
     };
     g.validate()?;
 

@@ -13,7 +13,7 @@ use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
 use veilwatt_verifier::types::{
     AnonymousParams, ConsensusParams, FeeSchedule, Genesis, Hash32, Mechanism, MeterKey,
-    ShieldedParams, Transaction, TxBody, Validator, WalletKey, MILLIS_PER_MINOR,
+    ShieldedParams, SpamParams, Transaction, TxBody, Validator, WalletKey, MILLIS_PER_MINOR,
 };
 
 #[derive(Parser)]
@@ -98,6 +98,14 @@ struct MarketArgs {
     /// late after its gate an order can still be admitted.
     #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_MAX_CLOCK_SKEW_SECS)]
     max_clock_skew_secs: u64,
+    /// Fee of every wallet-signed order, cancellation and withdrawal, millis (paid from the
+    /// wallet's balance into the fee totals; the price of a transaction that costs validators
+    /// work).
+    #[arg(long, default_value_t = 0)]
+    tx_fee: u64,
+    /// Most cancellations of one meter's orders for one period.
+    #[arg(long, default_value_t = veilwatt_verifier::types::DEFAULT_MAX_CANCELS_PER_PERIOD)]
+    max_cancels_per_period: u32,
     /// Give the market a shielded pool (notes spent with join-split proofs).
     #[arg(long)]
     shielded: bool,
@@ -204,6 +212,10 @@ impl MarketArgs {
                 max_block_txs: self.max_block_txs,
                 max_block_bytes: self.max_block_bytes,
                 max_clock_skew_secs: self.max_clock_skew_secs,
+            },
+            spam: SpamParams {
+                tx_fee: self.tx_fee,
+                max_cancels_per_period: self.max_cancels_per_period,
             },
         };
         g.validate()?;

@@ -51,6 +51,7 @@ fn genesis() -> Genesis {
         shielded: None,
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     }
 }
 

@@ -51,6 +51,7 @@ fn genesis() -> (Genesis, SigningKey, SigningKey) {
         shielded: None,
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     };
     (g, registrar, validator)
 }

@@ -55,6 +55,7 @@ fn market() -> Genesis {
         shielded: None,
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     }
 }
 

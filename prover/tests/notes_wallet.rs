@@ -70,6 +70,7 @@ impl Chain {
             }),
             anonymous: None,
             consensus: Default::default(),
+            spam: Default::default(),
         };
         let mut state = MemoryState::default();
         let genesis = Ledger::new(&g).unwrap().genesis_update(&state).unwrap();

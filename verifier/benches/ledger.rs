@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
         shielded: None,
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
     let households: Vec<(SigningKey, MeterKey)> = (0..1_000u32)

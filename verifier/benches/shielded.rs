@@ -64,6 +64,7 @@ fn genesis(vk_id: Hash32, registrar: &SigningKey, proposer: &SigningKey) -> Gene
         }),
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     }
 }
 

@@ -119,6 +119,7 @@ fn main() {
         shielded: None,
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     };
     let ledger = Ledger::new(&g).expect("valid genesis");
 

@@ -1596,6 +1596,7 @@ mod tests {
             shielded: None,
             anonymous: None,
             consensus: Default::default(),
+            spam: Default::default(),
         }
     }
 

@@ -182,6 +182,8 @@ pub struct FeeTotals {
     pub grid: Millis,
     /// Market fees (both shares), millis.
     pub market: Millis,
+    /// Per-transaction fees (the genesis `spam.tx_fee`), millis.
+    pub tx: Millis,
 }
 
 /// The totals every block updates (key [`keys::META`]).
@@ -251,6 +253,20 @@ pub trait LedgerRead: StateRead {
     /// The open order occupying a meter's slot for a period.
     fn slot(&self, meter: &MeterKey, period: u64) -> Result<Option<OrderRecord>, StateError> {
         self.read(&keys::order(period, meter))
+    }
+
+    /// The side of a wallet's open orders for a period and how many are open.
+    fn owner_side(
+        &self,
+        period: u64,
+        owner: &WalletKey,
+    ) -> Result<Option<(Side, u32)>, StateError> {
+        self.read(&keys::owner_side(period, owner))
+    }
+
+    /// How many times a meter's orders for a period were cancelled (while its gate is open).
+    fn cancels(&self, period: u64, meter: &MeterKey) -> Result<u32, StateError> {
+        Ok(self.read(&keys::cancels(period, meter))?.unwrap_or(0))
     }
 
     /// Whether the transaction with this id and expiry was applied (and has not expired: an
@@ -574,6 +590,24 @@ pub enum TxError {
         /// The limit.
         max: usize,
     },
+    /// A wallet's orders of one period must all be on one side, so that none can trade with
+    /// another (a trade with oneself moves the price and the volume, and nothing else).
+    #[error("the wallet has a {open:?} order open for period {period}: its orders of a period must all be on one side")]
+    SelfTrade {
+        /// The period.
+        period: u64,
+        /// The side its open orders are on.
+        open: Side,
+    },
+    /// The meter's orders for this period were cancelled as often as the genesis allows.
+    #[error("the meter's orders for this period were already cancelled {max} times (the genesis spam.max_cancels_per_period)")]
+    TooManyCancels {
+        /// The limit.
+        max: u32,
+    },
+    /// A deposit or mint names a payment reference already credited.
+    #[error("payment reference {0} was already credited")]
+    DuplicateReference(u64),
     /// The state could not be read (not a property of the transaction).
     #[error(transparent)]
     State(#[from] StateError),
@@ -872,6 +906,19 @@ impl Booked {
     }
 }
 
+/// The prefix of one period's entries in a table keyed by period first.
+type PeriodPrefix = fn(u64) -> Vec<u8>;
+
+/// Records a payment reference as credited, or refuses one credited before.
+fn credit_reference(state: &mut Overlay<'_>, reference: u64) -> Result<(), TxError> {
+    let key = keys::deposit_reference(reference);
+    if state.get(&key)?.is_some() {
+        return Err(TxError::DuplicateReference(reference));
+    }
+    state.put_raw(key, Vec::new());
+    Ok(())
+}
+
 /// Writes of the ledger's tables (every entity and its indexes change together).
 mod write {
     use super::*;
@@ -891,20 +938,33 @@ mod write {
         }
     }
 
-    /// A new open order, in its slot and found by its id.
-    pub fn open_order(s: &mut Overlay<'_>, o: &OrderRecord) {
+    /// A new open order, in its slot, found by its id, and counted on its owner's side of the
+    /// period (the caller checked that side is the order's).
+    pub fn open_order(s: &mut Overlay<'_>, o: &OrderRecord) -> Result<(), StateError> {
         s.put(keys::order(o.period, &o.meter), o);
         s.put(keys::order_id(&o.id), &(o.period, o.meter));
         s.put(keys::order_by_owner(&o.owner, o.period, &o.id), &o.meter);
         s.put(keys::order_by_meter(&o.meter, o.period), &o.id);
+        let open = s.owner_side(o.period, &o.owner)?.map_or(0, |(_, n)| n);
+        s.put(
+            keys::owner_side(o.period, &o.owner),
+            &(o.side, open.saturating_add(1)),
+        );
+        Ok(())
     }
 
     /// An order leaves the book (cancelled or cleared); its id stays applied until it expires.
-    pub fn close_order(s: &mut Overlay<'_>, o: &OrderRecord) {
+    pub fn close_order(s: &mut Overlay<'_>, o: &OrderRecord) -> Result<(), StateError> {
         s.delete(keys::order(o.period, &o.meter));
         s.delete(keys::order_id(&o.id));
         s.delete(keys::order_by_owner(&o.owner, o.period, &o.id));
         s.delete(keys::order_by_meter(&o.meter, o.period));
+        let key = keys::owner_side(o.period, &o.owner);
+        match s.owner_side(o.period, &o.owner)? {
+            Some((side, open)) if open > 1 => s.put(key, &(side, open - 1)),
+            _ => s.delete(key),
+        }
+        Ok(())
     }
 }
 
@@ -1095,10 +1155,15 @@ impl<'g> Ledger<'g> {
                     },
                 );
             }
-            TxBody::Deposit { to, amount, .. } => {
+            TxBody::Deposit {
+                to,
+                amount,
+                reference,
+            } => {
                 if *amount == 0 {
                     return Err(TxError::ZeroAmount);
                 }
+                credit_reference(state, *reference)?;
                 let mut meta = state.meta()?;
                 meta.total_deposits = add(meta.total_deposits, *amount)?;
                 let mut a = state.account(to)?.unwrap_or_default();
@@ -1111,15 +1176,9 @@ impl<'g> Ledger<'g> {
                     return Err(TxError::ZeroAmount);
                 }
                 let mut a = state.account(&tx.signer)?.unwrap_or_default();
-                if a.balance < *amount {
-                    return Err(TxError::InsufficientFunds {
-                        need: *amount,
-                        have: a.balance,
-                    });
-                }
+                self.take(state, &mut a, *amount)?;
                 let mut meta = state.meta()?;
                 meta.total_withdrawals = add(meta.total_withdrawals, *amount)?;
-                a.balance -= amount;
                 write::account(state, &tx.signer, &a);
                 write::meta(state, &meta);
             }
@@ -1146,6 +1205,15 @@ impl<'g> Ledger<'g> {
                 if let Some(existing) = state.slot(meter, *period)? {
                     return Err(TxError::DuplicateOrder(existing.id));
                 }
+                // No self-trade: a wallet's orders of one period are all on one side.
+                if let Some((open, _)) = state.owner_side(*period, &tx.signer)? {
+                    if open != *side {
+                        return Err(TxError::SelfTrade {
+                            period: *period,
+                            open,
+                        });
+                    }
+                }
                 self.check_gate(*period, time, true)?;
                 self.check_order_terms(*quantity_wh, *limit_price)?;
                 let escrow = match side {
@@ -1153,14 +1221,8 @@ impl<'g> Ledger<'g> {
                     Side::Buy => buy_escrow(*quantity_wh, *limit_price, &self.genesis.fees),
                 };
                 let mut a = state.account(&tx.signer)?.unwrap_or_default();
-                if a.balance < escrow {
-                    return Err(TxError::InsufficientFunds {
-                        need: escrow,
-                        have: a.balance,
-                    });
-                }
+                self.take(state, &mut a, escrow)?;
                 a.escrow = add(a.escrow, escrow)?;
-                a.balance -= escrow;
                 write::account(state, &tx.signer, &a);
                 write::open_order(
                     state,
@@ -1174,15 +1236,19 @@ impl<'g> Ledger<'g> {
                         limit_price: *limit_price,
                         escrow,
                     },
-                );
+                )?;
             }
             TxBody::MintNote {
-                value, owner, rho, ..
+                value,
+                owner,
+                rho,
+                reference,
             } => {
                 self.shielded()?;
                 if *value == 0 {
                     return Err(TxError::ZeroAmount);
                 }
+                credit_reference(state, *reference)?;
                 mint_note(
                     state,
                     *value,
@@ -1336,14 +1402,47 @@ impl<'g> Ledger<'g> {
                     return Err(TxError::NotOrderOwner);
                 }
                 self.check_gate(rec.period, time, false)?;
+                // Spam quota: an order, its cancellation and the order again cannot loop.
+                let cancels = state.cancels(rec.period, &rec.meter)?;
+                let max = self.genesis.spam.max_cancels_per_period;
+                if cancels >= max {
+                    return Err(TxError::TooManyCancels { max });
+                }
+                state.put(keys::cancels(rec.period, &rec.meter), &(cancels + 1));
                 let mut a = state.account(&tx.signer)?.unwrap_or_default();
                 a.balance = add(a.balance, rec.escrow)?;
                 a.escrow = sub(a.escrow, rec.escrow)?;
+                self.take(state, &mut a, 0)?;
                 write::account(state, &tx.signer, &a);
-                write::close_order(state, &rec);
+                write::close_order(state, &rec)?;
             }
         }
         state.put_raw(keys::applied(tx.expires_at, &id), Vec::new());
+        Ok(())
+    }
+
+    /// Takes `amount` and the genesis' per-transaction fee from `a`'s balance (the signer's
+    /// account, which the caller writes back), the fee into the totals; or why not.
+    fn take(
+        &self,
+        state: &mut Overlay<'_>,
+        a: &mut Account,
+        amount: Millis,
+    ) -> Result<(), TxError> {
+        let fee = self.genesis.spam.tx_fee;
+        let need = add(amount, fee)?;
+        a.balance = a
+            .balance
+            .checked_sub(need)
+            .ok_or(TxError::InsufficientFunds {
+                need,
+                have: a.balance,
+            })?;
+        if fee > 0 {
+            let mut meta = state.meta()?;
+            meta.fees.tx = add(meta.fees.tx, fee)?;
+            write::meta(state, &meta);
+        }
         Ok(())
     }
 
@@ -1411,21 +1510,28 @@ impl<'g> Ledger<'g> {
     ) -> Result<(), TxError> {
         self.clear_due(state, height, time, events)?;
         self.prune_expired(state, time)?;
-        self.prune_order_nullifiers(state, time)?;
+        self.prune_closed_gates(state, time)?;
         Ok(())
     }
 
-    /// Forgets the order nullifiers of every period whose gate has closed by `time`: no order
-    /// for such a period can be applied any more, so its nullifiers guard nothing.
-    fn prune_order_nullifiers(&self, state: &mut Overlay<'_>, time: u64) -> Result<(), StateError> {
-        while let Some(k) = state.first_key(&[keys::ORDER_NULLIFIER])? {
-            let Some(p) = keys::u64_at(&k, 1) else { break };
-            if self.genesis.gate_close(p).is_some_and(|c| c > time) {
-                break;
-            }
-            let prefix = keys::order_nullifiers_of_period(p);
-            for (k, _) in state.scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)? {
-                state.delete(k);
+    /// Forgets the order nullifiers and cancellation counts of every period whose gate has
+    /// closed by `time`: no order or cancellation for such a period can be applied any more,
+    /// so they guard nothing.
+    fn prune_closed_gates(&self, state: &mut Overlay<'_>, time: u64) -> Result<(), StateError> {
+        let tables: [(u8, PeriodPrefix); 2] = [
+            (keys::ORDER_NULLIFIER, keys::order_nullifiers_of_period),
+            (keys::CANCELS, keys::cancels_of_period),
+        ];
+        for (tag, of_period) in tables {
+            while let Some(k) = state.first_key(&[tag])? {
+                let Some(p) = keys::u64_at(&k, 1) else { break };
+                if self.genesis.gate_close(p).is_some_and(|c| c > time) {
+                    break;
+                }
+                let prefix = of_period(p);
+                for (k, _) in state.scan(&prefix, &keys::prefix_end(&prefix), usize::MAX)? {
+                    state.delete(k);
+                }
             }
         }
         Ok(())
@@ -1495,7 +1601,7 @@ impl<'g> Ledger<'g> {
                     if r.side == Side::Buy || flow.received > 0 {
                         write::account(state, &r.owner, &a);
                     }
-                    write::close_order(state, r);
+                    write::close_order(state, r)?;
                 }
                 Booked::Unlinkable(r) => {
                     settle_unlinkable(state, r, flow)?;

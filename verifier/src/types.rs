@@ -293,6 +293,49 @@ pub struct Genesis {
     /// Limits every validator enforces on a proposed block (docs/spec/ledger.md, "Blocks").
     #[serde(default)]
     pub consensus: ConsensusParams,
+    /// The price and quota of what a wallet may make validators do (docs/spec/ledger.md,
+    /// "Spam").
+    #[serde(default)]
+    pub spam: SpamParams,
+}
+
+/// What a wallet's transactions cost and how often it may cancel: every wallet-signed order,
+/// cancellation and withdrawal pays `tx_fee` into the fee totals (orders still pay their
+/// market fee when they trade), and a meter's orders for one period may be cancelled at most
+/// `max_cancels_per_period` times, so an order, its cancellation and the order again cannot
+/// loop on one proof.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpamParams {
+    /// Fee of every wallet-signed order, cancellation and withdrawal, millis, paid from the
+    /// signer's available balance; at most [`MAX_TX_FEE`].
+    #[serde(default)]
+    pub tx_fee: Millis,
+    /// Most cancellations of one meter's orders for one period; at most
+    /// [`MAX_CANCELS_BOUND`].
+    #[serde(default = "default_max_cancels_per_period")]
+    pub max_cancels_per_period: u32,
+}
+
+impl Default for SpamParams {
+    fn default() -> Self {
+        Self {
+            tx_fee: 0,
+            max_cancels_per_period: DEFAULT_MAX_CANCELS_PER_PERIOD,
+        }
+    }
+}
+
+/// Default [`SpamParams::max_cancels_per_period`].
+pub const DEFAULT_MAX_CANCELS_PER_PERIOD: u32 = 3;
+/// Largest [`SpamParams::max_cancels_per_period`] a genesis may set.
+pub const MAX_CANCELS_BOUND: u32 = 100;
+/// Largest [`SpamParams::tx_fee`] a genesis may set, millis (one million minor units): far
+/// above any sensible fee, far below any overflow.
+pub const MAX_TX_FEE: Millis = 1_000_000_000;
+
+fn default_max_cancels_per_period() -> u32 {
+    DEFAULT_MAX_CANCELS_PER_PERIOD
 }
 
 /// Consensus-level limits, the same for every validator: a block over them is invalid
@@ -629,6 +672,12 @@ impl Genesis {
         }
         if c.max_clock_skew_secs == 0 || c.max_clock_skew_secs > MAX_CLOCK_SKEW_BOUND {
             return bad("consensus.max_clock_skew_secs must be in 1..=600");
+        }
+        if self.spam.tx_fee > MAX_TX_FEE {
+            return bad("spam.tx_fee must be at most 1000000000 millis");
+        }
+        if self.spam.max_cancels_per_period > MAX_CANCELS_BOUND {
+            return bad("spam.max_cancels_per_period must be in 0..=100");
         }
         Ok(())
     }

@@ -17,6 +17,9 @@ enum Kind {
     Deposit(u8, u64),
     Withdraw(u8, u64, u64),
     Order(u8, u64, u64),
+    /// An order through the second meter of household 1 or 2 (meter 7 or 8), on either side:
+    /// refused while the household has an order of the other side open for the period.
+    SecondMeter(u8, u64, u64, bool),
     Cancel(u8, usize),
     /// Submit again the k-th transaction applied so far (never applies twice).
     Replay(usize),
@@ -37,7 +40,9 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (1u8..=6, 1u64..50_000).prop_map(|(i, a)| Kind::Deposit(i, a)),
         1 => (1u8..=6, 1u64..60_000, any::<u64>()).prop_map(|(i, a, n)| Kind::Withdraw(i, a, n)),
         4 => (1u8..=6, 0u64..3, 8u64..=30).prop_map(|(i, p, price)| Kind::Order(i, p, price)),
-        1 => (1u8..=6, any::<usize>()).prop_map(|(i, k)| Kind::Cancel(i, k)),
+        2 => (1u8..=2, 0u64..3, 8u64..=30, any::<bool>())
+            .prop_map(|(i, p, price, sell)| Kind::SecondMeter(i, p, price, sell)),
+        2 => (1u8..=6, any::<usize>()).prop_map(|(i, k)| Kind::Cancel(i, k)),
         1 => any::<usize>().prop_map(Kind::Replay),
     ];
     (kind, 0u64..LIFETIME + 20).prop_map(|(k, ttl)| Action(k, ttl))
@@ -64,6 +69,9 @@ fn to_tx(
     applied: &[Transaction],
 ) -> Option<Transaction> {
     let expires_at = time + ttl;
+    // Orders are for the period that ended last (its gate may be open) two times in three,
+    // else for the one running now (not ended yet: refused).
+    let period = |p: &u64| ((time - T0) / PERIOD).saturating_sub(1) + p / 2;
     let (tx, signer) = match kind {
         Kind::Deposit(i, amt) => (deposit(g, *i, *amt), registrar()),
         Kind::Withdraw(i, amt, n) => (
@@ -77,10 +85,27 @@ fn to_tx(
             ),
             owner(*i),
         ),
-        Kind::Order(i, p, price) => (
-            order(g, *i, *p, side(*i), quantity(*i, *p), *price),
-            owner(*i),
-        ),
+        Kind::Order(i, p, price) => {
+            let p = period(p);
+            (
+                order(g, *i, p, side(*i), quantity(*i, p), *price),
+                owner(*i),
+            )
+        }
+        Kind::SecondMeter(i, p, price, sell) => {
+            let (m, p) = (i + 6, period(p));
+            let side = if *sell { Side::Sell } else { Side::Buy };
+            let q = quantity(m, p);
+            let body = TxBody::Order {
+                meter: meter_key(m),
+                period: p,
+                side,
+                quantity_wh: q,
+                limit_price: *price,
+                proof: proof(m, p, side, q),
+            };
+            (sign(g, body, &owner(*i)), owner(*i))
+        }
         Kind::Cancel(i, k) => {
             let mine: Vec<TxId> = s
                 .orders_of_owner(&wallet(&owner(*i)))
@@ -137,7 +162,7 @@ fn check_invariants(s: &RefState) -> Result<(), TestCaseError> {
         .values()
         .map(|a| u128::from(a.balance) + u128::from(a.escrow))
         .sum();
-    let fees = u128::from(s.fees.grid) + u128::from(s.fees.market);
+    let fees = u128::from(s.fees.grid) + u128::from(s.fees.market) + u128::from(s.fees.tx);
     prop_assert_eq!(
         held + fees,
         u128::from(s.total_deposits) - u128::from(s.total_withdrawals)
@@ -177,20 +202,31 @@ fn mechanism() -> impl Strategy<Value = Mechanism> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn random_blocks_match_the_reference_and_conserve_money_and_energy(
         mech in mechanism(),
-        blocks in prop::collection::vec((0u64..2 * PERIOD, prop::collection::vec(action(), 0..10)), 1..8),
+        blocks in prop::collection::vec((0u64..3, 0u64..GATE + 10, prop::collection::vec(action(), 0..10)), 1..8),
+        tx_fee in prop_oneof![Just(0u64), 1u64..2_000],
+        max_cancels in 0u32..3,
     ) {
         let mut g = genesis(mech);
         g.max_tx_lifetime_secs = LIFETIME;
         g.result_retention_periods = RETENTION;
+        g.spam = SpamParams { tx_fee, max_cancels_per_period: max_cancels };
         let reference = RefLedger::new(&g).expect("valid genesis");
         let genesis_state = St::genesis(&g);
         prop_assert_eq!(genesis_state.root(), RefState::default().root());
-        let enrolments = (1..=6).map(|i| resign(&g, enroll(&g, i), T0, &registrar())).collect();
+        // Households 1 and 2 own a second meter each (7 and 8).
+        let second = |m: u8, i: u8| sign(&g, TxBody::EnrollMeter { meter: meter_key(m), owner: wallet(&owner(i)) }, &registrar());
+        let enrolments = (1..=6)
+            .map(|i| enroll(&g, i))
+            .chain([second(7, 1), second(8, 2)])
+            // Some money to start with, so that buy orders mostly apply.
+            .chain((1..=6).map(|i| deposit(&g, i, 100_000 + u64::from(i))))
+            .map(|tx| resign(&g, tx, T0, &registrar()))
+            .collect();
         let first = block(&g, &genesis_state, T0, enrolments, verifier());
         let start = genesis_state.apply_block(&g, &first, verifier()).expect("enrolment");
         let mut r = reference.apply_block(&RefState::default(), &first, verifier()).expect("reference").0;
@@ -199,15 +235,15 @@ proptest! {
         let mut time = in_gate(0);
         let mut chain = Vec::new();
         let mut applied = Vec::new();
-        // Far in the future every period clears and no escrow remains. The random blocks may
-        // already have gone past `after_gate(10)`, and block time never goes backwards.
-        let mut plan: Vec<(u64, Vec<Action>)> = blocks.clone();
-        plan.push((0, Vec::new()));
-        for (k, (dt, actions)) in plan.iter().enumerate() {
-            time += dt;
-            if k == plan.len() - 1 {
-                time = time.max(after_gate(10));
-            }
+        // Each block moves on by 0, 1 or 2 periods and lands at an offset into the last
+        // period's gate (mostly inside it, so that orders and cancellations apply). Far in the
+        // future every period clears and no escrow remains; block time never goes backwards.
+        let mut plan: Vec<(u64, u64, Vec<Action>)> = blocks.clone();
+        plan.push((10, 0, Vec::new()));
+        let mut period = 0;
+        for (advance, offset, actions) in &plan {
+            period += advance;
+            time = time.max(in_gate(period) - 1 + offset);
             let b = propose(&g, &s, time, actions, &mut applied)?;
             let next = s.apply_block(&g, &b, verifier()).expect("proposed block applies");
             // The reference recomputes its root from scratch over its whole state and checks

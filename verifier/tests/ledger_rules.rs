@@ -534,6 +534,213 @@ fn cancel_rules() {
     assert!(s2.view().open_orders.is_empty());
 }
 
+/// Household 1's second meter (9), enrolled to the same wallet.
+fn second_meter(g: &Genesis) -> Transaction {
+    sign(
+        g,
+        TxBody::EnrollMeter {
+            meter: meter_key(9),
+            owner: wallet(&owner(1)),
+        },
+        &registrar(),
+    )
+}
+
+/// An order through meter `m`, signed by household `i`.
+fn order_via(g: &Genesis, m: u8, i: u8, p: u64, side: Side, q: u32, price: u64) -> Transaction {
+    let body = TxBody::Order {
+        meter: meter_key(m),
+        period: p,
+        side,
+        quantity_wh: q,
+        limit_price: price,
+        proof: proof(m, p, side, q),
+    };
+    sign(g, body, &owner(i))
+}
+
+#[test]
+fn a_wallet_cannot_trade_with_itself_through_two_meters() {
+    let g = genesis(Mechanism::Uniform);
+    let s = apply(&g, &community(&g), T0, vec![second_meter(&g)]);
+    let sell = order(&g, 1, 0, Side::Sell, 1_000, 10);
+    let s = apply(&g, &s, in_gate(0), vec![sell.clone()]);
+    // A buy through the other meter would match the wallet's own sell: refused.
+    let buy = order_via(&g, 9, 1, 0, Side::Buy, 1_000, 20);
+    assert_eq!(
+        reject(&g, &s, in_gate(0), buy.clone()),
+        TxError::SelfTrade {
+            period: 0,
+            open: Side::Sell
+        }
+    );
+    // A second sell is fine (both on one side), and so is a buy for another period.
+    let sell2 = order_via(&g, 9, 1, 0, Side::Sell, 500, 12);
+    let both = apply(&g, &s, in_gate(0), vec![sell2.clone()]);
+    let cancel = |o: &Transaction| sign(&g, TxBody::CancelOrder { order: o.id() }, &owner(1));
+    // With one of the two sells cancelled the side still holds; with both, it is free.
+    // (The second meter's sell goes first: it holds the slot the buy needs.)
+    let one_left = apply(&g, &both, in_gate(0), vec![cancel(&sell2)]);
+    assert!(matches!(
+        reject(&g, &one_left, in_gate(0), buy.clone()),
+        TxError::SelfTrade { .. }
+    ));
+    let none_left = apply(&g, &one_left, in_gate(0), vec![cancel(&sell)]);
+    let bought = apply(&g, &none_left, in_gate(0), vec![buy]);
+    // The period clears with the buy alone: no trade with itself, nothing left of the side.
+    let s = apply(&g, &bought, after_gate(0), vec![]);
+    assert_eq!(s.view().results[&0].volume_wh, 0);
+    let next = order_via(&g, 9, 1, 1, Side::Buy, 1_000, 20);
+    apply(&g, &s, in_gate(1), vec![next]);
+}
+
+#[test]
+fn cancellations_per_meter_and_period_are_capped() {
+    let mut g = genesis(Mechanism::Uniform);
+    g.spam.max_cancels_per_period = 2;
+    let mut s = community(&g);
+    let cancel = |o: &Transaction| sign(&g, TxBody::CancelOrder { order: o.id() }, &owner(2));
+    // Order, cancel, order again: twice. The proof is the same every time (the loop the cap
+    // stops costs the spammer nothing else); the price makes each order a new transaction.
+    let mut last = None;
+    for price in [20, 21, 22] {
+        let o = order(&g, 2, 0, Side::Buy, 100, price);
+        s = apply(&g, &s, in_gate(0), vec![o.clone()]);
+        last = Some(o);
+        if price < 22 {
+            s = apply(&g, &s, in_gate(0), vec![cancel(last.as_ref().unwrap())]);
+        }
+    }
+    let open = last.unwrap();
+    assert_eq!(
+        reject(&g, &s, in_gate(0), cancel(&open)),
+        TxError::TooManyCancels { max: 2 }
+    );
+    // The count is per meter and period: the next period starts afresh, and the counts of a
+    // closed gate are forgotten.
+    let o = order(&g, 2, 1, Side::Buy, 100, 20);
+    let s = apply(&g, &s, in_gate(1), vec![o.clone()]);
+    let s = apply(&g, &s, in_gate(1), vec![cancel(&o)]);
+    let cancels = |s: &St| {
+        s.0.entries()
+            .filter(|(k, _)| k[0] == veilwatt_verifier::state::keys::CANCELS)
+            .count()
+    };
+    assert_eq!(
+        cancels(&s),
+        1,
+        "period 0's gate has closed: its count is gone"
+    );
+    let s = apply(&g, &s, after_gate(1), vec![]);
+    assert_eq!(cancels(&s), 0);
+    // A genesis allowing no cancellation refuses every one.
+    let mut g0 = g.clone();
+    g0.spam.max_cancels_per_period = 0;
+    let s = apply(
+        &g0,
+        &community(&g0),
+        in_gate(0),
+        vec![order(&g0, 2, 0, Side::Buy, 100, 20)],
+    );
+    let o = order(&g0, 2, 0, Side::Buy, 100, 20);
+    let c = sign(&g0, TxBody::CancelOrder { order: o.id() }, &owner(2));
+    assert_eq!(
+        reject(&g0, &s, in_gate(0), c),
+        TxError::TooManyCancels { max: 0 }
+    );
+}
+
+#[test]
+fn a_payment_reference_is_credited_once() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let credit = |to: u8, amount: u64, reference: u64| {
+        sign(
+            &g,
+            TxBody::Deposit {
+                to: wallet(&owner(to)),
+                amount,
+                reference,
+            },
+            &registrar(),
+        )
+    };
+    let s = apply(&g, &s, in_gate(0), vec![credit(1, 500, 77)]);
+    // The same payment again, to another wallet, for another amount, or signed again with
+    // another expiry (a new transaction id): refused.
+    for tx in [
+        credit(2, 500, 77),
+        credit(1, 501, 77),
+        resign(&g, credit(1, 500, 77), EXPIRY - 1, &registrar()),
+    ] {
+        assert_eq!(
+            reject(&g, &s, in_gate(0), tx),
+            TxError::DuplicateReference(77)
+        );
+    }
+    apply(&g, &s, in_gate(0), vec![credit(1, 500, 78)]);
+}
+
+#[test]
+fn every_wallet_transaction_pays_the_genesis_fee() {
+    let mut g = genesis(Mechanism::Uniform);
+    g.spam.tx_fee = 300;
+    let s = apply(&g, &St::genesis(&g), T0, vec![enroll(&g, 1), enroll(&g, 2)]);
+    // A seller without money cannot pay the fee of its order.
+    let sell = order(&g, 1, 0, Side::Sell, 1_000, 10);
+    assert_eq!(
+        reject(&g, &s, in_gate(0), sell.clone()),
+        TxError::InsufficientFunds { need: 300, have: 0 }
+    );
+    let s = apply(
+        &g,
+        &s,
+        T0,
+        vec![deposit(&g, 1, 1_000), deposit(&g, 2, 100_000)],
+    );
+    let s = apply(&g, &s, in_gate(0), vec![sell.clone()]);
+    let v = s.view();
+    assert_eq!(v.accounts[&wallet(&owner(1))].balance, 700);
+    assert_eq!(v.fees.tx, 300);
+    // A buyer pays escrow and fee; a cancellation costs the fee too (the escrow comes back).
+    let buy = order(&g, 2, 0, Side::Buy, 100, 20);
+    let escrow = veilwatt_verifier::clearing::buy_escrow(100, 20, &g.fees);
+    let s = apply(&g, &s, in_gate(0), vec![buy.clone()]);
+    let buyer = wallet(&owner(2));
+    assert_eq!(s.view().accounts[&buyer].balance, 100_000 - escrow - 300);
+    let s = apply(
+        &g,
+        &s,
+        in_gate(0),
+        vec![sign(&g, TxBody::CancelOrder { order: buy.id() }, &owner(2))],
+    );
+    assert_eq!(s.view().accounts[&buyer].balance, 100_000 - 600);
+    // A withdrawal needs its amount plus the fee.
+    let withdraw = |amount| {
+        sign(
+            &g,
+            TxBody::Withdraw {
+                amount,
+                nonce: amount,
+            },
+            &owner(1),
+        )
+    };
+    assert_eq!(
+        reject(&g, &s, in_gate(0), withdraw(500)),
+        TxError::InsufficientFunds {
+            need: 800,
+            have: 700
+        }
+    );
+    let s = apply(&g, &s, in_gate(0), vec![withdraw(400)]);
+    let v = s.view();
+    assert_eq!(v.accounts[&wallet(&owner(1))].balance, 0);
+    assert_eq!(v.fees.tx, 1_200);
+    // Registrar transactions pay nothing.
+    assert_eq!(v.total_deposits, 101_000);
+}
+
 #[test]
 fn block_header_rules() {
     let g = genesis(Mechanism::Uniform);
@@ -704,11 +911,25 @@ fn genesis_parameters_that_would_overflow_are_invalid() {
         &|g| g.consensus.max_clock_skew_secs = u64::MAX,
         "max_clock_skew_secs",
     );
+    // Spam limits: a fee no balance could pay, a cancellation quota that is none.
+    invalid(&|g| g.spam.tx_fee = MAX_TX_FEE + 1, "spam.tx_fee");
+    invalid(&|g| g.spam.tx_fee = u64::MAX, "spam.tx_fee");
+    invalid(
+        &|g| g.spam.max_cancels_per_period = MAX_CANCELS_BOUND + 1,
+        "max_cancels_per_period",
+    );
     // A genesis written before the limits existed gets the defaults.
     let mut json = serde_json::to_value(&ok).unwrap();
     json.as_object_mut().unwrap().remove("consensus");
     let old: Genesis = serde_json::from_value(json).unwrap();
     assert_eq!(old.consensus, ConsensusParams::default());
+    let mut json = serde_json::to_value(&ok).unwrap();
+    json.as_object_mut().unwrap().remove("spam");
+    let old: Genesis = serde_json::from_value(json).unwrap();
+    assert_eq!(old.spam, SpamParams::default());
+    let mut json = serde_json::to_value(&ok).unwrap();
+    json["spam"] = serde_json::json!({"tx_fees": 10});
+    assert!(serde_json::from_value::<Genesis>(json).is_err());
     // A misspelt limit is an error, not a silent default.
     let mut json = serde_json::to_value(&ok).unwrap();
     json["consensus"] = serde_json::json!({"max_block_tx": 10});

@@ -192,7 +192,8 @@ impl Chain {
                 value,
                 owner: FieldBytes::from_field(owner),
                 rho: FieldBytes::from_field(n.rho),
-                reference: value,
+                // Every payment is credited once: a fresh reference each time.
+                reference: rand::RngCore::next_u64(&mut self.rng),
             },
             &registrar(),
         );
@@ -341,7 +342,7 @@ fn assert_money_identity(c: &Chain) {
     let pool = Pool::load(&c.state.0).unwrap();
     let meta = c.state.0.meta().unwrap();
     assert_eq!(
-        pool.balance + pool.escrowed + pool.fees + meta.fees.grid + meta.fees.market,
+        pool.balance + pool.escrowed + pool.fees + meta.fees.grid + meta.fees.market + meta.fees.tx,
         meta.total_deposits - meta.total_withdrawals,
     );
 }

@@ -70,6 +70,7 @@ pub fn genesis(chain: &str, period: u64, gate: u64) -> Genesis {
         shielded: None,
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     }
 }
 

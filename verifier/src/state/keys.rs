@@ -50,6 +50,16 @@ pub const UNLINKABLE_ORDER: u8 = 0x10;
 /// order per meter and period, cancelled or not); forgotten once the gate closes.
 pub const ORDER_NULLIFIER: u8 = 0x11;
 
+/// `period || owner` -> `(side, open orders)`: the side a wallet's open orders of a period are
+/// on (all on one, so none of them can trade with another); gone when none is open.
+pub const OWNER_SIDE: u8 = 0x12;
+/// `period || meter` -> how many times the meter's orders for the period were cancelled;
+/// forgotten once the gate closes.
+pub const CANCELS: u8 = 0x13;
+/// `reference` -> empty: every payment reference a deposit or a mint has used (one payment
+/// is credited once).
+pub const DEPOSIT_REFERENCE: u8 = 0x14;
+
 /// First tag that is not committed.
 pub const LOCAL: u8 = 0x80;
 /// The last block's hash (a block cannot commit to its own hash).
@@ -154,6 +164,26 @@ pub fn order_nullifier(period: u64, order_nf: &FieldBytes) -> Vec<u8> {
 /// Prefix of a period's order nullifiers.
 pub fn order_nullifiers_of_period(period: u64) -> Vec<u8> {
     key(ORDER_NULLIFIER, &[&period.to_be_bytes()])
+}
+
+/// Key of the side of a wallet's open orders for a period.
+pub fn owner_side(period: u64, owner: &WalletKey) -> Vec<u8> {
+    key(OWNER_SIDE, &[&period.to_be_bytes(), &owner.0])
+}
+
+/// Key of a meter's cancellation count for a period.
+pub fn cancels(period: u64, meter: &MeterKey) -> Vec<u8> {
+    key(CANCELS, &[&period.to_be_bytes(), &meter.0])
+}
+
+/// Prefix of a period's cancellation counts.
+pub fn cancels_of_period(period: u64) -> Vec<u8> {
+    key(CANCELS, &[&period.to_be_bytes()])
+}
+
+/// Key of a used payment reference.
+pub fn deposit_reference(reference: u64) -> Vec<u8> {
+    key(DEPOSIT_REFERENCE, &[&reference.to_be_bytes()])
 }
 
 /// Key of the totals.

@@ -68,6 +68,7 @@ pub fn genesis(mechanism: Mechanism) -> Genesis {
         shielded: None,
         anonymous: None,
         consensus: Default::default(),
+        spam: Default::default(),
     };
     g.validate().expect("valid genesis");
     g

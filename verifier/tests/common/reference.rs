@@ -47,6 +47,10 @@ pub struct RefState {
     pub total_deposits: Millis,
     /// Sum of all withdrawals, millis.
     pub total_withdrawals: Millis,
+    /// Cancellations per (period, meter), for periods whose gate is open.
+    pub cancels: BTreeMap<(u64, MeterKey), u32>,
+    /// Every payment reference credited.
+    pub references: BTreeSet<u64>,
 }
 
 /// Table tags of the state-root entries.
@@ -58,6 +62,9 @@ mod tag {
     pub const ORDER_ID: u8 = 4;
     pub const APPLIED: u8 = 5;
     pub const RESULT: u8 = 6;
+    pub const OWNER_SIDE: u8 = 0x12;
+    pub const CANCELS: u8 = 0x13;
+    pub const DEPOSIT_REFERENCE: u8 = 0x14;
 }
 
 impl RefState {
@@ -108,6 +115,28 @@ impl RefState {
             let mut k = vec![tag::RESULT];
             k.extend(p.to_be_bytes());
             out.push((k, encode(r)));
+        }
+        // The side of each wallet's open orders of a period, and how many.
+        let mut sides: BTreeMap<(u64, WalletKey), (Side, u32)> = BTreeMap::new();
+        for ((p, _), o) in &self.open_orders {
+            sides.entry((*p, o.owner)).or_insert((o.side, 0)).1 += 1;
+        }
+        for ((p, owner), v) in sides {
+            let mut k = vec![tag::OWNER_SIDE];
+            k.extend(p.to_be_bytes());
+            k.extend(owner.0);
+            out.push((k, encode(&v)));
+        }
+        for ((p, meter), n) in &self.cancels {
+            let mut k = vec![tag::CANCELS];
+            k.extend(p.to_be_bytes());
+            k.extend(meter.0);
+            out.push((k, encode(n)));
+        }
+        for r in &self.references {
+            let mut k = vec![tag::DEPOSIT_REFERENCE];
+            k.extend(r.to_be_bytes());
+            out.push((k, Vec::new()));
         }
         out.sort();
         out
@@ -256,28 +285,37 @@ impl<'g> RefLedger<'g> {
                 }
                 m.revoked = true;
             }
-            TxBody::Deposit { to, amount, .. } => {
+            TxBody::Deposit {
+                to,
+                amount,
+                reference,
+            } => {
                 if *amount == 0 {
                     return Err(TxError::ZeroAmount);
+                }
+                if state.references.contains(reference) {
+                    return Err(TxError::DuplicateReference(*reference));
                 }
                 let total = add(state.total_deposits, *amount)?;
                 let bal = add(state.accounts.get(to).map_or(0, |a| a.balance), *amount)?;
                 state.account(to).balance = bal;
                 state.total_deposits = total;
+                state.references.insert(*reference);
             }
             TxBody::Withdraw { amount, .. } => {
                 if *amount == 0 {
                     return Err(TxError::ZeroAmount);
                 }
                 let have = state.accounts.get(&tx.signer).map_or(0, |a| a.balance);
-                if have < *amount {
-                    return Err(TxError::InsufficientFunds {
-                        need: *amount,
-                        have,
-                    });
+                let fee = self.genesis.spam.tx_fee;
+                let need = add(*amount, fee)?;
+                if have < need {
+                    return Err(TxError::InsufficientFunds { need, have });
                 }
+                let fees = add(state.fees.tx, fee)?;
                 let total = add(state.total_withdrawals, *amount)?;
-                state.account(&tx.signer).balance = have - amount;
+                state.account(&tx.signer).balance = have - need;
+                state.fees.tx = fees;
                 state.total_withdrawals = total;
             }
             TxBody::Order {
@@ -298,6 +336,17 @@ impl<'g> RefLedger<'g> {
                 if let Some(existing) = state.order_slots.get(&(*meter, *period)) {
                     return Err(TxError::DuplicateOrder(*existing));
                 }
+                if let Some(o) = state
+                    .open_orders
+                    .range((*period, TxId([0; 32]))..=(*period, TxId([0xff; 32])))
+                    .map(|(_, o)| o)
+                    .find(|o| o.owner == tx.signer && o.side != *side)
+                {
+                    return Err(TxError::SelfTrade {
+                        period: *period,
+                        open: o.side,
+                    });
+                }
                 self.check_gate(*period, time, true)?;
                 if *quantity_wh == 0 {
                     return Err(TxError::ZeroAmount);
@@ -315,15 +364,19 @@ impl<'g> RefLedger<'g> {
                     Side::Buy => buy_escrow(*quantity_wh, *limit_price, &self.genesis.fees),
                 };
                 let acct = state.accounts.get(&tx.signer).copied().unwrap_or_default();
-                if acct.balance < escrow {
+                let fee = self.genesis.spam.tx_fee;
+                let need = add(escrow, fee)?;
+                if acct.balance < need {
                     return Err(TxError::InsufficientFunds {
-                        need: escrow,
+                        need,
                         have: acct.balance,
                     });
                 }
+                let fees = add(state.fees.tx, fee)?;
                 let new_escrow = add(acct.escrow, escrow)?;
+                state.fees.tx = fees;
                 let a = state.account(&tx.signer);
-                a.balance -= escrow;
+                a.balance -= need;
                 a.escrow = new_escrow;
                 state.open_orders.insert(
                     (*period, id),
@@ -351,10 +404,29 @@ impl<'g> RefLedger<'g> {
                     return Err(TxError::NotOrderOwner);
                 }
                 self.check_gate(rec.period, time, false)?;
+                let cancels = state
+                    .cancels
+                    .get(&(rec.period, rec.meter))
+                    .copied()
+                    .unwrap_or(0);
+                let max = self.genesis.spam.max_cancels_per_period;
+                if cancels >= max {
+                    return Err(TxError::TooManyCancels { max });
+                }
                 let a = state.accounts.get(&tx.signer).copied().unwrap_or_default();
                 let (balance, escrow) = (add(a.balance, rec.escrow)?, sub(a.escrow, rec.escrow)?);
+                let fee = self.genesis.spam.tx_fee;
+                if balance < fee {
+                    return Err(TxError::InsufficientFunds {
+                        need: fee,
+                        have: balance,
+                    });
+                }
+                let fees = add(state.fees.tx, fee)?;
+                state.fees.tx = fees;
+                state.cancels.insert((rec.period, rec.meter), cancels + 1);
                 let acct = state.account(&tx.signer);
-                acct.balance = balance;
+                acct.balance = balance - fee;
                 acct.escrow = escrow;
                 state.open_orders.remove(&key);
                 state.order_slots.remove(&(rec.meter, rec.period));
@@ -544,6 +616,10 @@ impl<'g> RefLedger<'g> {
         // Expired ids can never apply again: forgotten.
         next.applied_txs
             .retain(|(expires_at, _)| *expires_at >= block.time);
+        // So are the cancellation counts of periods whose gate has closed.
+        let genesis = self.genesis;
+        next.cancels
+            .retain(|(p, _), _| genesis.gate_close(*p).is_some_and(|c| c > block.time));
         // Signatures and ids are independent per transaction: compute them in parallel.
         let checked: Vec<(TxId, bool)> = block
             .txs
@@ -603,6 +679,7 @@ impl RefState {
         let mut owner_orders = BTreeSet::new();
         let mut meter_orders = BTreeSet::new();
         let mut owner_meters = BTreeSet::new();
+        let mut owner_sides = BTreeSet::new();
         let mut order_ids = BTreeMap::new();
         for (k, v) in mem.entries() {
             let body = &k[1..];
@@ -649,6 +726,19 @@ impl RefState {
                     let r: PeriodResult = decode(v).unwrap();
                     assert_eq!(body, r.period.to_be_bytes());
                     s.archived.insert(r.period, r);
+                }
+                keys::CANCELS => {
+                    let p = u64::from_be_bytes(body[..8].try_into().unwrap());
+                    let meter = MeterKey(body[8..].try_into().unwrap());
+                    s.cancels.insert((p, meter), decode(v).unwrap());
+                }
+                keys::DEPOSIT_REFERENCE => {
+                    assert!(v.is_empty(), "a reference entry has no value");
+                    s.references
+                        .insert(u64::from_be_bytes(body.try_into().unwrap()));
+                }
+                keys::OWNER_SIDE => {
+                    owner_sides.insert((body.to_vec(), v.clone()));
                 }
                 keys::ORDER_BY_OWNER => {
                     owner_orders.insert((body.to_vec(), v.clone()));
@@ -705,6 +795,13 @@ impl RefState {
             .map(|(m, r)| keys::meter_by_owner(&r.owner, m)[1..].to_vec())
             .collect();
         assert_eq!(owner_meters, want_meters, "meter-by-owner index");
+        let want: BTreeSet<(Vec<u8>, Vec<u8>)> = s
+            .entries()
+            .into_iter()
+            .filter(|(k, _)| k[0] == tag::OWNER_SIDE)
+            .map(|(k, v)| (k[1..].to_vec(), v))
+            .collect();
+        assert_eq!(owner_sides, want, "owner-side table");
         s
     }
 }
