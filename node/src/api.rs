@@ -29,6 +29,9 @@ pub const MARKET_PAGE: &str = include_str!("web/market.html");
 /// Most blocks returned by one range request.
 pub const MAX_BLOCK_RANGE: u64 = 100;
 
+/// Most bytes of blocks in one range answer (at least one block is always in it).
+pub const MAX_RANGE_BYTES: usize = 4 << 20;
+
 /// An error reply.
 #[derive(Debug)]
 pub struct ApiError {
@@ -93,26 +96,55 @@ fn with_core(
     warp::any().map(move || Arc::clone(&core))
 }
 
-/// All routes, with errors recovered into JSON.
+/// The route of the other validators' forwarded transactions.
+fn peer_txs(
+    core: Arc<NodeCore>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("v1" / "peer" / "txs")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(
+            crate::forward::MAX_BATCH_BYTES as u64,
+        ))
+        .and(warp::body::bytes())
+        .and(with_core(core))
+        .and_then(receive_forwarded)
+}
+
+/// The routes of the peer listener (`api.peer_listen`): forwarded transactions only.
+pub fn peer_routes(
+    core: Arc<NodeCore>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    peer_txs(core).recover(recover).with(warp::trace::request())
+}
+
+/// All the clients' routes, with errors recovered into JSON: bodies of transactions up to
+/// `max_body_bytes`, at most `max_subscribers` clients of the event stream at once, and the
+/// other validators' forwarded transactions unless they have a listener of their own
+/// (`with_peer_txs` false: the route answers 404 here).
 pub fn routes(
     core: Arc<NodeCore>,
     max_body_bytes: usize,
+    max_subscribers: usize,
+    with_peer_txs: bool,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let c = || with_core(Arc::clone(&core));
+    let subscribers = Arc::new(tokio::sync::Semaphore::new(max_subscribers));
     let submit = warp::path!("v1" / "tx")
         .and(warp::post())
         .and(warp::body::content_length_limit(max_body_bytes as u64))
         .and(warp::body::bytes())
         .and(c())
         .and_then(submit_tx);
-    let peer_txs = warp::path!("v1" / "peer" / "txs")
-        .and(warp::post())
-        .and(warp::body::content_length_limit(
-            crate::forward::MAX_BATCH_BYTES as u64,
-        ))
-        .and(warp::body::bytes())
-        .and(c())
-        .and_then(receive_forwarded);
+    let peer_txs = warp::any()
+        .and_then(move || async move {
+            if with_peer_txs {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .and(peer_txs(Arc::clone(&core)));
     let tx = warp::path!("v1" / "tx" / String)
         .and(warp::get())
         .and(c())
@@ -159,7 +191,7 @@ pub fn routes(
     let events = warp::path!("v1" / "events")
         .and(warp::get())
         .and(c())
-        .map(sse_commits);
+        .map(move |core| sse_commits(core, &subscribers));
     let metrics = warp::path!("metrics").and(warp::get()).map(|| {
         warp::reply::with_header(
             crate::metrics::export(),
@@ -398,18 +430,29 @@ async fn get_blocks(q: RangeQuery, core: Arc<NodeCore>) -> ApiResult {
         if q.to.is_some_and(|t| t < q.from) {
             return Err(ApiError::malformed("`to` is below `from`"));
         }
-        let mut loaded = Vec::new();
+        // Blocks in order until the range or the byte budget ends (one block always goes
+        // in); `to` says where the answer stops, so a client asks again from `to + 1`.
+        let (mut blocks, mut last, mut bytes) = (Vec::new(), to, 0usize);
         for h in q.from..=to {
-            if let Some(b) = load_block(&core, h)? {
-                loaded.push(b);
+            let Some((b, c)) = load_block(&core, h)? else {
+                continue;
+            };
+            let json = serde_json::to_string(&block_view(&b, c)).map_err(ApiError::internal)?;
+            if !blocks.is_empty() && bytes + json.len() > MAX_RANGE_BYTES {
+                last = h - 1;
+                break;
             }
+            bytes += json.len() + 1;
+            blocks.push(json);
         }
-        let views: Vec<BlockView> = loaded
-            .iter()
-            .map(|(b, c)| block_view(b, c.clone()))
-            .collect();
-        ok(&json!({"from": q.from, "to": to, "height": top, "blocks": views}))
-            .map_err(|_| ApiError::internal("encoding"))
+        let body = format!(
+            r#"{{"from":{},"to":{},"height":{},"blocks":[{}]}}"#,
+            q.from,
+            last,
+            top,
+            blocks.join(",")
+        );
+        Ok(warp::reply::with_header(body, "content-type", "application/json").into_response())
     })())
 }
 
@@ -647,10 +690,24 @@ async fn get_status(core: Arc<NodeCore>) -> ApiResult {
     }))
 }
 
-fn sse_commits(core: Arc<NodeCore>) -> impl Reply {
+fn sse_commits(
+    core: Arc<NodeCore>,
+    subscribers: &Arc<tokio::sync::Semaphore>,
+) -> warp::reply::Response {
+    // The permit lives as long as the stream: a client that goes frees its place.
+    let Ok(permit) = Arc::clone(subscribers).try_acquire_owned() else {
+        core.metrics.api_subscribers_refused.inc();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_subscribers",
+            "the event stream has as many clients as it serves; read blocks by height",
+        )
+        .into_response();
+    };
     let rx = core.subscribe();
     let closing = core.closing.subscribe();
-    let stream = futures::stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
+    let state = (rx, closing, permit);
+    let stream = futures::stream::unfold(state, |(mut rx, mut closing, permit)| async move {
         loop {
             if *closing.borrow() {
                 return None;
@@ -666,7 +723,7 @@ fn sse_commits(core: Arc<NodeCore>) -> impl Reply {
                         .event("commit")
                         .id(ev.height.to_string())
                         .json_data(&*ev);
-                    return Some((event, (rx, closing)));
+                    return Some((event, (rx, closing, permit)));
                 }
                 // A slow subscriber skips what it missed; it can read blocks by height.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
@@ -674,5 +731,5 @@ fn sse_commits(core: Arc<NodeCore>) -> impl Reply {
             }
         }
     });
-    warp::sse::reply(warp::sse::keep_alive().stream(stream))
+    warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
 }

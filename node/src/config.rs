@@ -59,6 +59,90 @@ pub struct ApiConfig {
     pub tls_key: Option<PathBuf>,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// Open connections, all clients together; more are closed at once (lowered to what the
+    /// process' open-file limit leaves).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time for a TLS handshake and for each request head, ms; a keep-alive connection that
+    /// stays silent this long is closed.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Time for a request body, ms (408 after).
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// Requests a second per client address (429 with `Retry-After` beyond); 0: no limit.
+    #[serde(default = "default_rate_per_sec")]
+    pub rate_per_sec: u32,
+    /// Requests a client address may make at once before its rate applies.
+    #[serde(default = "default_rate_burst")]
+    pub rate_burst: u32,
+    /// Clients of the event stream (`/v1/events`) at once; more get 503.
+    #[serde(default = "default_max_subscribers")]
+    pub max_subscribers: usize,
+    /// The listener for the other validators' forwarded transactions (`POST /v1/peer/txs`),
+    /// apart from the clients' (its own connections, not shared with the public); without it
+    /// the route is served on `listen`. The bound address is written to `data/peer.addr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_listen: Option<SocketAddr>,
+}
+
+/// Most connections of the peer listener: validators are few.
+pub const PEER_MAX_CONNECTIONS: usize = 256;
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_header_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_body_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_rate_per_sec() -> u32 {
+    100
+}
+
+fn default_rate_burst() -> u32 {
+    1_000
+}
+
+fn default_max_subscribers() -> usize {
+    1_024
+}
+
+impl ApiConfig {
+    /// Defaults for an API listening on `listen`, without TLS.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: 16 * 1024,
+            max_connections: default_max_connections(),
+            header_timeout_ms: default_header_timeout_ms(),
+            body_timeout_ms: default_body_timeout_ms(),
+            rate_per_sec: default_rate_per_sec(),
+            rate_burst: default_rate_burst(),
+            max_subscribers: default_max_subscribers(),
+            peer_listen: None,
+        }
+    }
+
+    /// The listener's limits (`max_body_bytes` is the routes' own: the listener reads up to the
+    /// largest body any route accepts, a peer's forwarded batch).
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.body_timeout_ms),
+            max_body_bytes: self.max_body_bytes.max(crate::forward::MAX_BATCH_BYTES),
+            rate_per_sec: self.rate_per_sec,
+            rate_burst: self.rate_burst,
+        }
+    }
 }
 
 /// Consensus settings.
@@ -128,12 +212,7 @@ impl NodeConfig {
     pub fn new(moniker: &str, api: SocketAddr, p2p_port: u16) -> Self {
         Self {
             moniker: moniker.to_owned(),
-            api: ApiConfig {
-                listen: api,
-                tls_cert: None,
-                tls_key: None,
-                max_body_bytes: 16 * 1024,
-            },
+            api: ApiConfig::new(api),
             consensus: ConsensusSettings {
                 p2p_listen: format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
                 persistent_peers: Vec::new(),
@@ -151,21 +230,46 @@ impl NodeConfig {
         }
     }
 
-    /// Validator `i` of a network on 127.0.0.1 whose validators listen on `api_ports` (HTTP)
-    /// and `p2p_ports` (consensus): every other validator is a persistent peer and a forwarding
-    /// target.
-    pub fn local_network(moniker: &str, i: usize, api_ports: &[u16], p2p_ports: &[u16]) -> Self {
-        let api = SocketAddr::from(([127, 0, 0, 1], api_ports[i]));
-        let mut cfg = Self::new(moniker, api, p2p_ports[i]);
+    /// Validator `i` of a network on 127.0.0.1 whose validators listen on `ports.api` (HTTP),
+    /// `ports.p2p` (consensus) and `ports.peer` (forwarded transactions): every other validator
+    /// is a persistent peer and a forwarding target.
+    pub fn local_network(moniker: &str, i: usize, ports: &LocalPorts) -> Self {
+        let local = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let mut cfg = Self::new(moniker, local(ports.api[i]), ports.p2p[i]);
+        cfg.api.peer_listen = Some(local(ports.peer[i]));
         let others = |ports: &[u16], fmt: fn(u16) -> String| -> Vec<String> {
             (0..ports.len())
                 .filter(|j| *j != i)
                 .map(|j| fmt(ports[j]))
                 .collect()
         };
-        cfg.consensus.persistent_peers = others(p2p_ports, |p| format!("/ip4/127.0.0.1/tcp/{p}"));
-        cfg.consensus.peer_apis = others(api_ports, |p| format!("http://127.0.0.1:{p}"));
+        cfg.consensus.persistent_peers = others(&ports.p2p, |p| format!("/ip4/127.0.0.1/tcp/{p}"));
+        cfg.consensus.peer_apis = others(&ports.peer, |p| format!("http://127.0.0.1:{p}"));
         cfg
+    }
+}
+
+/// The ports of a local network's validators, one of each per validator.
+#[derive(Clone, Debug, Default)]
+pub struct LocalPorts {
+    /// The clients' API.
+    pub api: Vec<u16>,
+    /// Consensus (libp2p).
+    pub p2p: Vec<u16>,
+    /// Forwarded transactions from the other validators.
+    pub peer: Vec<u16>,
+}
+
+impl LocalPorts {
+    /// Ports for `n` validators from `pick` (called three times per validator).
+    pub fn pick<E>(n: usize, mut pick: impl FnMut() -> Result<u16, E>) -> Result<Self, E> {
+        let mut ports = Self::default();
+        for _ in 0..n {
+            ports.api.push(pick()?);
+            ports.p2p.push(pick()?);
+            ports.peer.push(pick()?);
+        }
+        Ok(ports)
     }
 }
 
@@ -204,6 +308,11 @@ impl Home {
     /// Where the running node writes its bound API address.
     pub fn api_addr_file(&self) -> PathBuf {
         self.dir.join("data").join("api.addr")
+    }
+
+    /// Where the node writes its bound peer-listener address.
+    pub fn peer_addr_file(&self) -> PathBuf {
+        self.dir.join("data").join("peer.addr")
     }
 
     /// This validator's consensus public key.

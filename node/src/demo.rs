@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use veilwatt_circuits::registry;
-use veilwatt_node::config::{Home, NodeConfig};
+use veilwatt_node::config::{Home, LocalPorts, NodeConfig};
 use veilwatt_params::MarketCircuit;
 use veilwatt_prover::client::NodeClient;
 use veilwatt_prover::notes::{self, NoteBook};
@@ -363,12 +363,10 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
 
     // Validators.
     let n = opts.validators;
-    let api_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
-    let p2p_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+    let ports = LocalPorts::pick(n, free_port)?;
     let mut homes = Vec::new();
     for (i, s) in secrets.iter().enumerate() {
-        let mut cfg =
-            NodeConfig::local_network(&format!("validator-{i}"), i, &api_ports, &p2p_ports);
+        let mut cfg = NodeConfig::local_network(&format!("validator-{i}"), i, &ports);
         cfg.consensus.block_interval_ms = 500;
         let home = opts.dir.join(format!("node{i}"));
         Home::create(&home, &cfg, &g, *s)?;
@@ -396,9 +394,9 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
     };
     eprintln!(
         "the market, live while the demo runs: http://127.0.0.1:{}/",
-        api_ports[0]
+        ports.api[0]
     );
-    let result = community_run(&opts, &g, &registrar, &api_ports, &mut rng, started).await;
+    let result = community_run(&opts, &g, &registrar, &ports.api, &mut rng, started).await;
     validators.stop().await;
     result
 }

@@ -12,4 +12,5 @@ pub mod forward;
 pub mod mempool;
 pub mod metrics;
 pub mod run;
+pub mod serve;
 pub mod store;

@@ -8,7 +8,7 @@ mod demo;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand_core::{OsRng, RngCore};
-use veilwatt_node::config::{read_genesis, write_genesis, Home, NodeConfig};
+use veilwatt_node::config::{read_genesis, write_genesis, Home, LocalPorts, NodeConfig};
 use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
 use veilwatt_verifier::types::{
@@ -297,7 +297,8 @@ enum Cmd {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// First API port (validator i uses base + i; p2p uses base + 100 + i).
+        /// First API port (validator i uses base + i; p2p base + 100 + i; the other validators'
+        /// forwarded transactions base + 200 + i).
         #[arg(long, default_value_t = 26600)]
         base_port: u16,
         /// Target block interval, ms.
@@ -776,9 +777,11 @@ fn main() -> Result<()> {
             market,
         } => {
             if validators == 0 || validators > 100 {
-                bail!("--validators must be between 1 and 100 (ports base+i and base+100+i)");
+                bail!(
+                    "--validators must be between 1 and 100 (ports base+i, base+100+i, base+200+i)"
+                );
             }
-            if usize::from(base_port) + 100 + validators > usize::from(u16::MAX) {
+            if usize::from(base_port) + 200 + validators > usize::from(u16::MAX) {
                 bail!("--base-port too high for {validators} validators");
             }
             let secrets: Vec<[u8; 32]> = (0..validators).map(|_| random_secret()).collect();
@@ -802,11 +805,17 @@ fn main() -> Result<()> {
                     "secret": hex::encode(registrar),
                 }))?,
             )?;
-            let api_ports: Vec<u16> = (0..validators).map(|i| base_port + i as u16).collect();
-            let p2p_ports: Vec<u16> = api_ports.iter().map(|p| p + 100).collect();
+            // Validator i: API on base + i, consensus on base + 100 + i, the other validators'
+            // forwarded transactions on base + 200 + i.
+            let api: Vec<u16> = (0..validators).map(|i| base_port + i as u16).collect();
+            let ports = LocalPorts {
+                p2p: api.iter().map(|p| p + 100).collect(),
+                peer: api.iter().map(|p| p + 200).collect(),
+                api,
+            };
             for (i, secret) in secrets.iter().enumerate() {
                 let moniker = format!("validator-{i}");
-                let mut cfg = NodeConfig::local_network(&moniker, i, &api_ports, &p2p_ports);
+                let mut cfg = NodeConfig::local_network(&moniker, i, &ports);
                 cfg.consensus.block_interval_ms = block_interval_ms;
                 Home::create(&out.join(format!("node{i}")), &cfg, &g, *secret)?;
             }

@@ -55,6 +55,14 @@ pub struct NodeMetrics {
     pub candidates: Gauge,
     /// Groth16 proofs verified (cache hits excluded), by circuit and result.
     pub proofs_verified: LabelledCounter,
+    /// Open API connections.
+    pub api_connections: Gauge,
+    /// API connections closed on arrival: `api.max_connections` were open.
+    pub api_connections_refused: Counter,
+    /// API requests answered 429 `rate_limited`.
+    pub api_rate_limited: Counter,
+    /// Event-stream clients refused: `api.max_subscribers` were connected.
+    pub api_subscribers_refused: Counter,
 }
 
 impl NodeMetrics {
@@ -79,6 +87,10 @@ impl NodeMetrics {
             proposal_streams_held: Gauge::default(),
             candidates: Gauge::default(),
             proofs_verified: Family::default(),
+            api_connections: Gauge::default(),
+            api_connections_refused: Counter::default(),
+            api_rate_limited: Counter::default(),
+            api_subscribers_refused: Counter::default(),
         };
         SharedRegistry::global()
             .with_moniker(moniker)
@@ -161,6 +173,26 @@ impl NodeMetrics {
                     "Groth16 proofs this validator verified (cache hits excluded), by circuit \
                      and result",
                     m.proofs_verified.clone(),
+                );
+                reg.register(
+                    "api_connections",
+                    "Open API connections",
+                    m.api_connections.clone(),
+                );
+                reg.register(
+                    "api_connections_refused",
+                    "API connections closed on arrival: api.max_connections were open",
+                    m.api_connections_refused.clone(),
+                );
+                reg.register(
+                    "api_rate_limited",
+                    "API requests answered 429 rate_limited",
+                    m.api_rate_limited.clone(),
+                );
+                reg.register(
+                    "api_subscribers_refused",
+                    "Event-stream clients refused: api.max_subscribers were connected",
+                    m.api_subscribers_refused.clone(),
                 );
             });
         m

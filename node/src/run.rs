@@ -111,6 +111,7 @@ pub struct RunningNode {
     pub core: Arc<NodeCore>,
     shutdown: watch::Sender<bool>,
     api: JoinHandle<()>,
+    peer_api: Option<JoinHandle<()>>,
     consensus: ConsensusHandle,
 }
 
@@ -182,35 +183,59 @@ pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
     )
     .await?;
 
-    let routes = crate::api::routes(Arc::clone(&core), cfg.api.max_body_bytes);
-    let mut api_rx = rx;
-    let signal = async move {
-        let _ = api_rx.changed().await;
-    };
-    let (api_addr, server): (
-        SocketAddr,
-        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    ) = match (&cfg.api.tls_cert, &cfg.api.tls_key) {
+    let routes = crate::api::routes(
+        Arc::clone(&core),
+        cfg.api.max_body_bytes,
+        cfg.api.max_subscribers,
+        cfg.api.peer_listen.is_none(),
+    );
+    let tls = match (&cfg.api.tls_cert, &cfg.api.tls_key) {
         (Some(cert), Some(key)) => {
-            let (addr, fut) = warp::serve(routes)
-                .tls()
-                .cert_path(cert)
-                .key_path(key)
-                .try_bind_with_graceful_shutdown(cfg.api.listen, signal)
-                .map_err(|e| RunError::Api(e.to_string()))?;
-            (addr, Box::pin(fut))
+            Some(crate::serve::tls_acceptor(cert, key).map_err(|e| RunError::Api(e.to_string()))?)
         }
-        (None, None) => {
-            let (addr, fut) = warp::serve(routes)
-                .try_bind_with_graceful_shutdown(cfg.api.listen, signal)
-                .map_err(|e| RunError::Api(e.to_string()))?;
-            (addr, Box::pin(fut))
-        }
+        (None, None) => None,
         _ => {
             return Err(RunError::Api(
                 "tls_cert and tls_key must be given together".into(),
             ))
         }
+    };
+    let mut limits = cfg.api.limits();
+    limits.max_connections = crate::serve::connections_that_fit(limits.max_connections);
+    let peer_limits = crate::serve::Limits {
+        max_connections: crate::config::PEER_MAX_CONNECTIONS,
+        ..limits.clone()
+    };
+    let api_error = |e: crate::serve::ServeError| RunError::Api(e.to_string());
+    let (api_addr, server) = crate::serve::bind(
+        cfg.api.listen,
+        tls.clone(),
+        limits,
+        warp::service(routes),
+        core.metrics.clone(),
+        rx.clone(),
+    )
+    .await
+    .map_err(api_error)?;
+    // The other validators' forwarded transactions, on a listener of their own: the public
+    // cannot take its connections, nor reach the route on the clients' listener.
+    let peer_api = match cfg.api.peer_listen {
+        Some(listen) => {
+            let (addr, server) = crate::serve::bind(
+                listen,
+                tls,
+                peer_limits,
+                warp::service(crate::api::peer_routes(Arc::clone(&core))),
+                core.metrics.clone(),
+                rx,
+            )
+            .await
+            .map_err(api_error)?;
+            let _ = std::fs::write(home.peer_addr_file(), addr.to_string());
+            tracing::info!(%addr, "peer listener for forwarded transactions");
+            Some(tokio::spawn(server))
+        }
+        None => None,
     };
     let api = tokio::spawn(server);
     let _ = std::fs::write(home.api_addr_file(), api_addr.to_string());
@@ -220,6 +245,7 @@ pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
         core,
         shutdown,
         api,
+        peer_api,
         consensus,
     })
 }
@@ -234,7 +260,13 @@ impl RunningNode {
         self.core.closing.send_replace(true);
         let _ = self.shutdown.send(true);
         // Requests in flight get a bounded time to finish.
-        if tokio::time::timeout(Duration::from_secs(10), self.api)
+        let listeners = async {
+            let _ = self.api.await;
+            if let Some(peer) = self.peer_api {
+                let _ = peer.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), listeners)
             .await
             .is_err()
         {

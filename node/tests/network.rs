@@ -689,7 +689,7 @@ async fn a_replayed_forwarding_batch_is_refused() {
         txs: txs.clone(),
     };
     let post = |body: Vec<u8>| {
-        let api = net.apis[1].clone();
+        let api = net.peers[1].clone();
         async move {
             let r = api
                 .http
@@ -705,6 +705,16 @@ async fn a_replayed_forwarding_batch_is_refused() {
     let captured = seal(&v0, &batch(now_us()));
     let (s, v) = post(captured.clone()).await;
     assert_eq!((s, v["admitted"].as_u64()), (200, Some(8)), "{v}");
+    // Forwarded batches have a listener of their own: the clients' one does not know the route.
+    let public = &net.apis[1];
+    let r = public
+        .http
+        .post(format!("{}{PATH}", public.base))
+        .body(captured.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     let received = net.metric(1, "veilwatt_forward_received").await;
     for _ in 0..3 {
         let (s, v) = post(captured.clone()).await;

@@ -85,6 +85,11 @@ impl PeriodView {
     }
 }
 
+/// How many times a request over the client's rate is retried.
+pub const RATE_RETRIES: usize = 3;
+/// The longest a retry waits, whatever the node's `Retry-After`.
+pub const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A client of one validator's API.
 #[derive(Clone, Debug)]
 pub struct NodeClient {
@@ -121,14 +126,37 @@ impl NodeClient {
         }
     }
 
+    /// Sends `request`, waiting out a `429 rate_limited` answer (its `Retry-After`, at most
+    /// [`MAX_RETRY_WAIT`]) up to [`RATE_RETRIES`] times.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = request;
+        for _ in 0..RATE_RETRIES {
+            let again = request.try_clone();
+            let r = request.send().await.map_err(self.http())?;
+            let wait = (r.status().as_u16() == 429)
+                .then(|| r.headers().get(reqwest::header::RETRY_AFTER))
+                .flatten()
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            match (wait, again) {
+                (Some(secs), Some(next)) => {
+                    let wait = std::time::Duration::from_secs(secs).min(MAX_RETRY_WAIT);
+                    tokio::time::sleep(wait).await;
+                    request = next;
+                }
+                _ => return Ok(r),
+            }
+        }
+        request.send().await.map_err(self.http())
+    }
+
     /// GET `path`; `None` on 404.
     pub async fn get(&self, path: &str) -> Result<Option<Value>, ClientError> {
         let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .map_err(self.http())?;
+            .send(self.http.get(format!("{}{path}", self.base)))
+            .await?;
         if r.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -152,12 +180,8 @@ impl NodeClient {
     /// Submits a transaction; its id once the node admitted it.
     pub async fn submit(&self, tx: &Transaction) -> Result<TxId, ClientError> {
         let r = self
-            .http
-            .post(format!("{}/v1/tx", self.base))
-            .json(tx)
-            .send()
-            .await
-            .map_err(self.http())?;
+            .send(self.http.post(format!("{}/v1/tx", self.base)).json(tx))
+            .await?;
         if r.status().as_u16() != 202 {
             return Err(Self::refused(r).await);
         }

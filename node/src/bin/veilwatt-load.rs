@@ -276,7 +276,7 @@ async fn submit_all(
                         return;
                     };
                     let sent = Instant::now();
-                    let status = match http.post(format!("{base}/v1/tx")).json(&tx).send().await {
+                    let status = match submit(&http, &base, &tx).await {
                         Ok(r) => {
                             let status = r.status().as_u16();
                             if status != 202 {
@@ -316,6 +316,30 @@ async fn submit_all(
     let accepted = accepted.lock().map(|a| a.clone()).unwrap_or_default();
     let statuses = statuses.lock().map(|s| s.clone()).unwrap_or_default();
     Ok((accepted, statuses, took))
+}
+
+/// POSTs `tx`, waiting out `429 rate_limited` answers (the node's `Retry-After`, a few times):
+/// a load generator is one client, and the node limits each client's rate.
+async fn submit(
+    http: &reqwest::Client,
+    base: &str,
+    tx: &Transaction,
+) -> reqwest::Result<reqwest::Response> {
+    let mut tries = 0;
+    loop {
+        let r = http.post(format!("{base}/v1/tx")).json(tx).send().await?;
+        let wait = (r.status().as_u16() == 429)
+            .then(|| r.headers().get(reqwest::header::RETRY_AFTER))
+            .flatten()
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        match wait {
+            Some(secs) if tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
+            }
+            _ => return Ok(r),
+        }
+    }
 }
 
 /// Commit times of transactions, from the node's event stream.

@@ -2,6 +2,7 @@
 //! genesis, signed transactions with real proofs, and a small HTTP client.
 #![allow(dead_code)]
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
-use veilwatt_node::config::{Home, NodeConfig};
+use veilwatt_node::config::{Home, LocalPorts, NodeConfig};
 use veilwatt_params::{dev, MarketCircuit};
 use veilwatt_prover::{OrderRequest, Prover};
 use veilwatt_verifier::ledger::Ledger;
@@ -429,6 +430,8 @@ pub struct Net {
     pub genesis: Genesis,
     pub homes: Vec<PathBuf>,
     pub apis: Vec<Api>,
+    /// Each validator's listener for forwarded transactions.
+    pub peers: Vec<Api>,
     children: Vec<Option<std::process::Child>>,
 }
 
@@ -437,11 +440,10 @@ impl Net {
     pub fn new(g: Genesis, tweak: impl Fn(usize, &mut NodeConfig)) -> Self {
         let n = g.validators.len();
         let dir = tempfile::tempdir().unwrap();
-        let api_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let p2p_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let ports = LocalPorts::pick(n, || Ok::<_, Infallible>(free_port())).unwrap();
         let mut homes = Vec::new();
         for i in 0..n {
-            let mut cfg = NodeConfig::local_network(&format!("v{i}"), i, &api_ports, &p2p_ports);
+            let mut cfg = NodeConfig::local_network(&format!("v{i}"), i, &ports);
             cfg.consensus.block_interval_ms = 300;
             cfg.consensus.propose_timeout_ms = 1500;
             tweak(i, &mut cfg);
@@ -449,15 +451,19 @@ impl Net {
             Home::create(&home, &cfg, &g, validator_seed(i)).unwrap();
             homes.push(home);
         }
-        let apis = api_ports
-            .iter()
-            .map(|p| Api::new(format!("http://127.0.0.1:{p}")))
-            .collect();
+        let local = |ports: &[u16]| {
+            ports
+                .iter()
+                .map(|p| Api::new(format!("http://127.0.0.1:{p}")))
+                .collect()
+        };
+        let (apis, peers) = (local(&ports.api), local(&ports.peer));
         Self {
             dir,
             genesis: g,
             homes,
             apis,
+            peers,
             children: (0..n).map(|_| None).collect(),
         }
     }
