@@ -90,6 +90,31 @@ pub const RATE_RETRIES: usize = 3;
 /// The longest a retry waits, whatever the node's `Retry-After`.
 pub const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Sends `request`, waiting out a `429 rate_limited` answer (its `Retry-After`, at most
+/// [`MAX_RETRY_WAIT`]) up to `retries` times: the node limits each client's rate.
+pub async fn send_waiting(
+    request: reqwest::RequestBuilder,
+    retries: usize,
+) -> reqwest::Result<reqwest::Response> {
+    let mut request = request;
+    for _ in 0..retries {
+        let again = request.try_clone();
+        let r = request.send().await?;
+        let wait = (r.status().as_u16() == 429)
+            .then(|| r.headers().get(reqwest::header::RETRY_AFTER))
+            .flatten()
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        match (wait, again) {
+            (Some(secs), Some(next)) => {
+                tokio::time::sleep(std::time::Duration::from_secs(secs).min(MAX_RETRY_WAIT)).await;
+                request = next;
+            }
+            _ => return Ok(r),
+        }
+    }
+    request.send().await
+}
+
 /// A client of one validator's API.
 #[derive(Clone, Debug)]
 pub struct NodeClient {
@@ -126,30 +151,14 @@ impl NodeClient {
         }
     }
 
-    /// Sends `request`, waiting out a `429 rate_limited` answer (its `Retry-After`, at most
-    /// [`MAX_RETRY_WAIT`]) up to [`RATE_RETRIES`] times.
+    /// [`send_waiting`] with [`RATE_RETRIES`].
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        let mut request = request;
-        for _ in 0..RATE_RETRIES {
-            let again = request.try_clone();
-            let r = request.send().await.map_err(self.http())?;
-            let wait = (r.status().as_u16() == 429)
-                .then(|| r.headers().get(reqwest::header::RETRY_AFTER))
-                .flatten()
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            match (wait, again) {
-                (Some(secs), Some(next)) => {
-                    let wait = std::time::Duration::from_secs(secs).min(MAX_RETRY_WAIT);
-                    tokio::time::sleep(wait).await;
-                    request = next;
-                }
-                _ => return Ok(r),
-            }
-        }
-        request.send().await.map_err(self.http())
+        send_waiting(request, RATE_RETRIES)
+            .await
+            .map_err(self.http())
     }
 
     /// GET `path`; `None` on 404.

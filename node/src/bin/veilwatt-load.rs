@@ -25,7 +25,7 @@ use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::registry;
 use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
 use veilwatt_params::MarketCircuit;
-use veilwatt_prover::client::NodeClient;
+use veilwatt_prover::client::{send_waiting, NodeClient};
 use veilwatt_prover::notes::{self, NoteBook};
 use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::unlinkable::{plan_order, UnlinkableOrderProver};
@@ -318,28 +318,14 @@ async fn submit_all(
     Ok((accepted, statuses, took))
 }
 
-/// POSTs `tx`, waiting out `429 rate_limited` answers (the node's `Retry-After`, a few times):
-/// a load generator is one client, and the node limits each client's rate.
+/// POSTs `tx`, waiting out `429 rate_limited` answers (a few times): a load generator is one
+/// client, and the node limits each client's rate.
 async fn submit(
     http: &reqwest::Client,
     base: &str,
     tx: &Transaction,
 ) -> reqwest::Result<reqwest::Response> {
-    let mut tries = 0;
-    loop {
-        let r = http.post(format!("{base}/v1/tx")).json(tx).send().await?;
-        let wait = (r.status().as_u16() == 429)
-            .then(|| r.headers().get(reqwest::header::RETRY_AFTER))
-            .flatten()
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        match wait {
-            Some(secs) if tries < 5 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
-            }
-            _ => return Ok(r),
-        }
-    }
+    send_waiting(http.post(format!("{base}/v1/tx")).json(tx), 5).await
 }
 
 /// Commit times of transactions, from the node's event stream.
