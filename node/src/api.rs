@@ -1,22 +1,26 @@
-//! The HTTP API (warp), versioned under `/v1`, JSON in and out. Every error is
-//! `{"code": ..., "message": ...}` with a stable code; see `docs/api.md` and the OpenAPI
-//! document served at `/v1/openapi.json`.
+//! The HTTP API (warp), versioned under `/v1`, JSON in and out: every answer is a type of
+//! `veilwatt_verifier::api`, every error `{"code": ..., "message": ...}` with a stable code;
+//! see docs/spec/node.md ("API") and the OpenAPI document served at `/v1/openapi.json`.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::json;
-use veilwatt_verifier::ledger::{LedgerRead, OrderRecord};
+use veilwatt_verifier::api::{
+    AccountView, BlockView, ClearedPeriod, ErrorBody, MeterView, OpenPeriod, OrderRef, PerSide,
+    PeriodView, RegistryLeaves, RegistryView, StateValue, StatusView, SyncView, TxStatus,
+    TxStatusView,
+};
+use veilwatt_verifier::certificate::Certificate;
+use veilwatt_verifier::ledger::LedgerRead;
 use veilwatt_verifier::registry;
 use veilwatt_verifier::state::{keys, StateRead};
-use veilwatt_verifier::types::{Block, Hash32, MeterKey, Side, Transaction, TxId, WalletKey};
+use veilwatt_verifier::types::{Block, MeterKey, TxId, WalletKey};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::admission::AdmitError;
-use crate::consensus::codec::decode_commit_certificate;
 use crate::core::NodeCore;
 use crate::forward::ForwardError;
 
@@ -73,7 +77,10 @@ impl From<AdmitError> for ApiError {
 impl Reply for ApiError {
     fn into_response(self) -> warp::reply::Response {
         warp::reply::with_status(
-            warp::reply::json(&json!({"code": self.code, "message": self.message})),
+            warp::reply::json(&ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+            }),
             self.status,
         )
         .into_response()
@@ -276,7 +283,10 @@ async fn submit_tx(body: bytes::Bytes, core: Arc<NodeCore>) -> ApiResult {
     };
     match core.submit(tx).await {
         Ok(id) => Ok(warp::reply::with_status(
-            warp::reply::json(&json!({"id": id, "status": "pending"})),
+            warp::reply::json(&TxStatusView {
+                id,
+                status: TxStatus::Pending,
+            }),
             StatusCode::ACCEPTED,
         )
         .into_response()),
@@ -321,74 +331,14 @@ async fn get_tx(id: String, core: Arc<NodeCore>) -> ApiResult {
             .tx_status(&id)
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("transaction {id}")))?;
-        let mut v = serde_json::to_value(&status).map_err(ApiError::internal)?;
-        v["id"] = json!(id);
-        ok(&v).map_err(|_| ApiError::internal("encoding"))
+        ok(&TxStatusView { id, status }).map_err(|_| ApiError::internal("encoding"))
     })())
 }
 
-/// A commit certificate as JSON.
-#[derive(Serialize)]
-struct CertificateView {
-    round: i64,
-    block_hash: String,
-    signatures: Vec<SignatureView>,
-}
-
-#[derive(Serialize)]
-struct SignatureView {
-    validator: String,
-    signature: String,
-}
-
-#[derive(Serialize)]
-struct TxView<'a> {
-    id: TxId,
-    #[serde(flatten)]
-    tx: &'a Transaction,
-}
-
-#[derive(Serialize)]
-struct BlockView<'a> {
-    height: u64,
-    hash: Hash32,
-    prev_hash: Hash32,
-    time: u64,
-    proposer: WalletKey,
-    state_root: Hash32,
-    txs: Vec<TxView<'a>>,
-    certificate: Option<CertificateView>,
-}
-
-fn block_view<'a>(block: &'a Block, cert: Option<Vec<u8>>) -> BlockView<'a> {
-    let certificate = cert
-        .and_then(|c| decode_commit_certificate(&c).ok())
-        .map(|c| CertificateView {
-            round: c.round.as_i64(),
-            block_hash: c.value_id.to_string(),
-            signatures: c
-                .commit_signatures
-                .iter()
-                .map(|s| SignatureView {
-                    validator: s.address.to_string(),
-                    signature: hex::encode(s.signature.to_bytes()),
-                })
-                .collect(),
-        });
-    BlockView {
-        height: block.height,
-        hash: block.hash(),
-        prev_hash: block.prev_hash,
-        time: block.time,
-        proposer: block.proposer,
-        state_root: block.state_root,
-        txs: block
-            .txs
-            .iter()
-            .map(|tx| TxView { id: tx.id(), tx })
-            .collect(),
-        certificate,
-    }
+fn block_view(block: &Block, cert: Option<Vec<u8>>) -> BlockView {
+    // The node stored the certificate it decided with; one it cannot read is left out.
+    let certificate = cert.and_then(|c| Certificate::decode(&c).ok());
+    BlockView::new(block, certificate.as_ref())
 }
 
 /// A block and its encoded certificate.
@@ -489,8 +439,12 @@ async fn get_state(key: String, q: StateQuery, core: Arc<NodeCore>) -> ApiResult
             .get(&key)
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("state key {}", hex::encode(&key))))?;
-        ok(&json!({"height": height, "key": hex::encode(&key), "value": hex::encode(value)}))
-            .map_err(|_| ApiError::internal("encoding"))
+        ok(&StateValue {
+            height,
+            key: hex::encode(&key),
+            value: hex::encode(value),
+        })
+        .map_err(|_| ApiError::internal("encoding"))
     })())
 }
 
@@ -502,64 +456,28 @@ fn period_view(period: u64, core: &NodeCore) -> Result<warp::reply::Response, Ap
     let view = core.store.snapshot();
     let g = core.genesis;
     if let Some(r) = view.period_result(period).map_err(ApiError::internal)? {
-        let grid: u64 = r.trades.iter().map(|t| t.grid_fee).sum();
-        let market: u64 = r
-            .trades
-            .iter()
-            .map(|t| t.market_fee_buyer + t.market_fee_seller)
-            .sum();
-        let money: u64 = r.trades.iter().map(|t| t.energy_value).sum();
-        let unmatched = |side: Side| -> u64 {
-            r.orders
-                .iter()
-                .filter(|o| o.side == side)
-                .map(|o| u64::from(o.unmatched_wh))
-                .sum()
-        };
-        let count = |side: Side| r.orders.iter().filter(|o| o.side == side).count();
-        return ok(&json!({
-            "period": period,
-            "status": "cleared",
-            "cleared_at": r.cleared_at,
-            "clearing_price": r.clearing_price,
-            "volume_wh": r.volume_wh,
-            "orders": {"sell": count(Side::Sell), "buy": count(Side::Buy)},
-            "money_exchanged_millis": money,
-            "fees_millis": {"grid": grid, "market": market},
-            "unmatched_wh": {"sell": unmatched(Side::Sell), "buy": unmatched(Side::Buy)},
-            "trades": r.trades,
-            "outcomes": r.orders,
-        }))
-        .map_err(|_| ApiError::internal("encoding"));
+        return ok(&PeriodView::Cleared(ClearedPeriod::new(&r)))
+            .map_err(|_| ApiError::internal("encoding"));
     }
-    let (mut sells, mut buys, mut sell_wh, mut buy_wh) = (0u64, 0u64, 0u64, 0u64);
+    let (mut orders, mut quantity_wh) = (PerSide::default(), PerSide::default());
     let wallet_orders = view.orders_of_period(period).map_err(ApiError::internal)?;
     let unlinkable = view
         .unlinkable_orders_of_period(period)
         .map_err(ApiError::internal)?;
-    let orders = wallet_orders
+    let open = wallet_orders
         .iter()
         .map(|o| (o.side, o.quantity_wh))
         .chain(unlinkable.iter().map(|o| (o.side, o.quantity_wh)));
-    for (side, quantity_wh) in orders {
-        match side {
-            Side::Sell => {
-                sells += 1;
-                sell_wh += u64::from(quantity_wh);
-            }
-            Side::Buy => {
-                buys += 1;
-                buy_wh += u64::from(quantity_wh);
-            }
-        }
+    for (side, wh) in open {
+        orders.add(side, 1);
+        quantity_wh.add(side, u64::from(wh));
     }
-    ok(&json!({
-        "period": period,
-        "status": "open",
-        "period_end": g.period_end(period),
-        "gate_close": g.gate_close(period),
-        "orders": {"sell": sells, "buy": buys},
-        "quantity_wh": {"sell": sell_wh, "buy": buy_wh},
+    ok(&PeriodView::Open(OpenPeriod {
+        period,
+        period_end: g.period_end(period),
+        gate_close: g.gate_close(period),
+        orders,
+        quantity_wh,
     }))
     .map_err(|_| ApiError::internal("encoding"))
 }
@@ -572,15 +490,13 @@ async fn get_account(address: String, core: Arc<NodeCore>) -> ApiResult {
             .account(&key)
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("account {address}")))?;
-        let orders: Vec<OrderRecord> = view.orders_of_owner(&key).map_err(ApiError::internal)?;
-        let meters: Vec<MeterKey> = view.meters_of_owner(&key).map_err(ApiError::internal)?;
-        ok(&json!({
-            "address": key,
-            "balance_millis": acct.balance,
-            "escrow_millis": acct.escrow,
-            "open_orders": orders,
-            "meters": meters,
-        }))
+        ok(&AccountView {
+            address: key,
+            balance_millis: acct.balance,
+            escrow_millis: acct.escrow,
+            open_orders: view.orders_of_owner(&key).map_err(ApiError::internal)?,
+            meters: view.meters_of_owner(&key).map_err(ApiError::internal)?,
+        })
         .map_err(|_| ApiError::internal("encoding"))
     })())
 }
@@ -595,14 +511,16 @@ async fn get_meter(id: String, core: Arc<NodeCore>) -> ApiResult {
             return Err(ApiError::not_found(format!("meter {id}")));
         }
         let orders: Vec<(u64, TxId)> = view.orders_of_meter(&key).map_err(ApiError::internal)?;
-        ok(&json!({
-            "id": key,
-            "owner": m.map(|m| m.owner),
-            // Backs no order: every enrolment it has is revoked.
-            "revoked": m.is_none_or(|m| m.revoked) && enrolment.is_none_or(|e| e.revoked),
-            "open_orders": orders.iter().map(|(p, id)| json!({"period": p, "id": id})).collect::<Vec<_>>(),
-            "enrolment": enrolment,
-        }))
+        ok(&MeterView {
+            id: key,
+            owner: m.map(|m| m.owner),
+            revoked: m.is_none_or(|m| m.revoked) && enrolment.is_none_or(|e| e.revoked),
+            open_orders: orders
+                .into_iter()
+                .map(|(period, id)| OrderRef { period, id })
+                .collect(),
+            enrolment,
+        })
         .map_err(|_| ApiError::internal("encoding"))
     })())
 }
@@ -622,13 +540,13 @@ async fn get_registry(core: Arc<NodeCore>) -> ApiResult {
         let params = registry_params(&core)?;
         let view = core.store.snapshot();
         let rec = registry::record(&view).map_err(ApiError::internal)?;
-        ok(&json!({
-            "size": rec.size,
-            "depth": veilwatt_circuits::registry::DEPTH,
-            "root": registry::root(&view).map_err(ApiError::internal)?,
-            "recent_roots": registry::recent_roots(&view).map_err(ApiError::internal)?,
-            "registry_history": params.registry_history,
-        }))
+        ok(&RegistryView {
+            size: rec.size,
+            depth: veilwatt_circuits::registry::DEPTH as u32,
+            root: registry::root(&view).map_err(ApiError::internal)?,
+            recent_roots: registry::recent_roots(&view).map_err(ApiError::internal)?,
+            registry_history: params.registry_history,
+        })
         .map_err(|_| ApiError::internal("encoding"))
     })())
 }
@@ -656,12 +574,12 @@ async fn get_registry_leaves(q: LeavesQuery, core: Arc<NodeCore>) -> ApiResult {
         let view = core.store.snapshot();
         let rec = registry::record(&view).map_err(ApiError::internal)?;
         let leaves = registry::leaves(&view, q.from, limit).map_err(ApiError::internal)?;
-        ok(&json!({
-            "size": rec.size,
-            "root": registry::root(&view).map_err(ApiError::internal)?,
-            "from": q.from,
-            "leaves": leaves.iter().map(|(_, l)| l).collect::<Vec<_>>(),
-        }))
+        ok(&RegistryLeaves {
+            size: rec.size,
+            root: registry::root(&view).map_err(ApiError::internal)?,
+            from: q.from,
+            leaves: leaves.into_iter().map(|(_, l)| l).collect(),
+        })
         .map_err(|_| ApiError::internal("encoding"))
     })())
 }
@@ -669,25 +587,28 @@ async fn get_registry_leaves(q: LeavesQuery, core: Arc<NodeCore>) -> ApiResult {
 async fn get_status(core: Arc<NodeCore>) -> ApiResult {
     let tip = core.tip();
     let synced_to = core.synced_to.load(Ordering::Relaxed);
-    ok(&json!({
-        "chain_id": core.genesis.chain_id,
-        "max_tx_lifetime_secs": core.genesis.max_tx_lifetime_secs,
-        "moniker": core.moniker,
-        "height": tip.height,
-        "last_block_hash": tip.last_block_hash,
-        "last_block_time": tip.last_time,
-        "genesis_time": core.genesis.genesis_time,
-        "period_secs": core.genesis.period_secs,
-        "gate_delay_secs": core.genesis.gate_delay_secs,
-        "state_root": (tip.height > 0).then_some(tip.state_root),
-        "validators": core.genesis.validators,
-        "peers": core.peers,
-        // The last block came through value sync rather than live consensus.
-        "sync": {"catching_up": synced_to > 0 && synced_to == tip.height, "last_synced_height": synced_to},
-        "mempool": core.mempool_len(),
-        "accepting": core.accepting.load(Ordering::Relaxed),
-        "db_bytes": core.store.disk_size(),
-    }))
+    let g = core.genesis;
+    ok(&StatusView {
+        chain_id: g.chain_id.clone(),
+        max_tx_lifetime_secs: g.max_tx_lifetime_secs,
+        moniker: core.moniker.clone(),
+        height: tip.height,
+        last_block_hash: tip.last_block_hash,
+        last_block_time: tip.last_time,
+        genesis_time: g.genesis_time,
+        period_secs: g.period_secs,
+        gate_delay_secs: g.gate_delay_secs,
+        state_root: (tip.height > 0).then_some(tip.state_root),
+        validators: g.validators.clone(),
+        peers: core.peers.clone(),
+        sync: SyncView {
+            catching_up: synced_to > 0 && synced_to == tip.height,
+            last_synced_height: synced_to,
+        },
+        mempool: core.mempool_len() as u64,
+        accepting: core.accepting.load(Ordering::Relaxed),
+        db_bytes: core.store.disk_size(),
+    })
 }
 
 fn sse_commits(

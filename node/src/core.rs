@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use veilwatt_verifier::ledger::MarketVerifier;
 use veilwatt_verifier::ledger::{Applied, BlockError, Ledger, LedgerRead, ProofCheck};
@@ -39,44 +38,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a transaction's status is.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum TxStatus {
-    /// In the mempool.
-    Pending,
-    /// In a committed block.
-    Committed {
-        /// Block height.
-        height: u64,
-        /// Position in the block.
-        index: u32,
-    },
-    /// Dropped after admission (it became invalid before a block included it).
-    Rejected {
-        /// Stable code.
-        code: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Published after every commit.
-#[derive(Clone, Debug, Serialize)]
-pub struct CommitEvent {
-    /// Height.
-    pub height: u64,
-    /// Block hash.
-    pub hash: Hash32,
-    /// Consensus time.
-    pub time: u64,
-    /// State root.
-    pub state_root: Hash32,
-    /// Ids of the block's transactions.
-    pub txs: Vec<TxId>,
-    /// Periods cleared by the block.
-    pub cleared_periods: Vec<u64>,
-}
+pub use veilwatt_verifier::api::{CommitEvent, ForwardOutcome, TxStatus};
 
 /// Failures of the node's own machinery (not of a client's input).
 #[derive(Debug, thiserror::Error)]
@@ -139,17 +101,6 @@ pub enum Origin {
     Client,
     /// Another validator forwarded it: not forwarded again.
     Peer,
-}
-
-/// What forwarded transactions did at admission.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct ForwardOutcome {
-    /// Admitted to the mempool.
-    pub admitted: usize,
-    /// Already pending or committed here.
-    pub duplicate: usize,
-    /// Refused (signature, proof, rules, full mempool).
-    pub refused: usize,
 }
 
 /// The shared state of one node.

@@ -2,8 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-
-mod demo;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,6 +10,8 @@ use rand_core::{OsRng, RngCore};
 use veilwatt_node::config::{read_genesis, write_genesis, Home, LocalPorts, NodeConfig};
 use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
+use veilwatt_verifier::api::{TxStatus, TxStatusView};
+use veilwatt_verifier::client::NodeClient;
 use veilwatt_verifier::types::{
     AnonymousParams, ConsensusParams, FeeSchedule, Genesis, Hash32, Mechanism, MeterKey,
     ShieldedParams, SpamParams, Transaction, TxBody, Validator, WalletKey, MILLIS_PER_MINOR,
@@ -225,32 +226,6 @@ impl MarketArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a local demo community: a genesis with short periods, an embedded validator (or
-    /// several), simulated meters, households proving and submitting orders, the periods
-    /// clearing, and a report read back from the ledger.
-    Demo {
-        /// Households.
-        #[arg(long, default_value_t = 16)]
-        households: usize,
-        /// Periods traded (each stands for one simulated hour of a summer day from 09:00).
-        #[arg(long, default_value_t = 6)]
-        periods: u64,
-        /// Validators (1: embedded in this process; more: child processes on 127.0.0.1).
-        #[arg(long, default_value_t = 1)]
-        validators: usize,
-        /// Real length of a period, seconds.
-        #[arg(long, default_value_t = 8)]
-        period_secs: u64,
-        /// Seed of the simulation.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Working directory (recreated on every run).
-        #[arg(long, default_value = "veilwatt-demo")]
-        dir: PathBuf,
-        /// Print the report as one JSON document.
-        #[arg(long)]
-        json: bool,
-    },
     /// Create a validator home: a new consensus key, config.toml and the genesis.
     Init {
         /// Genesis file.
@@ -420,18 +395,9 @@ async fn registrar(
         .and_then(|b| b.try_into().ok())
         .with_context(|| format!("{}: no 32-byte hex secret", key.display()))?;
     let signer = ed25519_dalek::SigningKey::from_bytes(&secret);
-    let base = node.trim_end_matches('/');
-    let http = reqwest::Client::new();
-    let status: serde_json::Value = http
-        .get(format!("{base}/v1/status"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let chain_id = status["chain_id"]
-        .as_str()
-        .context("the node's status has no chain_id")?;
+    let client = NodeClient::new(node);
+    let status = client.status().await?;
+    let chain_id = status.chain_id.as_str();
     let body = match action {
         RegistrarCmd::Enroll { meter, owner } => {
             let meter = MeterKey::from_hex(&meter).map_err(|e| anyhow::anyhow!("--meter: {e}"))?;
@@ -474,7 +440,7 @@ async fn registrar(
             amount,
             reference,
         } => {
-            let to = veilwatt_prover::notes::PaymentAddress::decode(&to)
+            let to = veilwatt_verifier::address::PaymentAddress::decode(&to)
                 .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
             // A fresh rho: 248 random bits are always a canonical field element.
             let mut rho = [0u8; 32];
@@ -492,44 +458,22 @@ async fn registrar(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let lifetime = status["max_tx_lifetime_secs"]
-        .as_u64()
-        .unwrap_or(veilwatt_verifier::types::DEFAULT_MAX_TX_LIFETIME_SECS);
-    let expires_at = now + veilwatt_verifier::types::DEFAULT_TX_TTL_SECS.min(lifetime);
+    let expires_at =
+        now + veilwatt_verifier::types::DEFAULT_TX_TTL_SECS.min(status.max_tx_lifetime_secs);
     let tx = Transaction::sign(chain_id, body, expires_at, &signer);
-    let r = http.post(format!("{base}/v1/tx")).json(&tx).send().await?;
-    let code = r.status();
-    let answer: serde_json::Value = r.json().await.unwrap_or_default();
-    if code.as_u16() != 202 {
-        bail!(
-            "the node refused the transaction ({code}): {}",
-            answer["message"].as_str().unwrap_or("no reason given")
-        );
-    }
-    let id = tx.id();
-    if !wait {
-        return Ok(serde_json::json!({"id": id, "status": "pending"}));
-    }
-    let t0 = std::time::Instant::now();
-    loop {
-        let st: serde_json::Value = http
-            .get(format!("{base}/v1/tx/{id}"))
-            .send()
+    let id = client.submit(&tx).await?;
+    let status = if wait {
+        match client
+            .wait_for(&id, Duration::from_millis(100), Duration::from_secs(60))
             .await?
-            .json()
-            .await?;
-        match st["status"].as_str() {
-            Some("committed") => return Ok(st),
-            Some("rejected") => bail!(
-                "transaction {id} rejected: {}",
-                st["reason"].as_str().unwrap_or("no reason given")
-            ),
-            _ if t0.elapsed() > std::time::Duration::from_secs(60) => {
-                bail!("transaction {id} not committed after 60 s")
-            }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        {
+            TxStatus::Rejected { reason, .. } => bail!("transaction {id} rejected: {reason}"),
+            done => done,
         }
-    }
+    } else {
+        TxStatus::Pending
+    };
+    Ok(serde_json::to_value(TxStatusView { id, status })?)
 }
 
 fn random_secret() -> [u8; 32] {
@@ -568,28 +512,11 @@ fn init_tracing(single_validator: bool) {
     } else {
         "info"
     };
-    install_logging(default);
+    veilwatt_node::run::install_logging(default);
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (else `default`), without the engine's shutdown
 /// noise ([`veilwatt_node::run::is_shutdown_noise`]).
-fn install_logging(default: &str) {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let quiet = tracing_subscriber::filter::filter_fn(|meta| {
-        !veilwatt_node::run::is_shutdown_noise(meta.target())
-    });
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(quiet),
-        )
-        .init();
-}
-
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -823,34 +750,6 @@ fn main() -> Result<()> {
                 "{}",
                 serde_json::json!({"out": out, "validators": validators, "genesis_hash": g.hash()})
             );
-        }
-        Cmd::Demo {
-            households,
-            periods,
-            validators,
-            period_secs,
-            seed,
-            dir,
-            json,
-        } => {
-            // Progress on stderr; the engine and node logs only when RUST_LOG asks.
-            install_logging("error,arc_malachitebft_network=off");
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(demo::run(demo::DemoOptions {
-                households,
-                periods,
-                validators,
-                period_secs,
-                seed,
-                dir,
-            }))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", demo::render(&report));
-            }
         }
         Cmd::Run { home } => {
             let home = Home::load(&home)?;

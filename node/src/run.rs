@@ -129,6 +129,23 @@ pub fn is_shutdown_noise(target: &str) -> bool {
             || target.starts_with("arc_malachitebft_app_channel::connector"))
 }
 
+/// Logs to stderr with `RUST_LOG`'s filter (else `default`), without the consensus engine's
+/// shutdown noise ([`is_shutdown_noise`]): the validator's and the demo's logging.
+pub fn install_logging(default: &str) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let quiet = tracing_subscriber::filter::filter_fn(|meta| !is_shutdown_noise(meta.target()));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(quiet),
+        )
+        .init();
+}
+
 /// Starts a validator from its home directory.
 pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
     let verifier = verifier_for(&home.dir, &home.genesis)?;

@@ -1,6 +1,7 @@
 //! The HTTP API of a real node (Malachite, RocksDB, warp) on 127.0.0.1 with OS-chosen ports:
 //! every route, every error code with its body, the SSE stream, metrics, the OpenAPI document
-//! checked against the live routes, and an order lifecycle with real proofs whose outcome is
+//! checked against the live routes (and every answer against the document and the shared API
+//! types: tests/common/openapi.rs), and an order lifecycle with real proofs whose outcome is
 //! compared with a replay of the committed blocks through the state machine.
 
 mod common;
@@ -34,6 +35,62 @@ fn assert_error(r: &(u16, Value), status: u16, code: &str) {
         r.1["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{r:?}"
     );
+}
+
+/// The document is strict enough for the answer checks to mean something: every object lists
+/// its fields, all required; nothing is untyped; every component is used.
+#[test]
+fn the_openapi_document_is_strict_and_complete() {
+    openapi::lint().unwrap();
+}
+
+/// The checks catch an answer that drifted: a field added, dropped or mistyped, a hex value
+/// of the wrong length, a type that would lose a field.
+#[test]
+fn answers_that_differ_from_the_document_are_caught() {
+    use veilwatt_verifier::api::{AccountView, TxStatus, TxStatusView};
+    let account = serde_json::to_value(AccountView {
+        address: wallet(&key(1)),
+        balance_millis: 5,
+        escrow_millis: 0,
+        open_orders: vec![],
+        meters: vec![meter_key(1)],
+    })
+    .unwrap();
+    let schema = openapi::component("Account");
+    openapi::validate(schema, &account, "account").unwrap();
+    openapi::round_trips::<AccountView>(&account, "account").unwrap();
+    let mut extra = account.clone();
+    extra["nickname"] = "x".into();
+    assert!(openapi::validate(schema, &extra, "extra").is_err());
+    assert!(openapi::round_trips::<AccountView>(&extra, "extra").is_err());
+    let mut missing = account.clone();
+    missing.as_object_mut().unwrap().remove("escrow_millis");
+    assert!(openapi::validate(schema, &missing, "missing").is_err());
+    let mut mistyped = account.clone();
+    mistyped["balance_millis"] = "5".into();
+    assert!(openapi::validate(schema, &mistyped, "mistyped").is_err());
+    let mut short = account.clone();
+    short["meters"][0] = "ab".repeat(32).into();
+    assert!(openapi::validate(schema, &short, "short").is_err());
+    // A status of one kind with another kind's fields matches none of the variants.
+    let committed = serde_json::to_value(TxStatusView {
+        id: TxId([1; 32]),
+        status: TxStatus::Committed {
+            height: 3,
+            index: 0,
+        },
+    })
+    .unwrap();
+    let tx_status = openapi::component("TxStatus");
+    openapi::validate(tx_status, &committed, "committed").unwrap();
+    let mut mixed = committed.clone();
+    mixed["status"] = "pending".into();
+    assert!(openapi::validate(tx_status, &mixed, "mixed").is_err());
+    // An answer of a flattened type with a field the type drops does not round-trip.
+    let mut padded = committed;
+    padded["reason"] = "none".into();
+    assert!(openapi::round_trips::<TxStatusView>(&padded, "padded").is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,6 +289,7 @@ async fn every_route_and_error_code() {
     }
     let data = buf.lines().find_map(|l| l.strip_prefix("data:")).unwrap();
     let ev: Value = serde_json::from_str(data.trim()).unwrap();
+    openapi::check_commit_event(&ev);
     assert!(ev["height"].as_u64().unwrap() > h);
     assert_eq!(ev["hash"].as_str().map(str::len), Some(64));
 

@@ -1,4 +1,4 @@
-//! The demo end to end, as a real process: `veilwatt-node demo --json` simulates meters, enrols
+//! The demo end to end, as a real process: `veilwatt-demo --json` simulates meters, enrols
 //! them in the registry of unlinkable orders, funds the households with shielded notes, proves
 //! and submits unlinkable orders over HTTP, lets the periods clear and reports; the report must
 //! equal what the ledger it left behind says when exported and replayed through the state
@@ -17,7 +17,7 @@ use veilwatt_verifier::{JoinSplitVerifier, OrderVerifier, UnlinkableOrderVerifie
 #[test]
 fn demo_report_matches_the_replayed_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    let run = common::run_demo(env!("CARGO_BIN_EXE_veilwatt-node"), dir.path(), 8, 2, 4);
+    let run = common::run_demo(dir.path(), 8, 2, 4);
     let report = &run.report;
     let summary = &report["summary"];
     let periods = report["periods"].as_array().unwrap();

@@ -1,5 +1,5 @@
 //! The linkage test (issue 19): a simulated community trades on the anonymous market through
-//! `veilwatt-node demo` (real validator, real proofs; every household places its net surplus
+//! `veilwatt-demo` (real validator, real proofs; every household places its net surplus
 //! or demand each period through the same planning path as `veilwatt-prover auto`, rounded
 //! down to 100 Wh). Then, from the public record alone (the blocks of the node's export and
 //! the period results its API serves), the linkage analysis looks for any value of an order,
@@ -38,8 +38,7 @@ fn nothing_in_the_public_record_links_a_households_periods() {
     let dir = std::env::var_os("VEILWATT_LINKAGE_DIR")
         .map_or_else(|| tmp.path().to_owned(), std::path::PathBuf::from);
     std::fs::create_dir_all(&dir).unwrap();
-    let node = env!("CARGO_BIN_EXE_veilwatt-node");
-    let run = common::run_demo(node, &dir, households, periods, period_secs);
+    let run = common::run_demo(&dir, households, periods, period_secs);
     let report = &run.report;
     let orders = report["summary"]["orders"].as_u64().unwrap();
     println!("demo summary: {}", report["summary"]);

@@ -34,6 +34,8 @@ use veilwatt_verifier::types::{
     Block, FieldBytes, Genesis, Millis, NoteOutput, NoteTarget, Payout, Side, TxBody, TxId,
 };
 
+pub use veilwatt_verifier::address::{AddressError, PaymentAddress, ADDRESS_PREFIX};
+
 use crate::spend::SpendRequest;
 use crate::unlinkable::EscrowRequest;
 
@@ -42,8 +44,6 @@ const MEMO_KEY_DOMAIN: &[u8] = b"veilwatt.memo-key.v1";
 const DETECT_DOMAIN: &[u8] = b"veilwatt.detect.v1";
 const MEMO_AAD_DOMAIN: &[u8] = b"veilwatt.memo.v1";
 const BOOK_KEY_DOMAIN: &[u8] = b"veilwatt.notes-file.v1";
-/// Prefix of an encoded payment address.
-pub const ADDRESS_PREFIX: &str = "vwpay1";
 /// Format tag of the notes file.
 pub const NOTES_FORMAT: &str = "veilwatt-notes/1";
 /// Addresses past the last one used that a wallet still watches (a restored wallet finds
@@ -56,8 +56,8 @@ pub const MEMO_BYTES: usize = 32 + 24 + 8 + 32 + 16;
 #[derive(Debug, thiserror::Error)]
 pub enum NotesError {
     /// A payment address does not decode.
-    #[error("not a payment address: {0}")]
-    Address(String),
+    #[error(transparent)]
+    Address(#[from] AddressError),
     /// Blocks must be scanned in order, each once.
     #[error("expected block {expected}, got {got}")]
     OutOfOrder {
@@ -114,51 +114,6 @@ pub fn spending_key(account: &SigningKey) -> SpendingKey {
 
 fn fr_bytes(x: Fr) -> [u8; 32] {
     FieldBytes::from_field(x).0
-}
-
-/// Where to pay a household once: a one-time owner tag and the key of the memo its wallet
-/// reads.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct PaymentAddress {
-    /// The owner tag.
-    pub owner: Fr,
-    /// The memo key.
-    pub memo_key: [u8; 32],
-}
-
-impl std::fmt::Debug for PaymentAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PaymentAddress")
-            .field("owner", &hex::encode(fr_bytes(self.owner)))
-            .finish_non_exhaustive()
-    }
-}
-
-impl PaymentAddress {
-    /// `vwpay1` then hex of the owner tag and the memo key.
-    pub fn encode(&self) -> String {
-        let mut b = fr_bytes(self.owner).to_vec();
-        b.extend(self.memo_key);
-        format!("{ADDRESS_PREFIX}{}", hex::encode(b))
-    }
-
-    /// Parses [`PaymentAddress::encode`]'s form.
-    pub fn decode(s: &str) -> Result<Self, NotesError> {
-        let bad = |m: &str| NotesError::Address(m.to_owned());
-        let body = s
-            .trim()
-            .strip_prefix(ADDRESS_PREFIX)
-            .ok_or_else(|| bad("missing the vwpay1 prefix"))?;
-        let bytes = hex::decode(body).map_err(|_| bad("not hex"))?;
-        if bytes.len() != 64 {
-            return Err(bad("wrong length"));
-        }
-        let owner = FieldBytes(bytes[..32].try_into().map_err(|_| bad("wrong length"))?)
-            .to_field()
-            .ok_or_else(|| bad("owner tag is not a field element"))?;
-        let memo_key = bytes[32..].try_into().map_err(|_| bad("wrong length"))?;
-        Ok(Self { owner, memo_key })
-    }
 }
 
 /// The detection tag of an owner tag (the first 32 bytes of a memo).

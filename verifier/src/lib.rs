@@ -1,9 +1,13 @@
 //! The rules every validator and regulator checks. For now: Groth16 verification of order
 //! proofs, one at a time or in batches.
 
+pub mod address;
+pub mod api;
 pub mod audit;
 pub mod audit_html;
+pub mod certificate;
 pub mod clearing;
+pub mod client;
 mod curve;
 pub mod ledger;
 pub mod linkage;

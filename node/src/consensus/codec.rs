@@ -21,6 +21,8 @@ use arc_malachitebft_sync::{
     RawDecidedValue, Request, Response, Status, ValueRequest, ValueResponse,
 };
 use bytes::Bytes;
+use veilwatt_verifier::certificate::Certificate;
+use veilwatt_verifier::types::{Hash32, Signature64, WalletKey};
 
 use super::context::{Address, BlockId, Height, Proposal, ProposalPart, Vote, VwContext};
 
@@ -203,7 +205,7 @@ fn r_ext(r: &mut Reader) -> Result<Option<SignedMessage<VwContext, ()>>, CodecEr
 }
 
 /// The canonical bytes of a vote without its extension: what a validator signs.
-pub fn vote_body(w: &mut Writer, v: &Vote) {
+fn vote_body(w: &mut Writer, v: &Vote) {
     w_vote_type(w, v.vote_type);
     w.u64(v.height.0);
     w_round(w, v.round);
@@ -344,37 +346,39 @@ fn r_round_cert(r: &mut Reader) -> Result<RoundCertificate<VwContext>, CodecErro
     })
 }
 
-/// Encodes a commit certificate (stored with each block, exported for audits).
+/// Encodes a commit certificate (stored with each block, exported for audits): the verifier
+/// crate's [`Certificate`] encoding, which the audit decodes.
 pub fn encode_commit_certificate(c: &CommitCertificate<VwContext>) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.u64(c.height.0);
-    w_round(&mut w, c.round);
-    w.raw(&c.value_id.0);
-    w.len(c.commit_signatures.len());
-    for s in &c.commit_signatures {
-        w.raw(&s.address.0);
-        w_sig(&mut w, &s.signature);
+    Certificate {
+        height: c.height.0,
+        round: c.round.as_i64(),
+        block_hash: Hash32(c.value_id.0),
+        signatures: c
+            .commit_signatures
+            .iter()
+            .map(|s| (WalletKey(s.address.0), Signature64(s.signature.to_bytes())))
+            .collect(),
     }
-    w.finish()
+    .encode()
 }
 
-/// Decodes a commit certificate.
+/// Decodes a commit certificate ([`Certificate::decode`], and a round the engine knows).
 pub fn decode_commit_certificate(b: &[u8]) -> Result<CommitCertificate<VwContext>, CodecError> {
-    let mut r = Reader::new(b, "commit certificate");
-    let height = Height(r.u64()?);
-    let round = r_round(&mut r)?;
-    let value_id = r_id(&mut r)?;
-    let n = r.len(96)?;
-    let mut commit_signatures = Vec::with_capacity(n);
-    for _ in 0..n {
-        commit_signatures.push(CommitSignature::new(r_addr(&mut r)?, r_sig(&mut r)?));
-    }
-    r.end()?;
+    const WHAT: &str = "commit certificate";
+    let c = Certificate::decode(b).map_err(|e| err(WHAT, e))?;
+    let round = match c.round {
+        -1 => Round::Nil,
+        v => Round::new(u32::try_from(v).map_err(|_| err(WHAT, "round out of range"))?),
+    };
     Ok(CommitCertificate {
-        height,
+        height: Height(c.height),
         round,
-        value_id,
-        commit_signatures,
+        value_id: BlockId(c.block_hash.0),
+        commit_signatures: c
+            .signatures
+            .into_iter()
+            .map(|(k, s)| CommitSignature::new(Address(k.0), Signature::from_bytes(s.0)))
+            .collect(),
     })
 }
 

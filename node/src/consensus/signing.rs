@@ -9,7 +9,11 @@ use arc_malachitebft_signing::{Error as SigningError, VerificationResult};
 use arc_malachitebft_signing_ed25519::{PrivateKey, PublicKey, Signature};
 use async_trait::async_trait;
 
-use super::codec::{proposal_body, vote_body, Writer};
+use arc_malachitebft_app_channel::app::types::core::{NilOrVal, VoteType};
+use veilwatt_verifier::certificate;
+use veilwatt_verifier::types::{Hash32, WalletKey};
+
+use super::codec::{proposal_body, Writer};
 use super::context::{Proposal, Vote, VwContext};
 
 fn domain(purpose: &str, chain_id: &str) -> Writer {
@@ -19,11 +23,25 @@ fn domain(purpose: &str, chain_id: &str) -> Writer {
     w
 }
 
-/// What a validator signs for a vote.
+/// What a validator signs for a vote: the verifier crate's definition
+/// ([`certificate::vote_signing_bytes`]), which the audit checks commit certificates with.
 pub fn vote_signing_bytes(chain_id: &str, vote: &Vote) -> Vec<u8> {
-    let mut w = domain("veilwatt/vote/v1", chain_id);
-    vote_body(&mut w, vote);
-    w.finish()
+    certificate::vote_signing_bytes(
+        chain_id,
+        &certificate::VoteBody {
+            vote_type: match vote.vote_type {
+                VoteType::Prevote => certificate::VoteType::Prevote,
+                VoteType::Precommit => certificate::VoteType::Precommit,
+            },
+            height: vote.height.0,
+            round: vote.round.as_i64(),
+            value: match &vote.value {
+                NilOrVal::Nil => None,
+                NilOrVal::Val(id) => Some(Hash32(id.0)),
+            },
+            validator: WalletKey(vote.validator.0),
+        },
+    )
 }
 
 /// What a proposer signs for a proposal.

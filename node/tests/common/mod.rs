@@ -2,6 +2,8 @@
 //! genesis, signed transactions with real proofs, and a small HTTP client.
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -202,7 +204,17 @@ impl Api {
         }
     }
 
+    /// GET `path`: the status and the JSON (or the text), checked against the OpenAPI
+    /// document and the shared API types ([`openapi::check_answer`]).
     pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (status, v) = self.get_unchecked(path).await;
+        openapi::check_answer("get", path, status, &v);
+        (status, v)
+    }
+
+    /// [`Api::get`] without the document check: for the bulk reads of the durability tests
+    /// (thousands of statuses and blocks per run; every other test checks their shapes).
+    pub async fn get_unchecked(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -227,7 +239,9 @@ impl Api {
             .await
             .unwrap();
         let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
+        let v = r.json().await.unwrap();
+        openapi::check_answer("post", "/v1/tx", status, &v);
+        (status, v)
     }
 
     pub async fn submit(&self, tx: &Transaction) -> (u16, Value) {
@@ -330,7 +344,10 @@ pub async fn replay(api: &Api, g: &Genesis, to: u64) -> MemoryState {
     state.commit(ledger.genesis_update(&state).unwrap());
     let mut from = 1;
     while from <= to {
-        let (s, r) = api.get(&format!("/v1/blocks?from={from}&to={to}")).await;
+        // Unchecked: the replay itself decodes every block, and a lost field fails it.
+        let (s, r) = api
+            .get_unchecked(&format!("/v1/blocks?from={from}&to={to}"))
+            .await;
         assert_eq!(s, 200);
         for b in r["blocks"].as_array().unwrap() {
             let block: Block = serde_json::from_value(b.clone()).unwrap();
@@ -404,7 +421,7 @@ pub fn genesis_n(chain: &str, period: u64, gate: u64, n: usize) -> Genesis {
 }
 
 /// A binary of another workspace crate (`veilwatt-prover`, `veilwatt-meter`,
-/// `veilwatt-verifier`, `veilwatt-params`), next to this crate's: `cargo test --release
+/// `veilwatt-verifier`, `veilwatt-params`, `veilwatt-demo`, `veilwatt-load`), next to this crate's: `cargo test --release
 /// --workspace` builds them because their crates have integration tests that run them.
 pub fn sibling_bin(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_BIN_EXE_veilwatt-node")).with_file_name(name);
@@ -637,7 +654,7 @@ impl Drop for Net {
     }
 }
 
-/// A finished `veilwatt-node demo --json` run and the ledger it left.
+/// A finished `veilwatt-demo --json` run and the ledger it left.
 pub struct DemoRun {
     /// The demo's JSON report.
     pub report: Value,
@@ -651,26 +668,15 @@ pub struct DemoRun {
     pub genesis: Genesis,
 }
 
-/// Runs the demo (the `veilwatt-node` binary, `node` from the test's `CARGO_BIN_EXE_`) in
-/// `dir/demo` with `households` x `periods` periods of `period_secs`, then exports its ledger
-/// to `dir/export.jsonl`.
-pub fn run_demo(
-    node: &str,
-    dir: &Path,
-    households: u64,
-    periods: u64,
-    period_secs: u64,
-) -> DemoRun {
+/// Runs the demo (the `veilwatt-demo` binary of the community crate) in `dir/demo` with
+/// `households` x `periods` periods of `period_secs`, then exports its ledger to
+/// `dir/export.jsonl` with `veilwatt-node export`.
+pub fn run_demo(dir: &Path, households: u64, periods: u64, period_secs: u64) -> DemoRun {
+    let node = env!("CARGO_BIN_EXE_veilwatt-node");
     let work = dir.join("demo");
     let n = |x: u64| x.to_string();
-    let out = std::process::Command::new(node)
-        .args([
-            "demo",
-            "--households",
-            &n(households),
-            "--periods",
-            &n(periods),
-        ])
+    let out = std::process::Command::new(sibling_bin("veilwatt-demo"))
+        .args(["--households", &n(households), "--periods", &n(periods)])
         .args(["--period-secs", &n(period_secs), "--json", "--dir"])
         .arg(&work)
         .output()

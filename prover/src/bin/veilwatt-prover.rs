@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use veilwatt_circuits::statement::SignedPeriodStatement;
 use veilwatt_params::MarketCircuit;
 use veilwatt_prover::accounting::{self, OrderFate};
-use veilwatt_prover::client::NodeClient;
+use veilwatt_prover::client::{self, NodeClient};
 use veilwatt_prover::household::{
     Household, OrderRecord, Settings, UnlinkableTerms, HOUSEHOLD_FORMAT,
 };
@@ -23,6 +23,7 @@ use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::unlinkable::{cancel_order, plan_order, OrderPlan, UnlinkableOrderProver};
 use veilwatt_prover::wallet::{KdfParams, WalletFile};
 use veilwatt_prover::{OrderRequest, Prover};
+use veilwatt_verifier::api::TxStatus;
 use veilwatt_verifier::types::{
     Genesis, Hash32, MeterKey, Payout, Side, Transaction, TxBody, TxId,
 };
@@ -282,12 +283,12 @@ impl Shielded {
 
     /// Scans every committed block the wallet has not seen, then stores it.
     async fn sync(&mut self) -> Result<()> {
-        self.client
-            .sync(
-                &self.home.settings.genesis,
-                std::slice::from_mut(&mut self.book),
-            )
-            .await?;
+        client::sync(
+            &self.client,
+            &self.home.settings.genesis,
+            std::slice::from_mut(&mut self.book),
+        )
+        .await?;
         self.save()
     }
 
@@ -613,7 +614,7 @@ impl Trader {
         let g = self.genesis().clone();
         let mut wallet = Shielded::with(Household::open(self.home.dir())?, self.key.clone())?;
         wallet.sync().await?;
-        let (tree, recent) = self.client.registry().await?;
+        let (tree, recent) = client::registry(&self.client).await?;
         let plan = plan_order(
             &g,
             &mut wallet.book,
@@ -708,37 +709,35 @@ fn side_name(s: Side) -> &'static str {
 async fn fates(home: &Household, client: &NodeClient) -> Result<Vec<OrderFate>> {
     let mut out = Vec::new();
     for (period, order) in home.orders()? {
-        let st = client.tx_status(&order.id).await?;
-        let status = st
-            .as_ref()
-            .and_then(|v| v["status"].as_str())
-            .unwrap_or("unknown")
-            .to_owned();
-        let mut reason = st
-            .as_ref()
-            .and_then(|v| v["reason"].as_str())
-            .map(str::to_owned);
+        let st = client.tx_status(&order.id).await?.map(|v| v.status);
+        let (status, mut reason) = match &st {
+            None => ("unknown", None),
+            Some(TxStatus::Pending) => ("pending", None),
+            Some(TxStatus::Committed { .. }) => ("committed", None),
+            Some(TxStatus::Rejected { reason, .. }) => ("rejected", Some(reason.clone())),
+        };
         let status = match order.cancel {
             Some(cancel) if status == "committed" => {
-                let c = client.tx_status(&cancel).await?;
-                let field = |k: &str| c.as_ref().and_then(|v| v[k].as_str()).map(str::to_owned);
-                match field("status").as_deref() {
-                    Some("committed") => "cancelled".to_owned(),
-                    Some("rejected") => {
-                        reason = field("reason").map(|r| format!("the cancel was refused: {r}"));
+                match client.tx_status(&cancel).await?.map(|v| v.status) {
+                    Some(TxStatus::Committed { .. }) => "cancelled",
+                    Some(TxStatus::Rejected { reason: why, .. }) => {
+                        reason = Some(format!("the cancel was refused: {why}"));
                         status
                     }
-                    _ => "cancelling".to_owned(),
+                    _ => "cancelling",
                 }
             }
             _ => status,
-        };
-        let view = client.period(period).await?;
-        let cleared = view.status == "cleared" && status == "committed";
-        let outcome = view.outcomes.iter().find(|o| o.id == order.id);
-        let trades = view
-            .trades
+        }
+        .to_owned();
+        let result = client.period(period).await?.result();
+        let cleared = result.is_some() && status == "committed";
+        let outcome = result
+            .as_ref()
+            .and_then(|r| r.orders.iter().find(|o| o.id == order.id).copied());
+        let trades = result
             .iter()
+            .flat_map(|r| &r.trades)
             .filter(|t| t.sell == order.id || t.buy == order.id)
             .copied()
             .collect();
@@ -988,9 +987,7 @@ async fn main() -> Result<()> {
             let client = NodeClient::new(&h.settings.node);
             let node = client.status().await?;
             let account = client.account(&address).await?;
-            let meter = client
-                .get(&format!("/v1/meters/{}", h.settings.meter))
-                .await?;
+            let meter = client.meter(&h.settings.meter).await?;
             let statements = h.statements()?;
             let orders = h.orders()?;
             let t = now();
@@ -1000,17 +997,11 @@ async fn main() -> Result<()> {
                 .filter(|p| !orders.contains_key(p) && g.gate_close(**p).is_some_and(|c| t < c))
                 .copied()
                 .collect();
-            let enrolled = meter.as_ref().is_some_and(|m| {
-                m["owner"].as_str() == Some(address.to_hex().as_str()) && m["revoked"] != true
-            });
-            let balance = account
+            let enrolled = meter
                 .as_ref()
-                .and_then(|a| a["balance_millis"].as_u64())
-                .unwrap_or(0);
-            let escrow = account
-                .as_ref()
-                .and_then(|a| a["escrow_millis"].as_u64())
-                .unwrap_or(0);
+                .is_some_and(|m| m.owner == Some(address) && !m.revoked);
+            let balance = account.as_ref().map_or(0, |a| a.balance_millis);
+            let escrow = account.as_ref().map_or(0, |a| a.escrow_millis);
             // On a market with a shielded pool: the notes too (synced; needs the passphrase,
             // which seals them).
             let shielded = if g.shielded.is_some() {
@@ -1029,7 +1020,7 @@ async fn main() -> Result<()> {
                 "shielded": shielded,
                 "meter": h.settings.meter,
                 "meter_enrolled": enrolled,
-                "node": {"url": h.settings.node, "chain_id": node["chain_id"], "height": node["height"]},
+                "node": {"url": h.settings.node, "chain_id": node.chain_id, "height": node.height},
                 "balance_millis": balance,
                 "escrow_millis": escrow,
                 "statements": statements.len(),
@@ -1053,8 +1044,8 @@ async fn main() -> Result<()> {
                     h.settings.meter,
                     if enrolled { "enrolled" } else { "NOT enrolled to this address" },
                     h.settings.node,
-                    node["chain_id"].as_str().unwrap_or("?"),
-                    node["height"],
+                    node.chain_id,
+                    node.height,
                     money(i64::try_from(balance).unwrap_or(i64::MAX)),
                     money(i64::try_from(escrow).unwrap_or(i64::MAX)),
                     statements.len(),
@@ -1068,10 +1059,7 @@ async fn main() -> Result<()> {
             sh.sync().await?;
             let address = sh.home.wallet()?.address;
             let account = sh.client.account(&address).await?;
-            let wallet = account
-                .as_ref()
-                .and_then(|a| a["balance_millis"].as_u64())
-                .unwrap_or(0);
+            let wallet = account.as_ref().map_or(0, |a| a.balance_millis);
             let notes: Vec<Value> = sh
                 .book
                 .unspent()

@@ -7,16 +7,16 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::json;
 use veilwatt_params::{KeyFile, KeyId, MarketCircuit};
+use veilwatt_verifier::api::PeriodView;
 use veilwatt_verifier::audit::{
-    audit_stream, audit_stream_from, AuditError, AuditReport, Certificate, ExportHeader,
-    ExportReader, ExportedBlock, PeriodFigures, Progress, EXPORT_FORMAT,
+    audit_stream, audit_stream_from, AuditError, AuditReport, ExportHeader, ExportReader,
+    ExportedBlock, PeriodFigures, Progress, EXPORT_FORMAT,
 };
+use veilwatt_verifier::client::NodeClient;
 use veilwatt_verifier::ledger::MarketVerifier;
-use veilwatt_verifier::types::{
-    Block, Genesis, Hash32, Signature64, Transaction, TxBody, WalletKey,
-};
+use veilwatt_verifier::types::{Genesis, Transaction, TxBody};
 use veilwatt_verifier::units::{kwh, minor_units as units};
 use veilwatt_verifier::{PublicStatement, Verifier};
 
@@ -213,72 +213,41 @@ fn verifier_for(g: &Genesis, params: Option<&Path>) -> Result<MarketVerifier> {
 }
 
 /// The export header of a live node's ledger (heights `1..=` its current height).
-async fn node_header(http: &reqwest::Client, base: &str, g: &Genesis) -> Result<ExportHeader> {
-    let status: Value = get_json(http, base, "/v1/status").await?;
+async fn node_header(node: &NodeClient, g: &Genesis) -> Result<ExportHeader> {
+    let status = node.status().await?;
     Ok(ExportHeader {
         format: EXPORT_FORMAT.into(),
-        chain_id: status["chain_id"].as_str().unwrap_or("").to_owned(),
+        chain_id: status.chain_id,
         genesis_hash: g.hash(),
         from: 1,
-        to: status["height"].as_u64().context("status has no height")?,
+        to: status.height,
     })
-}
-
-async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> Result<Value> {
-    let r = http.get(format!("{base}{path}")).send().await?;
-    if !r.status().is_success() {
-        bail!("{path}: HTTP {}", r.status());
-    }
-    Ok(r.json().await?)
 }
 
 /// Streams a live node's blocks `1..=top` page by page into `out` (bounded: the download
 /// waits for the audit).
 async fn fetch_blocks(
-    http: &reqwest::Client,
-    base: &str,
+    node: &NodeClient,
     top: u64,
     out: &std::sync::mpsc::SyncSender<Result<ExportedBlock, AuditError>>,
 ) -> Result<()> {
     let mut from = 1;
     while from <= top {
-        let page = get_json(http, base, &format!("/v1/blocks?from={from}&to={top}")).await?;
-        let list = page["blocks"]
-            .as_array()
-            .context("no blocks in the answer")?;
-        if list.is_empty() {
+        let page = node.blocks(from, top).await?;
+        if page.blocks.is_empty() {
             bail!("the node returned no blocks from height {from}");
         }
-        for v in list {
-            let block: Block = serde_json::from_value(v.clone())
-                .with_context(|| format!("block at height {from} does not decode"))?;
-            let c = &v["certificate"];
-            let signatures = c["signatures"]
-                .as_array()
-                .with_context(|| format!("block {} has no certificate", block.height))?
-                .iter()
-                .map(|s| {
-                    let k = WalletKey::from_hex(s["validator"].as_str().unwrap_or(""))
-                        .map_err(anyhow::Error::msg)?;
-                    let sig = Signature64::from_hex(s["signature"].as_str().unwrap_or(""))
-                        .map_err(anyhow::Error::msg)?;
-                    Ok((k, sig))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let cert = Certificate {
-                height: block.height,
-                round: c["round"].as_i64().context("certificate round")?,
-                block_hash: Hash32::from_hex(c["block_hash"].as_str().unwrap_or(""))
-                    .map_err(anyhow::Error::msg)?,
-                signatures,
-            };
-            let hash =
-                Hash32::from_hex(v["hash"].as_str().unwrap_or("")).map_err(anyhow::Error::msg)?;
-            from = block.height + 1;
+        for v in page.blocks {
+            let certificate = v
+                .certificate
+                .as_ref()
+                .with_context(|| format!("block {} has no certificate", v.height))?
+                .certificate(v.height);
+            from = v.height + 1;
             let b = ExportedBlock {
-                hash,
-                block,
-                certificate: hex::encode(cert.encode()),
+                hash: v.hash,
+                block: v.block(),
+                certificate: hex::encode(certificate.encode()),
             };
             if out.send(Ok(b)).is_err() {
                 return Ok(()); // the audit stopped
@@ -289,60 +258,47 @@ async fn fetch_blocks(
 }
 
 /// Compares the node's own period views with the replay.
-async fn compare_with_node(http: &reqwest::Client, base: &str, r: &AuditReport) -> Result<()> {
+async fn compare_with_node(node: &NodeClient, r: &AuditReport) -> Result<()> {
     for f in &r.periods {
-        let v: Value = http
-            .get(format!("{base}/v1/periods/{}", f.period))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let mismatch = |what: &str, node: Value, replay: Value| -> Result<()> {
+        let PeriodView::Cleared(v) = node.period(f.period).await? else {
+            bail!(
+                "period {}: the node reports it open, the replay cleared it",
+                f.period
+            );
+        };
+        let node_says = [
+            ("volume_wh", v.volume_wh, f.traded_wh),
+            (
+                "money_exchanged_millis",
+                v.money_exchanged_millis,
+                f.money_millis,
+            ),
+            ("fees_millis.grid", v.fees_millis.grid, f.grid_fees_millis),
+            (
+                "fees_millis.market",
+                v.fees_millis.market,
+                f.market_fees_millis,
+            ),
+            ("orders.sell", v.orders.sell, f.sell_orders),
+            ("orders.buy", v.orders.buy, f.buy_orders),
+            ("trades (count)", v.trades.len() as u64, f.trades),
+        ];
+        for (what, node, replay) in node_says {
             if node != replay {
                 bail!(
                     "period {}: the node reports {what} = {node}, the replay gives {replay}",
                     f.period
                 );
             }
-            Ok(())
-        };
-        mismatch("status", v["status"].clone(), json!("cleared"))?;
-        mismatch("volume_wh", v["volume_wh"].clone(), json!(f.traded_wh))?;
-        mismatch(
-            "clearing_price",
-            v["clearing_price"].clone(),
-            json!(f.clearing_price),
-        )?;
-        mismatch(
-            "money_exchanged_millis",
-            v["money_exchanged_millis"].clone(),
-            json!(f.money_millis),
-        )?;
-        mismatch(
-            "fees_millis.grid",
-            v["fees_millis"]["grid"].clone(),
-            json!(f.grid_fees_millis),
-        )?;
-        mismatch(
-            "fees_millis.market",
-            v["fees_millis"]["market"].clone(),
-            json!(f.market_fees_millis),
-        )?;
-        mismatch(
-            "orders.sell",
-            v["orders"]["sell"].clone(),
-            json!(f.sell_orders),
-        )?;
-        mismatch(
-            "orders.buy",
-            v["orders"]["buy"].clone(),
-            json!(f.buy_orders),
-        )?;
-        mismatch(
-            "trades (count)",
-            json!(v["trades"].as_array().map_or(0, Vec::len)),
-            json!(f.trades),
-        )?;
+        }
+        if v.clearing_price != f.clearing_price {
+            bail!(
+                "period {}: the node reports clearing_price = {:?}, the replay gives {:?}",
+                f.period,
+                v.clearing_price,
+                f.clearing_price
+            );
+        }
     }
     Ok(())
 }
@@ -548,21 +504,20 @@ fn run(cli: Cli) -> Result<()> {
                     report?
                 }
                 (None, Some(url)) => {
-                    let base = url.trim_end_matches('/').to_owned();
-                    let http = reqwest::Client::new();
-                    let header = rt.block_on(node_header(&http, &base, &g))?;
+                    let node = NodeClient::new(url);
+                    let header = rt.block_on(node_header(&node, &g))?;
                     // The download runs on its own thread, a page ahead of the audit.
                     let (tx, rx) = std::sync::mpsc::sync_channel(1024);
                     let download = {
-                        let (base, top) = (base.clone(), header.to);
+                        let (url, top) = (url.clone(), header.to);
                         std::thread::spawn(move || -> Result<()> {
                             // Its own client: pooled connections belong to the runtime that
                             // opened them, and the main thread's is busy auditing.
-                            let http = reqwest::Client::new();
+                            let node = NodeClient::new(&url);
                             let rt = tokio::runtime::Builder::new_current_thread()
                                 .enable_all()
                                 .build()?;
-                            rt.block_on(fetch_blocks(&http, &base, top, &tx))
+                            rt.block_on(fetch_blocks(&node, top, &tx))
                         })
                     };
                     let report = audit_stream(&g, &header, rx.into_iter(), &verifier, range, &bar);
@@ -572,7 +527,7 @@ fn run(cli: Cli) -> Result<()> {
                         .join()
                         .map_err(|_| anyhow::anyhow!("the download thread panicked"))??;
                     let report = report?;
-                    rt.block_on(compare_with_node(&http, &base, &report))?;
+                    rt.block_on(compare_with_node(&node, &report))?;
                     report
                 }
                 (None, None) => bail!("give --ledger FILE or --node URL"),

@@ -1,4 +1,4 @@
-//! `veilwatt-node demo`: a local community from scratch, on the anonymous record. Writes a
+//! `veilwatt-demo`: a local community from scratch, on the anonymous record. Writes a
 //! genesis with short periods, a shielded pool and a meter registry (a market of unlinkable
 //! orders), starts the validator(s), simulates the households' meters
 //! (`veilwatt_prover::simulate`), enrols each meter in the registry with its household's
@@ -20,16 +20,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
-use serde_json::Value;
 use std::sync::Arc;
 use veilwatt_circuits::registry;
 use veilwatt_node::config::{Home, LocalPorts, NodeConfig};
 use veilwatt_params::MarketCircuit;
-use veilwatt_prover::client::NodeClient;
+use veilwatt_prover::client::{self, NodeClient};
 use veilwatt_prover::notes::{self, NoteBook};
 use veilwatt_prover::simulate::{community, simulate_hour, Household, Site, Weather};
 use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::unlinkable::{plan_order, UnlinkableOrderProver};
+use veilwatt_verifier::api::{PeriodView, TxStatus};
+use veilwatt_verifier::clearing::Trade;
 use veilwatt_verifier::types::*;
 use veilwatt_verifier::units::{kwh, minor_units as units};
 
@@ -200,75 +201,17 @@ fn choose_order(
     Some((side, q, price))
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Client {
-    async fn get(&self, path: &str) -> Result<Value> {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
-        Ok(r.json().await?)
-    }
-
-    /// The node's Prometheus metrics, as text.
-    async fn metrics(&self) -> Result<String> {
-        let r = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await?;
-        Ok(r.error_for_status()?.text().await?)
-    }
-
-    async fn submit(&self, tx: &Transaction) -> Result<TxId> {
-        let r = self
-            .http
-            .post(format!("{}/v1/tx", self.base))
-            .json(tx)
-            .send()
-            .await?;
-        let status = r.status();
-        let body: Value = r.json().await?;
-        if status.as_u16() != 202 {
-            bail!("node refused a transaction ({status}): {body}");
-        }
-        Ok(tx.id())
-    }
-
-    /// Every committed block from `from` on.
-    async fn blocks_from(&self, mut from: u64) -> Result<Vec<Block>> {
-        let mut out = Vec::new();
-        loop {
-            let v = self
-                .get(&format!("/v1/blocks?from={from}&to={}", from + 999))
-                .await?;
-            let blocks: Vec<Block> = serde_json::from_value(v["blocks"].clone())?;
-            let height = v["height"].as_u64().unwrap_or(0);
-            from += blocks.len() as u64;
-            let done = blocks.is_empty() || from > height;
-            out.extend(blocks);
-            if done {
-                return Ok(out);
-            }
+/// Waits until every one of `ids` is committed (one deadline for all).
+async fn wait_committed(node: &NodeClient, ids: &[TxId]) -> Result<()> {
+    let deadline = Instant::now() + T;
+    for id in ids {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match node.wait_for(id, Duration::from_millis(100), left).await? {
+            TxStatus::Committed { .. } => {}
+            other => bail!("transaction {id}: {other:?}"),
         }
     }
-
-    async fn wait_committed(&self, ids: &[TxId]) -> Result<()> {
-        let t0 = Instant::now();
-        for id in ids {
-            loop {
-                let v = self.get(&format!("/v1/tx/{id}")).await?;
-                match v["status"].as_str() {
-                    Some("committed") => break,
-                    Some("rejected") => bail!("transaction {id} rejected: {v}"),
-                    _ if t0.elapsed() > T => bail!("transaction {id} not committed: {v}"),
-                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 async fn sleep_until(t: u64) {
@@ -290,7 +233,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
         std::fs::remove_dir_all(dir)?;
     }
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("veilwatt-demo"), "created by veilwatt-node demo\n")?;
+    std::fs::write(dir.join("veilwatt-demo"), "created by veilwatt-demo\n")?;
     Ok(())
 }
 
@@ -376,7 +319,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
         let home = Home::load(&homes[0])?;
         Validators::Embedded(veilwatt_node::run::start(&home).await?)
     } else {
-        let exe = std::env::current_exe()?;
+        let exe = node_binary()?;
         let mut children = Vec::new();
         for (i, h) in homes.iter().enumerate() {
             let log = std::fs::File::create(opts.dir.join(format!("node{i}.log")))?;
@@ -401,6 +344,21 @@ pub async fn run(opts: DemoOptions) -> Result<Report> {
     result
 }
 
+/// The `veilwatt-node` binary next to this one (the workspace builds them side by side), for
+/// validators run as processes.
+fn node_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?
+        .with_file_name(format!("veilwatt-node{}", std::env::consts::EXE_SUFFIX));
+    if !exe.exists() {
+        bail!(
+            "{} is not built: more than one validator runs as veilwatt-node processes \
+             (`cargo build --release --workspace --bins`)",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
 async fn community_run(
     opts: &DemoOptions,
     g: &Genesis,
@@ -409,16 +367,13 @@ async fn community_run(
     rng: &mut ChaCha20Rng,
     started: Instant,
 ) -> Result<Report> {
-    let clients: Vec<Client> = api_ports
+    let clients: Vec<NodeClient> = api_ports
         .iter()
-        .map(|p| Client {
-            http: reqwest::Client::new(),
-            base: format!("http://127.0.0.1:{p}"),
-        })
+        .map(|p| NodeClient::new(&format!("http://127.0.0.1:{p}")))
         .collect();
     let first = &clients[0];
     let t0 = Instant::now();
-    while first.get("/v1/status").await.is_err() {
+    while first.status().await.is_err() {
         if t0.elapsed() > T {
             bail!("the validator API did not come up");
         }
@@ -454,11 +409,10 @@ async fn community_run(
             setup.push(clients[i % clients.len()].submit(&tx).await?);
         }
     }
-    first.wait_committed(&setup).await?;
-    let node = NodeClient::new(&first.base);
-    node.sync(g, &mut books).await?;
+    wait_committed(first, &setup).await?;
+    client::sync(first, g, &mut books).await?;
     // The registry as its public leaves give it (each household finds its own path in it).
-    let (registry, recent_roots) = node.registry().await?;
+    let (registry, recent_roots) = client::registry(first).await?;
     eprintln!(
         "{} households enrolled for unlinkable orders and funded with shielded notes \
          ({} with PV, {} with batteries)",
@@ -493,9 +447,9 @@ async fn community_run(
         sleep_until(end).await;
         bar.set_message(format!("period {p}"));
         // The last period's escrows are on the ledger: the wallets see their change notes.
-        first.wait_committed(&submitted[last_period..]).await?;
+        wait_committed(first, &submitted[last_period..]).await?;
         last_period = submitted.len();
-        node.sync(g, &mut books).await?;
+        client::sync(first, g, &mut books).await?;
         // The meters close the period and sign their statements for this market.
         let readings = simulate_hour(site, &mut weather, &mut homes, FIRST_HOUR + k as f64);
         private_readings += readings.iter().map(|r| r.minutes.len() as u64).sum::<u64>();
@@ -545,7 +499,7 @@ async fn community_run(
         }
     }
     bar.finish_with_message("all orders submitted");
-    first.wait_committed(&submitted[last_period..]).await?;
+    wait_committed(first, &submitted[last_period..]).await?;
 
     // Wait for every period to clear, then read the ledger's own figures.
     let last_close = g
@@ -556,51 +510,56 @@ async fn community_run(
         last_close.saturating_sub(now())
     );
     let mut lines = Vec::new();
-    let mut trades_all: Vec<Value> = Vec::new();
+    let mut trades_all: Vec<Trade> = Vec::new();
     for (k, &p) in periods.iter().enumerate() {
         let t0 = Instant::now();
         let v = loop {
-            let v = first.get(&format!("/v1/periods/{p}")).await?;
-            if v["status"] == "cleared" {
-                break v;
+            match first.period(p).await? {
+                PeriodView::Cleared(v) => break v,
+                PeriodView::Open(_)
+                    if t0.elapsed() > T + Duration::from_secs(g.gate_delay_secs) =>
+                {
+                    bail!("period {p} did not clear")
+                }
+                PeriodView::Open(_) => tokio::time::sleep(Duration::from_millis(250)).await,
             }
-            if t0.elapsed() > T + Duration::from_secs(g.gate_delay_secs) {
-                bail!("period {p} did not clear: {v}");
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         };
-        let u = |x: &Value| x.as_u64().unwrap_or(0);
         let h = FIRST_HOUR as u64 + k as u64;
         lines.push(PeriodLine {
             period: p,
             hour: format!("{h:02}:00-{:02}:00", h + 1),
-            sell_orders: u(&v["orders"]["sell"]),
-            buy_orders: u(&v["orders"]["buy"]),
-            volume_wh: u(&v["volume_wh"]),
-            clearing_price: v["clearing_price"].as_u64(),
-            money_millis: u(&v["money_exchanged_millis"]),
-            grid_fees_millis: u(&v["fees_millis"]["grid"]),
-            market_fees_millis: u(&v["fees_millis"]["market"]),
-            unmatched_sell_wh: u(&v["unmatched_wh"]["sell"]),
-            unmatched_buy_wh: u(&v["unmatched_wh"]["buy"]),
+            sell_orders: v.orders.sell,
+            buy_orders: v.orders.buy,
+            volume_wh: v.volume_wh,
+            clearing_price: v.clearing_price,
+            money_millis: v.money_exchanged_millis,
+            grid_fees_millis: v.fees_millis.grid,
+            market_fees_millis: v.fees_millis.market,
+            unmatched_sell_wh: v.unmatched_wh.sell,
+            unmatched_buy_wh: v.unmatched_wh.buy,
         });
-        trades_all.extend(v["trades"].as_array().cloned().unwrap_or_default());
+        trades_all.extend(v.trades);
     }
 
     // Savings against the plain utility tariffs of genesis (unmatched energy goes to or comes
     // from the utility at those tariffs either way, so only traded energy saves anything).
     let mut saving: i128 = 0;
     for t in &trades_all {
-        let u = |k: &str| i128::from(t[k].as_u64().unwrap_or(0));
-        let q = u("quantity_wh");
-        let buyer_paid = u("energy_value") + u("grid_fee") + u("market_fee_buyer");
-        let seller_got = u("energy_value") - u("market_fee_seller");
+        let q = i128::from(t.quantity_wh);
+        let (value, grid, fee_buyer, fee_seller) = (
+            i128::from(t.energy_value),
+            i128::from(t.grid_fee),
+            i128::from(t.market_fee_buyer),
+            i128::from(t.market_fee_seller),
+        );
+        let buyer_paid = value + grid + fee_buyer;
+        let seller_got = value - fee_seller;
         saving += q * i128::from(g.price_cap) - buyer_paid;
         saving += seller_got - q * i128::from(g.price_floor);
     }
     // The households' wallets find their proceeds and refunds: notes the clearing minted to
     // the payout targets their orders named, known to nobody else.
-    node.sync(g, &mut books).await?;
+    client::sync(first, g, &mut books).await?;
     // The public record: no order names a household's meter (or any wallet).
     let meters: Vec<String> = homes
         .iter()
@@ -608,6 +567,7 @@ async fn community_run(
         .collect();
     let mut orders_naming_a_household = 0u64;
     for block in first.blocks_from(1).await? {
+        let block = block.block();
         for tx in &block.txs {
             let named = match &tx.body {
                 TxBody::Order { .. } => true,
@@ -620,7 +580,7 @@ async fn community_run(
             orders_naming_a_household += u64::from(named);
         }
     }
-    let status = first.get("/v1/status").await?;
+    let status = first.status().await?;
     let metrics = first.metrics().await?;
     let money: u64 = lines.iter().map(|l| l.money_millis).sum();
     let summary = Summary {
@@ -635,7 +595,7 @@ async fn community_run(
             .map(|l| l.grid_fees_millis + l.market_fees_millis)
             .sum(),
         average_saving_millis: u64::try_from(saving.max(0) / opts.households as i128).unwrap_or(0),
-        height: status["height"].as_u64().unwrap_or(0),
+        height: status.height,
         order_proofs_verified: proofs_verified(&metrics, "unlinkable-order"),
         spend_proofs_verified: proofs_verified(&metrics, "join-split"),
         orders_naming_a_household,

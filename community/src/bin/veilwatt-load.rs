@@ -25,7 +25,7 @@ use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::registry;
 use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
 use veilwatt_params::MarketCircuit;
-use veilwatt_prover::client::{send_waiting, NodeClient};
+use veilwatt_prover::client::{self, ClientError, NodeClient};
 use veilwatt_prover::notes::{self, NoteBook};
 use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::unlinkable::{plan_order, UnlinkableOrderProver};
@@ -168,8 +168,7 @@ async fn generate_unlinkable(
     args: &Args,
     period: u64,
     registrar: &SigningKey,
-    http: &reqwest::Client,
-    bases: &[String],
+    nodes: &[NodeClient],
     now: u64,
 ) -> Result<Vec<Transaction>> {
     let keys = |c| veilwatt_params::dev::keys_of(c).map_err(anyhow::Error::from);
@@ -212,11 +211,10 @@ async fn generate_unlinkable(
             ));
         }
     }
-    submit_committed(http, bases, setup, args, "enrolling and funding").await?;
-    let node = NodeClient::new(&bases[0]);
-    let (tree, recent) = node.registry().await?;
+    submit_committed(nodes, setup, args, "enrolling and funding").await?;
+    let (tree, recent) = client::registry(&nodes[0]).await?;
     eprintln!("syncing {} wallets", books.len());
-    node.sync(g, &mut books).await?;
+    client::sync(&nodes[0], g, &mut books).await?;
     let expiry = order_expiry(g, period)?;
     let bar = ProgressBar::new(args.orders as u64).with_style(ProgressStyle::with_template(
         "proving {bar:40} {pos}/{len} unlinkable orders, {per_sec}, eta {eta}",
@@ -247,8 +245,7 @@ async fn generate_unlinkable(
 }
 
 async fn submit_all(
-    http: &reqwest::Client,
-    bases: &[String],
+    nodes: &[NodeClient],
     txs: Vec<Transaction>,
     concurrency: usize,
     label: &str,
@@ -262,12 +259,11 @@ async fn submit_all(
     let t0 = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|k| {
-            let (queue, accepted, statuses, http, base, bar) = (
+            let (queue, accepted, statuses, node, bar) = (
                 queue.clone(),
                 accepted.clone(),
                 statuses.clone(),
-                http.clone(),
-                bases[k % bases.len()].clone(),
+                nodes[k % nodes.len()].clone(),
                 bar.clone(),
             );
             tokio::spawn(async move {
@@ -276,23 +272,20 @@ async fn submit_all(
                         return;
                     };
                     let sent = Instant::now();
-                    let status = match submit(&http, &base, &tx).await {
-                        Ok(r) => {
-                            let status = r.status().as_u16();
-                            if status != 202 {
-                                let why = r.text().await.unwrap_or_default();
-                                // The first refusal of each kind, for the operator.
-                                if let Ok(s) = statuses.lock() {
-                                    if !s.contains_key(&status) {
-                                        eprintln!("refused ({status}): {why}");
-                                    }
+                    let status = match node.submit(&tx).await {
+                        Ok(_) => 202,
+                        Err(e) => {
+                            let status = match &e {
+                                ClientError::Refused { status, .. } => *status,
+                                _ => 0,
+                            };
+                            // The first failure of each kind, for the operator.
+                            if let Ok(s) = statuses.lock() {
+                                if !s.contains_key(&status) {
+                                    eprintln!("{e}");
                                 }
                             }
                             status
-                        }
-                        Err(e) => {
-                            eprintln!("request failed: {e}");
-                            0
                         }
                     };
                     if status == 202 {
@@ -318,20 +311,9 @@ async fn submit_all(
     Ok((accepted, statuses, took))
 }
 
-/// POSTs `tx`, waiting out `429 rate_limited` answers (a few times): a load generator is one
-/// client, and the node limits each client's rate.
-async fn submit(
-    http: &reqwest::Client,
-    base: &str,
-    tx: &Transaction,
-) -> reqwest::Result<reqwest::Response> {
-    send_waiting(http.post(format!("{base}/v1/tx")).json(tx), 5).await
-}
-
 /// Commit times of transactions, from the node's event stream.
 fn watch_commits(
-    http: reqwest::Client,
-    base: String,
+    node: NodeClient,
 ) -> (
     Arc<Mutex<BTreeMap<TxId, Instant>>>,
     tokio::task::JoinHandle<()>,
@@ -339,31 +321,16 @@ fn watch_commits(
     let seen: Arc<Mutex<BTreeMap<TxId, Instant>>> = Arc::default();
     let s = seen.clone();
     let h = tokio::spawn(async move {
-        let Ok(mut resp) = http.get(format!("{base}/v1/events")).send().await else {
-            return;
-        };
-        let mut buf = String::new();
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            let now = Instant::now();
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let event: String = buf.drain(..end + 2).collect();
-                for line in event.lines() {
-                    if let Some(data) = line.strip_prefix("data:") {
-                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) {
-                            if let Some(txs) = v["txs"].as_array() {
-                                if let Ok(mut seen) = s.lock() {
-                                    for t in txs.iter().filter_map(|t| t.as_str()) {
-                                        if let Ok(id) = TxId::from_hex(t) {
-                                            seen.insert(id, now);
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
+        let followed = node
+            .follow_commits(|event| {
+                let now = Instant::now();
+                if let Ok(mut seen) = s.lock() {
+                    seen.extend(event.txs.into_iter().map(|id| (id, now)));
                 }
-            }
+            })
+            .await;
+        if let Err(e) = followed {
+            eprintln!("event stream: {e}");
         }
     });
     (seen, h)
@@ -400,20 +367,22 @@ async fn main() -> Result<()> {
             .context("no period has ended yet")?,
     };
 
+    // One connection pool for every client; each waits out `429 rate_limited` a few times
+    // (a load generator is one client, and the node limits each client's rate).
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let bases: Vec<String> = args
+    let nodes: Vec<NodeClient> = args
         .nodes
         .iter()
-        .map(|b| b.trim_end_matches('/').to_owned())
+        .map(|b| NodeClient::with_http(http.clone(), b).retries(5))
         .collect();
 
     // A market of unlinkable orders: enrolment and funding first (the proofs depend on the
     // roots they leave), then the measured part.
     if g.anonymous.is_some() {
-        let orders = generate_unlinkable(&g, &args, period, &registrar, &http, &bases, now).await?;
-        return measure(&http, &bases, orders, &args, period).await;
+        let orders = generate_unlinkable(&g, &args, period, &registrar, &nodes, now).await?;
+        return measure(&nodes, orders, &args, period).await;
     }
 
     // Orders: from the cache if it matches, else proven now.
@@ -470,21 +439,20 @@ async fn main() -> Result<()> {
         })
         .collect();
     let setup = enrolls.into_iter().chain(deposits).collect();
-    submit_committed(&http, &bases, setup, &args, "enrolling and funding").await?;
-    measure(&http, &bases, orders, &args, period).await
+    submit_committed(&nodes, setup, &args, "enrolling and funding").await?;
+    measure(&nodes, orders, &args, period).await
 }
 
 /// Submits the setup transactions `txs` (enrolments, deposits, mints) and waits until every
 /// one the node accepted is committed.
 async fn submit_committed(
-    http: &reqwest::Client,
-    bases: &[String],
+    nodes: &[NodeClient],
     txs: Vec<Transaction>,
     args: &Args,
     label: &str,
 ) -> Result<()> {
-    let (seen, watcher) = watch_commits(http.clone(), bases[0].clone());
-    let (sent, _, _) = submit_all(http, bases, txs, args.concurrency, label).await?;
+    let (seen, watcher) = watch_commits(nodes[0].clone());
+    let (sent, _, _) = submit_all(nodes, txs, args.concurrency, label).await?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     while sent
         .iter()
@@ -503,18 +471,17 @@ async fn submit_committed(
 /// The measured part: submits `orders` from concurrent clients, waits for their commits and
 /// prints the figures.
 async fn measure(
-    http: &reqwest::Client,
-    bases: &[String],
+    nodes: &[NodeClient],
     orders: Vec<Transaction>,
     args: &Args,
     period: u64,
 ) -> Result<()> {
-    let (seen, watcher) = watch_commits(http.clone(), bases[0].clone());
+    let (seen, watcher) = watch_commits(nodes[0].clone());
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     // The measured part: orders.
     let t0 = Instant::now();
     let (accepted, statuses, submit_time) =
-        submit_all(http, bases, orders, args.concurrency, "orders").await?;
+        submit_all(nodes, orders, args.concurrency, "orders").await?;
     let mut last_commit = t0;
     let mut latencies = Vec::with_capacity(accepted.len());
     while Instant::now() < deadline {
