@@ -9,7 +9,10 @@ use serde::Serialize;
 use veilwatt_verifier::clearing::Trade;
 use veilwatt_verifier::types::{Genesis, Millis, Side};
 
-use crate::household::OrderRecord;
+use veilwatt_verifier::api::TxStatus;
+use veilwatt_verifier::client::{ClientError, NodeClient};
+
+use crate::household::{HomeError, Household, OrderRecord};
 
 /// One order and what the ledger made of it.
 #[derive(Clone, Debug, Serialize)]
@@ -30,6 +33,67 @@ pub struct OrderFate {
     pub unmatched_wh: u32,
     /// Its trades.
     pub trades: Vec<Trade>,
+}
+
+/// Why the fates of a household's orders could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FatesError {
+    /// The household directory.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The node.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Every order of `home`, with what the ledger made of it (asked of the node: each order's
+/// and cancellation's status, and its period's result).
+pub async fn fates(home: &Household, client: &NodeClient) -> Result<Vec<OrderFate>, FatesError> {
+    let mut out = Vec::new();
+    for (period, order) in home.orders()? {
+        let st = client.tx_status(&order.id).await?.map(|v| v.status);
+        let (status, mut reason) = match &st {
+            None => ("unknown", None),
+            Some(TxStatus::Pending) => ("pending", None),
+            Some(TxStatus::Committed { .. }) => ("committed", None),
+            Some(TxStatus::Rejected { reason, .. }) => ("rejected", Some(reason.clone())),
+        };
+        let status = match order.cancel {
+            Some(cancel) if status == "committed" => {
+                match client.tx_status(&cancel).await?.map(|v| v.status) {
+                    Some(TxStatus::Committed { .. }) => "cancelled",
+                    Some(TxStatus::Rejected { reason: why, .. }) => {
+                        reason = Some(format!("the cancel was refused: {why}"));
+                        status
+                    }
+                    _ => "cancelling",
+                }
+            }
+            _ => status,
+        }
+        .to_owned();
+        let result = client.period(period).await?.result();
+        let cleared = result.is_some() && status == "committed";
+        let outcome = result
+            .as_ref()
+            .and_then(|r| r.orders.iter().find(|o| o.id == order.id).copied());
+        let trades = result
+            .iter()
+            .flat_map(|r| &r.trades)
+            .filter(|t| t.sell == order.id || t.buy == order.id)
+            .copied()
+            .collect();
+        out.push(OrderFate {
+            status,
+            reason,
+            cleared,
+            filled_wh: outcome.map_or(0, |o| o.filled_wh),
+            unmatched_wh: outcome.map_or(0, |o| o.unmatched_wh),
+            trades,
+            order,
+        });
+    }
+    Ok(out)
 }
 
 /// One trade from the household's side.

@@ -9,6 +9,7 @@ pub mod notes;
 pub mod simulate;
 pub mod spend;
 pub mod statement_file;
+pub mod ui;
 pub mod unlinkable;
 pub mod wallet;
 

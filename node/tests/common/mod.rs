@@ -2,6 +2,7 @@
 //! genesis, signed transactions with real proofs, and a small HTTP client.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod openapi;
 
 use std::convert::Infallible;

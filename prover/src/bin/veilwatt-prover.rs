@@ -13,7 +13,7 @@ use rand_core::OsRng;
 use serde_json::{json, Value};
 use veilwatt_circuits::statement::SignedPeriodStatement;
 use veilwatt_params::MarketCircuit;
-use veilwatt_prover::accounting::{self, OrderFate};
+use veilwatt_prover::accounting;
 use veilwatt_prover::client::{self, NodeClient};
 use veilwatt_prover::household::{
     Household, OrderRecord, Settings, UnlinkableTerms, HOUSEHOLD_FORMAT,
@@ -23,7 +23,6 @@ use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::unlinkable::{cancel_order, plan_order, OrderPlan, UnlinkableOrderProver};
 use veilwatt_prover::wallet::{KdfParams, WalletFile};
 use veilwatt_prover::{OrderRequest, Prover};
-use veilwatt_verifier::api::TxStatus;
 use veilwatt_verifier::types::{
     Genesis, Hash32, MeterKey, Payout, Side, Transaction, TxBody, TxId,
 };
@@ -159,6 +158,13 @@ enum Cmd {
     /// Shielded money: the notes this household holds (synced from the node) and the wallet
     /// account's balance.
     Balance,
+    /// Serve the household's own page on this machine (loopback only): statements, orders,
+    /// trades and savings, updating as blocks commit. The readings never leave the machine.
+    Ui {
+        /// Address to serve on: a loopback address (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: std::net::SocketAddr,
+    },
     /// What the registrar needs to enrol this household's meter for unlinkable orders: the
     /// meter key and the commitment to the household's nullifier key (never the key itself).
     Enrolment,
@@ -706,54 +712,6 @@ fn side_name(s: Side) -> &'static str {
     }
 }
 
-async fn fates(home: &Household, client: &NodeClient) -> Result<Vec<OrderFate>> {
-    let mut out = Vec::new();
-    for (period, order) in home.orders()? {
-        let st = client.tx_status(&order.id).await?.map(|v| v.status);
-        let (status, mut reason) = match &st {
-            None => ("unknown", None),
-            Some(TxStatus::Pending) => ("pending", None),
-            Some(TxStatus::Committed { .. }) => ("committed", None),
-            Some(TxStatus::Rejected { reason, .. }) => ("rejected", Some(reason.clone())),
-        };
-        let status = match order.cancel {
-            Some(cancel) if status == "committed" => {
-                match client.tx_status(&cancel).await?.map(|v| v.status) {
-                    Some(TxStatus::Committed { .. }) => "cancelled",
-                    Some(TxStatus::Rejected { reason: why, .. }) => {
-                        reason = Some(format!("the cancel was refused: {why}"));
-                        status
-                    }
-                    _ => "cancelling",
-                }
-            }
-            _ => status,
-        }
-        .to_owned();
-        let result = client.period(period).await?.result();
-        let cleared = result.is_some() && status == "committed";
-        let outcome = result
-            .as_ref()
-            .and_then(|r| r.orders.iter().find(|o| o.id == order.id).copied());
-        let trades = result
-            .iter()
-            .flat_map(|r| &r.trades)
-            .filter(|t| t.sell == order.id || t.buy == order.id)
-            .copied()
-            .collect();
-        out.push(OrderFate {
-            status,
-            reason,
-            cleared,
-            filled_wh: outcome.map_or(0, |o| o.filled_wh),
-            unmatched_wh: outcome.map_or(0, |o| o.unmatched_wh),
-            trades,
-            order,
-        });
-    }
-    Ok(out)
-}
-
 /// One round of `auto`: an order for every stored statement with none yet whose gate is open.
 async fn auto_round(
     t: &Trader,
@@ -1054,6 +1012,17 @@ async fn main() -> Result<()> {
                 )
             });
         }
+        Cmd::Ui { listen } => {
+            veilwatt_prover::ui::serve(
+                cli.home.clone(),
+                *listen,
+                |addr| println!("household page: http://{addr}/ (Ctrl-C stops it)"),
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+            )
+            .await?;
+        }
         Cmd::Balance => {
             let mut sh = Shielded::open(&cli)?;
             sh.sync().await?;
@@ -1157,7 +1126,7 @@ async fn main() -> Result<()> {
         Cmd::History => {
             let h = Household::open(&cli.home)?;
             let client = NodeClient::new(&h.settings.node);
-            let f = fates(&h, &client).await?;
+            let f = accounting::fates(&h, &client).await?;
             print(cli.json, &serde_json::to_value(&f)?, || {
                 let mut s = format!(
                     "{:>8} {:<4} {:>9} {:>5} {:<10} {:>9} {:>9} {:>6}",
@@ -1206,7 +1175,7 @@ async fn main() -> Result<()> {
             }
             let h = Household::open(&cli.home)?;
             let client = NodeClient::new(&h.settings.node);
-            let f = fates(&h, &client).await?;
+            let f = accounting::fates(&h, &client).await?;
             let s = accounting::statement(&h.settings.genesis, *from, *to, &f);
             print(cli.json, &serde_json::to_value(&s)?, || {
                 let mut out = format!(
