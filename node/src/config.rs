@@ -162,6 +162,12 @@ pub struct ConsensusSettings {
     /// second per round). Also bounds how long a proposer waits for the block interval.
     #[serde(default = "default_propose_timeout_ms")]
     pub propose_timeout_ms: u64,
+    /// How long validators wait, once a quorum has voted but not for one block, for the other
+    /// votes before moving on (the prevote and precommit timeouts), ms (grows by half a second
+    /// per round). A round whose proposal was refused ends after this, so keep it near the
+    /// block interval.
+    #[serde(default = "default_vote_timeout_ms")]
+    pub vote_timeout_ms: u64,
     /// The other validators' API base URLs (`http://host:port`): transactions this node's
     /// clients submit are forwarded to them.
     #[serde(default)]
@@ -170,6 +176,10 @@ pub struct ConsensusSettings {
 
 fn default_propose_timeout_ms() -> u64 {
     3000
+}
+
+fn default_vote_timeout_ms() -> u64 {
+    1000
 }
 
 /// Mempool settings.
@@ -219,6 +229,7 @@ impl NodeConfig {
                 block_interval_ms: 1000,
                 max_block_txs: 4000,
                 propose_timeout_ms: default_propose_timeout_ms(),
+                vote_timeout_ms: default_vote_timeout_ms(),
                 peer_apis: Vec::new(),
             },
             mempool: MempoolSettings {

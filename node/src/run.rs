@@ -195,6 +195,7 @@ pub async fn start(home: &Home) -> Result<RunningNode, RunError> {
                 block_interval: Duration::from_millis(cfg.consensus.block_interval_ms),
                 max_block_txs: cfg.consensus.max_block_txs,
                 propose_timeout: Duration::from_millis(cfg.consensus.propose_timeout_ms),
+                vote_timeout: Duration::from_millis(cfg.consensus.vote_timeout_ms),
             },
         },
     )

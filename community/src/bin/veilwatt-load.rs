@@ -68,6 +68,10 @@ struct Args {
     /// Give up waiting for commits after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+    /// Orders submitted per second in the measured part, spread evenly (a sustained load over
+    /// many blocks, for commit latency); without it, as fast as the clients go (throughput).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 fn household(seed: u64, i: usize) -> (SigningKey, SecretKey) {
@@ -244,18 +248,26 @@ async fn generate_unlinkable(
     Ok(txs)
 }
 
+/// Submits `txs` from `concurrency` clients spread over `nodes`, at most `rate` a second
+/// (evenly spaced from the start) if given; returns the accepted ids with their send times,
+/// the count of each answer status and the time taken.
 async fn submit_all(
     nodes: &[NodeClient],
     txs: Vec<Transaction>,
     concurrency: usize,
+    rate: Option<f64>,
     label: &str,
 ) -> Result<(Vec<(TxId, Instant)>, BTreeMap<u16, usize>, Duration)> {
-    let queue = Arc::new(Mutex::new(txs.into_iter().collect::<Vec<_>>()));
+    let total = txs.len();
+    let queue = Arc::new(Mutex::new(txs.into_iter().rev().collect::<Vec<_>>()));
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let statuses = Arc::new(Mutex::new(BTreeMap::<u16, usize>::new()));
-    let bar = ProgressBar::new(queue.lock().map_or(0, |q| q.len()) as u64).with_style(
-        ProgressStyle::with_template(&format!("{label} {{bar:40}} {{pos}}/{{len}} {{per_sec}}"))?,
-    );
+    let bar = ProgressBar::new(total as u64).with_style(ProgressStyle::with_template(&format!(
+        "{label} {{bar:40}} {{pos}}/{{len}} {{per_sec}}"
+    ))?);
+    let spacing = rate
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
     let t0 = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|k| {
@@ -268,9 +280,16 @@ async fn submit_all(
             );
             tokio::spawn(async move {
                 loop {
-                    let Some(tx) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                    let Some((n, tx)) = queue
+                        .lock()
+                        .ok()
+                        .and_then(|mut q| q.pop().map(|tx| (total - q.len() - 1, tx)))
+                    else {
                         return;
                     };
+                    if let Some(spacing) = spacing {
+                        tokio::time::sleep_until((t0 + spacing.mul_f64(n as f64)).into()).await;
+                    }
                     let sent = Instant::now();
                     let status = match node.submit(&tx).await {
                         Ok(_) => 202,
@@ -452,7 +471,7 @@ async fn submit_committed(
     label: &str,
 ) -> Result<()> {
     let (seen, watcher) = watch_commits(nodes[0].clone());
-    let (sent, _, _) = submit_all(nodes, txs, args.concurrency, label).await?;
+    let (sent, _, _) = submit_all(nodes, txs, args.concurrency, None, label).await?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     while sent
         .iter()
@@ -481,7 +500,7 @@ async fn measure(
     // The measured part: orders.
     let t0 = Instant::now();
     let (accepted, statuses, submit_time) =
-        submit_all(nodes, orders, args.concurrency, "orders").await?;
+        submit_all(nodes, orders, args.concurrency, args.rate, "orders").await?;
     let mut last_commit = t0;
     let mut latencies = Vec::with_capacity(accepted.len());
     while Instant::now() < deadline {
@@ -515,6 +534,7 @@ async fn measure(
             "max": latencies.last().map_or(0, |d| d.as_millis()),
         },
         "concurrency": args.concurrency,
+        "rate": args.rate,
         "period": period,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);

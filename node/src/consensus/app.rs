@@ -36,6 +36,14 @@ use crate::core::{now_secs, NodeCore};
 const HEIGHT_WINDOW: u64 = 2;
 /// Rounds beyond the current one whose proposals are taken (round 0 at a height not started).
 const ROUND_WINDOW: u32 = 4;
+/// Distinct proposals of one proposer and round that are checked and handed to the engine.
+/// An honest proposer sends one. An equivocating one streams several, and the engine decides
+/// on the value its signed `Proposal` message names (it pairs each value with that message,
+/// keeping at most two distinct values a round). Keeping only the first stream let a variant
+/// that arrived before the real block fail the round although every validator held the real
+/// `Proposal`; keeping a few lets the engine find it, and the cost stays bounded (each is
+/// checked and persisted once, and dropped when the height commits).
+const PROPOSALS_PER_ROUND: usize = 4;
 /// Most bytes of blocks in one value-sync response (one block is always sent: the genesis
 /// bounds a block below the engine's 10 MiB response limit).
 const SYNC_RESPONSE_BYTES: u64 = veilwatt_verifier::types::MAX_BLOCK_BYTES_BOUND;
@@ -47,8 +55,10 @@ pub struct AppSettings {
     pub block_interval: Duration,
     /// Most transactions per block this validator proposes (the genesis bounds it too).
     pub max_block_txs: usize,
-    /// Base propose timeout (LinearTimeouts' other defaults apply).
+    /// Base propose timeout.
     pub propose_timeout: Duration,
+    /// Base prevote and precommit timeouts (LinearTimeouts' other defaults apply).
+    pub vote_timeout: Duration,
 }
 
 /// A block seen at the current height (proposed by us, received, synced or recovered).
@@ -133,6 +143,10 @@ impl App {
             address,
             timeouts: LinearTimeouts {
                 propose: settings.propose_timeout,
+                prevote: settings.vote_timeout,
+                precommit: settings.vote_timeout,
+                // As the engine's defaults derive it: the three steps of a round.
+                rebroadcast: settings.propose_timeout + settings.vote_timeout * 2,
                 ..LinearTimeouts::default()
             },
             settings,
@@ -641,11 +655,18 @@ impl App {
             // A restream of a block already checked: its verdict stands.
             return known.validity.map(proposed);
         }
-        if has_proposal(&self.candidates, block.height, round, &proposer) {
-            // Equivocation: one proposal per proposer and round; the first one stands.
-            tracing::warn!(%height, %round, %proposer, "a second, different proposal for one round; ignored");
-            self.core.metrics.proposal_streams_dropped.inc();
-            return None;
+        match proposals_held(&self.candidates, block.height, round, &proposer) {
+            0 => {}
+            held if held >= PROPOSALS_PER_ROUND => {
+                tracing::warn!(%height, %round, %proposer, "more proposals for one round than are kept; ignored");
+                self.core.metrics.proposal_streams_dropped.inc();
+                return None;
+            }
+            _ => {
+                // Equivocation: kept (within the bound) for the engine to pair with the
+                // proposer's signed `Proposal`.
+                tracing::warn!(%height, %round, %proposer, "the proposer equivocates: a second, different proposal for one round");
+            }
         }
         let (validity, next) = if block.height == next_height {
             let (v, n) = self.validate(block.clone(), true).await;
@@ -806,7 +827,7 @@ impl App {
 
 /// Whether a proposal stream with this header may be reassembled: a height from the next
 /// one to [`HEIGHT_WINDOW`] beyond, a round at most [`ROUND_WINDOW`] past the current one,
-/// the proposer of that round, and no proposal of it held yet.
+/// the proposer of that round, and fewer than [`PROPOSALS_PER_ROUND`] proposals of it held.
 fn header_acceptable(
     candidates: &BTreeMap<BlockId, Candidate>,
     current: (u64, Round),
@@ -842,27 +863,30 @@ fn header_acceptable(
             header.proposer, header.height
         ));
     }
-    if has_proposal(candidates, header.height, round, &expected.address) {
+    if proposals_held(candidates, header.height, round, &expected.address) >= PROPOSALS_PER_ROUND {
         return Err(format!(
-            "a proposal for height {} round {round} is already held",
+            "{PROPOSALS_PER_ROUND} proposals for height {} round {round} are already held",
             header.height
         ));
     }
     Ok(())
 }
 
-/// Whether a proposal of `proposer` for `height`, `round` is held.
-fn has_proposal(
+/// Proposals of `proposer` for `height`, `round` held.
+fn proposals_held(
     candidates: &BTreeMap<BlockId, Candidate>,
     height: u64,
     round: Round,
     proposer: &Address,
-) -> bool {
-    candidates.values().any(|c| {
-        c.block.height == height
-            && &c.proposer == proposer
-            && c.round.is_some_and(|(r, _)| r == round)
-    })
+) -> usize {
+    candidates
+        .values()
+        .filter(|c| {
+            c.block.height == height
+                && &c.proposer == proposer
+                && c.round.is_some_and(|(r, _)| r == round)
+        })
+        .count()
 }
 
 #[cfg(test)]
@@ -934,27 +958,32 @@ mod tests {
         assert!(at(current, 1, &other)
             .unwrap_err()
             .contains("not the proposer"));
-        // A second proposal of one proposer and round.
+        // An equivocating proposer's variants of one round: a few are taken, then no more.
         let h = header(&set, 10, 1);
         let mut held = BTreeMap::new();
-        held.insert(
-            BlockId::from(Hash32([1; 32])),
-            Candidate {
-                block: Block {
-                    height: 10,
-                    prev_hash: Hash32::default(),
-                    time: 0,
-                    proposer: h.proposer,
-                    txs: vec![],
-                    state_root: Hash32::default(),
+        for k in 0..PROPOSALS_PER_ROUND {
+            assert!(header_acceptable(&held, current, &set, 10, 1, &h).is_ok());
+            held.insert(
+                BlockId::from(Hash32([k as u8; 32])),
+                Candidate {
+                    block: Block {
+                        height: 10,
+                        prev_hash: Hash32::default(),
+                        time: k as u64,
+                        proposer: h.proposer,
+                        txs: vec![],
+                        state_root: Hash32::default(),
+                    },
+                    round: Some((Round::new(1), Round::Nil)),
+                    proposer: Address(h.proposer.0),
+                    next: None,
+                    validity: None,
                 },
-                round: Some((Round::new(1), Round::Nil)),
-                proposer: Address(h.proposer.0),
-                next: None,
-                validity: None,
-            },
-        );
+            );
+        }
         let again = header_acceptable(&held, current, &set, 10, 1, &h).unwrap_err();
         assert!(again.contains("already held"), "{again}");
+        // A later round of the same height is not affected.
+        assert!(header_acceptable(&held, current, &set, 10, 5, &header(&set, 10, 5)).is_ok());
     }
 }

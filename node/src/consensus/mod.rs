@@ -153,6 +153,12 @@ async fn check_listen(listen: &str) -> Result<(), ConsensusError> {
     }
 }
 
+/// How often a validator tells its peers its height (the engine's default is 10 s). A validator
+/// that missed a decided block (its proposer streamed other blocks to it first, or a message
+/// was lost) learns from these that its peers are ahead and fetches the block by value sync;
+/// at 10 s it stood still that long, and every client watching it waited with it.
+const SYNC_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Starts the engine and the application loop.
 pub async fn start(
     core: Arc<NodeCore>,
@@ -180,7 +186,10 @@ pub async fn start(
     let config = EngineConfig {
         moniker: setup.moniker.clone(),
         consensus,
-        value_sync: ValueSyncConfig::default(),
+        value_sync: ValueSyncConfig {
+            status_update_interval: SYNC_STATUS_INTERVAL,
+            ..ValueSyncConfig::default()
+        },
     };
 
     let keypair = Keypair::ed25519_from_bytes(setup.secret)

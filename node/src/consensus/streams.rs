@@ -3,9 +3,15 @@
 //! A proposal travels as a stream of parts (header, transaction chunks, signed fin). Until its
 //! last part arrives a stream is held in memory, so what a peer can make a validator hold is
 //! bounded here: a few unfinished streams per publisher (a new one evicts that publisher's
-//! oldest, never another's), a bounded total, and per stream the genesis' block limits (parts,
-//! transactions, bytes). The header part is checked as soon as it arrives (height window,
-//! round, proposer) so that a stream the validator would refuse anyway is dropped at once.
+//! oldest, never another's), a bounded total, and per stream what a block within the genesis'
+//! limits needs (parts, transactions per part, bytes). The header part is checked as soon as it
+//! arrives (height window, round, proposer) so that a stream the validator would refuse anyway
+//! is dropped at once.
+//!
+//! The block's transaction count is left to the ledger's rule: a stream carrying more
+//! transactions than a block may, within the parts and bytes above, is reassembled, so that
+//! validators find the block invalid and vote against it at once. Dropping it would leave the
+//! engine waiting for a value until the round's propose timeout.
 
 use std::collections::BTreeMap;
 
@@ -25,26 +31,22 @@ pub const STREAMS_PER_PUBLISHER: usize = 3;
 /// goes.
 pub const MAX_STREAMS: usize = 64;
 
-/// What one stream may carry: the genesis' block limits, as parts.
+/// What one stream may carry: the genesis' block limits, as parts and bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamLimits {
     /// Highest part sequence number (the fin marker included).
     pub max_sequence: u64,
-    /// Transactions.
-    pub max_txs: usize,
     /// Encoded bytes of its transactions.
     pub max_bytes: u64,
 }
 
 impl StreamLimits {
     /// The limits of `genesis`' blocks: a header, the data parts of `max_block_txs`, a fin part
-    /// and the end-of-stream marker.
+    /// and the end-of-stream marker; the bytes of `max_block_bytes`.
     pub fn of(genesis: &Genesis) -> Self {
         let c = &genesis.consensus;
-        let max_txs = c.max_block_txs as usize;
         Self {
-            max_sequence: (max_txs.div_ceil(TXS_PER_PART) + 2) as u64,
-            max_txs,
+            max_sequence: ((c.max_block_txs as usize).div_ceil(TXS_PER_PART) + 2) as u64,
             max_bytes: c.max_block_bytes.saturating_sub(Block::EMPTY_ENCODED_LEN),
         }
     }
@@ -56,8 +58,8 @@ pub enum StreamRefusal {
     /// More parts than a block within the limits needs.
     #[error("part {0} is beyond the most a block needs")]
     TooManyParts(u64),
-    /// More transactions or bytes than a block may carry.
-    #[error("carries more than the genesis allows in a block")]
+    /// More bytes than a block may carry.
+    #[error("carries more bytes than the genesis allows in a block")]
     TooLarge,
     /// A data part with more transactions than a proposer puts in one.
     #[error("a part carries more than {TXS_PER_PART} transactions")]
@@ -82,7 +84,6 @@ struct Partial {
     parts: BTreeMap<u64, StreamContent<ProposalPart>>,
     fin_at: Option<u64>,
     opened: u64,
-    txs: usize,
     bytes: u64,
 }
 
@@ -138,7 +139,6 @@ impl Streams {
                     parts: BTreeMap::new(),
                     fin_at: None,
                     opened: self.counter,
-                    txs: 0,
                     bytes: 0,
                 },
             );
@@ -179,11 +179,10 @@ impl Streams {
                     return Err(StreamRefusal::OversizedPart);
                 }
                 // A part sent twice counts twice: an honest proposer never repeats one.
-                stream.txs += chunk.len();
                 stream.bytes = chunk
                     .iter()
                     .fold(stream.bytes, |b, tx| b.saturating_add(tx.encoded_len()));
-                if stream.txs > limits.max_txs || stream.bytes > limits.max_bytes {
+                if stream.bytes > limits.max_bytes {
                     return Err(StreamRefusal::TooLarge);
                 }
             }
@@ -238,8 +237,7 @@ mod tests {
 
     const LIMITS: StreamLimits = StreamLimits {
         max_sequence: 4,
-        max_txs: 3,
-        max_bytes: 100_000,
+        max_bytes: 1_000,
     };
 
     fn msg(
@@ -360,22 +358,18 @@ mod tests {
             s.receive(p(), msg(1, LIMITS.max_sequence + 1, StreamContent::Fin), ok),
             Received::Dropped(StreamRefusal::TooManyParts(5))
         ));
-        s.receive(p(), msg(2, 1, data(2)), ok);
+        // 6 deposits are 918 bytes, 7 would be 1,071 (the limit is 1,000).
+        s.receive(p(), msg(2, 1, data(6)), ok);
         assert!(matches!(
-            s.receive(p(), msg(2, 2, data(2)), ok),
+            s.receive(p(), msg(2, 2, data(1)), ok),
             Received::Dropped(StreamRefusal::TooLarge)
         ));
-        let small = StreamLimits {
-            max_bytes: 150,
-            ..LIMITS
-        };
-        let mut s = Streams::new(small);
         assert!(matches!(
-            s.receive(p(), msg(3, 1, data(2)), ok),
+            s.receive(p(), msg(3, 1, data(7)), ok),
             Received::Dropped(StreamRefusal::TooLarge)
         ));
         let wide = StreamLimits {
-            max_txs: 10_000,
+            max_bytes: 1 << 20,
             ..LIMITS
         };
         let mut s = Streams::new(wide);
@@ -384,6 +378,38 @@ mod tests {
             Received::Dropped(StreamRefusal::OversizedPart)
         ));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_stream_with_more_transactions_than_a_block_may_carry_completes_within_the_bytes() {
+        // Its block is invalid by the ledger's count rule; reassembled, validators vote
+        // against it at once instead of waiting out the round.
+        let limits = StreamLimits::of(&{
+            let mut g: Genesis = serde_json::from_value(serde_json::json!({
+                "chain_id": "t", "genesis_time": 0, "validators": [],
+                "registrar": "00".repeat(32), "period_secs": 60, "gate_delay_secs": 60,
+                "mechanism": "uniform",
+                "fees": {"grid_fee_per_kwh": 0, "market_fee_per_kwh": 0,
+                         "market_fee_buyer_share_bps": 0},
+                "price_floor": 0, "price_cap": 10, "vk_id": "00".repeat(32)
+            }))
+            .unwrap();
+            g.consensus.max_block_txs = 64;
+            g
+        });
+        assert_eq!(limits.max_sequence, 3);
+        let mut s = Streams::new(limits);
+        let p = || b"p".to_vec();
+        s.receive(p(), msg(1, 0, init()), ok);
+        assert!(matches!(
+            s.receive(p(), msg(1, 1, data(65)), ok),
+            Received::Incomplete
+        ));
+        s.receive(p(), msg(1, 2, fin()), ok);
+        match s.receive(p(), msg(1, 3, StreamContent::Fin), ok) {
+            Received::Complete(parts) => assert_eq!(parts.len(), 4),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -464,6 +464,8 @@ impl Net {
             let mut cfg = NodeConfig::local_network(&format!("v{i}"), i, &ports);
             cfg.consensus.block_interval_ms = 300;
             cfg.consensus.propose_timeout_ms = 1500;
+            // Scaled to the block interval as the defaults are (1 s blocks, 1 s vote timeouts).
+            cfg.consensus.vote_timeout_ms = 300;
             tweak(i, &mut cfg);
             let home = dir.path().join(format!("node{i}"));
             Home::create(&home, &cfg, &g, validator_seed(i)).unwrap();
