@@ -16,41 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::tools::*;
 use common::*;
 use serde_json::Value;
-
-fn bin(name: &str) -> PathBuf {
-    sibling_bin(name)
-}
-
-fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(bin(name)).args(args).output().unwrap()
-}
-
-fn ok_json(name: &str, args: &[&str]) -> Value {
-    let out = run(name, args);
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{name} {args:?}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn write_genesis(dir: &Path, g: &veilwatt_verifier::types::Genesis) -> PathBuf {
-    let p = dir.join("genesis.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(g).unwrap()).unwrap();
-    p
-}
 
 /// A validator embedded in this process, with the files the command-line tools need: the
 /// genesis, the registrar's key file and a passphrase file for the households' wallets.
@@ -72,16 +40,11 @@ impl Embedded {
             .await
             .unwrap();
         let url = format!("http://{}", node.api_addr);
-        let genesis = write_genesis(dir.path(), g);
-        let registrar_key = dir.path().join("registrar.json");
-        std::fs::write(
-            &registrar_key,
-            serde_json::json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
-                .to_string(),
-        )
-        .unwrap();
-        let pass = dir.path().join("passphrase");
-        std::fs::write(&pass, "a household passphrase\n").unwrap();
+        let ToolFiles {
+            genesis,
+            registrar_key,
+            pass,
+        } = ToolFiles::write(dir.path(), g);
         Self {
             api: Api::new(url.clone()),
             dir,
@@ -145,16 +108,11 @@ async fn households_trade_and_their_statements_match_the_ledger() {
     let api = net.apis[0].clone();
     let url = api.base.clone();
     let dir = tempfile::tempdir().unwrap();
-    let genesis = write_genesis(dir.path(), &g);
-    let registrar_key = dir.path().join("registrar.json");
-    std::fs::write(
-        &registrar_key,
-        serde_json::json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
-            .to_string(),
-    )
-    .unwrap();
-    let pass = dir.path().join("passphrase");
-    std::fs::write(&pass, "a household passphrase\n").unwrap();
+    let ToolFiles {
+        genesis,
+        registrar_key,
+        pass,
+    } = ToolFiles::write(dir.path(), &g);
 
     // Meters: the three periods that just ended, around midday so that PV homes sell.
     let meters = dir.path().join("meters");
@@ -251,7 +209,7 @@ async fn households_trade_and_their_statements_match_the_ledger() {
     // Every household's prover at once, as separate processes; the last one as a daemon that
     // watches the directory its meter writes to, stopped with SIGINT after its first round.
     let auto = |home: &Path| {
-        let mut c = Command::new(bin("veilwatt-prover"));
+        let mut c = Command::new(sibling_bin("veilwatt-prover"));
         c.args(["--home", s(home), "--passphrase-file", s(&pass), "--json"])
             .args([
                 "auto",

@@ -10,32 +10,15 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::browser::*;
+use common::tools::*;
 use common::*;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(120);
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(sibling_bin(name)).args(args).output().unwrap()
-}
-
-fn ok_json(name: &str, args: &[&str]) -> Value {
-    let out = run(name, args);
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// A running `veilwatt-prover ui`, stopped when dropped.
 struct Page {
@@ -85,17 +68,11 @@ async fn the_household_page_shows_its_day_and_follows_the_ledger() {
         .unwrap();
     let url = format!("http://{}", node.api_addr);
     let api = Api::new(url.clone());
-    let genesis_file = dir.path().join("genesis.json");
-    std::fs::write(&genesis_file, serde_json::to_vec_pretty(&g).unwrap()).unwrap();
-    let registrar_key = dir.path().join("registrar.json");
-    std::fs::write(
-        &registrar_key,
-        json!({"public_key": wallet(&registrar()), "secret": hex::encode(REGISTRAR_SEED)})
-            .to_string(),
-    )
-    .unwrap();
-    let pass = dir.path().join("passphrase");
-    std::fs::write(&pass, "a household passphrase\n").unwrap();
+    let ToolFiles {
+        genesis: genesis_file,
+        registrar_key,
+        pass,
+    } = ToolFiles::write(dir.path(), &g);
 
     // Six households around midday, three periods each; enrolled, funded, statements in.
     let meters = dir.path().join("meters");

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod openapi;
+pub mod tools;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
