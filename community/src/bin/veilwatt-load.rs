@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use rand_chacha::ChaCha20Rng;
 use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::registry;
 use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
+use veilwatt_community::beside::{self, Beside};
 use veilwatt_params::MarketCircuit;
 use veilwatt_prover::client::{self, ClientError, NodeClient};
 use veilwatt_prover::notes::{self, NoteBook};
@@ -72,6 +74,79 @@ struct Args {
     /// many blocks, for commit latency); without it, as fast as the clients go (throughput).
     #[arg(long)]
     rate: Option<f64>,
+    /// Beside the measured orders, an attack from outside the validators (issue 17's
+    /// benchmark); its answers are counted in the report.
+    #[arg(long, value_enum)]
+    beside: Option<Beside>,
+    /// `--beside forward-replay`: key file of the validator whose forwarding batch is
+    /// replayed (its `validator_key.json`).
+    #[arg(long, required_if_eq("beside", "forward-replay"))]
+    validator_key: Option<PathBuf>,
+    /// `--beside forward-replay`: base URL of another validator's peer listener
+    /// (`peer_listen`); repeat for each.
+    #[arg(long = "peer", required_if_eq("beside", "forward-replay"))]
+    peers: Vec<String>,
+}
+
+/// An attack running beside the measured part: its name, and a task returning its answers
+/// once `stop` is set.
+struct SideAttack {
+    name: &'static str,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<beside::Answers>,
+}
+
+/// Reads the secret of a key file (`{"secret": "<hex>"}`, as `veilwatt-node testnet` writes).
+fn read_key(path: &std::path::Path) -> Result<SigningKey> {
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a key file", path.display()))?;
+    let secret: [u8; 32] = hex::decode(file["secret"].as_str().context("no \"secret\"")?)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the secret in {} is not 32 bytes", path.display()))?;
+    Ok(SigningKey::from_bytes(&secret))
+}
+
+/// Prepares `args.beside` (funds the spamming wallet, seals the batch to replay) and starts it.
+async fn start_beside(
+    g: &Genesis,
+    args: &Args,
+    registrar: &SigningKey,
+    http: &reqwest::Client,
+    nodes: &[NodeClient],
+) -> Result<Option<SideAttack>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (name, task) = match args.beside {
+        None => return Ok(None),
+        Some(Beside::ForwardReplay) => {
+            let path = args
+                .validator_key
+                .as_deref()
+                .context("--beside forward-replay needs --validator-key")?;
+            let validator = read_key(path)?;
+            let known = WalletKey(validator.verifying_key().to_bytes());
+            if !g.validators.iter().any(|v| v.key == known) {
+                bail!("{} is not a genesis validator's key", path.display());
+            }
+            let body = beside::captured_batch(g, &validator, registrar);
+            let task = tokio::spawn(beside::replay(
+                http.clone(),
+                body,
+                args.peers.clone(),
+                stop.clone(),
+            ));
+            ("forward_replay", task)
+        }
+        Some(Beside::WalletSpam) => {
+            let (key, fund) = beside::spammer(g, registrar);
+            submit_committed(nodes, vec![fund], args, "funding the spammer").await?;
+            let node = nodes[0].clone().retries(0);
+            let task = tokio::spawn(beside::spam(g.clone(), node, key, stop.clone()));
+            ("wallet_spam", task)
+        }
+    };
+    Ok(Some(SideAttack { name, stop, task }))
 }
 
 fn household(seed: u64, i: usize) -> (SigningKey, SecretKey) {
@@ -367,12 +442,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let g: Genesis = serde_json::from_str(&std::fs::read_to_string(&args.genesis)?)?;
-    let rk: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&args.registrar_key)?)?;
-    let secret: [u8; 32] = hex::decode(rk["secret"].as_str().context("registrar secret")?)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("registrar secret must be 32 bytes"))?;
-    let registrar = SigningKey::from_bytes(&secret);
+    let registrar = read_key(&args.registrar_key)?;
     if WalletKey(registrar.verifying_key().to_bytes()) != g.registrar {
         bail!("the registrar key is not the genesis registrar");
     }
@@ -401,7 +471,8 @@ async fn main() -> Result<()> {
     // roots they leave), then the measured part.
     if g.anonymous.is_some() {
         let orders = generate_unlinkable(&g, &args, period, &registrar, &nodes, now).await?;
-        return measure(&nodes, orders, &args, period).await;
+        let side = start_beside(&g, &args, &registrar, &http, &nodes).await?;
+        return measure(&nodes, orders, &args, period, side).await;
     }
 
     // Orders: from the cache if it matches, else proven now.
@@ -459,7 +530,8 @@ async fn main() -> Result<()> {
         .collect();
     let setup = enrolls.into_iter().chain(deposits).collect();
     submit_committed(&nodes, setup, &args, "enrolling and funding").await?;
-    measure(&nodes, orders, &args, period).await
+    let side = start_beside(&g, &args, &registrar, &http, &nodes).await?;
+    measure(&nodes, orders, &args, period, side).await
 }
 
 /// Submits the setup transactions `txs` (enrolments, deposits, mints) and waits until every
@@ -488,12 +560,13 @@ async fn submit_committed(
 }
 
 /// The measured part: submits `orders` from concurrent clients, waits for their commits and
-/// prints the figures.
+/// prints the figures (with the answers `side` got, if it ran beside them).
 async fn measure(
     nodes: &[NodeClient],
     orders: Vec<Transaction>,
     args: &Args,
     period: u64,
+    side: Option<SideAttack>,
 ) -> Result<()> {
     let (seen, watcher) = watch_commits(nodes[0].clone());
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
@@ -518,6 +591,14 @@ async fn measure(
         }
     }
     watcher.abort();
+    let beside = match side {
+        Some(side) => {
+            side.stop.store(true, Ordering::Relaxed);
+            let answers = side.task.await?;
+            serde_json::json!({ "attack": side.name, "answers": answers })
+        }
+        None => serde_json::Value::Null,
+    };
     latencies.sort();
     let committed = latencies.len();
     let commit_span = last_commit.saturating_duration_since(t0).as_secs_f64();
@@ -536,6 +617,7 @@ async fn measure(
         "concurrency": args.concurrency,
         "rate": args.rate,
         "period": period,
+        "beside": beside,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     if committed < accepted.len() {
