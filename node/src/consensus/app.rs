@@ -70,6 +70,11 @@ struct Candidate {
     /// The state it produces, once checked valid.
     next: Option<Applied>,
     validity: Option<Validity>,
+    /// Its place in the order candidates reached this validator. Those that arrive before their
+    /// height starts go to the engine in this order, first come first served, as live ones do:
+    /// the engine keeps two values a round, and an equivocating proposer's real block, sent
+    /// first, must not lose its place to variants that sort before it by id.
+    arrived: u64,
 }
 
 /// The application.
@@ -83,7 +88,11 @@ pub struct App {
     last_commit: Instant,
     candidates: BTreeMap<BlockId, Candidate>,
     streams: Streams,
+    /// The id of the last proposal stream sent (with the height); starts at the clock's
+    /// microseconds.
     stream_counter: u64,
+    /// Candidates received so far (their [`Candidate::arrived`]).
+    arrivals: u64,
     /// The height and round consensus is in.
     current: (u64, Round),
 }
@@ -153,7 +162,12 @@ impl App {
             last_commit: Instant::now(),
             candidates: BTreeMap::new(),
             streams,
-            stream_counter: 0,
+            // Unique across restarts: peers ignore the later parts of a stream id they saw end
+            // (streams.rs), so a restarted proposer must not reuse the ids it sent before.
+            stream_counter: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            arrivals: 0,
             current: (0, Round::Nil),
         }
     }
@@ -199,24 +213,7 @@ impl App {
                     self.open_streams(channels).await;
                 }
                 self.validate_known(height.0).await;
-                let values = self
-                    .candidates
-                    .iter()
-                    .filter(|(_, c)| {
-                        c.block.height == height.0
-                            && c.round.is_some_and(|(r, _)| r == round)
-                            && c.validity.is_some()
-                    })
-                    .map(|(id, c)| ProposedValue {
-                        height,
-                        round,
-                        valid_round: c.round.map_or(Round::Nil, |(_, v)| v),
-                        proposer: c.proposer,
-                        value: *id,
-                        validity: c.validity.unwrap_or(Validity::Invalid),
-                    })
-                    .collect();
-                let _ = reply_value.send(values);
+                let _ = reply_value.send(values_known(&self.candidates, height, round));
             }
             AppMsg::GetValue {
                 height,
@@ -300,18 +297,26 @@ impl App {
         }
     }
 
+    /// The next place in arrival order ([`Candidate::arrived`]).
+    fn arrival(&mut self) -> u64 {
+        self.arrivals += 1;
+        self.arrivals
+    }
+
     /// Blocks written as pending before a crash become candidates again.
     fn recover_pending(&mut self, height: u64) {
         match self.core.store.pending(height) {
             Ok(blocks) => {
                 for block in blocks {
                     let id = BlockId::from(block.hash());
+                    let arrived = self.arrival();
                     self.candidates.entry(id).or_insert(Candidate {
                         proposer: Address(block.proposer.0),
                         block,
                         round: None,
                         next: None,
                         validity: None,
+                        arrived,
                     });
                 }
             }
@@ -324,13 +329,14 @@ impl App {
         if height != self.next_height() {
             return;
         }
-        let ids: Vec<BlockId> = self
+        let mut ids: Vec<(u64, BlockId)> = self
             .candidates
             .iter()
             .filter(|(_, c)| c.block.height == height && c.validity.is_none())
-            .map(|(id, _)| *id)
+            .map(|(id, c)| (c.arrived, *id))
             .collect();
-        for id in ids {
+        ids.sort_unstable();
+        for (_, id) in ids {
             if let Some(c) = self.candidates.get(&id) {
                 let block = c.block.clone();
                 let (validity, next) = self.validate(block, true).await;
@@ -425,6 +431,7 @@ impl App {
         }
         let id = BlockId::from(block.hash());
         tracing::debug!(%height, %round, txs = block.txs.len(), "proposing");
+        let arrived = self.arrival();
         self.candidates.insert(
             id,
             Candidate {
@@ -433,6 +440,7 @@ impl App {
                 proposer: self.address,
                 next: Some(next),
                 validity: Some(Validity::Valid),
+                arrived,
             },
         );
         Some(id)
@@ -613,7 +621,7 @@ impl App {
             .proposal_streams_held
             .set(self.streams.len() as i64);
         let parts = match received {
-            Received::Incomplete => return None,
+            Received::Incomplete | Received::Ended => return None,
             Received::Dropped(why) => {
                 tracing::warn!(%from, reason = %why, "dropped a proposal stream");
                 self.core.metrics.proposal_streams_dropped.inc();
@@ -655,8 +663,8 @@ impl App {
             // A restream of a block already checked: its verdict stands.
             return known.validity.map(proposed);
         }
-        match proposals_held(&self.candidates, block.height, round, &proposer) {
-            0 => {}
+        let first = match proposals_held(&self.candidates, block.height, round, &proposer) {
+            0 => true,
             held if held >= PROPOSALS_PER_ROUND => {
                 tracing::warn!(%height, %round, %proposer, "more proposals for one round than are kept; ignored");
                 self.core.metrics.proposal_streams_dropped.inc();
@@ -666,8 +674,9 @@ impl App {
                 // Equivocation: kept (within the bound) for the engine to pair with the
                 // proposer's signed `Proposal`.
                 tracing::warn!(%height, %round, %proposer, "the proposer equivocates: a second, different proposal for one round");
+                false
             }
-        }
+        };
         let (validity, next) = if block.height == next_height {
             let (v, n) = self.validate(block.clone(), true).await;
             (Some(v), n)
@@ -678,6 +687,7 @@ impl App {
             tracing::error!(error = %e, "cannot persist a received proposal");
             return None;
         }
+        let arrived = self.arrival();
         self.candidates.insert(
             id,
             Candidate {
@@ -686,13 +696,14 @@ impl App {
                 proposer,
                 next,
                 validity,
+                arrived,
             },
         );
         self.core
             .metrics
             .candidates
             .set(self.candidates.len() as i64);
-        validity.map(proposed)
+        validity.filter(|v| to_engine(first, *v)).map(proposed)
     }
 
     async fn decided(&mut self, certificate: &CommitCertificate<VwContext>) {
@@ -804,6 +815,7 @@ impl App {
         self.core
             .synced_to
             .store(height.0, std::sync::atomic::Ordering::Relaxed);
+        let arrived = self.arrival();
         self.candidates.insert(
             id,
             Candidate {
@@ -812,6 +824,7 @@ impl App {
                 proposer,
                 next,
                 validity: Some(validity),
+                arrived,
             },
         );
         SyncedValueOutcome::Verdict(ProposedValue {
@@ -823,6 +836,48 @@ impl App {
             validity,
         })
     }
+}
+
+/// Whether a checked proposal goes to the engine: the first of its proposer's round, whatever
+/// its verdict (so that a round whose one block is invalid gets its nil prevotes at once), and
+/// after it only valid ones. The engine keeps two values a round, the proposer's signed
+/// `Proposal` included, and cannot take the real block once two others hold its places: an
+/// equivocating proposer's invalid variants, arriving before its real block and its
+/// `Proposal` (gossip does not keep their order), would fail its round.
+fn to_engine(first: bool, validity: Validity) -> bool {
+    first || validity == Validity::Valid
+}
+
+/// The checked candidates of `height` and `round`, as values for the engine, in the order they
+/// arrived (the engine keeps the first two of a round; [`Candidate::arrived`]).
+fn values_known(
+    candidates: &BTreeMap<BlockId, Candidate>,
+    height: Height,
+    round: Round,
+) -> Vec<ProposedValue<VwContext>> {
+    let mut known: Vec<(&BlockId, &Candidate)> = candidates
+        .iter()
+        .filter(|(_, c)| {
+            c.block.height == height.0
+                && c.round.is_some_and(|(r, _)| r == round)
+                && c.validity.is_some()
+        })
+        .collect();
+    known.sort_unstable_by_key(|(_, c)| c.arrived);
+    known
+        .into_iter()
+        .enumerate()
+        .filter(|(k, (_, c))| c.validity.is_some_and(|v| to_engine(*k == 0, v)))
+        .map(|(_, known)| known)
+        .map(|(id, c)| ProposedValue {
+            height,
+            round,
+            valid_round: c.round.map_or(Round::Nil, |(_, v)| v),
+            proposer: c.proposer,
+            value: *id,
+            validity: c.validity.unwrap_or(Validity::Invalid),
+        })
+        .collect()
 }
 
 /// Whether a proposal stream with this header may be reassembled: a height from the next
@@ -978,6 +1033,7 @@ mod tests {
                     proposer: Address(h.proposer.0),
                     next: None,
                     validity: None,
+                    arrived: k as u64,
                 },
             );
         }
@@ -985,5 +1041,50 @@ mod tests {
         assert!(again.contains("already held"), "{again}");
         // A later round of the same height is not affected.
         assert!(header_acceptable(&held, current, &set, 10, 5, &header(&set, 10, 5)).is_ok());
+    }
+
+    /// The values a round starts with are in arrival order, not id order: an equivocating
+    /// proposer's variants, arriving after its real block, must not take the engine's two places.
+    #[test]
+    fn values_known_before_a_round_go_to_the_engine_in_arrival_order() {
+        let candidate = |time, round, arrived, validity| Candidate {
+            block: Block {
+                height: 7,
+                prev_hash: Hash32::default(),
+                time,
+                proposer: WalletKey([1; 32]),
+                txs: vec![],
+                state_root: Hash32::default(),
+            },
+            round: Some((Round::new(round), Round::Nil)),
+            proposer: Address([1; 32]),
+            next: None,
+            validity,
+            arrived,
+        };
+        let mut held = BTreeMap::new();
+        // Ids sort against arrival: the first to arrive has the highest id.
+        for (k, arrived) in [(1u8, 4), (2, 3), (3, 2), (9, 1)] {
+            held.insert(
+                BlockId::from(Hash32([k; 32])),
+                candidate(k as u64, 0, arrived, Some(Validity::Valid)),
+            );
+        }
+        // Another round, another height, and one not yet checked stay out.
+        held.insert(
+            BlockId::from(Hash32([4; 32])),
+            candidate(4, 1, 0, Some(Validity::Valid)),
+        );
+        held.insert(BlockId::from(Hash32([5; 32])), {
+            let mut c = candidate(5, 0, 0, Some(Validity::Valid));
+            c.block.height = 8;
+            c
+        });
+        held.insert(BlockId::from(Hash32([6; 32])), candidate(6, 0, 0, None));
+        let order: Vec<u8> = values_known(&held, Height(7), Round::new(0))
+            .iter()
+            .map(|v| v.value.0[0])
+            .collect();
+        assert_eq!(order, vec![9, 3, 2, 1]);
     }
 }

@@ -8,12 +8,19 @@
 //! arrives (height window, round, proposer) so that a stream the validator would refuse anyway
 //! is dropped at once.
 //!
+//! A stream dropped or evicted can never complete (what it held is gone), and one completed is
+//! done, so their later parts are ignored: the last [`ENDED_REMEMBERED`] such streams are
+//! remembered. Without that, each
+//! later part of a refused stream opened it again as an unfinished stream, which took a place in
+//! its publisher's share and evicted the oldest there: under an equivocating proposer's flood,
+//! the real block.
+//!
 //! The block's transaction count is left to the ledger's rule: a stream carrying more
 //! transactions than a block may, within the parts and bytes above, is reassembled, so that
 //! validators find the block invalid and vote against it at once. Dropping it would leave the
 //! engine waiting for a value until the round's propose timeout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use arc_malachitebft_app_channel::app::streaming::StreamContent;
 use arc_malachitebft_app_channel::app::types::streaming::StreamMessage;
@@ -30,6 +37,9 @@ pub const STREAMS_PER_PUBLISHER: usize = 3;
 /// Unfinished streams held in all; beyond, the oldest stream of the publisher holding the most
 /// goes.
 pub const MAX_STREAMS: usize = 64;
+/// Streams ended (completed, dropped or evicted) whose later parts are ignored (the oldest
+/// forgotten first).
+pub const ENDED_REMEMBERED: usize = 1024;
 
 /// What one stream may carry: the genesis' block limits, as parts and bytes.
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +88,8 @@ pub enum Received {
     Complete(BTreeMap<u64, StreamContent<ProposalPart>>),
     /// The stream broke a limit and was dropped with everything it held.
     Dropped(StreamRefusal),
+    /// A part of a stream that ended before (completed, dropped or evicted): ignored.
+    Ended,
 }
 
 struct Partial {
@@ -94,6 +106,9 @@ pub struct Streams {
     limits: StreamLimits,
     open: BTreeMap<Key, Partial>,
     counter: u64,
+    /// Streams ended, oldest first, and the same as a set.
+    ended: VecDeque<Key>,
+    ended_set: BTreeSet<Key>,
 }
 
 impl Streams {
@@ -103,6 +118,8 @@ impl Streams {
             limits,
             open: BTreeMap::new(),
             counter: 0,
+            ended: VecDeque::new(),
+            ended_set: BTreeSet::new(),
         }
     }
 
@@ -130,6 +147,9 @@ impl Streams {
         check_header: impl FnOnce(i64, &BlockHeader) -> Result<(), String>,
     ) -> Received {
         let key = (publisher, part.stream_id.to_bytes());
+        if self.ended_set.contains(&key) {
+            return Received::Ended;
+        }
         if !self.open.contains_key(&key) {
             self.make_room(&key.0);
             self.counter += 1;
@@ -145,14 +165,19 @@ impl Streams {
         }
         match self.add(&key, part, check_header) {
             Err(refusal) => {
-                self.open.remove(&key);
+                self.end(key);
                 Received::Dropped(refusal)
             }
             Ok(false) => Received::Incomplete,
-            Ok(true) => match self.open.remove(&key) {
-                Some(stream) => Received::Complete(stream.parts),
-                None => Received::Incomplete,
-            },
+            Ok(true) => {
+                // Complete: a late copy of one of its parts must not open it again.
+                let stream = self.open.remove(&key);
+                self.end(key);
+                match stream {
+                    Some(stream) => Received::Complete(stream.parts),
+                    None => Received::Incomplete,
+                }
+            }
         }
     }
 
@@ -224,7 +249,20 @@ impl Streams {
             .min_by_key(|(_, s)| s.opened)
             .map(|(k, _)| k.clone())
         {
-            self.open.remove(&oldest);
+            self.end(oldest);
+        }
+    }
+
+    /// Drops the stream `key` and ignores its later parts.
+    fn end(&mut self, key: Key) {
+        self.open.remove(&key);
+        if self.ended_set.insert(key.clone()) {
+            self.ended.push_back(key);
+        }
+        while self.ended.len() > ENDED_REMEMBERED {
+            if let Some(old) = self.ended.pop_front() {
+                self.ended_set.remove(&old);
+            }
         }
     }
 }
@@ -424,5 +462,63 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(s.is_empty());
+        // Its later parts are ignored: they do not open it again.
+        for (seq, part) in [(2, fin()), (3, StreamContent::Fin)] {
+            assert!(matches!(
+                s.receive(b"p".to_vec(), msg(1, seq, part), ok),
+                Received::Ended
+            ));
+        }
+        assert!(s.is_empty());
+    }
+
+    /// An equivocating proposer's flood: its real stream first, then variants whose headers are
+    /// refused. Their later parts must not take the publisher's places and evict the real one.
+    #[test]
+    fn the_rest_of_refused_streams_does_not_evict_the_real_one() {
+        let mut s = Streams::new(LIMITS);
+        let p = || b"proposer".to_vec();
+        s.receive(p(), msg(1, 0, init()), ok);
+        for k in 0..20 {
+            let r = s.receive(p(), msg(100 + k, 0, init()), |_, _| Err("held".into()));
+            assert!(matches!(r, Received::Dropped(_)));
+            for (seq, part) in [(1, data(1)), (2, fin()), (3, StreamContent::Fin)] {
+                assert!(matches!(
+                    s.receive(p(), msg(100 + k, seq, part), ok),
+                    Received::Ended
+                ));
+            }
+        }
+        assert_eq!(s.held_for(&p()), 1);
+        s.receive(p(), msg(1, 1, data(1)), ok);
+        s.receive(p(), msg(1, 2, fin()), ok);
+        assert!(matches!(
+            s.receive(p(), msg(1, 3, StreamContent::Fin), ok),
+            Received::Complete(_)
+        ));
+    }
+
+    /// An evicted stream can never complete: its later parts are ignored, not opened again
+    /// (where they would evict the next oldest).
+    #[test]
+    fn the_later_parts_of_an_evicted_stream_are_ignored() {
+        let mut s = Streams::new(LIMITS);
+        let p = || b"proposer".to_vec();
+        for k in 0..=STREAMS_PER_PUBLISHER as u64 {
+            s.receive(p(), msg(200 + k, 0, init()), ok);
+        }
+        assert_eq!(s.held_for(&p()), STREAMS_PER_PUBLISHER);
+        assert!(matches!(
+            s.receive(p(), msg(200, 1, data(1)), ok),
+            Received::Ended
+        ));
+        // The others are untouched and complete.
+        s.receive(p(), msg(201, 1, data(1)), ok);
+        s.receive(p(), msg(201, 2, fin()), ok);
+        assert!(matches!(
+            s.receive(p(), msg(201, 3, StreamContent::Fin), ok),
+            Received::Complete(_)
+        ));
+        assert_eq!(s.held_for(&p()), STREAMS_PER_PUBLISHER - 1);
     }
 }
