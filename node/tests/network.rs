@@ -909,16 +909,8 @@ async fn one_wallet_cannot_fill_the_mempool() {
     for tx in &funding {
         net.apis[1].wait_committed(&tx.id(), T).await;
     }
-    let withdraw = |k: &SigningKey, nonce: u64| {
-        Transaction::sign(
-            &g.chain_id,
-            TxBody::Withdraw { amount: 1, nonce },
-            g.tx_expiry(now()),
-            k,
-        )
-    };
     // 400 withdrawals of one milli at once, against a pool of 200.
-    let spam: Vec<Transaction> = (0..400).map(|n| withdraw(&spammer, n)).collect();
+    let spam: Vec<Transaction> = (0..400).map(|n| withdrawal(&g, &spammer, n)).collect();
     let api = net.apis[1].clone();
     let spam_task = tokio::spawn(async move {
         let sent = futures::future::join_all(spam.iter().map(|tx| api.submit(tx))).await;
@@ -928,7 +920,7 @@ async fn one_wallet_cannot_fill_the_mempool() {
     });
     let mut ours = Vec::new();
     for (k, h) in honest.iter().enumerate() {
-        let tx = withdraw(h, 1);
+        let tx = withdrawal(&g, h, 1);
         let (s, v) = net.apis[1 + k % 3].submit(&tx).await;
         assert_eq!(s, 202, "honest withdrawal refused during the spam: {v}");
         ours.push(tx);
