@@ -868,8 +868,7 @@ fn values_known(
         .into_iter()
         .enumerate()
         .filter(|(k, (_, c))| c.validity.is_some_and(|v| to_engine(*k == 0, v)))
-        .map(|(_, known)| known)
-        .map(|(id, c)| ProposedValue {
+        .map(|(_, (id, c))| ProposedValue {
             height,
             round,
             valid_round: c.round.map_or(Round::Nil, |(_, v)| v),
@@ -1086,5 +1085,51 @@ mod tests {
             .map(|v| v.value.0[0])
             .collect();
         assert_eq!(order, vec![9, 3, 2, 1]);
+    }
+
+    /// Of a round's proposals the engine gets the first whatever its verdict, then only valid
+    /// ones: invalid variants must not take the places its signed `Proposal` needs.
+    #[test]
+    fn after_the_first_only_valid_proposals_go_to_the_engine() {
+        let candidate = |arrived, validity| Candidate {
+            block: Block {
+                height: 7,
+                prev_hash: Hash32::default(),
+                time: arrived,
+                proposer: WalletKey([1; 32]),
+                txs: vec![],
+                state_root: Hash32::default(),
+            },
+            round: Some((Round::new(0), Round::Nil)),
+            proposer: Address([1; 32]),
+            next: None,
+            validity: Some(validity),
+            arrived,
+        };
+        let held: BTreeMap<BlockId, Candidate> = [
+            (1u8, Validity::Invalid),
+            (2, Validity::Invalid),
+            (3, Validity::Valid),
+            (4, Validity::Invalid),
+            (5, Validity::Valid),
+        ]
+        .into_iter()
+        .map(|(k, v)| (BlockId::from(Hash32([k; 32])), candidate(k as u64, v)))
+        .collect();
+        let sent: Vec<(u8, Validity)> = values_known(&held, Height(7), Round::new(0))
+            .iter()
+            .map(|v| (v.value.0[0], v.validity))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                (1, Validity::Invalid),
+                (3, Validity::Valid),
+                (5, Validity::Valid)
+            ]
+        );
+        // A first proposal that is valid goes too, and so do the valid ones after it.
+        assert!(to_engine(true, Validity::Valid) && to_engine(true, Validity::Invalid));
+        assert!(to_engine(false, Validity::Valid) && !to_engine(false, Validity::Invalid));
     }
 }
