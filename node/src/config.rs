@@ -293,6 +293,31 @@ pub struct KeyFile {
     pub secret: String,
 }
 
+impl KeyFile {
+    /// Reads the key file at `path` (a validator's, or the registrar's that `testnet` writes)
+    /// and returns its secret seed, checked against its public key.
+    pub fn read_secret(path: &Path) -> Result<[u8; 32], ConfigError> {
+        let key: KeyFile = read_json(path)?;
+        let secret: [u8; 32] = hex::decode(&key.secret)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| ConfigError::Parse {
+                path: path.to_owned(),
+                message: "secret must be 64 hex characters".into(),
+            })?;
+        let public = ed25519_dalek::SigningKey::from_bytes(&secret)
+            .verifying_key()
+            .to_bytes();
+        if public != key.public_key.0 {
+            return Err(ConfigError::Invalid(format!(
+                "{}: public key does not match the secret",
+                path.display()
+            )));
+        }
+        Ok(secret)
+    }
+}
+
 /// A loaded home directory.
 pub struct Home {
     /// Root.
@@ -339,24 +364,7 @@ impl Home {
     pub fn load(dir: &Path) -> Result<Self, ConfigError> {
         let config = read_toml(&dir.join(CONFIG_FILE))?;
         let genesis = read_genesis(&dir.join(GENESIS_FILE))?;
-        let kpath = dir.join(KEY_FILE);
-        let key: KeyFile = read_json(&kpath)?;
-        let secret: [u8; 32] = hex::decode(&key.secret)
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| ConfigError::Parse {
-                path: kpath.clone(),
-                message: "secret must be 64 hex characters".into(),
-            })?;
-        let public = ed25519_dalek::SigningKey::from_bytes(&secret)
-            .verifying_key()
-            .to_bytes();
-        if public != key.public_key.0 {
-            return Err(ConfigError::Invalid(format!(
-                "{}: public key does not match the secret",
-                kpath.display()
-            )));
-        }
+        let secret = KeyFile::read_secret(&dir.join(KEY_FILE))?;
         Ok(Self {
             dir: dir.to_owned(),
             config,

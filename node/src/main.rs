@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand_core::{OsRng, RngCore};
-use veilwatt_node::config::{read_genesis, write_genesis, Home, LocalPorts, NodeConfig};
+use veilwatt_node::config::{read_genesis, write_genesis, Home, KeyFile, LocalPorts, NodeConfig};
 use veilwatt_node::consensus::codec::decode_commit_certificate;
 use veilwatt_node::store::RocksStore;
 use veilwatt_verifier::api::{TxStatus, TxStatusView};
@@ -385,16 +385,7 @@ async fn registrar(
     wait: bool,
     action: RegistrarCmd,
 ) -> Result<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(key).with_context(|| format!("reading {}", key.display()))?,
-    )
-    .with_context(|| format!("{} is not a key file", key.display()))?;
-    let secret: [u8; 32] = v["secret"]
-        .as_str()
-        .and_then(|s| hex::decode(s).ok())
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{}: no 32-byte hex secret", key.display()))?;
-    let signer = ed25519_dalek::SigningKey::from_bytes(&secret);
+    let signer = ed25519_dalek::SigningKey::from_bytes(&KeyFile::read_secret(key)?);
     let client = NodeClient::new(node);
     let status = client.status().await?;
     let chain_id = status.chain_id.as_str();

@@ -26,6 +26,7 @@ use veilwatt_circuits::eddsa::SecretKey;
 use veilwatt_circuits::registry;
 use veilwatt_circuits::statement::{profile_digest, PeriodStatement};
 use veilwatt_community::beside::{self, Beside};
+use veilwatt_node::config::KeyFile;
 use veilwatt_params::MarketCircuit;
 use veilwatt_prover::client::{self, ClientError, NodeClient};
 use veilwatt_prover::notes::{self, NoteBook};
@@ -96,16 +97,9 @@ struct SideAttack {
     task: tokio::task::JoinHandle<beside::Answers>,
 }
 
-/// Reads the secret of a key file (`{"secret": "<hex>"}`, as `veilwatt-node testnet` writes).
+/// The signing key of a key file (as `veilwatt-node testnet` writes them).
 fn read_key(path: &std::path::Path) -> Result<SigningKey> {
-    let file: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not a key file", path.display()))?;
-    let secret: [u8; 32] = hex::decode(file["secret"].as_str().context("no \"secret\"")?)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the secret in {} is not 32 bytes", path.display()))?;
-    Ok(SigningKey::from_bytes(&secret))
+    Ok(SigningKey::from_bytes(&KeyFile::read_secret(path)?))
 }
 
 /// Prepares `args.beside` (funds the spamming wallet, seals the batch to replay) and starts it.

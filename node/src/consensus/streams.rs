@@ -10,10 +10,9 @@
 //!
 //! A stream dropped or evicted can never complete (what it held is gone), and one completed is
 //! done, so their later parts are ignored: the last [`ENDED_REMEMBERED`] such streams are
-//! remembered. Without that, each
-//! later part of a refused stream opened it again as an unfinished stream, which took a place in
-//! its publisher's share and evicted the oldest there: under an equivocating proposer's flood,
-//! the real block.
+//! remembered. Without that, each later part of a refused stream opened it again as an
+//! unfinished stream, which took a place in its publisher's share and evicted the oldest there:
+//! under an equivocating proposer's flood, the real block.
 //!
 //! The block's transaction count is left to the ledger's rule: a stream carrying more
 //! transactions than a block may, within the parts and bytes above, is reassembled, so that
