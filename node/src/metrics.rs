@@ -53,6 +53,9 @@ pub struct NodeMetrics {
     pub proposal_streams_held: Gauge,
     /// Blocks held as candidates for heights not yet decided (persisted as pending).
     pub candidates: Gauge,
+    /// Complete proposals past their round's checked few, held unchecked until the round's
+    /// `Proposal` names one.
+    pub proposals_parked: Gauge,
     /// Groth16 proofs verified (cache hits excluded), by circuit and result.
     pub proofs_verified: LabelledCounter,
     /// Open API connections.
@@ -86,6 +89,7 @@ impl NodeMetrics {
             proposal_streams_dropped: Counter::default(),
             proposal_streams_held: Gauge::default(),
             candidates: Gauge::default(),
+            proposals_parked: Gauge::default(),
             proofs_verified: Family::default(),
             api_connections: Gauge::default(),
             api_connections_refused: Counter::default(),
@@ -167,6 +171,11 @@ impl NodeMetrics {
                     "consensus_candidates",
                     "Blocks held for heights not yet decided",
                     m.candidates.clone(),
+                );
+                reg.register(
+                    "proposals_parked",
+                    "Complete proposals held unchecked until their round's Proposal names one",
+                    m.proposals_parked.clone(),
                 );
                 reg.register(
                     "proofs_verified",

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_malachitebft_app_channel::app::consensus::VoteExtensionVerdicts;
+use arc_malachitebft_app_channel::app::engine::consensus::{ConsensusRef, Msg as EngineMsg};
 use arc_malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use arc_malachitebft_app_channel::app::streaming::StreamContent;
 use arc_malachitebft_app_channel::app::types::core::{
     CommitCertificate, Context, ExtendedCommitCertificate, ExtendedCommitSignature, LinearTimeouts,
-    Round, Validity,
+    Round, SignedProposal, Validity, ValueOrigin,
 };
 use arc_malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
 use arc_malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
@@ -20,6 +21,7 @@ use arc_malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use arc_malachitebft_signing_ed25519::{PublicKey, Signature};
 use arc_malachitebft_sync::RawDecidedValue;
 use bytes::Bytes;
+use tokio::sync::mpsc;
 use veilwatt_verifier::ledger::Applied;
 use veilwatt_verifier::types::{decode, encode, Block, Hash32, WalletKey};
 
@@ -27,7 +29,7 @@ use super::codec::{decode_commit_certificate, encode_commit_certificate};
 use super::context::{
     fin_signing_bytes, Address, BlockHeader, BlockId, Height, ProposalPart, ValidatorSet, VwContext,
 };
-use super::signing::VwSigner;
+use super::signing::{proposal_signing_bytes, VwSigner};
 use super::streams::{Received, StreamLimits, Streams, TXS_PER_PART};
 use crate::core::{now_secs, NodeCore};
 
@@ -36,14 +38,20 @@ use crate::core::{now_secs, NodeCore};
 const HEIGHT_WINDOW: u64 = 2;
 /// Rounds beyond the current one whose proposals are taken (round 0 at a height not started).
 const ROUND_WINDOW: u32 = 4;
-/// Distinct proposals of one proposer and round that are checked and handed to the engine.
-/// An honest proposer sends one. An equivocating one streams several, and the engine decides
-/// on the value its signed `Proposal` message names (it pairs each value with that message,
-/// keeping at most two distinct values a round). Keeping only the first stream let a variant
-/// that arrived before the real block fail the round although every validator held the real
-/// `Proposal`; keeping a few lets the engine find it, and the cost stays bounded (each is
-/// checked and persisted once, and dropped when the height commits).
+/// Distinct proposals of one proposer and round that are checked as they complete. An honest
+/// proposer sends one. An equivocating one streams several, and the engine decides on the
+/// value its signed `Proposal` message names; past this many, a round's blocks are parked
+/// unchecked until that message names one of them (see [`App::named`]), so the cost of a flood
+/// stays bounded: each block is hashed, and at most this many plus the named one are checked
+/// and persisted, all dropped when the height commits.
 const PROPOSALS_PER_ROUND: usize = 4;
+/// Blocks parked unchecked (complete proposals past [`PROPOSALS_PER_ROUND`]), in all, and
+/// their bytes in full blocks; beyond either a new one is dropped.
+const PARKED_MAX: usize = 32;
+const PARKED_BLOCKS: u64 = 4;
+/// Signed `Proposal` messages waiting for the application (the engine's event channel holds
+/// 128 events of every kind; a task moves the proposals here as they pass).
+const NAMED_QUEUE: usize = 256;
 /// Most bytes of blocks in one value-sync response (one block is always sent: the genesis
 /// bounds a block below the engine's 10 MiB response limit).
 const SYNC_RESPONSE_BYTES: u64 = veilwatt_verifier::types::MAX_BLOCK_BYTES_BOUND;
@@ -75,6 +83,61 @@ struct Candidate {
     /// the engine keeps two values a round, and an equivocating proposer's real block, sent
     /// first, must not lose its place to variants that sort before it by id.
     arrived: u64,
+    /// Whether its verdict went to the engine.
+    handed: bool,
+}
+
+/// A complete, signed proposal past its round's [`PROPOSALS_PER_ROUND`]: held unchecked until
+/// the proposer's signed `Proposal` names it (then checked and handed to the engine) or its
+/// height commits (then dropped, or taken if it is what was decided).
+struct Parked {
+    block: Block,
+    round: Round,
+    pol_round: Round,
+    proposer: Address,
+}
+
+/// The engine's signed `Proposal` messages as they arrive, and the engine itself, which takes
+/// a value the application hands it unasked (what a part's reply carries, sent on its own):
+/// the way a block checked after its last part arrived reaches consensus.
+pub struct EngineLink {
+    /// Signed proposals the engine received (not yet verified).
+    pub proposals: mpsc::Receiver<SignedProposal<VwContext>>,
+    /// The engine's consensus actor, if it was found.
+    pub consensus: Option<ConsensusRef<VwContext>>,
+}
+
+impl EngineLink {
+    /// Follows `events` for received proposals, and takes `consensus` for hand-offs.
+    pub fn new(
+        mut events: arc_malachitebft_app_channel::app::events::RxEvent<VwContext>,
+        consensus: Option<ConsensusRef<VwContext>>,
+    ) -> Self {
+        use arc_malachitebft_app_channel::app::consensus::SignedConsensusMsg;
+        use arc_malachitebft_app_channel::app::engine::util::events::Event;
+        use tokio::sync::broadcast::error::RecvError;
+        let (tx, proposals) = mpsc::channel(NAMED_QUEUE);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(Event::Received(SignedConsensusMsg::Proposal(p))) => {
+                        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(p) {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "consensus events passed unread");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        Self {
+            proposals,
+            consensus,
+        }
+    }
 }
 
 /// The application.
@@ -95,6 +158,16 @@ pub struct App {
     arrivals: u64,
     /// The height and round consensus is in.
     current: (u64, Round),
+    /// The block each round's proposer named in its signed `Proposal` (the first whose
+    /// signature checks), for the heights of the window. A block so named is checked and handed
+    /// to the engine whatever the bound on a round's proposals; others beyond the first are
+    /// not handed unasked, so an equivocating proposer's variants cannot fill the two places
+    /// the engine keeps a round before its real block arrives.
+    named: BTreeMap<(u64, Round), BlockId>,
+    parked: BTreeMap<BlockId, Parked>,
+    parked_bytes: u64,
+    /// The engine's consensus actor (`None`: values only go to it as replies).
+    engine: Option<ConsensusRef<VwContext>>,
 }
 
 fn block_from_parts(
@@ -169,6 +242,10 @@ impl App {
                 .map_or(0, |d| d.as_micros() as u64),
             arrivals: 0,
             current: (0, Round::Nil),
+            named: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            parked_bytes: 0,
+            engine: None,
         }
     }
 
@@ -184,9 +261,27 @@ impl App {
     /// first ([`super::ConsensusHandle::stop`]), so the application answers every request the
     /// engine makes until then, and the message in hand is always finished (a decided block is
     /// committed completely).
-    pub async fn run(mut self, mut channels: Channels<VwContext>) {
-        while let Some(msg) = channels.consensus.recv().await {
-            self.handle(msg, &mut channels).await;
+    pub async fn run(mut self, mut channels: Channels<VwContext>, link: EngineLink) {
+        let EngineLink {
+            mut proposals,
+            consensus,
+        } = link;
+        if consensus.is_none() {
+            tracing::warn!("the engine's consensus actor was not found: blocks checked after their last part wait for the next one");
+        }
+        self.engine = consensus;
+        let mut following = true;
+        loop {
+            tokio::select! {
+                msg = channels.consensus.recv() => match msg {
+                    Some(msg) => self.handle(msg, &mut channels).await,
+                    None => break,
+                },
+                p = proposals.recv(), if following => match p {
+                    Some(p) => self.named_proposal(p).await,
+                    None => following = false,
+                },
+            }
         }
         tracing::info!("consensus application stopped");
     }
@@ -213,7 +308,14 @@ impl App {
                     self.open_streams(channels).await;
                 }
                 self.validate_known(height.0).await;
-                let _ = reply_value.send(values_known(&self.candidates, height, round));
+                let named = self.named.get(&(height.0, round)).copied();
+                let values = values_known(&self.candidates, named, height, round);
+                for v in &values {
+                    if let Some(c) = self.candidates.get_mut(&v.value) {
+                        c.handed = true;
+                    }
+                }
+                let _ = reply_value.send(values);
             }
             AppMsg::GetValue {
                 height,
@@ -317,6 +419,7 @@ impl App {
                         next: None,
                         validity: None,
                         arrived,
+                        handed: false,
                     });
                 }
             }
@@ -441,6 +544,8 @@ impl App {
                 next: Some(next),
                 validity: Some(Validity::Valid),
                 arrived,
+                // The engine has it as this validator's own value.
+                handed: true,
             },
         );
         Some(id)
@@ -608,13 +713,12 @@ impl App {
         let next_height = self.next_height();
         let Self {
             streams,
-            candidates,
             current,
             validators,
             ..
         } = self;
         let received = streams.receive(publisher, part, |round, header| {
-            header_acceptable(candidates, *current, validators, next_height, round, header)
+            header_acceptable(*current, validators, next_height, round, header)
         });
         self.core
             .metrics
@@ -659,25 +763,48 @@ impl App {
             value: id,
             validity,
         };
-        if let Some(known) = self.candidates.get(&id) {
-            // A restream of a block already checked: its verdict stands.
-            return known.validity.map(proposed);
+        let named = self.named.get(&(block.height, round)) == Some(&id);
+        if let Some(known) = self.candidates.get_mut(&id) {
+            // A restream of a block already checked: its verdict stands, for the engine if it
+            // had it or its round's `Proposal` names it.
+            let give = known.handed || named;
+            known.handed |= give && known.validity.is_some();
+            return known.validity.filter(|_| give).map(proposed);
         }
-        let first = match proposals_held(&self.candidates, block.height, round, &proposer) {
-            0 => true,
-            held if held >= PROPOSALS_PER_ROUND => {
-                tracing::warn!(%height, %round, %proposer, "more proposals for one round than are kept; ignored");
-                self.core.metrics.proposal_streams_dropped.inc();
-                return None;
-            }
-            _ => {
-                // Equivocation: kept (within the bound) for the engine to pair with the
-                // proposer's signed `Proposal`.
-                tracing::warn!(%height, %round, %proposer, "the proposer equivocates: a second, different proposal for one round");
-                false
-            }
-        };
-        let (validity, next) = if block.height == next_height {
+        let held = proposals_held(&self.candidates, block.height, round, &proposer);
+        if held > 0 {
+            tracing::warn!(%height, %round, %proposer, "the proposer equivocates: a second, different proposal for one round");
+        }
+        if held >= PROPOSALS_PER_ROUND && !named {
+            self.park(id, block, round, pol_round, proposer);
+            return None;
+        }
+        let (validity, handed) = self
+            .check(
+                id,
+                block,
+                round,
+                pol_round,
+                proposer,
+                to_engine(held == 0, named),
+            )
+            .await?;
+        validity.filter(|_| handed).map(proposed)
+    }
+
+    /// Checks a received proposal (if its height is the next one), persists it as pending and
+    /// keeps it as a candidate; `to_engine` says whether its verdict goes to the engine.
+    /// Returns the verdict and whether it goes (`None`: it could not be persisted).
+    async fn check(
+        &mut self,
+        id: BlockId,
+        block: Block,
+        round: Round,
+        pol_round: Round,
+        proposer: Address,
+        to_engine: bool,
+    ) -> Option<(Option<Validity>, bool)> {
+        let (validity, next) = if block.height == self.next_height() {
             let (v, n) = self.validate(block.clone(), true).await;
             (Some(v), n)
         } else {
@@ -688,6 +815,7 @@ impl App {
             return None;
         }
         let arrived = self.arrival();
+        let handed = to_engine && validity.is_some();
         self.candidates.insert(
             id,
             Candidate {
@@ -697,13 +825,133 @@ impl App {
                 next,
                 validity,
                 arrived,
+                handed,
             },
         );
         self.core
             .metrics
             .candidates
             .set(self.candidates.len() as i64);
-        validity.filter(|v| to_engine(first, *v)).map(proposed)
+        Some((validity, handed))
+    }
+
+    /// Holds a complete proposal past its round's bound, unchecked, if there is room.
+    fn park(
+        &mut self,
+        id: BlockId,
+        block: Block,
+        round: Round,
+        pol_round: Round,
+        proposer: Address,
+    ) {
+        if self.parked.contains_key(&id) {
+            return;
+        }
+        let bytes = block.encoded_len();
+        let budget = self
+            .core
+            .genesis
+            .consensus
+            .max_block_bytes
+            .saturating_mul(PARKED_BLOCKS);
+        if self.parked.len() >= PARKED_MAX || self.parked_bytes.saturating_add(bytes) > budget {
+            tracing::warn!(height = block.height, %round, %proposer, "more proposals for one round than are kept; dropped");
+            self.core.metrics.proposal_streams_dropped.inc();
+            return;
+        }
+        tracing::debug!(height = block.height, %round, %proposer, %id, "proposal parked until its round's Proposal names it");
+        self.parked_bytes += bytes;
+        self.parked.insert(
+            id,
+            Parked {
+                block,
+                round,
+                pol_round,
+                proposer,
+            },
+        );
+        self.core
+            .metrics
+            .proposals_parked
+            .set(self.parked.len() as i64);
+    }
+
+    /// Takes a parked block back (to check it or to commit it).
+    fn unpark(&mut self, id: &BlockId) -> Option<Parked> {
+        let p = self.parked.remove(id)?;
+        self.parked_bytes = self.parked_bytes.saturating_sub(p.block.encoded_len());
+        self.core
+            .metrics
+            .proposals_parked
+            .set(self.parked.len() as i64);
+        Some(p)
+    }
+
+    /// A signed `Proposal` the engine received: if its signature is the round's proposer's,
+    /// the block it names is checked (if parked) and handed to the engine (if not yet).
+    async fn named_proposal(&mut self, signed: SignedProposal<VwContext>) {
+        let chain_id = &self.core.genesis.chain_id;
+        let next = self.next_height();
+        let (height, round, id) =
+            match followed_proposal(chain_id, &self.validators, self.current, next, &signed) {
+                Ok(named) => named,
+                Err(why) => {
+                    tracing::debug!(reason = %why, "a Proposal not followed");
+                    return;
+                }
+            };
+        // The first stands: a second is the proposer's equivocation, the engine's to report.
+        if self.named.contains_key(&(height, round)) {
+            return;
+        }
+        self.named.insert((height, round), id);
+        if let Some(parked) = self.unpark(&id) {
+            tracing::info!(height, %round, %id, "the round's Proposal names a parked proposal; checking it");
+            let Parked {
+                block,
+                round,
+                pol_round,
+                proposer,
+            } = parked;
+            if self
+                .check(id, block, round, pol_round, proposer, false)
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
+        self.hand(id);
+    }
+
+    /// Hands a checked candidate of the current height to the engine unasked, once.
+    fn hand(&mut self, id: BlockId) {
+        let current = self.current.0;
+        let Some(c) = self.candidates.get_mut(&id) else {
+            return;
+        };
+        let (Some(validity), Some((round, valid_round))) = (c.validity, c.round) else {
+            return;
+        };
+        if c.handed || c.block.height != current {
+            return;
+        }
+        let Some(engine) = &self.engine else { return };
+        let value = ProposedValue {
+            height: Height(c.block.height),
+            round,
+            valid_round,
+            proposer: c.proposer,
+            value: id,
+            validity,
+        };
+        match engine.send_message(EngineMsg::ReceivedProposedValue(
+            value,
+            ValueOrigin::Consensus,
+        )) {
+            Ok(()) => c.handed = true,
+            Err(e) => tracing::warn!(error = %e, "cannot hand a value to the engine"),
+        }
     }
 
     async fn decided(&mut self, certificate: &CommitCertificate<VwContext>) {
@@ -717,6 +965,19 @@ impl App {
             return;
         }
         let id = certificate.value_id;
+        if let Some(p) = self.unpark(&id) {
+            // Decided by a quorum that saw its `Proposal`; this validator had only parked it.
+            let arrived = self.arrival();
+            self.candidates.entry(id).or_insert(Candidate {
+                block: p.block,
+                round: Some((p.round, p.pol_round)),
+                proposer: p.proposer,
+                next: None,
+                validity: None,
+                arrived,
+                handed: false,
+            });
+        }
         if !self.candidates.contains_key(&id) {
             self.recover_pending(height);
         }
@@ -747,6 +1008,13 @@ impl App {
                 tracing::info!(height, txs = block.txs.len(), hash = %id, "committed");
                 self.last_commit = Instant::now();
                 self.candidates.retain(|_, c| c.block.height > height);
+                self.parked.retain(|_, p| p.block.height > height);
+                self.parked_bytes = self.parked.values().map(|p| p.block.encoded_len()).sum();
+                self.core
+                    .metrics
+                    .proposals_parked
+                    .set(self.parked.len() as i64);
+                self.named.retain(|(h, _), _| *h > height);
                 self.core
                     .metrics
                     .candidates
@@ -825,6 +1093,7 @@ impl App {
                 next,
                 validity: Some(validity),
                 arrived,
+                handed: true,
             },
         );
         SyncedValueOutcome::Verdict(ProposedValue {
@@ -838,20 +1107,21 @@ impl App {
     }
 }
 
-/// Whether a checked proposal goes to the engine: the first of its proposer's round, whatever
-/// its verdict (so that a round whose one block is invalid gets its nil prevotes at once), and
-/// after it only valid ones. The engine keeps two values a round, the proposer's signed
-/// `Proposal` included, and cannot take the real block once two others hold its places: an
-/// equivocating proposer's invalid variants, arriving before its real block and its
+/// Whether a checked candidate goes to the engine unasked: the first of its proposer's round,
+/// whatever its verdict (so that a round whose one block is invalid gets its nil prevotes at
+/// once), and the one the round's signed `Proposal` names. The engine keeps two values a
+/// round, the `Proposal` included, and cannot take the real block once two others hold its
+/// places: an equivocating proposer's variants, arriving before its real block and its
 /// `Proposal` (gossip does not keep their order), would fail its round.
-fn to_engine(first: bool, validity: Validity) -> bool {
-    first || validity == Validity::Valid
+fn to_engine(first: bool, named: bool) -> bool {
+    first || named
 }
 
-/// The checked candidates of `height` and `round`, as values for the engine, in the order they
-/// arrived (the engine keeps the first two of a round; [`Candidate::arrived`]).
+/// The checked candidates of `height` and `round` that go to the engine ([`to_engine`]; `named`:
+/// what the round's `Proposal` names), in the order they arrived ([`Candidate::arrived`]).
 fn values_known(
     candidates: &BTreeMap<BlockId, Candidate>,
+    named: Option<BlockId>,
     height: Height,
     round: Round,
 ) -> Vec<ProposedValue<VwContext>> {
@@ -867,7 +1137,7 @@ fn values_known(
     known
         .into_iter()
         .enumerate()
-        .filter(|(k, (_, c))| c.validity.is_some_and(|v| to_engine(*k == 0, v)))
+        .filter(|(k, (id, _))| to_engine(*k == 0, named == Some(**id)))
         .map(|(_, (id, c))| ProposedValue {
             height,
             round,
@@ -881,35 +1151,16 @@ fn values_known(
 
 /// Whether a proposal stream with this header may be reassembled: a height from the next
 /// one to [`HEIGHT_WINDOW`] beyond, a round at most [`ROUND_WINDOW`] past the current one,
-/// the proposer of that round, and fewer than [`PROPOSALS_PER_ROUND`] proposals of it held.
+/// and the proposer of that round. (How many of a round's proposals are checked is decided
+/// when they complete: the one its `Proposal` names may be any of them.)
 fn header_acceptable(
-    candidates: &BTreeMap<BlockId, Candidate>,
     current: (u64, Round),
     validators: &ValidatorSet,
     next: u64,
     round: i64,
     header: &BlockHeader,
 ) -> Result<(), String> {
-    if header.height < next {
-        return Err(format!("height {} is already decided", header.height));
-    }
-    if header.height > next.saturating_add(HEIGHT_WINDOW) {
-        return Err(format!(
-            "height {} is more than {HEIGHT_WINDOW} beyond the next one ({next})",
-            header.height
-        ));
-    }
-    let round = u32::try_from(round).map_err(|_| format!("round {round} is not a round"))?;
-    let current = match current {
-        (h, r) if h == header.height => r.as_u32().unwrap_or(0),
-        _ => 0,
-    };
-    if round > current.saturating_add(ROUND_WINDOW) {
-        return Err(format!(
-            "round {round} is more than {ROUND_WINDOW} beyond the current one ({current})"
-        ));
-    }
-    let round = Round::new(round);
+    let round = in_window(current, next, header.height, round)?;
     let expected = VwContext.select_proposer(validators, Height(header.height), round);
     if expected.address.0 != header.proposer.0 {
         return Err(format!(
@@ -917,13 +1168,56 @@ fn header_acceptable(
             header.proposer, header.height
         ));
     }
-    if proposals_held(candidates, header.height, round, &expected.address) >= PROPOSALS_PER_ROUND {
+    Ok(())
+}
+
+/// The round, if `height` is from the `next` one to [`HEIGHT_WINDOW`] beyond and `round` at
+/// most [`ROUND_WINDOW`] past the `current` one (round 0 at a height not started).
+fn in_window(current: (u64, Round), next: u64, height: u64, round: i64) -> Result<Round, String> {
+    if height < next {
+        return Err(format!("height {height} is already decided"));
+    }
+    if height > next.saturating_add(HEIGHT_WINDOW) {
         return Err(format!(
-            "{PROPOSALS_PER_ROUND} proposals for height {} round {round} are already held",
-            header.height
+            "height {height} is more than {HEIGHT_WINDOW} beyond the next one ({next})"
         ));
     }
-    Ok(())
+    let round = u32::try_from(round).map_err(|_| format!("round {round} is not a round"))?;
+    let current = match current {
+        (h, r) if h == height => r.as_u32().unwrap_or(0),
+        _ => 0,
+    };
+    if round > current.saturating_add(ROUND_WINDOW) {
+        return Err(format!(
+            "round {round} is more than {ROUND_WINDOW} beyond the current one ({current})"
+        ));
+    }
+    Ok(Round::new(round))
+}
+
+/// The height, round and block a signed `Proposal` names, if it is within the window and
+/// signed by its round's proposer (the engine checks it too, after the application sees it).
+fn followed_proposal(
+    chain_id: &str,
+    validators: &ValidatorSet,
+    current: (u64, Round),
+    next: u64,
+    signed: &SignedProposal<VwContext>,
+) -> Result<(u64, Round, BlockId), String> {
+    let p = &signed.message;
+    let round = in_window(current, next, p.height.0, p.round.as_i64())?;
+    let expected = VwContext.select_proposer(validators, p.height, round);
+    if expected.address != p.proposer {
+        return Err(format!(
+            "{} is not the proposer of height {} round {round}",
+            p.proposer, p.height
+        ));
+    }
+    let msg = proposal_signing_bytes(chain_id, p);
+    if expected.public_key.verify(&msg, &signed.signature).is_err() {
+        return Err("its signature is not its proposer's".into());
+    }
+    Ok((p.height.0, round, p.value))
 }
 
 /// Proposals of `proposer` for `height`, `round` held.
@@ -985,10 +1279,8 @@ mod tests {
     #[test]
     fn a_header_outside_the_window_or_not_from_the_proposer_is_refused() {
         let set = validators();
-        let none = BTreeMap::new();
-        let at = |current, round: i64, h: &BlockHeader| {
-            header_acceptable(&none, current, &set, 10, round, h)
-        };
+        let at =
+            |current, round: i64, h: &BlockHeader| header_acceptable(current, &set, 10, round, h);
         let current = (10, Round::new(1));
         // The next height in the round window, and up to two heights ahead.
         assert!(at(current, 5, &header(&set, 10, 5)).is_ok());
@@ -1012,45 +1304,78 @@ mod tests {
         assert!(at(current, 1, &other)
             .unwrap_err()
             .contains("not the proposer"));
-        // An equivocating proposer's variants of one round: a few are taken, then no more.
-        let h = header(&set, 10, 1);
-        let mut held = BTreeMap::new();
-        for k in 0..PROPOSALS_PER_ROUND {
-            assert!(header_acceptable(&held, current, &set, 10, 1, &h).is_ok());
-            held.insert(
-                BlockId::from(Hash32([k as u8; 32])),
-                Candidate {
-                    block: Block {
-                        height: 10,
-                        prev_hash: Hash32::default(),
-                        time: k as u64,
-                        proposer: h.proposer,
-                        txs: vec![],
-                        state_root: Hash32::default(),
-                    },
-                    round: Some((Round::new(1), Round::Nil)),
-                    proposer: Address(h.proposer.0),
-                    next: None,
-                    validity: None,
-                    arrived: k as u64,
-                },
-            );
-        }
-        let again = header_acceptable(&held, current, &set, 10, 1, &h).unwrap_err();
-        assert!(again.contains("already held"), "{again}");
-        // A later round of the same height is not affected.
-        assert!(header_acceptable(&held, current, &set, 10, 5, &header(&set, 10, 5)).is_ok());
     }
 
-    /// The values a round starts with are in arrival order, not id order: an equivocating
-    /// proposer's variants, arriving after its real block, must not take the engine's two places.
+    /// Only a `Proposal` signed by its round's proposer, within the window, names a block.
     #[test]
-    fn values_known_before_a_round_go_to_the_engine_in_arrival_order() {
-        let candidate = |time, round, arrived, validity| Candidate {
+    fn a_proposal_is_followed_only_when_its_proposer_signed_it_within_the_window() {
+        use arc_malachitebft_app_channel::app::types::core::SignedMessage;
+        use arc_malachitebft_signing_ed25519::PrivateKey;
+        let set = validators();
+        let key_of = |address: &Address| {
+            (1..=4u8)
+                .map(|i| PrivateKey::from([i; 32]))
+                .find(|k| k.public_key().as_bytes() == &address.0)
+                .unwrap()
+        };
+        let proposal = |height: u64, round: u32| {
+            let proposer = VwContext
+                .select_proposer(&set, Height(height), Round::new(round))
+                .address;
+            super::super::context::Proposal {
+                height: Height(height),
+                round: Round::new(round),
+                value: id(9),
+                pol_round: Round::Nil,
+                proposer,
+            }
+        };
+        let signed = |p: super::super::context::Proposal, key: &PrivateKey| {
+            let sig = key.sign(&proposal_signing_bytes("t", &p));
+            SignedMessage::new(p, sig)
+        };
+        let current = (10, Round::new(1));
+        let follow = |s: &SignedProposal<VwContext>| followed_proposal("t", &set, current, 10, s);
+        let p = proposal(10, 2);
+        let right = key_of(&p.proposer);
+        assert_eq!(
+            follow(&signed(p.clone(), &right)).unwrap(),
+            (10, Round::new(2), id(9))
+        );
+        // Signed by another validator, or for another chain, or altered after signing.
+        let other = (1..=4u8)
+            .map(|i| PrivateKey::from([i; 32]))
+            .find(|k| k.public_key().as_bytes() != &p.proposer.0)
+            .unwrap();
+        assert!(follow(&signed(p.clone(), &other))
+            .unwrap_err()
+            .contains("not its proposer's"));
+        let elsewhere = SignedMessage::new(p.clone(), right.sign(&proposal_signing_bytes("u", &p)));
+        assert!(follow(&elsewhere).is_err());
+        let mut altered = signed(p.clone(), &right);
+        altered.message.value = id(8);
+        assert!(follow(&altered).is_err());
+        // Named as proposer a validator who is not the round's, signed by that one.
+        let mut wrong = proposal(10, 2);
+        wrong.proposer = proposal(10, 3).proposer;
+        let by_wrong = key_of(&wrong.proposer);
+        assert!(follow(&signed(wrong, &by_wrong))
+            .unwrap_err()
+            .contains("not the proposer"));
+        // Outside the window: decided, too far ahead, a round too far.
+        for (h, r) in [(9, 0), (13, 0), (10, 6)] {
+            let p = proposal(h, r);
+            let k = key_of(&p.proposer);
+            assert!(follow(&signed(p, &k)).is_err(), "height {h} round {r}");
+        }
+    }
+
+    fn candidate(arrived: u64, round: u32, validity: Option<Validity>) -> Candidate {
+        Candidate {
             block: Block {
                 height: 7,
                 prev_hash: Hash32::default(),
-                time,
+                time: arrived,
                 proposer: WalletKey([1; 32]),
                 txs: vec![],
                 state_root: Hash32::default(),
@@ -1060,76 +1385,75 @@ mod tests {
             next: None,
             validity,
             arrived,
-        };
+            handed: false,
+        }
+    }
+
+    fn id(k: u8) -> BlockId {
+        BlockId::from(Hash32([k; 32]))
+    }
+
+    /// The values a round starts with are in arrival order, not id order: an equivocating
+    /// proposer's variant that arrived first keeps its place before the named block.
+    #[test]
+    fn values_known_before_a_round_go_to_the_engine_in_arrival_order() {
         let mut held = BTreeMap::new();
         // Ids sort against arrival: the first to arrive has the highest id.
         for (k, arrived) in [(1u8, 4), (2, 3), (3, 2), (9, 1)] {
-            held.insert(
-                BlockId::from(Hash32([k; 32])),
-                candidate(k as u64, 0, arrived, Some(Validity::Valid)),
-            );
+            held.insert(id(k), candidate(arrived, 0, Some(Validity::Valid)));
         }
         // Another round, another height, and one not yet checked stay out.
-        held.insert(
-            BlockId::from(Hash32([4; 32])),
-            candidate(4, 1, 0, Some(Validity::Valid)),
-        );
-        held.insert(BlockId::from(Hash32([5; 32])), {
-            let mut c = candidate(5, 0, 0, Some(Validity::Valid));
+        held.insert(id(4), candidate(0, 1, Some(Validity::Valid)));
+        held.insert(id(5), {
+            let mut c = candidate(0, 0, Some(Validity::Valid));
             c.block.height = 8;
             c
         });
-        held.insert(BlockId::from(Hash32([6; 32])), candidate(6, 0, 0, None));
-        let order: Vec<u8> = values_known(&held, Height(7), Round::new(0))
-            .iter()
-            .map(|v| v.value.0[0])
-            .collect();
-        assert_eq!(order, vec![9, 3, 2, 1]);
+        held.insert(id(6), candidate(0, 0, None));
+        let order = |named| -> Vec<u8> {
+            values_known(&held, named, Height(7), Round::new(0))
+                .iter()
+                .map(|v| v.value.0[0])
+                .collect()
+        };
+        assert_eq!(order(Some(id(1))), vec![9, 1]);
+        assert_eq!(order(Some(id(9))), vec![9]);
+        // Unnamed yet: only the first.
+        assert_eq!(order(None), vec![9]);
+        // Named but not checked (or not held): the first alone.
+        assert_eq!(order(Some(id(6))), vec![9]);
     }
 
-    /// Of a round's proposals the engine gets the first whatever its verdict, then only valid
-    /// ones: invalid variants must not take the places its signed `Proposal` needs.
+    /// Of a round's proposals the engine gets the first whatever its verdict, and the one its
+    /// `Proposal` names whatever its verdict; no other, valid or not: variants, valid ones
+    /// included, must not take the places its signed `Proposal` and real block need.
     #[test]
-    fn after_the_first_only_valid_proposals_go_to_the_engine() {
-        let candidate = |arrived, validity| Candidate {
-            block: Block {
-                height: 7,
-                prev_hash: Hash32::default(),
-                time: arrived,
-                proposer: WalletKey([1; 32]),
-                txs: vec![],
-                state_root: Hash32::default(),
-            },
-            round: Some((Round::new(0), Round::Nil)),
-            proposer: Address([1; 32]),
-            next: None,
-            validity: Some(validity),
-            arrived,
-        };
+    fn only_the_first_and_the_named_proposal_go_to_the_engine() {
         let held: BTreeMap<BlockId, Candidate> = [
             (1u8, Validity::Invalid),
-            (2, Validity::Invalid),
+            (2, Validity::Valid),
             (3, Validity::Valid),
             (4, Validity::Invalid),
-            (5, Validity::Valid),
         ]
         .into_iter()
-        .map(|(k, v)| (BlockId::from(Hash32([k; 32])), candidate(k as u64, v)))
+        .map(|(k, v)| (id(k), candidate(k as u64, 0, Some(v))))
         .collect();
-        let sent: Vec<(u8, Validity)> = values_known(&held, Height(7), Round::new(0))
-            .iter()
-            .map(|v| (v.value.0[0], v.validity))
-            .collect();
+        let sent = |named| -> Vec<(u8, Validity)> {
+            values_known(&held, named, Height(7), Round::new(0))
+                .iter()
+                .map(|v| (v.value.0[0], v.validity))
+                .collect()
+        };
+        assert_eq!(sent(None), vec![(1, Validity::Invalid)]);
         assert_eq!(
-            sent,
-            vec![
-                (1, Validity::Invalid),
-                (3, Validity::Valid),
-                (5, Validity::Valid)
-            ]
+            sent(Some(id(3))),
+            vec![(1, Validity::Invalid), (3, Validity::Valid)]
         );
-        // A first proposal that is valid goes too, and so do the valid ones after it.
-        assert!(to_engine(true, Validity::Valid) && to_engine(true, Validity::Invalid));
-        assert!(to_engine(false, Validity::Valid) && !to_engine(false, Validity::Invalid));
+        assert_eq!(
+            sent(Some(id(4))),
+            vec![(1, Validity::Invalid), (4, Validity::Invalid)]
+        );
+        assert!(to_engine(true, false) && to_engine(false, true) && to_engine(true, true));
+        assert!(!to_engine(false, false));
     }
 }

@@ -23,7 +23,8 @@ use arc_malachitebft_signing_ed25519::PrivateKey;
 use tokio::task::JoinHandle;
 
 use crate::core::NodeCore;
-use app::{App, AppSettings};
+use app::{App, AppSettings, EngineLink};
+use arc_malachitebft_app_channel::app::engine::consensus::{ConsensusRef, Msg as EngineMsg};
 use codec::VwCodec;
 use context::{Address, VwContext};
 use signing::{VwSigner, VwVerifier};
@@ -221,7 +222,16 @@ pub async fn start(
     .await
     .map_err(|e| ConsensusError::Engine(format!("{e:#}")))?;
 
+    // The engine's consensus actor, to hand it values unasked: the engine links it under its
+    // node actor, and no channel of the application's interface reaches it.
+    let consensus = engine
+        .actor
+        .get_children()
+        .into_iter()
+        .find(|c| c.is_message_type_of::<EngineMsg<VwContext>>() == Some(true))
+        .map(ConsensusRef::<VwContext>::from);
+    let link = EngineLink::new(channels.events.subscribe(), consensus);
     let app = App::new(core, signer, setup.settings);
-    let app = tokio::spawn(app.run(channels));
+    let app = tokio::spawn(app.run(channels, link));
     Ok(ConsensusHandle { engine, app })
 }

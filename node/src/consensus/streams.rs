@@ -2,11 +2,19 @@
 //!
 //! A proposal travels as a stream of parts (header, transaction chunks, signed fin). Until its
 //! last part arrives a stream is held in memory, so what a peer can make a validator hold is
-//! bounded here: a few unfinished streams per publisher (a new one evicts that publisher's
-//! oldest, never another's), a bounded total, and per stream what a block within the genesis'
-//! limits needs (parts, transactions per part, bytes). The header part is checked as soon as it
-//! arrives (height window, round, proposer) so that a stream the validator would refuse anyway
-//! is dropped at once.
+//! bounded here: per stream what a block within the genesis' limits needs (parts, transactions
+//! per part, bytes); per publisher [`STREAMS_PER_PUBLISHER`] unfinished streams and the bytes of
+//! [`BLOCKS_PER_PUBLISHER`] full blocks (beyond either, that publisher's oldest goes, never
+//! another's); and [`MAX_STREAMS`] in all. The header part is checked as soon as it arrives
+//! (height window, round, proposer) so that a stream the validator would refuse anyway is
+//! dropped at once.
+//!
+//! The count per publisher is generous on purpose. An equivocating proposer streams many
+//! blocks for its round at once, their parts interleaved; with a handful of places its real
+//! block, sent first, was evicted by its own variants before it could complete, and the round
+//! was lost. Small variants now all complete (and past a few, wait unchecked for the proposer's
+//! signed `Proposal` to name the real one: app.rs); large ones still meet the byte budget,
+//! which bounds what any publisher can make a validator hold.
 //!
 //! A stream dropped or evicted can never complete (what it held is gone), and one completed is
 //! done, so their later parts are ignored: the last [`ENDED_REMEMBERED`] such streams are
@@ -32,7 +40,10 @@ use super::context::{BlockHeader, ProposalPart};
 pub const TXS_PER_PART: usize = 256;
 /// Unfinished streams held per publisher; a new one evicts that publisher's oldest. An honest
 /// proposer has one stream per round in flight (two across a round change or a restream).
-pub const STREAMS_PER_PUBLISHER: usize = 3;
+pub const STREAMS_PER_PUBLISHER: usize = 32;
+/// The bytes of a publisher's unfinished streams, in full blocks: a part that takes it beyond
+/// evicts that publisher's oldest other streams.
+pub const BLOCKS_PER_PUBLISHER: u64 = 2;
 /// Unfinished streams held in all; beyond, the oldest stream of the publisher holding the most
 /// goes.
 pub const MAX_STREAMS: usize = 64;
@@ -167,7 +178,10 @@ impl Streams {
                 self.end(key);
                 Received::Dropped(refusal)
             }
-            Ok(false) => Received::Incomplete,
+            Ok(false) => {
+                self.within_budget(&key);
+                Received::Incomplete
+            }
             Ok(true) => {
                 // Complete: a late copy of one of its parts must not open it again.
                 let stream = self.open.remove(&key);
@@ -217,6 +231,32 @@ impl Streams {
         Ok(stream
             .fin_at
             .is_some_and(|f| (0..=f).all(|i| stream.parts.contains_key(&i))))
+    }
+
+    /// Unfinished bytes held for `publisher`.
+    pub fn bytes_held_for(&self, publisher: &[u8]) -> u64 {
+        self.open
+            .iter()
+            .filter(|((p, _), _)| p == publisher)
+            .fold(0, |b, (_, s)| b.saturating_add(s.bytes))
+    }
+
+    /// Evicts the oldest other streams of `key`'s publisher while its bytes are over budget.
+    fn within_budget(&mut self, key: &Key) {
+        let budget = self.limits.max_bytes.saturating_mul(BLOCKS_PER_PUBLISHER);
+        while self.bytes_held_for(&key.0) > budget {
+            let oldest = self
+                .open
+                .iter()
+                .filter(|(k, _)| k.0 == key.0 && *k != key)
+                .min_by_key(|(_, s)| s.opened)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(oldest) => self.end(oldest),
+                // One stream alone is within a block's bytes (`add`).
+                None => break,
+            }
+        }
     }
 
     /// Room for one more stream of `publisher`: its own oldest goes when it holds its share,
@@ -354,7 +394,11 @@ mod tests {
 
     #[test]
     fn a_publisher_opening_many_streams_evicts_only_its_own() {
-        let mut s = Streams::new(LIMITS);
+        // Bytes to spare: the count is the bound here.
+        let mut s = Streams::new(StreamLimits {
+            max_bytes: 1 << 20,
+            ..LIMITS
+        });
         let honest = b"honest".to_vec();
         assert!(matches!(
             s.receive(honest.clone(), msg(1, 0, init()), ok),
@@ -519,5 +563,61 @@ mod tests {
             Received::Complete(_)
         ));
         assert_eq!(s.held_for(&p()), STREAMS_PER_PUBLISHER - 1);
+    }
+
+    /// A publisher's unfinished bytes stay within [`BLOCKS_PER_PUBLISHER`] blocks: its oldest
+    /// streams go, the newest part's stream and other publishers' streams stay.
+    #[test]
+    fn a_publisher_over_its_bytes_loses_its_oldest_streams() {
+        let mut s = Streams::new(LIMITS);
+        let (p, other) = (|| b"big".to_vec(), || b"other".to_vec());
+        s.receive(other(), msg(9, 1, data(6)), ok);
+        // 6 deposits are 918 bytes: two such streams fit the 2,000-byte budget, a third not.
+        for k in 0..2 {
+            s.receive(p(), msg(k, 1, data(6)), ok);
+        }
+        assert_eq!(s.bytes_held_for(&p()), 2 * 918);
+        s.receive(p(), msg(2, 1, data(6)), ok);
+        assert_eq!(s.held_for(&p()), 2);
+        assert_eq!(s.bytes_held_for(&p()), 2 * 918);
+        assert!(matches!(
+            s.receive(p(), msg(0, 2, fin()), ok),
+            Received::Ended
+        ));
+        assert_eq!(s.held_for(&other()), 1);
+        // Under the budget nothing goes, however many streams.
+        for k in 10..20 {
+            s.receive(b"small".to_vec(), msg(k, 1, data(1)), ok);
+        }
+        assert_eq!(s.held_for(b"small"), 10);
+    }
+
+    /// An equivocating proposer's flood: its real stream first, then many variants, all their
+    /// parts interleaved. Every one completes, the real one included (with the old three places
+    /// a publisher, the variants evicted it before its end arrived).
+    #[test]
+    fn interleaved_variants_do_not_evict_the_real_stream() {
+        // Small blocks against the genesis' limit, as a flood of copies of a real block is.
+        let mut s = Streams::new(StreamLimits {
+            max_bytes: 1 << 20,
+            ..LIMITS
+        });
+        let p = || b"proposer".to_vec();
+        let streams: Vec<u64> = (0..19).collect();
+        let mut completed = Vec::new();
+        for (seq, part) in [
+            (0, init as fn() -> StreamContent<ProposalPart>),
+            (1, || data(1)),
+            (2, fin),
+            (3, || StreamContent::Fin),
+        ] {
+            for &k in &streams {
+                if let Received::Complete(_) = s.receive(p(), msg(k, seq, part()), ok) {
+                    completed.push(k);
+                }
+            }
+        }
+        assert_eq!(completed, streams);
+        assert!(s.is_empty());
     }
 }
