@@ -87,10 +87,11 @@ struct Candidate {
     handed: bool,
 }
 
-/// A complete, signed proposal past its round's [`PROPOSALS_PER_ROUND`]: held unchecked until
-/// the proposer's signed `Proposal` names it (then checked and handed to the engine) or its
-/// height commits (then dropped, or taken if it is what was decided).
-struct Parked {
+/// A complete proposal whose fin carries its round proposer's signature, not yet checked. Past
+/// its round's [`PROPOSALS_PER_ROUND`] it is parked: held unchecked until the proposer's signed
+/// `Proposal` names it (then checked and handed to the engine) or its height commits (then
+/// dropped, or taken if it is what was decided).
+struct Complete {
     block: Block,
     round: Round,
     pol_round: Round,
@@ -164,7 +165,7 @@ pub struct App {
     /// not handed unasked, so an equivocating proposer's variants cannot fill the two places
     /// the engine keeps a round before its real block arrives.
     named: BTreeMap<(u64, Round), BlockId>,
-    parked: BTreeMap<BlockId, Parked>,
+    parked: BTreeMap<BlockId, Complete>,
     parked_bytes: u64,
     /// The engine's consensus actor (`None`: values only go to it as replies).
     engine: Option<ConsensusRef<VwContext>>,
@@ -775,19 +776,18 @@ impl App {
         if held > 0 {
             tracing::warn!(%height, %round, %proposer, "the proposer equivocates: a second, different proposal for one round");
         }
+        let complete = Complete {
+            block,
+            round,
+            pol_round,
+            proposer,
+        };
         if held >= PROPOSALS_PER_ROUND && !named {
-            self.park(id, block, round, pol_round, proposer);
+            self.park(id, complete);
             return None;
         }
         let (validity, handed) = self
-            .check(
-                id,
-                block,
-                round,
-                pol_round,
-                proposer,
-                to_engine(held == 0, named),
-            )
+            .check(id, complete, to_engine(held == 0, named))
             .await?;
         validity.filter(|_| handed).map(proposed)
     }
@@ -798,12 +798,15 @@ impl App {
     async fn check(
         &mut self,
         id: BlockId,
-        block: Block,
-        round: Round,
-        pol_round: Round,
-        proposer: Address,
+        complete: Complete,
         to_engine: bool,
     ) -> Option<(Option<Validity>, bool)> {
+        let Complete {
+            block,
+            round,
+            pol_round,
+            proposer,
+        } = complete;
         let (validity, next) = if block.height == self.next_height() {
             let (v, n) = self.validate(block.clone(), true).await;
             (Some(v), n)
@@ -836,17 +839,16 @@ impl App {
     }
 
     /// Holds a complete proposal past its round's bound, unchecked, if there is room.
-    fn park(
-        &mut self,
-        id: BlockId,
-        block: Block,
-        round: Round,
-        pol_round: Round,
-        proposer: Address,
-    ) {
+    fn park(&mut self, id: BlockId, complete: Complete) {
         if self.parked.contains_key(&id) {
             return;
         }
+        let Complete {
+            ref block,
+            round,
+            ref proposer,
+            ..
+        } = complete;
         let bytes = block.encoded_len();
         let budget = self
             .core
@@ -861,15 +863,7 @@ impl App {
         }
         tracing::debug!(height = block.height, %round, %proposer, %id, "proposal parked until its round's Proposal names it");
         self.parked_bytes += bytes;
-        self.parked.insert(
-            id,
-            Parked {
-                block,
-                round,
-                pol_round,
-                proposer,
-            },
-        );
+        self.parked.insert(id, complete);
         self.core
             .metrics
             .proposals_parked
@@ -877,7 +871,7 @@ impl App {
     }
 
     /// Takes a parked block back (to check it or to commit it).
-    fn unpark(&mut self, id: &BlockId) -> Option<Parked> {
+    fn unpark(&mut self, id: &BlockId) -> Option<Complete> {
         let p = self.parked.remove(id)?;
         self.parked_bytes = self.parked_bytes.saturating_sub(p.block.encoded_len());
         self.core
@@ -907,17 +901,7 @@ impl App {
         self.named.insert((height, round), id);
         if let Some(parked) = self.unpark(&id) {
             tracing::info!(height, %round, %id, "the round's Proposal names a parked proposal; checking it");
-            let Parked {
-                block,
-                round,
-                pol_round,
-                proposer,
-            } = parked;
-            if self
-                .check(id, block, round, pol_round, proposer, false)
-                .await
-                .is_none()
-            {
+            if self.check(id, parked, false).await.is_none() {
                 return;
             }
         }
