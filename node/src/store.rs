@@ -24,7 +24,9 @@ use rocksdb::{
 };
 use std::path::Path;
 use veilwatt_verifier::ledger::LedgerRead;
-use veilwatt_verifier::state::{keys, tree, Entry, StateError, StateProof, StateRead, StateUpdate};
+use veilwatt_verifier::state::{
+    keys, tree, Entry, StateError, StateProof, StateRead, StateReadExt, StateUpdate,
+};
 use veilwatt_verifier::types::{decode, encode, Block, TxId};
 
 const CF_BLOCKS: &str = "blocks";
@@ -82,12 +84,12 @@ pub enum StoreError {
     /// A column family is missing (not a Veilwatt database).
     #[error("missing column family {0}")]
     MissingColumnFamily(&'static str),
-    /// A database written by an earlier format (Veilwatt 1's whole-state values, or keyed
-    /// state before transactions carried an expiry).
+    /// A database written by an earlier format (Veilwatt 1's whole-state values, keyed state
+    /// before transactions carried an expiry, or before the order indexes became local).
     #[error(
-        "{0} holds a ledger of an earlier format (version 1's single state value, or \
-         transactions without an expiry); this version cannot read it: start the chain again \
-         from its genesis in a new data directory"
+        "{0} holds a ledger of an earlier format (version 1's single state value, \
+         transactions without an expiry, or committed order indexes); this version cannot read \
+         it: start the chain again from its genesis in a new data directory"
     )]
     OldFormat(String),
     /// The keyed state could not be read.
@@ -162,17 +164,30 @@ impl RocksStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_total_wal_size(128 << 20);
-        Ok(Self {
+        Self {
             db: DB::open_cf_descriptors(&opts, path, descriptors())?,
-        })
+        }
+        .refuse_retired_keys()
     }
 
     /// Opens an existing database read-only (e.g. to export while the node runs).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         refuse_old_format(path)?;
-        Ok(Self {
+        Self {
             db: DB::open_cf_descriptors_read_only(&Options::default(), path, descriptors(), false)?,
-        })
+        }
+        .refuse_retired_keys()
+    }
+
+    /// Refuses a state holding entries under a retired tag ([`keys::RETIRED`]): it was
+    /// written by an earlier format, whose state root committed them.
+    fn refuse_retired_keys(self) -> Result<Self, StoreError> {
+        for tag in keys::RETIRED {
+            if self.live().first_key(&[tag])?.is_some() {
+                return Err(StoreError::OldFormat(self.db.path().display().to_string()));
+            }
+        }
+        Ok(self)
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {

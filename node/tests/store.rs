@@ -276,3 +276,39 @@ fn databases_of_earlier_formats_are_refused_with_a_clear_error() {
         assert!(e.to_string().contains("earlier format"), "{e}");
     }
 }
+
+#[test]
+fn a_state_with_committed_order_indexes_is_refused_as_an_earlier_format() {
+    // Until 2026-12-06 an open order's id index (0x04) and its owner's side (0x12) were
+    // committed: a state holding either has another root than this version computes.
+    for tag in veilwatt_verifier::state::keys::RETIRED {
+        let dir = tempfile::tempdir().unwrap();
+        drop(RocksStore::open(dir.path()).unwrap());
+        {
+            let db = rocksdb::DB::open_cf(
+                &rocksdb::Options::default(),
+                dir.path(),
+                [
+                    "blocks",
+                    "certificates",
+                    "tx_index",
+                    "kv",
+                    "tree",
+                    "pending",
+                    "archive",
+                ],
+            )
+            .unwrap();
+            db.put_cf(db.cf_handle("kv").unwrap(), [tag, 1, 2, 3], b"x")
+                .unwrap();
+        }
+        let e = RocksStore::open(dir.path()).unwrap_err();
+        assert!(matches!(e, StoreError::OldFormat(_)), "{e}");
+        let e = RocksStore::open_read_only(dir.path()).unwrap_err();
+        assert!(matches!(e, StoreError::OldFormat(_)), "{e}");
+    }
+    // A fresh store opens again (the check does not refuse its own format).
+    let dir = tempfile::tempdir().unwrap();
+    drop(RocksStore::open(dir.path()).unwrap());
+    RocksStore::open(dir.path()).unwrap();
+}

@@ -919,6 +919,40 @@ fn credit_reference(state: &mut Overlay<'_>, reference: u64) -> Result<(), TxErr
     Ok(())
 }
 
+/// The local indexes that follow from a state's committed entries (docs/spec/ledger.md, "Local
+/// keys"): an owner's meters, and an open order's slot by id, its owner's and its meter's
+/// lists, and the side of its owner's orders of the period. The rules write them as they go;
+/// a state restored from its committed entries alone (a snapshot) gets them from here, and
+/// then holds exactly what the rules would have written.
+pub fn derive_indexes<'a>(
+    committed: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<ChangeSet, StateError> {
+    let empty = crate::state::MemoryState::default();
+    let mut out = Overlay::new(&empty);
+    for (k, v) in committed {
+        match k.first() {
+            Some(&keys::METER) => {
+                let meter = k
+                    .get(1..)
+                    .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                    .map(MeterKey)
+                    .ok_or_else(|| StateError::Corrupt {
+                        key: hex::encode(k),
+                        detail: "not a meter key".into(),
+                    })?;
+                let m: MeterRecord = crate::state::decode_entry(k, v)?;
+                out.put_raw(keys::meter_by_owner(&m.owner, &meter), Vec::new());
+            }
+            Some(&keys::ORDER) => {
+                let o: OrderRecord = crate::state::decode_entry(k, v)?;
+                write::index_order(&mut out, &o)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(out.into_changes())
+}
+
 /// Writes of the ledger's tables (every entity and its indexes change together).
 mod write {
     use super::*;
@@ -942,6 +976,11 @@ mod write {
     /// period (the caller checked that side is the order's).
     pub fn open_order(s: &mut Overlay<'_>, o: &OrderRecord) -> Result<(), StateError> {
         s.put(keys::order(o.period, &o.meter), o);
+        index_order(s, o)
+    }
+
+    /// The local indexes of an open order (all of them follow from its committed record).
+    pub fn index_order(s: &mut Overlay<'_>, o: &OrderRecord) -> Result<(), StateError> {
         s.put(keys::order_id(&o.id), &(o.period, o.meter));
         s.put(keys::order_by_owner(&o.owner, o.period, &o.id), &o.meter);
         s.put(keys::order_by_meter(&o.meter, o.period), &o.id);
@@ -1658,15 +1697,36 @@ impl<'g> Ledger<'g> {
     }
 
     /// Forgets the applied transactions that expired before `time` (they can never be
-    /// applied again: block times do not go backwards). The previous block already forgot
-    /// those that expired before its time, so the scan starts there: it never walks over the
-    /// deleted entries of earlier blocks (which a store keeps as tombstones for a while).
+    /// applied again: block times do not go backwards), earliest expiry first and at most
+    /// [`Ledger::max_pruned_per_block`] of them: their signers chose their expiries, and ids
+    /// of many blocks expiring at one instant must not make one block cost what all of them
+    /// did. The next blocks forget the rest; an expired id still remembered is refused as a
+    /// replay, as it is refused as expired once forgotten. The scan starts where the previous
+    /// block's stopped ([`keys::PRUNED_TO`]): it never walks over the deleted entries of earlier
+    /// blocks (which a store keeps as tombstones for a while).
     fn prune_expired(&self, state: &mut Overlay<'_>, time: u64) -> Result<(), StateError> {
-        let from = keys::applied_from(state.meta()?.last_time);
-        for (k, _) in state.scan(&from, &keys::applied_from(time), usize::MAX)? {
+        let resume = state.get(&keys::pruned_to())?;
+        let from = resume.clone().unwrap_or_else(keys::all_applied);
+        let to = keys::applied_from(time);
+        let max = self.max_pruned_per_block();
+        let expired = state.scan(&from, &to, max)?;
+        let next = match expired.last() {
+            Some((last, _)) if expired.len() == max => keys::next_key(last),
+            _ => from.max(to),
+        };
+        for (k, _) in expired {
             state.delete(k);
         }
+        if resume.as_ref() != Some(&next) {
+            state.put_raw(keys::pruned_to(), next);
+        }
         Ok(())
+    }
+
+    /// Most expired transaction ids a block forgets: twice what a block may apply, so that
+    /// forgetting keeps up with any rate of transactions the chain can carry.
+    pub fn max_pruned_per_block(&self) -> usize {
+        2 * self.genesis.consensus.max_block_txs as usize
     }
 
     /// A block within the genesis' consensus limits: at most `max_block_txs` transactions and

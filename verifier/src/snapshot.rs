@@ -83,6 +83,25 @@ pub struct Checkpoint {
     pub hash: Hash32,
 }
 
+/// The state after the block at `height`, whose hash is `tip`, from its committed entries:
+/// with the local entries the rules read added (the indexes follow from the committed entries;
+/// the tip's hash is local because a block cannot commit to its own hash). The caller compares
+/// its root with the one the chain committed.
+pub fn restore(
+    height: u64,
+    mut committed: ChangeSet,
+    tip: &Hash32,
+) -> Result<MemoryState, crate::state::StateError> {
+    let indexes = crate::ledger::derive_indexes(
+        committed
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_slice(), v.as_deref()?))),
+    )?;
+    committed.extend(indexes);
+    committed.insert(keys::chain(), Some(encode(tip)));
+    MemoryState::restore(height, committed)
+}
+
 fn bad(why: impl Into<String>) -> AuditError {
     AuditError::Snapshot(why.into())
 }
@@ -168,9 +187,7 @@ pub fn load<R: BufRead>(g: &Genesis, r: R) -> Result<Checkpoint, AuditError> {
             h.entries
         )));
     }
-    // The tip's hash is local (a block cannot commit to its own hash): the anchor's.
-    entries.insert(keys::chain(), Some(encode(&hash)));
-    let state = MemoryState::restore(h.height, entries).map_err(AuditError::State)?;
+    let state = restore(h.height, entries, &hash).map_err(AuditError::State)?;
     if state.root() != anchor.block.state_root {
         return Err(AuditError::SnapshotRoot {
             height: h.height,

@@ -950,3 +950,114 @@ fn market_id_is_a_function_of_the_whole_genesis() {
     assert_ne!(g.market_id(), other_rule.market_id());
     assert_ne!(other_chain.market_id(), other_rule.market_id());
 }
+
+#[test]
+fn a_state_restored_from_its_committed_entries_applies_blocks_like_the_original() {
+    use veilwatt_verifier::state::{keys, ChangeSet, MemoryState};
+    let g = genesis(Mechanism::Uniform);
+    let s = apply(&g, &community(&g), T0, vec![second_meter(&g)]);
+    let sell = order(&g, 1, 0, Side::Sell, 1_000, 10);
+    let sell2 = order_via(&g, 9, 1, 0, Side::Sell, 500, 12);
+    let s = apply(&g, &s, in_gate(0), vec![sell.clone(), sell2.clone()]);
+    // What a snapshot carries: the committed entries, and the tip's hash beside them.
+    let committed: ChangeSet =
+        s.0.entries()
+            .filter(|(k, _)| keys::is_committed(k))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+    let tip: Hash32 = decode(s.0.entries().find(|(k, _)| **k == keys::chain()).unwrap().1).unwrap();
+    let height = s.view().height;
+    let restored =
+        St(veilwatt_verifier::snapshot::restore(height, committed.clone(), &tip).unwrap());
+    assert_eq!(restored.root(), s.root());
+    assert_eq!(restored.view(), s.view());
+    // Cancellations find their orders through the (local) id index, and a buy of the same
+    // wallet needs its side freed: the restored state applies the block as the original does.
+    let cancel = |o: &Transaction| sign(&g, TxBody::CancelOrder { order: o.id() }, &owner(1));
+    let buy = order_via(&g, 9, 1, 0, Side::Buy, 1_000, 20);
+    let b = block(
+        &g,
+        &s,
+        in_gate(0),
+        vec![cancel(&sell2), cancel(&sell), buy],
+        verifier(),
+    );
+    let after = s.apply_block(&g, &b, verifier()).unwrap();
+    let after_restored = restored.apply_block(&g, &b, verifier()).unwrap();
+    assert_eq!(after_restored.root(), after.root());
+    assert_eq!(after_restored.view(), after.view());
+    // Without the derived indexes the same entries give the same root, but the first
+    // cancellation finds no order: the indexes are what makes the restored state whole.
+    let mut bare = committed;
+    bare.insert(keys::chain(), Some(encode(&tip)));
+    let bare = St(MemoryState::restore(height, bare).unwrap());
+    assert_eq!(bare.root(), s.root());
+    assert!(matches!(
+        bare.apply_block(&g, &b, verifier()),
+        Err(BlockError::Tx { index: 0, .. })
+    ));
+}
+
+#[test]
+fn a_burst_of_expiring_ids_is_forgotten_over_several_blocks() {
+    use veilwatt_verifier::state::{keys, ChangeSet};
+    // Blocks of at most 3 transactions: a block forgets at most 6 expired ids.
+    let mut g = genesis(Mechanism::Uniform);
+    g.consensus.max_block_txs = 3;
+    let max = Ledger::new(&g).unwrap().max_pruned_per_block();
+    assert_eq!(max, 6);
+    let reg = registrar();
+    let t = in_gate(0);
+    let expiry = t + 100;
+    // Ten deposits over four blocks, all expiring at the same second.
+    let deps: Vec<Transaction> = (0..10u64)
+        .map(|k| resign(&g, deposit(&g, 1, 1 + k), expiry, &reg))
+        .collect();
+    let mut s = St::genesis(&g);
+    for (k, chunk) in deps.chunks(3).enumerate() {
+        s = apply(&g, &s, t + k as u64, chunk.to_vec());
+    }
+    let live = |s: &St| s.view().applied_txs.len();
+    assert_eq!(live(&s), 10);
+    // Once they have expired, the next block forgets the 6 earliest (by key), the one after
+    // the other 4.
+    let mut ids: Vec<TxId> = deps.iter().map(Transaction::id).collect();
+    ids.sort();
+    let s1 = apply(&g, &s, expiry + 1, vec![]);
+    assert_eq!(live(&s1), 4);
+    let kept: Vec<TxId> = s1.view().applied_txs.iter().map(|(_, id)| *id).collect();
+    assert_eq!(kept, ids[6..]);
+    // Expired either way: a remembered id is refused as a replay, a forgotten one as expired.
+    let by_id = |id: &TxId| deps.iter().find(|d| d.id() == *id).unwrap().clone();
+    assert_eq!(
+        reject(&g, &s1, expiry + 1, by_id(&ids[9])),
+        TxError::Replay(ids[9])
+    );
+    assert!(matches!(
+        reject(&g, &s1, expiry + 1, by_id(&ids[0])),
+        TxError::Expired { .. }
+    ));
+    // The same next block on the state restored from s1's committed entries alone (where
+    // pruning starts from the table's beginning) and on s1 itself: the same root.
+    let committed: ChangeSet =
+        s1.0.entries()
+            .filter(|(k, _)| keys::is_committed(k))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+    let tip: Hash32 = decode(
+        s1.0.entries()
+            .find(|(k, _)| **k == keys::chain())
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let restored =
+        St(veilwatt_verifier::snapshot::restore(s1.view().height, committed, &tip).unwrap());
+    let b = block(&g, &s1, expiry + 2, vec![], verifier());
+    let s2 = s1.apply_block(&g, &b, verifier()).unwrap();
+    assert_eq!(live(&s2), 0);
+    assert_eq!(
+        restored.apply_block(&g, &b, verifier()).unwrap().root(),
+        s2.root()
+    );
+}

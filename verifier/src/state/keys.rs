@@ -1,10 +1,12 @@
 //! The key of every state entry (docs/spec/ledger.md lists keys and values).
 //!
 //! The first byte is a table tag. Tags below [`LOCAL`] are *committed*: they are leaves of the
-//! state root's tree. Tags from [`LOCAL`] up are indexes a node keeps for lookups by owner and
-//! the chain tip; they are written by the same rules (so they are just as deterministic) but
-//! not committed, so they can change without a change of protocol. Numbers are big-endian so
-//! that keys sort numerically.
+//! state root's tree. Tags from [`LOCAL`] up are the chain tip, the archive, and indexes for
+//! lookups by id and owner; they are written by the same rules (so they are just as
+//! deterministic) but not committed, so they can change without a change of protocol. Every
+//! index follows from the committed entries ([`crate::ledger::derive_indexes`]), so a state
+//! restored from a snapshot has them too. Numbers are big-endian so that keys sort
+//! numerically.
 
 use crate::types::{FieldBytes, MeterKey, TxId, WalletKey};
 
@@ -16,8 +18,9 @@ pub const ACCOUNT: u8 = 0x01;
 pub const METER: u8 = 0x02;
 /// `period || meter` -> the open order occupying the meter's slot for the period.
 pub const ORDER: u8 = 0x03;
-/// `order id` -> the `(period, meter)` slot of an open order (finds it for a cancellation).
-pub const ORDER_ID: u8 = 0x04;
+// 0x04 (the order-id index) and 0x12 (the owner-side index) were committed until
+// 2026-12-06; they are local now (`ORDER_ID`, `OWNER_SIDE`), and a store holding either tag
+// is of the earlier format.
 /// `expires_at || tx id` -> empty: the applied transactions that have not expired (replay
 /// protection). Keyed by expiry first, so the expired ones are a prefix, pruned every block.
 pub const APPLIED: u8 = 0x05;
@@ -50,9 +53,6 @@ pub const UNLINKABLE_ORDER: u8 = 0x10;
 /// order per meter and period, cancelled or not); forgotten once the gate closes.
 pub const ORDER_NULLIFIER: u8 = 0x11;
 
-/// `period || owner` -> `(side, open orders)`: the side a wallet's open orders of a period are
-/// on (all on one, so none of them can trade with another); gone when none is open.
-pub const OWNER_SIDE: u8 = 0x12;
 /// `period || meter` -> how many times the meter's orders for the period were cancelled;
 /// forgotten once the gate closes.
 pub const CANCELS: u8 = 0x13;
@@ -73,6 +73,19 @@ pub const ORDER_BY_METER: u8 = 0x83;
 /// `period` -> result of a cleared period older than the retention window (moved out of the
 /// committed state; a node keeps it in its archive column).
 pub const ARCHIVE: u8 = 0x84;
+/// `order id` -> the `(period, meter)` slot of an open order (finds it for a cancellation).
+/// Local: it follows from the committed orders ([`crate::ledger::derive_indexes`]).
+pub const ORDER_ID: u8 = 0x85;
+/// `period || owner` -> `(side, open orders)`: the side a wallet's open orders of a period are
+/// on (all on one, so none of them can trade with another); gone when none is open. Local: it
+/// follows from the committed orders.
+pub const OWNER_SIDE: u8 = 0x86;
+/// The applied-id key where the next block's pruning starts: every applied id below it has
+/// expired and been forgotten. Local, and only a shortcut: a state without it (restored from
+/// a snapshot) prunes from the start of the table and finds the same ids.
+pub const PRUNED_TO: u8 = 0x87;
+/// Tags that were committed in an earlier format and are no longer written.
+pub const RETIRED: [u8; 2] = [0x04, 0x12];
 
 /// Whether the entry under `key` is a leaf of the state root.
 pub fn is_committed(key: &[u8]) -> bool {
@@ -236,6 +249,18 @@ pub fn all_applied() -> Vec<u8> {
     vec![APPLIED]
 }
 
+/// Key of the applied-id key where pruning resumes.
+pub fn pruned_to() -> Vec<u8> {
+    vec![PRUNED_TO]
+}
+
+/// The smallest key above `key`.
+pub fn next_key(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}
+
 /// Key of a period's result.
 pub fn result(period: u64) -> Vec<u8> {
     key(RESULT, &[&period.to_be_bytes()])
@@ -322,5 +347,7 @@ mod tests {
         assert!(is_committed(&applied(7, &TxId([0; 32]))));
         assert!(!is_committed(&chain()));
         assert!(!is_committed(&archived_result(7)));
+        assert!(!is_committed(&order_id(&TxId([0; 32]))));
+        assert!(!is_committed(&owner_side(7, &WalletKey([0; 32]))));
     }
 }

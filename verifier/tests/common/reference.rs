@@ -59,10 +59,8 @@ mod tag {
     pub const ACCOUNT: u8 = 1;
     pub const METER: u8 = 2;
     pub const ORDER: u8 = 3;
-    pub const ORDER_ID: u8 = 4;
     pub const APPLIED: u8 = 5;
     pub const RESULT: u8 = 6;
-    pub const OWNER_SIDE: u8 = 0x12;
     pub const CANCELS: u8 = 0x13;
     pub const DEPOSIT_REFERENCE: u8 = 0x14;
 }
@@ -101,10 +99,6 @@ impl RefState {
             k.extend(v.meter.0);
             out.push((k, encode(v)));
         }
-        // An open order's id finds its slot.
-        for ((p, id), v) in &self.open_orders {
-            out.push((key(tag::ORDER_ID, id), encode(&(*p, v.meter))));
-        }
         for (expires_at, id) in &self.applied_txs {
             let mut k = vec![tag::APPLIED];
             k.extend(expires_at.to_be_bytes());
@@ -115,17 +109,6 @@ impl RefState {
             let mut k = vec![tag::RESULT];
             k.extend(p.to_be_bytes());
             out.push((k, encode(r)));
-        }
-        // The side of each wallet's open orders of a period, and how many.
-        let mut sides: BTreeMap<(u64, WalletKey), (Side, u32)> = BTreeMap::new();
-        for ((p, _), o) in &self.open_orders {
-            sides.entry((*p, o.owner)).or_insert((o.side, 0)).1 += 1;
-        }
-        for ((p, owner), v) in sides {
-            let mut k = vec![tag::OWNER_SIDE];
-            k.extend(p.to_be_bytes());
-            k.extend(owner.0);
-            out.push((k, encode(&v)));
         }
         for ((p, meter), n) in &self.cancels {
             let mut k = vec![tag::CANCELS];
@@ -693,6 +676,8 @@ impl RefState {
                     s.total_withdrawals = m.total_withdrawals;
                 }
                 keys::CHAIN => s.last_block_hash = decode(v).unwrap(),
+                // Where pruning resumes: a shortcut (the pruning tests check it).
+                keys::PRUNED_TO => {}
                 keys::ACCOUNT => {
                     s.accounts
                         .insert(WalletKey(body.try_into().unwrap()), decode(v).unwrap());
@@ -795,13 +780,37 @@ impl RefState {
             .map(|(m, r)| keys::meter_by_owner(&r.owner, m)[1..].to_vec())
             .collect();
         assert_eq!(owner_meters, want_meters, "meter-by-owner index");
-        let want: BTreeSet<(Vec<u8>, Vec<u8>)> = s
-            .entries()
+        // The side of each wallet's open orders of a period, and how many.
+        let mut sides: BTreeMap<(u64, WalletKey), (Side, u32)> = BTreeMap::new();
+        for ((p, _), o) in &s.open_orders {
+            sides.entry((*p, o.owner)).or_insert((o.side, 0)).1 += 1;
+        }
+        let want: BTreeSet<(Vec<u8>, Vec<u8>)> = sides
             .into_iter()
-            .filter(|(k, _)| k[0] == tag::OWNER_SIDE)
-            .map(|(k, v)| (k[1..].to_vec(), v))
+            .map(|((p, owner), v)| (keys::owner_side(p, &owner)[1..].to_vec(), encode(&v)))
             .collect();
         assert_eq!(owner_sides, want, "owner-side table");
+        // Every index follows from the committed entries: a state restored from them alone
+        // (a snapshot) holds exactly the same indexes.
+        let committed = mem
+            .entries()
+            .filter(|(k, _)| keys::is_committed(k))
+            .map(|(k, v)| (k.as_slice(), v.as_slice()));
+        let derived: BTreeMap<Vec<u8>, Vec<u8>> =
+            veilwatt_verifier::ledger::derive_indexes(committed)
+                .expect("committed entries decode")
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect();
+        let held: BTreeMap<Vec<u8>, Vec<u8>> = mem
+            .entries()
+            .filter(|(k, _)| {
+                !keys::is_committed(k)
+                    && ![keys::CHAIN, keys::ARCHIVE, keys::PRUNED_TO].contains(&k[0])
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(derived, held, "indexes derived from the committed entries");
         s
     }
 }
