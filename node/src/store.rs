@@ -18,6 +18,7 @@
 //! what it changes, not the state: its cost follows its size, not the ledger's.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use jmt::storage::{Node, NodeKey};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
     ReadOptions, Snapshot, WriteBatch, WriteOptions, DB,
@@ -109,6 +110,38 @@ pub struct TxLocation {
 /// The ledger on RocksDB.
 pub struct RocksStore {
     db: DB,
+    nodes: NodeCache,
+}
+
+/// Decoded tree nodes by key, bounded by their approximate size in memory. A node key names
+/// one node for good (the node a version holds at a path is written once, by the commit of
+/// that version), so a cached node is never out of date; what the cache saves is the RocksDB
+/// read and the decoding of the nodes every block reads again (the tree's upper levels).
+/// Nodes enter it when read from the database or committed, never from an update that is
+/// not committed yet.
+type NodeCache = quick_cache::sync::Cache<NodeKey, Node, NodeWeight>;
+
+/// Bytes of decoded tree nodes [`RocksStore`] keeps: the upper five levels of a tree of
+/// millions of leaves (~70,000 internal nodes).
+const NODE_CACHE_BYTES: u64 = 128 << 20;
+
+/// A decoded node's approximate size in memory: an internal node boxes 16 child slots of 64
+/// bytes; a leaf holds two hashes.
+#[derive(Clone, Copy, Debug)]
+struct NodeWeight;
+
+impl quick_cache::Weighter<NodeKey, Node> for NodeWeight {
+    fn weight(&self, _: &NodeKey, node: &Node) -> u64 {
+        match node {
+            Node::Internal(_) => 1_200,
+            Node::Leaf(_) | Node::Null => 160,
+        }
+    }
+}
+
+fn node_cache() -> NodeCache {
+    let items = (NODE_CACHE_BYTES / 1_200) as usize;
+    NodeCache::with_weighter(items, NODE_CACHE_BYTES, NodeWeight)
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -166,6 +199,7 @@ impl RocksStore {
         opts.set_max_total_wal_size(128 << 20);
         Self {
             db: DB::open_cf_descriptors(&opts, path, descriptors())?,
+            nodes: node_cache(),
         }
         .refuse_retired_keys()
     }
@@ -175,6 +209,7 @@ impl RocksStore {
         refuse_old_format(path)?;
         Self {
             db: DB::open_cf_descriptors_read_only(&Options::default(), path, descriptors(), false)?,
+            nodes: node_cache(),
         }
         .refuse_retired_keys()
     }
@@ -231,6 +266,7 @@ impl RocksStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
+        self.cache_committed(update);
         Ok(())
     }
 
@@ -340,7 +376,35 @@ impl RocksStore {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
+        self.cache_committed(update);
         Ok(bytes)
+    }
+
+    /// After `update`'s write batch is on disk: its new tree nodes are what the next block
+    /// reads, and the ones it made stale are no longer in the latest version.
+    fn cache_committed(&self, update: &StateUpdate) {
+        for stale in &update.tree.stale_node_index_batch {
+            self.nodes.remove(&stale.node_key);
+        }
+        for (k, n) in update.tree.node_batch.nodes() {
+            self.nodes.insert(k.clone(), n.clone());
+        }
+    }
+
+    /// A tree node of the committed state, through the cache.
+    fn tree_node(&self, view: &StoreView<'_>, key: &NodeKey) -> Result<Option<Node>, StateError> {
+        if let Some(node) = self.nodes.get(key) {
+            return Ok(Some(node));
+        }
+        let Some(bytes) = view.get_cf(CF_TREE, &encode(key))? else {
+            return Ok(None);
+        };
+        let node: Node = decode(&bytes).map_err(|e| StateError::Corrupt {
+            key: hex::encode(encode(key)),
+            detail: e.to_string(),
+        })?;
+        self.nodes.insert(key.clone(), node.clone());
+        Ok(Some(node))
     }
 
     /// Writes every memtable to disk (benchmarks measure bytes on disk after it).
@@ -461,6 +525,5 @@ impl StateRead for StoreView<'_> {
 }
 
 veilwatt_verifier::impl_tree_reader!(StoreView<'_>, |this, key| Ok(this
-    .get_cf(CF_TREE, &encode(key))?
-    .map(|b| decode::<jmt::storage::Node>(&b))
-    .transpose()?));
+    .store
+    .tree_node(this, key)?));
