@@ -951,21 +951,30 @@ fn market_id_is_a_function_of_the_whole_genesis() {
     assert_ne!(other_chain.market_id(), other_rule.market_id());
 }
 
+/// What a snapshot of `s` carries: its committed entries, and the tip's hash beside them.
+fn snapshot_of(s: &St) -> (veilwatt_verifier::state::ChangeSet, Hash32) {
+    use veilwatt_verifier::state::keys;
+    let committed =
+        s.0.entries()
+            .filter(|(k, _)| keys::is_committed(k))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+    let tip = s.0.entries().find(|(k, _)| **k == keys::chain());
+    (
+        committed,
+        decode(tip.expect("a tip").1).expect("a block hash"),
+    )
+}
+
 #[test]
 fn a_state_restored_from_its_committed_entries_applies_blocks_like_the_original() {
-    use veilwatt_verifier::state::{keys, ChangeSet, MemoryState};
+    use veilwatt_verifier::state::{keys, MemoryState};
     let g = genesis(Mechanism::Uniform);
     let s = apply(&g, &community(&g), T0, vec![second_meter(&g)]);
     let sell = order(&g, 1, 0, Side::Sell, 1_000, 10);
     let sell2 = order_via(&g, 9, 1, 0, Side::Sell, 500, 12);
     let s = apply(&g, &s, in_gate(0), vec![sell.clone(), sell2.clone()]);
-    // What a snapshot carries: the committed entries, and the tip's hash beside them.
-    let committed: ChangeSet =
-        s.0.entries()
-            .filter(|(k, _)| keys::is_committed(k))
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect();
-    let tip: Hash32 = decode(s.0.entries().find(|(k, _)| **k == keys::chain()).unwrap().1).unwrap();
+    let (committed, tip) = snapshot_of(&s);
     let height = s.view().height;
     let restored =
         St(veilwatt_verifier::snapshot::restore(height, committed.clone(), &tip).unwrap());
@@ -1000,7 +1009,6 @@ fn a_state_restored_from_its_committed_entries_applies_blocks_like_the_original(
 
 #[test]
 fn a_burst_of_expiring_ids_is_forgotten_over_several_blocks() {
-    use veilwatt_verifier::state::{keys, ChangeSet};
     // Blocks of at most 3 transactions: a block forgets at most 6 expired ids.
     let mut g = genesis(Mechanism::Uniform);
     g.consensus.max_block_txs = 3;
@@ -1039,18 +1047,7 @@ fn a_burst_of_expiring_ids_is_forgotten_over_several_blocks() {
     ));
     // The same next block on the state restored from s1's committed entries alone (where
     // pruning starts from the table's beginning) and on s1 itself: the same root.
-    let committed: ChangeSet =
-        s1.0.entries()
-            .filter(|(k, _)| keys::is_committed(k))
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect();
-    let tip: Hash32 = decode(
-        s1.0.entries()
-            .find(|(k, _)| **k == keys::chain())
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let (committed, tip) = snapshot_of(&s1);
     let restored =
         St(veilwatt_verifier::snapshot::restore(s1.view().height, committed, &tip).unwrap());
     let b = block(&g, &s1, expiry + 2, vec![], verifier());
