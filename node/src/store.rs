@@ -391,22 +391,6 @@ impl RocksStore {
         }
     }
 
-    /// A tree node of the committed state, through the cache.
-    fn tree_node(&self, view: &StoreView<'_>, key: &NodeKey) -> Result<Option<Node>, StateError> {
-        if let Some(node) = self.nodes.get(key) {
-            return Ok(Some(node));
-        }
-        let Some(bytes) = view.get_cf(CF_TREE, &encode(key))? else {
-            return Ok(None);
-        };
-        let node: Node = decode(&bytes).map_err(|e| StateError::Corrupt {
-            key: hex::encode(encode(key)),
-            detail: e.to_string(),
-        })?;
-        self.nodes.insert(key.clone(), node.clone());
-        Ok(Some(node))
-    }
-
     /// Writes every memtable to disk (benchmarks measure bytes on disk after it).
     pub fn flush(&self) -> Result<(), StoreError> {
         for name in ALL_CFS {
@@ -468,6 +452,22 @@ impl StoreView<'_> {
         .map_err(rocks)
     }
 
+    /// A tree node of the committed state, through the cache.
+    fn tree_node(&self, key: &NodeKey) -> Result<Option<Node>, StateError> {
+        if let Some(node) = self.store.nodes.get(key) {
+            return Ok(Some(node));
+        }
+        let Some(bytes) = self.get_cf(CF_TREE, &encode(key))? else {
+            return Ok(None);
+        };
+        let node: Node = decode(&bytes).map_err(|e| StateError::Corrupt {
+            key: hex::encode(encode(key)),
+            detail: e.to_string(),
+        })?;
+        self.store.nodes.insert(key.clone(), node.clone());
+        Ok(Some(node))
+    }
+
     /// An inclusion or non-inclusion proof of `key` in this state.
     pub fn prove(&self, key: &[u8]) -> Result<StateProof, StateError> {
         let height = self.meta()?.height;
@@ -524,6 +524,4 @@ impl StateRead for StoreView<'_> {
     }
 }
 
-veilwatt_verifier::impl_tree_reader!(StoreView<'_>, |this, key| Ok(this
-    .store
-    .tree_node(this, key)?));
+veilwatt_verifier::impl_tree_reader!(StoreView<'_>, |this, key| Ok(this.tree_node(key)?));
