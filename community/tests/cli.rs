@@ -1,5 +1,5 @@
 //! The community binaries start and describe themselves. (The demo runs end to end in
-//! node/tests/demo.rs and node/tests/linkage.rs, the load generator in the benchmarks of
+//! node/tests/it/demo.rs and node/tests/it/linkage.rs, the load generator in the benchmarks of
 //! docs/benchmarks.md; both need validators, which the node's test helpers start.)
 
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The validator API's schema: the JSON of every `/v1` answer, one type each, written by the
 //! node (node/src/api.rs) and read by every client ([`crate::client::NodeClient`]). The
-//! OpenAPI document (node/src/openapi.json) describes the same shapes, and node/tests/api.rs
+//! OpenAPI document (node/src/openapi.json) describes the same shapes, and node/tests/it/api.rs
 //! checks the node's answers against both.
 
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@
 //!
 //! Veilwatt's verification is strict where circomlibjs is lenient: `A` and `R8` must be on the
 //! curve and in the prime-order subgroup, `A` must not be the identity, and `S < l`. Signatures
-//! made by circomlibjs always pass these checks (see `tests/circomlib_vectors.rs`).
+//! made by circomlibjs always pass these checks (see `tests/it/circomlib_vectors.rs`).
 
 pub mod gadget;
 

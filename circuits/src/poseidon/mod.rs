@@ -4,7 +4,7 @@
 //! `N_ROUNDS_P[t - 2]` partial rounds, S-box `x^5`, output `state[0]`.
 //!
 //! The constants are exported from circomlibjs by `tools/circomlib-vectors/gen.mjs` into
-//! [`constants`]; `tests/circomlib_vectors.rs` checks hashes for every supported width against
+//! [`constants`]; `tests/it/circomlib_vectors.rs` checks hashes for every supported width against
 //! circomlibjs output.
 
 mod constants;

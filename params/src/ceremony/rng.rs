@@ -6,7 +6,7 @@
 //! words, no nonce, a 128-bit block counter, each `u64` drawn high word first) and its
 //! `fromRng` samplers. Anything else would make our contributions unverifiable by snarkjs and
 //! theirs by us, so this module follows those definitions bit for bit; the cross-check is the
-//! snarkjs interoperability test (`params/tests/ceremony_snarkjs.rs`).
+//! snarkjs interoperability test (`params/tests/it/ceremony_snarkjs.rs`).
 
 use super::encoding::{fq2_is_negative, fq_is_negative};
 use ark_bn254::{g1, g2, Fq, Fq2, Fr, G1Affine, G2Affine};

@@ -3,7 +3,7 @@
 //! terms were changed after proving gets 422 `invalid_proof`, a second spend of a note 422
 //! `rule_violation`; the committed chain replays (proofs verified again) to the node's root.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! Keys and their provenance, through real nodes: a proof forged with the development keys'
 //! public trapdoor is refused (422) by a market on ceremony keys and accepted only on a chain
 //! marked `insecure_dev_keys`; the node and the audit refuse development keys on a chain that
-//! is not marked so. (The household tools' refusals: prover/tests/cli.rs.)
+//! is not marked so. (The household tools' refusals: prover/tests/it/cli.rs.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! before a revocation is refused; the market's rules (clearing under every mechanism, fees,
 //! replays, expiry, signatures, limits) treat unlinkable orders exactly as wallet orders.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

@@ -82,7 +82,7 @@ struct MarketStatementVector {
 }
 
 fn vectors() -> Vectors {
-    serde_json::from_str(include_str!("vectors/circomlib.json")).expect("vector file parses")
+    serde_json::from_str(include_str!("../vectors/circomlib.json")).expect("vector file parses")
 }
 
 fn fr(s: &str) -> Fr {

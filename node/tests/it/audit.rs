@@ -3,7 +3,7 @@
 //! reports exactly the node's own period figures; tampered exports fail with the right message
 //! even when the tamperer re-hashes the chain and holds the validator key to re-sign it.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -307,7 +307,7 @@ async fn signatures_are_bound_to_purpose_chain_and_content() {
         .is_invalid());
 }
 
-mod common;
+use crate::common;
 
 #[test]
 fn validator_set_is_sorted_and_refuses_duplicates() {

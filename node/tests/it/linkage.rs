@@ -13,9 +13,9 @@
 //! 8) seconds; the full size (50 x 48, about a second of proving per household and
 //! period on 2 cores, so periods of 40 s) is run with
 //! `VEILWATT_LINKAGE_HOUSEHOLDS=50 VEILWATT_LINKAGE_PERIODS=48 VEILWATT_LINKAGE_PERIOD_SECS=40
-//! cargo test --release --workspace --test linkage -- --nocapture` (docs/benchmarks.md).
+//! cargo test --release -p veilwatt-node --test it linkage:: -- --nocapture` (docs/benchmarks.md).
 
-mod common;
+use crate::common;
 
 use veilwatt_verifier::ledger::PeriodResult;
 use veilwatt_verifier::linkage;

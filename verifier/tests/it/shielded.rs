@@ -2,7 +2,7 @@
 //! mints, spends with real join-split proofs under the development keys, the nullifier set, the
 //! recent roots, the binding of a proof to its transaction, and the pool's money figures.
 
-mod common;
+use crate::common;
 
 use ark_bn254::Fr;
 use ark_ff::UniformRand;

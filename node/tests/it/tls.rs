@@ -1,6 +1,6 @@
 //! The API over TLS when the config names a certificate and key.
 
-mod common;
+use crate::common;
 
 use common::*;
 use veilwatt_node::config::Home;

@@ -1,6 +1,6 @@
 //! One test per rejection rule, and an end-to-end settlement.
 
-mod common;
+use crate::common;
 
 use common::*;
 use veilwatt_verifier::ledger::{BlockError, Ledger, TxError};

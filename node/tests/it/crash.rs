@@ -3,7 +3,7 @@
 //! committed at the same height, the blocks replay through the state machine to the stored
 //! state roots, and blocks keep coming.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

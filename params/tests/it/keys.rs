@@ -1,6 +1,6 @@
 //! Key generation, pinning and loading.
 
-mod common;
+use crate::common;
 
 use common::{prove_joinsplit, prove_order_v2, verifies_inputs};
 use std::process::Command;

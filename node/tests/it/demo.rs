@@ -4,7 +4,7 @@
 //! equal what the ledger it left behind says when exported and replayed through the state
 //! machine with every proof re-verified, and the record must name no household.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use veilwatt_params::dev;

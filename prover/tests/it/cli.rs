@@ -1,7 +1,7 @@
 //! The household and meter CLIs as processes, offline (no validator needed): bad statements,
 //! bad interval data and other-meter statements are refused with clear errors and store or sign
 //! nothing; a wallet does not open with a wrong passphrase; another market's keys are refused.
-//! The end-to-end run against a validator is `node/tests/household.rs`.
+//! The end-to-end run against a validator is `node/tests/it/household.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,12 +5,12 @@
 //! household's `statement` must agree with the ledger's trades to the milli.
 //!
 //! The offline refusals (bad statements and interval data, wrong passphrase, other keys) are
-//! tested in `prover/tests/cli.rs`.
+//! tested in `prover/tests/it/cli.rs`.
 //!
 //! The prover and meter binaries belong to the prover crate; `cargo test --release --workspace`
-//! builds them next to this crate's binary (because `prover/tests/cli.rs` runs them).
+//! builds them next to this crate's binary (because `prover/tests/it/cli.rs` runs them).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

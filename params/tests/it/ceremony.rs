@@ -1,7 +1,7 @@
 //! The phase-2 ceremony: a chain of contributions and a beacon verifies and gives working keys;
 //! every kind of tampering is caught and named.
 
-mod common;
+use crate::common;
 
 use ark_bn254::Fr;
 use ark_r1cs_std::{alloc::AllocVar, eq::EqGadget, fields::fp::FpVar};

@@ -4,7 +4,7 @@
 //! types: tests/common/openapi.rs), and an order lifecycle with real proofs whose outcome is
 //! compared with a replay of the committed blocks through the state machine.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! reference model (same roots, same contents), money and energy are conserved, the same blocks
 //! always give the same state root, and invalid input never panics.
 
-mod common;
+use crate::common;
 
 use common::reference::RefLedger;
 use common::*;

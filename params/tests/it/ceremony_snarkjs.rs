@@ -4,7 +4,7 @@
 //! snarkjs is pinned in `tools/snarkjs` (`npm ci --prefix tools/snarkjs`, which `.ci/run` does);
 //! `VEILWATT_SNARKJS` may name another executable. Without it this test fails (it does not skip).
 
-mod common;
+use crate::common;
 
 use common::*;
 use rand_chacha::ChaCha20Rng;

@@ -3,7 +3,7 @@
 //! circuits crate's reference registry, the root history and its cut at revocation, and every
 //! rule refusing with its own error and changing nothing.
 
-mod common;
+use crate::common;
 
 use ark_bn254::Fr;
 use common::*;

@@ -6,7 +6,7 @@
 //! desktop and phone sizes. It loads nothing from anywhere but itself, answers only to its
 //! loopback address, and refuses to serve on any other interface.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
