@@ -12,9 +12,11 @@
 //! development keys for a real market (genesis `insecure_dev_keys` says when a chain does).
 //!
 //! The ledger otherwise follows the node's shape: four validators (certificates signed by three),
-//! one block enrolling and funding every household, then per period one block with every
-//! household's order (half sell, half buy), which also clears the previous period, and a last
-//! block clearing the last period.
+//! blocks enrolling and funding every household, then per period blocks with every household's
+//! order (half sell, half buy), the first of which also clears the previous period, and a last
+//! block clearing the last period. Blocks are as full as the genesis' default consensus limits
+//! allow (`max_block_txs`, `max_block_bytes`) and no fuller, as a node's would be: a city's
+//! period of 100,000 orders takes 25 blocks of 4,000.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -64,6 +66,19 @@ impl Forger {
             veilwatt_params::dev::forge(&self.vk, &self.trapdoor, &public.to_field_elements(), rng);
         OrderProof::from_proof(&proof)
     }
+}
+
+/// Transactions per block: as many as the genesis' limits allow when each is at most
+/// `max_tx_len` bytes.
+fn per_block(g: &Genesis, max_tx_len: u64) -> usize {
+    let limits = &g.consensus;
+    let by_bytes = (limits.max_block_bytes - Block::EMPTY_ENCODED_LEN) / max_tx_len;
+    by_bytes.min(u64::from(limits.max_block_txs)).max(1) as usize
+}
+
+/// Blocks needed for `n` transactions, `per` a block.
+fn blocks_for(n: usize, per: usize) -> u64 {
+    n.div_ceil(per) as u64
 }
 
 fn main() {
@@ -150,13 +165,82 @@ fn main() {
         serde_json::to_vec_pretty(&g).expect("json"),
     )
     .expect("write genesis");
-    // Blocks: the setup, one per period, the last clearing.
+    let setup: Vec<Transaction> = (0..households)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let owner = WalletKey(owners[i].verifying_key().to_bytes());
+            [
+                Transaction::sign(
+                    &g.chain_id,
+                    TxBody::EnrollMeter {
+                        meter: meter_keys[i],
+                        owner,
+                    },
+                    g.genesis_time + 60,
+                    &registrar,
+                ),
+                Transaction::sign(
+                    &g.chain_id,
+                    TxBody::Deposit {
+                        to: owner,
+                        amount: 1_000_000_000_000,
+                        reference: i as u64,
+                    },
+                    g.genesis_time + 60,
+                    &registrar,
+                ),
+            ]
+        })
+        .collect();
+    // One household's order for a period (its proof forged).
+    let order = |p: u64, i: usize| -> Transaction {
+        let mut rng = ChaCha20Rng::seed_from_u64(p << 32 | i as u64);
+        let side = if i % 2 == 0 { Side::Sell } else { Side::Buy };
+        let quantity_wh = 100 + (rng.next_u32() % 3_000);
+        let limit_price = match side {
+            Side::Sell => 8 + u64::from(rng.next_u32() % 12),
+            Side::Buy => 30 - u64::from(rng.next_u32() % 12),
+        };
+        let public = OrderPublic {
+            meter: meters[i].public_key(),
+            period: p,
+            side: side.into(),
+            quantity_wh,
+        };
+        let proof = forger.forge(&public, &mut rng);
+        Transaction::sign(
+            &g.chain_id,
+            TxBody::Order {
+                meter: meter_keys[i],
+                period: p,
+                side,
+                quantity_wh,
+                limit_price,
+                proof,
+            },
+            g.gate_close(p).expect("time") - 1,
+            &owners[i],
+        )
+    };
+
+    // Blocks: the setup's, each period's, the last clearing; as full as the limits allow.
+    let setup_per_block = per_block(
+        &g,
+        setup
+            .iter()
+            .map(Transaction::encoded_len)
+            .max()
+            .unwrap_or(1),
+    );
+    let orders_per_block = per_block(&g, order(0, 0).encoded_len());
     let header = ExportHeader {
         format: EXPORT_FORMAT.into(),
         chain_id: g.chain_id.clone(),
         genesis_hash: g.hash(),
         from: 1,
-        to: periods + 2,
+        to: blocks_for(setup.len(), setup_per_block)
+            + periods * blocks_for(households, orders_per_block)
+            + 1,
     };
     let file = std::fs::File::create(out.join("export.json")).expect("create export");
     let mut writer =
@@ -231,73 +315,28 @@ fn main() {
         sealed += 1;
     };
 
-    let setup: Vec<Transaction> = (0..households)
-        .into_par_iter()
-        .flat_map_iter(|i| {
-            let owner = WalletKey(owners[i].verifying_key().to_bytes());
-            [
-                Transaction::sign(
-                    &g.chain_id,
-                    TxBody::EnrollMeter {
-                        meter: meter_keys[i],
-                        owner,
-                    },
-                    g.genesis_time + 60,
-                    &registrar,
-                ),
-                Transaction::sign(
-                    &g.chain_id,
-                    TxBody::Deposit {
-                        to: owner,
-                        amount: 1_000_000_000_000,
-                        reference: i as u64,
-                    },
-                    g.genesis_time + 60,
-                    &registrar,
-                ),
-            ]
-        })
-        .collect();
-    seal(&mut state, g.genesis_time + 1, setup);
+    for block in setup.chunks(setup_per_block) {
+        seal(&mut state, g.genesis_time + 1, block.to_vec());
+    }
 
     let mut orders = 0u64;
     for p in 0..periods {
         let txs: Vec<Transaction> = (0..households)
             .into_par_iter()
-            .map(|i| {
-                let mut rng = ChaCha20Rng::seed_from_u64(p << 32 | i as u64);
-                let side = if i % 2 == 0 { Side::Sell } else { Side::Buy };
-                let quantity_wh = 100 + (rng.next_u32() % 3_000);
-                let limit_price = match side {
-                    Side::Sell => 8 + u64::from(rng.next_u32() % 12),
-                    Side::Buy => 30 - u64::from(rng.next_u32() % 12),
-                };
-                let public = OrderPublic {
-                    meter: meters[i].public_key(),
-                    period: p,
-                    side: side.into(),
-                    quantity_wh,
-                };
-                let proof = forger.forge(&public, &mut rng);
-                Transaction::sign(
-                    &g.chain_id,
-                    TxBody::Order {
-                        meter: meter_keys[i],
-                        period: p,
-                        side,
-                        quantity_wh,
-                        limit_price,
-                        proof,
-                    },
-                    g.gate_close(p).expect("time") - 1,
-                    &owners[i],
-                )
-            })
+            .map(|i| order(p, i))
             .collect();
         orders += txs.len() as u64;
-        seal(&mut state, g.period_end(p).expect("time") + 1, txs);
+        // The first of a period's blocks also clears the previous period.
+        for block in txs.chunks(orders_per_block) {
+            seal(
+                &mut state,
+                g.period_end(p).expect("time") + 1,
+                block.to_vec(),
+            );
+        }
         eprint!("\rperiod {}/{periods}", p + 1);
     }
+
     // Clear the last period.
     seal(
         &mut state,
