@@ -1251,3 +1251,23 @@ impl Transaction {
 fn encoded_len<T: BorshSerialize>(v: &T) -> u64 {
     borsh::object_length(v).map_or(u64::MAX, |n| n as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `encode` writes borsh's bytes into a buffer of exactly their length (a stored value
+    /// keeps its buffer; `borsh::to_vec` would leave 1 KiB behind a 9-byte entry).
+    #[test]
+    fn encode_is_borsh_in_an_exact_buffer() {
+        fn check<T: BorshSerialize>(v: &T) {
+            let bytes = encode(v);
+            assert_eq!(bytes, borsh::to_vec(v).unwrap());
+            assert_eq!(bytes.capacity(), bytes.len());
+        }
+        check(&7u64);
+        check(&(3u8, Hash32([9; 32])));
+        check(&vec![5u8; 5_000]);
+        check(&Vec::<u64>::new());
+    }
+}
