@@ -178,7 +178,7 @@ impl NodeCore {
             height: meta.height,
             last_block_hash: view.last_block_hash()?,
             last_time: meta.last_time,
-            state_root: veilwatt_verifier::state::tree::root(&view, meta.height)?,
+            state_root: veilwatt_verifier::state::tree::root(&view)?,
         };
         drop(view);
         let (events, _) = broadcast::channel(1024);

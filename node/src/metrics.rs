@@ -35,7 +35,7 @@ pub struct NodeMetrics {
     pub mempool: Gauge,
     /// Time to write a decided block durably and update the state.
     pub commit_seconds: Histogram,
-    /// Bytes of the write batches of committed blocks (block, indexes, state, tree nodes).
+    /// Bytes of the write batches of committed blocks (block, indexes, state entries).
     pub commit_bytes: Counter,
     /// Batches delivered to a peer validator.
     pub forwarded_batches: Counter,
@@ -129,7 +129,7 @@ impl NodeMetrics {
                 );
                 reg.register(
                     "commit_bytes",
-                    "Bytes written to RocksDB by committed blocks (block, indexes, state, tree)",
+                    "Bytes written to RocksDB by committed blocks (block, indexes, state entries)",
                     m.commit_bytes.clone(),
                 );
                 reg.register(

@@ -2,50 +2,57 @@
 //!
 //! Column families: `blocks` (height, big-endian -> block), `certificates` (height -> the
 //! consensus commit certificate), `tx_index` (tx id -> height and position), `kv` (the keyed
-//! ledger state, [`veilwatt_verifier::state::keys`] -> value: one entry per entity), `tree`
-//! (the Jellyfish Merkle tree nodes of the latest state version), `archive` (the entries under
-//! the [`keys::ARCHIVE`] tag: period results older than the genesis retention window, which
-//! the rules moved out of the committed state; kept apart so that the working set of `kv`
-//! stays the size of the live state), `pending` (height ++ block
-//! hash -> a block proposed or received but not yet decided, so that a restarted validator
-//! still has the block its consensus WAL voted for).
+//! ledger state, [`veilwatt_verifier::state::keys`] -> value: one entry per entity), `archive`
+//! (the entries under the [`keys::ARCHIVE`] tag: period results older than the genesis
+//! retention window, which the rules moved out of the committed state; kept apart so that the
+//! working set of `kv` stays the size of the live state), `pending` (height ++ block hash -> a
+//! block proposed or received but not yet decided, so that a restarted validator still has the
+//! block its consensus WAL voted for).
 //!
 //! [`RocksStore::commit_decided`] writes a block, its certificate, its transactions' index
-//! entries, the entries the block changed, the new tree nodes (deleting the ones they make
-//! stale) and drops the pending blocks it supersedes, in **one** write batch with
-//! `sync = true`: after a crash at any point the store holds either everything of a block or
-//! nothing of it, and a committed block is on disk before the call returns. A block writes
-//! what it changes, not the state: its cost follows its size, not the ledger's.
+//! entries and the entries the block changed, and drops the pending blocks it supersedes, in
+//! **one** write batch with `sync = true`: after a crash at any point the store holds either
+//! everything of a block or nothing of it, and a committed block is on disk before the call
+//! returns. A block writes what it changes, not the state: its cost follows its size, not the
+//! ledger's.
+//!
+//! The state root's tree is not stored: it follows from the committed entries, so the store
+//! builds it in memory when it opens (checking its root against the last block's) and keeps
+//! it up to date at every commit. A commit then writes one entry per changed key and nothing
+//! for the tree (with jmt's stored nodes, ~6 tree nodes per changed key; decision 0007).
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use jmt::storage::{Node, NodeKey};
+use rayon::prelude::*;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
     ReadOptions, Snapshot, WriteBatch, WriteOptions, DB,
 };
 use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use veilwatt_verifier::ledger::LedgerRead;
+use veilwatt_verifier::state::smt::{KeyHash, Tree, ValueHash};
 use veilwatt_verifier::state::{
-    keys, tree, Entry, StateError, StateProof, StateRead, StateReadExt, StateUpdate,
+    keys, tree, Entry, StateError, StateProof, StateRead, StateReadExt, StateUpdate, TreeRead,
 };
 use veilwatt_verifier::types::{decode, encode, Block, TxId};
 
 const CF_BLOCKS: &str = "blocks";
 const CF_TX_INDEX: &str = "tx_index";
 const CF_KV: &str = "kv";
-const CF_TREE: &str = "tree";
 const CF_CERTS: &str = "certificates";
 const CF_PENDING: &str = "pending";
 const CF_ARCHIVE: &str = "archive";
-const ALL_CFS: [&str; 7] = [
+const ALL_CFS: [&str; 6] = [
     CF_BLOCKS,
     CF_TX_INDEX,
     CF_KV,
-    CF_TREE,
     CF_CERTS,
     CF_PENDING,
     CF_ARCHIVE,
 ];
+/// The column family of jmt's tree nodes, before the tree was kept in memory: dropped when
+/// such a store is opened (its entries are the same, and so is its root).
+const OLD_TREE_CF: &str = "tree";
 /// The column family of the version-1 store (the whole state as one value).
 const OLD_STATE_CF: &str = "state";
 
@@ -57,7 +64,7 @@ fn column_of(key: &[u8]) -> &'static str {
         CF_KV
     }
 }
-/// Block cache shared by the state and tree column families.
+/// Block cache of the state column family.
 const CACHE_BYTES: usize = 256 << 20;
 
 /// Storage failures.
@@ -110,38 +117,10 @@ pub struct TxLocation {
 /// The ledger on RocksDB.
 pub struct RocksStore {
     db: DB,
-    nodes: NodeCache,
-}
-
-/// Decoded tree nodes by key, bounded by their approximate size in memory. A node key names
-/// one node for good (the node a version holds at a path is written once, by the commit of
-/// that version), so a cached node is never out of date; what the cache saves is the RocksDB
-/// read and the decoding of the nodes every block reads again (the tree's upper levels).
-/// Nodes enter it when read from the database or committed, never from an update that is
-/// not committed yet.
-type NodeCache = quick_cache::sync::Cache<NodeKey, Node, NodeWeight>;
-
-/// Bytes of decoded tree nodes [`RocksStore`] keeps: the upper five levels of a tree of
-/// millions of leaves (~70,000 internal nodes).
-const NODE_CACHE_BYTES: u64 = 128 << 20;
-
-/// A decoded node's approximate size in memory: an internal node boxes 16 child slots of 64
-/// bytes; a leaf holds two hashes.
-#[derive(Clone, Copy, Debug)]
-struct NodeWeight;
-
-impl quick_cache::Weighter<NodeKey, Node> for NodeWeight {
-    fn weight(&self, _: &NodeKey, node: &Node) -> u64 {
-        match node {
-            Node::Internal(_) => 1_200,
-            Node::Leaf(_) | Node::Null => 160,
-        }
-    }
-}
-
-fn node_cache() -> NodeCache {
-    let items = (NODE_CACHE_BYTES / 1_200) as usize;
-    NodeCache::with_weighter(items, NODE_CACHE_BYTES, NodeWeight)
+    /// The committed state's tree. A commit holds the write lock from before its write batch
+    /// until the tree is the new one, so a snapshot (taken under the read lock) sees entries
+    /// and tree of one version.
+    tree: RwLock<Tree>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -165,7 +144,7 @@ fn descriptors() -> Vec<ColumnFamilyDescriptor> {
         .into_iter()
         .map(|name| {
             let mut o = Options::default();
-            if name == CF_KV || name == CF_TREE {
+            if name == CF_KV {
                 let mut t = BlockBasedOptions::default();
                 t.set_block_cache(&cache);
                 // Most reads are point lookups of keys that exist or of absent keys (replay
@@ -190,28 +169,99 @@ fn refuse_old_format(path: &Path) -> Result<(), StoreError> {
 }
 
 impl RocksStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, and builds the state's tree.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         refuse_old_format(path)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_total_wal_size(128 << 20);
-        Self {
-            db: DB::open_cf_descriptors(&opts, path, descriptors())?,
-            nodes: node_cache(),
+        let has_old_tree = DB::list_cf(&Options::default(), path)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c == OLD_TREE_CF);
+        let mut cfs = descriptors();
+        if has_old_tree {
+            cfs.push(ColumnFamilyDescriptor::new(OLD_TREE_CF, Options::default()));
         }
-        .refuse_retired_keys()
+        let mut db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        if has_old_tree {
+            db.drop_cf(OLD_TREE_CF)?;
+        }
+        Self::with_tree(db)
     }
 
     /// Opens an existing database read-only (e.g. to export while the node runs).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         refuse_old_format(path)?;
-        Self {
-            db: DB::open_cf_descriptors_read_only(&Options::default(), path, descriptors(), false)?,
-            nodes: node_cache(),
+        // A read-only open may leave out column families (an earlier format's `tree`).
+        let db =
+            DB::open_cf_descriptors_read_only(&Options::default(), path, descriptors(), false)?;
+        Self::with_tree(db)
+    }
+
+    /// The store over `db`, its tree built from the committed entries and checked against
+    /// the root the last block commits.
+    fn with_tree(db: DB) -> Result<Self, StoreError> {
+        let store = Self {
+            db,
+            tree: RwLock::default(),
         }
-        .refuse_retired_keys()
+        .refuse_retired_keys()?;
+        let tree = store.build_tree()?;
+        let height = store.live().meta()?.height;
+        if height > 0 {
+            let block = store.block(height)?.ok_or(StoreError::Corrupt {
+                what: "chain",
+                detail: format!("the state is at height {height}, whose block is missing"),
+            })?;
+            if block.state_root.0 != tree.root() {
+                return Err(StoreError::Corrupt {
+                    what: "state",
+                    detail: format!(
+                        "the entries' root {} is not the root {} block {height} commits",
+                        hex::encode(tree.root()),
+                        block.state_root
+                    ),
+                });
+            }
+        }
+        *store.tree_mut() = tree;
+        Ok(store)
+    }
+
+    /// The tree of the committed entries, read in key order and hashed in parallel batches.
+    fn build_tree(&self) -> Result<Tree, StoreError> {
+        const BATCH: usize = 1 << 16;
+        let cf = self.cf(CF_KV)?;
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(vec![keys::LOCAL]);
+        type Raw = (Box<[u8]>, Box<[u8]>);
+        fn hash(batch: &mut Vec<Raw>, leaves: &mut Vec<(KeyHash, ValueHash)>) {
+            leaves.par_extend(
+                batch
+                    .par_drain(..)
+                    .map(|(k, v)| (tree::key_hash(&k), veilwatt_verifier::types::sha256(&v))),
+            );
+        }
+        let mut leaves = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
+        for item in self.db.iterator_cf_opt(cf, ro, IteratorMode::Start) {
+            batch.push(item?);
+            if batch.len() == BATCH {
+                hash(&mut batch, &mut leaves);
+            }
+        }
+        hash(&mut batch, &mut leaves);
+        Ok(Tree::from_leaves(leaves))
+    }
+
+    fn tree_read(&self) -> RwLockReadGuard<'_, Tree> {
+        self.tree.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tree_mut(&self) -> RwLockWriteGuard<'_, Tree> {
+        self.tree.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Refuses a state holding entries under a retired tag ([`keys::RETIRED`]): it was
@@ -239,12 +289,13 @@ impl RocksStore {
         }
     }
 
-    /// The committed state frozen at this instant: every read through it sees one version,
-    /// whatever is committed meanwhile.
+    /// The committed state frozen at this instant: every read through it, of entries or of
+    /// the tree, sees one version, whatever is committed meanwhile.
     pub fn snapshot(&self) -> StoreView<'_> {
+        let tree = self.tree_read();
         StoreView {
             store: self,
-            snapshot: Some(self.db.snapshot()),
+            snapshot: Some((self.db.snapshot(), tree.clone())),
         }
     }
 
@@ -265,8 +316,9 @@ impl RocksStore {
         self.write_update(&mut batch, update)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
+        let mut tree = self.tree_mut();
         self.db.write_opt(batch, &wo)?;
-        self.cache_committed(update);
+        *tree = update.tree.clone();
         Ok(())
     }
 
@@ -330,15 +382,6 @@ impl RocksStore {
                 None => batch.delete_cf(cf, k),
             }
         }
-        // Only the latest version of the tree is kept: proofs are served for the committed
-        // state (through a snapshot), and history is in the blocks.
-        let nodes = self.cf(CF_TREE)?;
-        for stale in &update.tree.stale_node_index_batch {
-            batch.delete_cf(nodes, encode(&stale.node_key));
-        }
-        for (k, n) in update.tree.node_batch.nodes() {
-            batch.put_cf(nodes, encode(k), encode(n));
-        }
         Ok(())
     }
 
@@ -375,20 +418,10 @@ impl RocksStore {
         let bytes = batch.size_in_bytes();
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
+        let mut tree = self.tree_mut();
         self.db.write_opt(batch, &wo)?;
-        self.cache_committed(update);
+        *tree = update.tree.clone();
         Ok(bytes)
-    }
-
-    /// After `update`'s write batch is on disk: its new tree nodes are what the next block
-    /// reads, and the ones it made stale are no longer in the latest version.
-    fn cache_committed(&self, update: &StateUpdate) {
-        for stale in &update.tree.stale_node_index_batch {
-            self.nodes.remove(&stale.node_key);
-        }
-        for (k, n) in update.tree.node_batch.nodes() {
-            self.nodes.insert(k.clone(), n.clone());
-        }
     }
 
     /// Writes every memtable to disk (benchmarks measure bytes on disk after it).
@@ -401,7 +434,7 @@ impl RocksStore {
 
     /// Approximate on-disk size of the live data, bytes.
     pub fn disk_size(&self) -> u64 {
-        [CF_BLOCKS, CF_CERTS, CF_TX_INDEX, CF_KV, CF_TREE, CF_ARCHIVE]
+        [CF_BLOCKS, CF_CERTS, CF_TX_INDEX, CF_KV, CF_ARCHIVE]
             .iter()
             .filter_map(|n| self.db.cf_handle(n))
             .map(|cf| {
@@ -420,7 +453,8 @@ impl RocksStore {
 /// The committed state read from RocksDB, live or at a snapshot.
 pub struct StoreView<'a> {
     store: &'a RocksStore,
-    snapshot: Option<Snapshot<'a>>,
+    /// For a frozen view: the database snapshot and the tree of the same version.
+    snapshot: Option<(Snapshot<'a>, Tree)>,
 }
 
 impl std::fmt::Debug for StoreView<'_> {
@@ -446,26 +480,10 @@ impl StoreView<'_> {
     fn get_cf(&self, name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let cf = self.cf(name)?;
         match &self.snapshot {
-            Some(s) => s.get_cf(cf, key),
+            Some((s, _)) => s.get_cf(cf, key),
             None => self.store.db.get_cf(cf, key),
         }
         .map_err(rocks)
-    }
-
-    /// A tree node of the committed state, through the cache.
-    fn tree_node(&self, key: &NodeKey) -> Result<Option<Node>, StateError> {
-        if let Some(node) = self.store.nodes.get(key) {
-            return Ok(Some(node));
-        }
-        let Some(bytes) = self.get_cf(CF_TREE, &encode(key))? else {
-            return Ok(None);
-        };
-        let node: Node = decode(&bytes).map_err(|e| StateError::Corrupt {
-            key: hex::encode(encode(key)),
-            detail: e.to_string(),
-        })?;
-        self.store.nodes.insert(key.clone(), node.clone());
-        Ok(Some(node))
     }
 
     /// An inclusion or non-inclusion proof of `key` in this state.
@@ -492,7 +510,7 @@ impl StoreView<'_> {
         ro.set_iterate_upper_bound(to.to_vec());
         let mode = IteratorMode::From(from, Direction::Forward);
         let iter = match &self.snapshot {
-            Some(s) => s.iterator_cf_opt(cf, ro, mode),
+            Some((s, _)) => s.iterator_cf_opt(cf, ro, mode),
             None => self.store.db.iterator_cf_opt(cf, ro, mode),
         };
         for item in iter.take(limit) {
@@ -524,4 +542,11 @@ impl StateRead for StoreView<'_> {
     }
 }
 
-veilwatt_verifier::impl_tree_reader!(StoreView<'_>, |this, key| Ok(this.tree_node(key)?));
+impl TreeRead for StoreView<'_> {
+    fn tree(&self) -> Result<Tree, StateError> {
+        Ok(match &self.snapshot {
+            Some((_, tree)) => tree.clone(),
+            None => self.store.tree_read().clone(),
+        })
+    }
+}

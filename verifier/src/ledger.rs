@@ -11,6 +11,7 @@ use crate::proof::{
     UnlinkableOrderVerifier, VerifyError,
 };
 use crate::registry::{self, Enrolment, RegistryUpdateError};
+use crate::state::TreeRead;
 use crate::state::{keys, ChangeSet, Overlay, StateError, StateRead, StateReadExt, StateUpdate};
 use crate::types::{
     cancel_commitment, AnonymousParams, Block, FieldBytes, Genesis, GenesisError, Hash32, MeterKey,
@@ -18,7 +19,6 @@ use crate::types::{
     UnlinkableOrderPublic, WalletKey, MAX_NOTE_MEMO,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
-use jmt::storage::TreeReader;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use veilwatt_circuits::joinsplit::JoinSplitPublic;
@@ -421,7 +421,7 @@ impl<S: StateRead + ?Sized> LedgerRead for S {}
 /// A block applied to a state: the new version of the state and what happened.
 #[derive(Clone, Debug)]
 pub struct Applied {
-    /// Changes, tree nodes and root.
+    /// Changes, the tree they make and its root.
     pub update: StateUpdate,
     /// Events, in order.
     pub events: Vec<Event>,
@@ -1038,7 +1038,7 @@ impl<'g> Ledger<'g> {
 
     /// The state at height 0 (version 0 of the tree): empty but for zero totals. `reader` is
     /// the empty backend that will hold it.
-    pub fn genesis_update<R: TreeReader>(&self, reader: &R) -> Result<StateUpdate, StateError> {
+    pub fn genesis_update<R: TreeRead>(&self, reader: &R) -> Result<StateUpdate, StateError> {
         let empty = crate::state::MemoryState::default();
         let mut state = Overlay::new(&empty);
         write::meta(&mut state, &Meta::default());
@@ -1917,7 +1917,7 @@ impl<'g> Ledger<'g> {
     /// Applies a block to the state `state` (a backend holding the tree of its version):
     /// executes it and checks its state root. Pure: `state` is not modified; the caller
     /// commits the returned update.
-    pub fn apply_block<S: StateRead + TreeReader>(
+    pub fn apply_block<S: StateRead + TreeRead>(
         &self,
         state: &S,
         block: &Block,

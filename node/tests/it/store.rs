@@ -153,7 +153,7 @@ fn commits_survive_reopening() {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     assert_eq!(contents(&store), want);
-    assert_eq!(tree::root(&store.live(), 5).unwrap(), blocks[4].state_root);
+    assert_eq!(tree::root(&store.live()).unwrap(), blocks[4].state_root);
     for b in &blocks {
         assert_eq!(store.block(b.height).unwrap().as_ref(), Some(b));
         for (i, tx) in b.txs.iter().enumerate() {
@@ -250,13 +250,96 @@ fn kill_9_leaves_every_reported_commit_and_a_consistent_state() {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         assert_eq!(contents(&store), want);
-        assert_eq!(tree::root(&store.live(), height).unwrap(), replayed.root());
+        assert_eq!(tree::root(&store.live()).unwrap(), replayed.root());
         assert_eq!(
             store.block(height + 1).unwrap(),
             None,
             "no block beyond the state"
         );
     }
+}
+
+/// The store's database opened directly, with every column family it has.
+fn raw_db(path: &std::path::Path) -> rocksdb::DB {
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+    let mut opts = rocksdb::Options::default();
+    opts.create_missing_column_families(true);
+    rocksdb::DB::open_cf(&opts, path, cfs).unwrap()
+}
+
+/// A store holding genesis and `blocks` committed blocks, closed; its last block.
+fn store_with_blocks(path: &std::path::Path, blocks: u64) -> Block {
+    let (g, r, v) = genesis();
+    let store = open(&g, path);
+    let mut last = None;
+    for _ in 0..blocks {
+        let (b, applied) = next_block(&g, &r, &v, &store);
+        store.commit_decided(&b, &applied.update, &[]).unwrap();
+        last = Some(b);
+    }
+    last.expect("at least one block")
+}
+
+#[test]
+fn a_store_whose_entries_do_not_give_the_last_blocks_root_is_refused() {
+    // The tree is built from the committed entries when the store opens; an entry changed
+    // behind the ledger's back (a damaged or edited database) gives another root.
+    let dir = tempfile::tempdir().unwrap();
+    store_with_blocks(dir.path(), 3);
+    {
+        let db = raw_db(dir.path());
+        let kv = db.cf_handle("kv").unwrap();
+        // A committed entry other than the chain's totals (which the store reads first).
+        let (key, value) = db
+            .iterator_cf(kv, rocksdb::IteratorMode::Start)
+            .map(Result::unwrap)
+            .find(|(k, _)| {
+                veilwatt_verifier::state::keys::is_committed(k)
+                    && **k != veilwatt_verifier::state::keys::meta()[..]
+            })
+            .unwrap();
+        let mut tampered = value.to_vec();
+        *tampered.last_mut().unwrap() ^= 1;
+        db.put_cf(kv, &key, tampered).unwrap();
+    }
+    let e = RocksStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(e, StoreError::Corrupt { what: "state", .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("block 3 commits"), "{e}");
+    let e = RocksStore::open_read_only(dir.path()).unwrap_err();
+    assert!(
+        matches!(e, StoreError::Corrupt { what: "state", .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_store_with_stored_tree_nodes_opens_and_drops_them() {
+    // Until 2026-12-06 the store kept jmt's tree nodes in a `tree` column family. Its entries
+    // and root are this version's: it opens, and the column is dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let last = store_with_blocks(dir.path(), 2);
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let mut cfs = rocksdb::DB::list_cf(&opts, dir.path()).unwrap();
+        cfs.push("tree".into());
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), cfs).unwrap();
+        db.put_cf(db.cf_handle("tree").unwrap(), b"node", b"bytes")
+            .unwrap();
+    }
+    // Read-only, it opens without touching the column.
+    let ro = RocksStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(tree::root(&ro.live()).unwrap(), last.state_root);
+    drop(ro);
+    let store = RocksStore::open(dir.path()).unwrap();
+    assert_eq!(store.height().unwrap(), 2);
+    assert_eq!(tree::root(&store.live()).unwrap(), last.state_root);
+    drop(store);
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+    assert!(!cfs.iter().any(|c| c == "tree"), "{cfs:?}");
 }
 
 #[test]
@@ -285,20 +368,7 @@ fn a_state_with_committed_order_indexes_is_refused_as_an_earlier_format() {
         let dir = tempfile::tempdir().unwrap();
         drop(RocksStore::open(dir.path()).unwrap());
         {
-            let db = rocksdb::DB::open_cf(
-                &rocksdb::Options::default(),
-                dir.path(),
-                [
-                    "blocks",
-                    "certificates",
-                    "tx_index",
-                    "kv",
-                    "tree",
-                    "pending",
-                    "archive",
-                ],
-            )
-            .unwrap();
+            let db = raw_db(dir.path());
             db.put_cf(db.cf_handle("kv").unwrap(), [tag, 1, 2, 3], b"x")
                 .unwrap();
         }

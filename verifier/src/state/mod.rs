@@ -3,20 +3,20 @@
 //! root of a Jellyfish Merkle tree over the committed keys ([`tree`]).
 //!
 //! A backend (the in-memory [`MemoryState`] here, RocksDB in the node) holds the state after
-//! the last block and the tree nodes of that version; the rules never see a backend, only a
+//! the last block and that state's tree (in memory: it is derived from the committed entries); the rules never see a backend, only a
 //! [`StateRead`], so that node, audit and tests run the very same function.
 
 pub mod keys;
 mod memory;
 mod overlay;
+pub mod smt;
 pub mod tree;
 
 pub use memory::MemoryState;
 pub use overlay::{ChangeSet, Overlay};
-pub use tree::{verify_proof, ProofError, StateProof};
+pub use tree::{verify_proof, ProofError, StateProof, TreeRead};
 
 use borsh::BorshDeserialize;
-use jmt::storage::{TreeReader, TreeUpdateBatch};
 
 use crate::types::Hash32;
 
@@ -36,7 +36,7 @@ pub enum StateError {
     },
 }
 
-/// A new version of a state: the changes, the tree nodes they make and the resulting root.
+/// A new version of a state: the changes, the tree they make and its root.
 #[derive(Clone, Debug)]
 pub struct StateUpdate {
     /// The new version (block height).
@@ -45,23 +45,23 @@ pub struct StateUpdate {
     pub changes: ChangeSet,
     /// The state root of the new version.
     pub root: Hash32,
-    /// New tree nodes and the ones they make stale.
-    pub tree: TreeUpdateBatch,
+    /// The tree of the new version (sharing its untouched subtrees with the one before).
+    pub tree: smt::Tree,
 }
 
 impl StateUpdate {
     /// Computes the root of `changes` applied as `version` on top of the state whose tree
-    /// `reader` holds at `version - 1` (nothing, for version 0).
-    pub fn compute<R: TreeReader>(
+    /// `reader` holds (version `version - 1`; for version 0, an empty state).
+    pub fn compute<R: TreeRead + ?Sized>(
         reader: &R,
         version: u64,
         changes: ChangeSet,
     ) -> Result<Self, StateError> {
-        let (root, tree) = tree::update(reader, version, &changes)?;
+        let tree = tree::update(reader, &changes)?;
         Ok(Self {
             version,
             changes,
-            root,
+            root: Hash32(tree.root()),
             tree,
         })
     }

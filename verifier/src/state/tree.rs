@@ -1,133 +1,63 @@
-//! The state root: a Jellyfish Merkle tree (the `jmt` crate, SHA-256; decision 0007) over the
-//! committed entries. A leaf is keyed by `SHA-256(key)` and holds `SHA-256(value)`; version
-//! `h` of the tree is the state after block `h` (version 0: genesis). Updating the tree costs
-//! O(changed keys x log n) node reads and writes, whatever the size of the state.
+//! The state root: a sparse Merkle tree with the Jellyfish Merkle tree's hashes ([`smt`],
+//! decision 0007) over the committed entries. A leaf is keyed by `SHA-256(key)` and holds
+//! `SHA-256(value)`. An update hashes each node on the changed keys' paths once, so a block
+//! costs O(changed keys x log n) hashes, whatever the size of the state.
 //!
 //! Inclusion and non-inclusion proofs are jmt's sparse Merkle proofs, carried as their borsh
-//! bytes; [`verify_proof`] checks one against a root a block commits, so anybody holding a
-//! block header can check a balance, a meter or a period result a node serves, or that a key
-//! is absent.
+//! bytes; [`verify_proof`] checks one with jmt's own code against a root a block commits, so
+//! anybody holding a block header can check a balance, a meter or a period result a node
+//! serves, or that a key is absent.
 
-use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
-use jmt::{KeyHash, OwnedValue, RootHash, Sha256Jmt, Version};
+use jmt::{KeyHash, RootHash};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::keys::is_committed;
+use super::smt::{self, Tree};
 use super::{ChangeSet, StateError};
-use crate::types::{decode, encode, sha256, Hash32};
+use crate::types::{decode, sha256, Hash32};
 
-#[doc(hidden)]
-pub mod __reexport {
-    pub use anyhow;
-    pub use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
-    pub use jmt::{KeyHash, OwnedValue, Version};
+/// A backend's committed tree: the tree of the state every [`super::StateRead`] of it sees.
+pub trait TreeRead {
+    /// The tree of the committed state (an O(1) handle; versions share their nodes).
+    fn tree(&self) -> Result<Tree, StateError>;
 }
 
-/// Implements jmt's `TreeReader` for a state backend from how it reads one tree node:
-/// `impl_tree_reader!(Type, |this, key| expression)` where the expression (with `this: &Type`
-/// and `key: &NodeKey`) is an `anyhow::Result<Option<Node>>`. The ledger reads values by
-/// state key, never by key hash, and never asks the tree for its rightmost leaf (a snapshot is
-/// restored from its entries), so those two reads are refused.
-#[macro_export]
-macro_rules! impl_tree_reader {
-    ($ty:ty, |$this:ident, $key:ident| $node:expr) => {
-        impl $crate::state::tree::__reexport::TreeReader for $ty {
-            fn get_node_option(
-                &self,
-                node_key: &$crate::state::tree::__reexport::NodeKey,
-            ) -> $crate::state::tree::__reexport::anyhow::Result<
-                Option<$crate::state::tree::__reexport::Node>,
-            > {
-                let ($this, $key) = (self, node_key);
-                $node
-            }
-
-            fn get_value_option(
-                &self,
-                _max_version: $crate::state::tree::__reexport::Version,
-                _key_hash: $crate::state::tree::__reexport::KeyHash,
-            ) -> $crate::state::tree::__reexport::anyhow::Result<
-                Option<$crate::state::tree::__reexport::OwnedValue>,
-            > {
-                $crate::state::tree::__reexport::anyhow::bail!(
-                    "the state is read by key, not by key hash"
-                )
-            }
-
-            fn get_rightmost_leaf(
-                &self,
-            ) -> $crate::state::tree::__reexport::anyhow::Result<
-                Option<(
-                    $crate::state::tree::__reexport::NodeKey,
-                    $crate::state::tree::__reexport::LeafNode,
-                )>,
-            > {
-                $crate::state::tree::__reexport::anyhow::bail!("not supported")
-            }
-        }
-    };
+impl<T: TreeRead + ?Sized> TreeRead for &T {
+    fn tree(&self) -> Result<Tree, StateError> {
+        (**self).tree()
+    }
 }
 
 /// The tree's key for a state key.
-pub fn key_hash(key: &[u8]) -> KeyHash {
-    KeyHash(sha256(key))
+pub fn key_hash(key: &[u8]) -> smt::KeyHash {
+    sha256(key)
 }
 
-fn tree_error(e: anyhow::Error) -> StateError {
-    StateError::Storage(format!("state tree: {e:#}"))
-}
-
-/// The root after applying the committed part of `changes` as version `version` on top of
-/// version `version - 1` (read through `reader`), and the tree nodes to store with it.
-pub fn update<R: TreeReader>(
-    reader: &R,
-    version: Version,
-    changes: &ChangeSet,
-) -> Result<(Hash32, TreeUpdateBatch), StateError> {
-    let set = changes
-        .iter()
+/// The tree's changes for the committed part of a change set, sorted by key hash.
+fn tree_changes(changes: &ChangeSet) -> Vec<(smt::KeyHash, Option<smt::ValueHash>)> {
+    let mut set: Vec<_> = changes
+        .par_iter()
         .filter(|(k, _)| is_committed(k))
-        .map(|(k, v)| (key_hash(k), v.clone()));
-    let (root, batch) = Sha256Jmt::new(reader)
-        .put_value_set(set, version)
-        .map_err(tree_error)?;
-    Ok((Hash32(root.0), batch))
+        .map(|(k, v)| (key_hash(k), v.as_deref().map(sha256)))
+        .collect();
+    set.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    set
 }
 
-/// The root of version `version`.
-pub fn root<R: TreeReader>(reader: &R, version: Version) -> Result<Hash32, StateError> {
-    let root = Sha256Jmt::new(reader)
-        .get_root_hash(version)
-        .map_err(tree_error)?;
-    Ok(Hash32(root.0))
+/// The tree after applying the committed part of `changes` to the tree `reader` holds.
+pub fn update<R: TreeRead + ?Sized>(reader: &R, changes: &ChangeSet) -> Result<Tree, StateError> {
+    Ok(reader.tree()?.update(&tree_changes(changes)))
 }
 
-/// Reads tree nodes through `inner` and answers the one value lookup a proof makes: the tree
-/// stores value hashes, the state stores values.
-struct ProofReader<'a, R> {
-    inner: &'a R,
-    key: KeyHash,
-    value: Option<&'a [u8]>,
+/// The tree holding exactly the committed part of `entries` (every value `Some`).
+pub fn from_entries(entries: &ChangeSet) -> Tree {
+    Tree::empty().update(&tree_changes(entries))
 }
 
-impl<R: TreeReader> TreeReader for ProofReader<'_, R> {
-    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        self.inner.get_node_option(node_key)
-    }
-
-    fn get_value_option(
-        &self,
-        _max_version: Version,
-        key_hash: KeyHash,
-    ) -> anyhow::Result<Option<OwnedValue>> {
-        Ok((key_hash == self.key)
-            .then(|| self.value.map(<[u8]>::to_vec))
-            .flatten())
-    }
-
-    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
-        self.inner.get_rightmost_leaf()
-    }
+/// The root of the tree `reader` holds.
+pub fn root<R: TreeRead + ?Sized>(reader: &R) -> Result<Hash32, StateError> {
+    Ok(Hash32(reader.tree()?.root()))
 }
 
 /// A state entry (or its absence) with the proof that ties it to a root.
@@ -145,11 +75,11 @@ pub struct StateProof {
     pub proof: String,
 }
 
-/// Proves that `key` holds `value` (or, for `None`, is absent) in version `version`, whose
-/// committed entries `reader` holds. `value` must be what the state holds under `key`.
-pub fn prove<R: TreeReader>(
+/// Proves that `key` holds `value` (or, for `None`, is absent) in the state at `height`,
+/// whose tree `reader` holds. `value` must be what the state holds under `key`.
+pub fn prove<R: TreeRead + ?Sized>(
     reader: &R,
-    version: Version,
+    height: u64,
     key: &[u8],
     value: Option<&[u8]>,
 ) -> Result<StateProof, StateError> {
@@ -159,21 +89,20 @@ pub fn prove<R: TreeReader>(
             hex::encode(key)
         )));
     }
+    let tree = reader.tree()?;
     let kh = key_hash(key);
-    let reader = ProofReader {
-        inner: reader,
-        key: kh,
-        value,
-    };
-    let tree = Sha256Jmt::new(&reader);
-    let (_, proof) = tree.get_with_proof(kh, version).map_err(tree_error)?;
-    let root = tree.get_root_hash(version).map_err(tree_error)?;
+    if tree.get(&kh) != value.map(sha256) {
+        return Err(StateError::Storage(format!(
+            "the state and its tree disagree on key {}",
+            hex::encode(key)
+        )));
+    }
     Ok(StateProof {
-        height: version,
-        root: Hash32(root.0),
+        height,
+        root: Hash32(tree.root()),
         key: hex::encode(key),
         value: value.map(hex::encode),
-        proof: hex::encode(encode(&proof)),
+        proof: hex::encode(tree.prove(&kh)),
     })
 }
 
@@ -219,7 +148,11 @@ pub fn verify_proof(
     let bytes = hex::decode(&proof.proof).map_err(|e| bad("proof", &e))?;
     let smp: jmt::proof::SparseMerkleProof<sha2::Sha256> =
         decode(&bytes).map_err(|e| bad("proof", &e))?;
-    smp.verify(RootHash(trusted_root.0), key_hash(&key), value.as_deref())
-        .map_err(|e| ProofError::Invalid(format!("{e:#}")))?;
+    smp.verify(
+        RootHash(trusted_root.0),
+        KeyHash(key_hash(&key)),
+        value.as_deref(),
+    )
+    .map_err(|e| ProofError::Invalid(format!("{e:#}")))?;
     Ok(value)
 }

@@ -1,12 +1,45 @@
-//! The authenticated state: incremental roots equal roots computed from scratch, and inclusion
-//! and non-inclusion proofs hold for present and absent keys and fail when tampered with.
+//! The authenticated state: incremental roots equal roots computed from scratch and jmt's, its
+//! proofs are byte for byte jmt's, and inclusion and non-inclusion proofs hold for present and
+//! absent keys and fail when tampered with.
 
+use jmt::mock::MockTreeStore;
+use jmt::{KeyHash, Sha256Jmt};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use veilwatt_verifier::state::{
     tree, verify_proof, ChangeSet, MemoryState, ProofError, StateProof, StateUpdate,
 };
-use veilwatt_verifier::types::Hash32;
+use veilwatt_verifier::types::{sha256, Hash32};
+
+/// The `jmt` crate itself over its in-memory store: the reference the state tree must match
+/// (same hashes, same proofs), updated version by version with jmt's own algorithm.
+#[derive(Default)]
+struct Jmt {
+    store: MockTreeStore,
+    version: Option<u64>,
+}
+
+impl Jmt {
+    fn commit(&mut self, set: &ChangeSet) -> Hash32 {
+        let version = self.version.map_or(0, |v| v + 1);
+        let values = set.iter().map(|(k, v)| (KeyHash(sha256(k)), v.clone()));
+        let (root, batch) = Sha256Jmt::new(&self.store)
+            .put_value_set(values, version)
+            .unwrap();
+        self.store.write_tree_update_batch(batch).unwrap();
+        self.version = Some(version);
+        Hash32(root.0)
+    }
+
+    /// jmt's proof for `key`, as the borsh bytes a `StateProof` carries in hex.
+    fn proof(&self, key: &[u8]) -> String {
+        let version = self.version.unwrap();
+        let (_, proof) = Sha256Jmt::new(&self.store)
+            .get_with_proof(KeyHash(sha256(key)), version)
+            .unwrap();
+        hex::encode(borsh::to_vec(&proof).unwrap())
+    }
+}
 
 /// The root of a fresh tree holding exactly `entries`.
 fn scratch_root(entries: &BTreeMap<Vec<u8>, Vec<u8>>) -> Hash32 {
@@ -68,6 +101,31 @@ fn build(versions: &[Vec<Change>]) -> (MemoryState, BTreeMap<Vec<u8>, Vec<u8>>) 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
+    /// Version by version, the tree's root is jmt's root over the same changes, and its proof
+    /// of every present and of absent keys is jmt's proof, byte for byte.
+    #[test]
+    fn roots_and_proofs_are_jmts(
+        versions in prop::collection::vec(prop::collection::vec(change(), 0..120), 1..8),
+        absent in prop::collection::vec(key(), 1..8),
+    ) {
+        let mut reference = Jmt::default();
+        prop_assert_eq!(
+            reference.commit(&ChangeSet::new()),
+            scratch_root(&BTreeMap::new())
+        );
+        let mut jmt_roots = Vec::new();
+        let (state, model) = build_checking(&versions, |_, state, _| {
+            jmt_roots.push(state.root());
+        });
+        for (changes, root) in versions.iter().zip(jmt_roots) {
+            let set: ChangeSet = changes.iter().cloned().collect();
+            prop_assert_eq!(reference.commit(&set), root);
+        }
+        for k in model.keys().chain(absent.iter()) {
+            prop_assert_eq!(&state.prove(k).unwrap().proof, &reference.proof(k));
+        }
+    }
+
     /// Inserting, overwriting and deleting keys over many versions gives, at every version,
     /// the root of a fresh tree holding the same entries; deleting everything gives the empty
     /// tree's root.
@@ -76,8 +134,8 @@ proptest! {
         versions in prop::collection::vec(prop::collection::vec(change(), 0..12), 1..10),
     ) {
         let mut roots = Vec::new();
-        let (mut state, model) = build_checking(&versions, |v, state, model| {
-            roots.push((state.root(), scratch_root(model), tree::root(state, v).unwrap()));
+        let (mut state, model) = build_checking(&versions, |_, state, model| {
+            roots.push((state.root(), scratch_root(model), tree::root(state).unwrap()));
         });
         for (incremental, scratch, stored) in roots {
             prop_assert_eq!(incremental, scratch);
