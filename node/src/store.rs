@@ -238,11 +238,7 @@ impl RocksStore {
         ro.set_iterate_upper_bound(vec![keys::LOCAL]);
         type Raw = (Box<[u8]>, Box<[u8]>);
         fn hash(batch: &mut Vec<Raw>, leaves: &mut Vec<(KeyHash, ValueHash)>) {
-            leaves.par_extend(
-                batch
-                    .par_drain(..)
-                    .map(|(k, v)| (tree::key_hash(&k), veilwatt_verifier::types::sha256(&v))),
-            );
+            leaves.par_extend(batch.par_drain(..).map(|(k, v)| tree::leaf(&k, &v)));
         }
         let mut leaves = Vec::new();
         let mut batch = Vec::with_capacity(BATCH);

@@ -34,12 +34,23 @@ pub fn key_hash(key: &[u8]) -> smt::KeyHash {
     sha256(key)
 }
 
+/// The tree's leaf for a committed entry: its key hash and value hash.
+pub fn leaf(key: &[u8], value: &[u8]) -> (smt::KeyHash, smt::ValueHash) {
+    (key_hash(key), sha256(value))
+}
+
 /// The tree's changes for the committed part of a change set, sorted by key hash.
 fn tree_changes(changes: &ChangeSet) -> Vec<(smt::KeyHash, Option<smt::ValueHash>)> {
     let mut set: Vec<_> = changes
         .par_iter()
         .filter(|(k, _)| is_committed(k))
-        .map(|(k, v)| (key_hash(k), v.as_deref().map(sha256)))
+        .map(|(k, v)| match v {
+            Some(v) => {
+                let (k, v) = leaf(k, v);
+                (k, Some(v))
+            }
+            None => (key_hash(k), None),
+        })
         .collect();
     set.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     set
