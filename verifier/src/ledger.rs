@@ -316,10 +316,15 @@ pub trait LedgerRead: StateRead {
         Ok(orders)
     }
 
-    /// The earliest period with open orders (wallet-signed or unlinkable).
-    fn first_open_period(&self) -> Result<Option<u64>, StateError> {
+    /// The earliest period from `from` on with open orders (wallet-signed or unlinkable).
+    /// The scan starts at `from`'s orders: it does not walk over what is left (in a store,
+    /// as deletion markers for a while) of the orders of periods cleared before.
+    fn first_open_period(&self, from: u64) -> Result<Option<u64>, StateError> {
         let first = |tag: u8| -> Result<Option<u64>, StateError> {
-            Ok(self.first_key(&[tag])?.and_then(|k| keys::u64_at(&k, 1)))
+            let mut start = vec![tag];
+            start.extend(from.to_be_bytes());
+            let found = self.scan(&start, &keys::prefix_end(&[tag]), 1)?;
+            Ok(found.first().and_then(|(k, _)| keys::u64_at(k, 1)))
         };
         let (a, b) = (first(keys::ORDER)?, first(keys::UNLINKABLE_ORDER)?);
         Ok(match (a, b) {
@@ -1585,13 +1590,28 @@ impl<'g> Ledger<'g> {
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
         // Gates close in period order, so the due periods are a prefix of the open ones.
-        while let Some(p) = state.first_open_period()? {
+        // None is before the first period whose gate was open at the last block's time.
+        let mut from = self.first_uncleared_period(state.meta()?.last_time);
+        while let Some(p) = state.first_open_period(from)? {
             if self.genesis.gate_close(p).is_none_or(|c| c > time) {
                 break;
             }
             self.clear_period(state, p, height, events)?;
+            let Some(next) = p.checked_add(1) else { break };
+            from = next;
         }
         Ok(())
+    }
+
+    /// The first period whose gate is open at `time` (closes after it). No order of an
+    /// earlier period is open after a block at `time`: the block cleared every period whose
+    /// gate had closed before applying its transactions, and no order is applied to a period
+    /// whose gate has closed.
+    fn first_uncleared_period(&self, time: u64) -> u64 {
+        // gate_close(p) = genesis_time + (p + 1) * period_secs + gate_delay_secs > time.
+        let g = self.genesis;
+        let after_first = time.saturating_sub(g.genesis_time.saturating_add(g.gate_delay_secs));
+        after_first / g.period_secs
     }
 
     fn clear_period(

@@ -97,6 +97,53 @@ fn end_to_end_settlement_with_itemised_fees() {
     assert!(verify_proof(&root, &forged).is_err());
 }
 
+/// The clearing looks for open orders from the first period whose gate was open at the last
+/// block's time: an order applied in the last second before its gate closed is still found,
+/// by the very next block or after a long silence, and a later period's orders are left open.
+#[test]
+fn orders_of_the_last_second_before_the_gate_are_cleared() {
+    let g = genesis(Mechanism::Uniform);
+    let s = community(&g);
+    let last_second = |p: u64| after_gate(p) - 1;
+    let s = apply(
+        &g,
+        &s,
+        last_second(0),
+        vec![
+            order(&g, 1, 0, Side::Sell, 1_000, 10),
+            order(&g, 2, 0, Side::Buy, 1_000, 20),
+        ],
+    );
+    let s = apply(&g, &s, after_gate(0), vec![]);
+    assert_eq!(s.view().results[&0].volume_wh, 1_000);
+    assert!(s.view().open_orders.is_empty());
+
+    // Period 1's orders in its last second, then period 2's; blocks come back only after
+    // period 1's gate closed and before period 2's did.
+    let s = apply(
+        &g,
+        &s,
+        last_second(1),
+        vec![
+            order(&g, 3, 1, Side::Sell, 700, 10),
+            order(&g, 4, 1, Side::Buy, 700, 20),
+        ],
+    );
+    let s = apply(&g, &s, last_second(1), vec![]);
+    let s = apply(
+        &g,
+        &s,
+        in_gate(2),
+        vec![order(&g, 1, 2, Side::Sell, 300, 10)],
+    );
+    assert_eq!(s.view().results[&1].volume_wh, 700);
+    assert_eq!(s.view().open_orders.len(), 1);
+    assert!(!s.view().results.contains_key(&2));
+    let s = apply(&g, &s, after_gate(5), vec![]);
+    assert_eq!(s.view().results[&2].volume_wh, 0);
+    assert!(s.view().open_orders.is_empty());
+}
+
 #[test]
 fn replayed_transaction_is_rejected() {
     let g = genesis(Mechanism::Uniform);
