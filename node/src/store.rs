@@ -522,6 +522,36 @@ impl StateRead for StoreView<'_> {
         self.get_cf(column_of(key), key)
     }
 
+    /// Keys of the state's column, sorted, are read as RocksDB batches (one pass over each
+    /// level's files for a batch), a part per thread; others one at a time.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        const MIN_PART: usize = 64;
+        if !keys.is_sorted() || keys.iter().any(|k| column_of(k) != CF_KV) {
+            return keys.iter().map(|k| self.get(k)).collect();
+        }
+        let part = keys
+            .len()
+            .div_ceil(rayon::current_num_threads())
+            .max(MIN_PART);
+        let parts = keys
+            .par_chunks(part)
+            .map(|part| {
+                let cf = self.cf(CF_KV)?;
+                let mut ro = ReadOptions::default();
+                if let Some((snapshot, _)) = &self.snapshot {
+                    ro.set_snapshot(snapshot);
+                }
+                self.store
+                    .db
+                    .batched_multi_get_cf_opt(cf, part, true, &ro)
+                    .into_iter()
+                    .map(|v| Ok(v.map_err(rocks)?.map(|v| v.to_vec())))
+                    .collect::<Result<Vec<_>, StateError>>()
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(parts.concat())
+    }
+
     fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         // The key space in order: `kv` below the archive tag, `archive`, `kv` above it.
         let (archive, above) = ([keys::ARCHIVE], [keys::ARCHIVE + 1]);

@@ -170,6 +170,50 @@ fn commits_survive_reopening() {
     assert_eq!(store.block(0).unwrap(), None);
 }
 
+/// `get_many` (RocksDB batches, a part per thread) reads what `get` reads, key by key, in a
+/// live view and in a snapshot that later commits do not change; present and absent keys,
+/// sorted or not, with archive keys or not.
+#[test]
+fn many_keys_read_at_once_are_what_one_at_a_time_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, r, v) = genesis();
+    let store = open(&g, dir.path());
+    for _ in 0..40 {
+        let (b, applied) = next_block(&g, &r, &v, &store);
+        store.commit_decided(&b, &applied.update, &[]).unwrap();
+    }
+    let present: Vec<Vec<u8>> = contents(&store).into_iter().map(|(k, _)| k).collect();
+    assert!(present.len() > 100, "{} entries", present.len());
+    // Each present key, a key just after it (absent), and keys of empty tables.
+    let mut keys: Vec<Vec<u8>> = present
+        .iter()
+        .flat_map(|k| [k.clone(), [k.as_slice(), &[0]].concat()])
+        .chain((0..50u8).map(|i| vec![0x01, i, 0xee]))
+        .collect();
+    keys.sort();
+    let one_at_a_time = |view: &dyn StateRead, keys: &[Vec<u8>]| -> Vec<Option<Vec<u8>>> {
+        keys.iter().map(|k| view.get(k).unwrap()).collect()
+    };
+    let snapshot = store.snapshot();
+    let before = one_at_a_time(&snapshot, &keys);
+    assert!(before.iter().any(Option::is_some) && before.iter().any(Option::is_none));
+    for _ in 0..3 {
+        let (b, applied) = next_block(&g, &r, &v, &store);
+        store.commit_decided(&b, &applied.update, &[]).unwrap();
+    }
+    assert_eq!(snapshot.get_many(&keys).unwrap(), before);
+    let live = store.live();
+    let now = one_at_a_time(&live, &keys);
+    assert_ne!(now, before, "the later commits changed some of the keys");
+    assert_eq!(live.get_many(&keys).unwrap(), now);
+    // Unsorted, and with an archive key: read one at a time, the same values.
+    let mut mixed = keys.clone();
+    mixed.reverse();
+    mixed.push(veilwatt_verifier::state::keys::archived_result(3));
+    assert_eq!(live.get_many(&mixed).unwrap(), one_at_a_time(&live, &mixed));
+    assert_eq!(live.get_many(&[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+}
+
 #[test]
 fn out_of_order_commits_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,11 +9,13 @@
 pub mod keys;
 mod memory;
 mod overlay;
+mod prefetch;
 pub mod smt;
 pub mod tree;
 
 pub use memory::MemoryState;
 pub use overlay::{ChangeSet, Overlay};
+pub use prefetch::Prefetched;
 pub use tree::{verify_proof, ProofError, StateProof, TreeRead};
 
 use borsh::BorshDeserialize;
@@ -75,6 +77,12 @@ pub trait StateRead: Sync {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
 
+    /// The values under `keys`, in their order. A backend that reads a sorted batch faster
+    /// than one key at a time (RocksDB) overrides it.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     /// Up to `limit` entries with `from <= key < to`, in key order.
     fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Entry>, StateError>;
 }
@@ -82,6 +90,9 @@ pub trait StateRead: Sync {
 impl<S: StateRead + ?Sized> StateRead for &S {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         (**self).get(key)
+    }
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
+        (**self).get_many(keys)
     }
     fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         (**self).scan(from, to, limit)
