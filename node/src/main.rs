@@ -1,5 +1,10 @@
 //! `veilwatt-node`: run and administer a Veilwatt validator.
 
+/// A block's state tree allocates and frees ~10^5 small nodes; mimalloc does it at a fraction
+/// of glibc's cost (decision 0007, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -19,7 +19,8 @@
 //! The state root's tree is not stored: it follows from the committed entries, so the store
 //! builds it in memory when it opens (checking its root against the last block's) and keeps
 //! it up to date at every commit. A commit then writes one entry per changed key and nothing
-//! for the tree (with jmt's stored nodes, ~6 tree nodes per changed key; decision 0007).
+//! for the tree (with jmt's stored nodes, ~6 tree nodes per changed key; decision 0007). The
+//! tree a commit replaces is freed on a thread of its own, off the commit's path.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use rayon::prelude::*;
@@ -28,7 +29,9 @@ use rocksdb::{
     ReadOptions, Snapshot, WriteBatch, WriteOptions, DB,
 };
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 use veilwatt_verifier::ledger::LedgerRead;
 use veilwatt_verifier::state::smt::{KeyHash, Tree, ValueHash};
 use veilwatt_verifier::state::{
@@ -66,6 +69,8 @@ fn column_of(key: &[u8]) -> &'static str {
 }
 /// Block cache of the state column family.
 const CACHE_BYTES: usize = 256 << 20;
+/// Memtable of the state column family.
+const MEMTABLE_BYTES: usize = 8 << 20;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +126,55 @@ pub struct RocksStore {
     /// until the tree is the new one, so a snapshot (taken under the read lock) sees entries
     /// and tree of one version.
     tree: RwLock<Tree>,
+    /// Where a commit leaves the tree it replaced.
+    retired: Retired,
+}
+
+/// Frees the trees that commits replace on a thread of their own. A block's changes
+/// supersede ~10^5 tree nodes at a million keys, and freeing them is a walk over cold memory
+/// that took ~10 ms of every commit (decision 0007). At most two trees wait: a commit that
+/// finds both places taken frees its own.
+struct Retired {
+    to_free: Option<SyncSender<Tree>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Retired {
+    fn start() -> Self {
+        let (to_free, freed) = sync_channel::<Tree>(2);
+        let thread = std::thread::Builder::new()
+            .name("state-tree-free".into())
+            .spawn(move || freed.into_iter().for_each(drop));
+        match thread {
+            Ok(thread) => Self {
+                to_free: Some(to_free),
+                thread: Some(thread),
+            },
+            // Without the thread, commits free their trees themselves.
+            Err(_) => Self {
+                to_free: None,
+                thread: None,
+            },
+        }
+    }
+
+    /// Frees `tree` on the thread, or here if the thread has two waiting or is gone.
+    fn free(&self, tree: Tree) {
+        if let Some(to_free) = &self.to_free {
+            // A refused tree comes back in the error, and is freed with it.
+            let _ = to_free.try_send(tree);
+        }
+    }
+}
+
+impl Drop for Retired {
+    fn drop(&mut self) {
+        self.to_free = None;
+        if let Some(thread) = self.thread.take() {
+            // The thread ends once it has freed what it was given; it cannot panic.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -152,6 +206,10 @@ fn descriptors() -> Vec<ColumnFamilyDescriptor> {
                 t.set_bloom_filter(10.0, false);
                 t.set_cache_index_and_filter_blocks(true);
                 o.set_block_based_table_factory(&t);
+                // A block inserts ~10^4 entries into the memtable, a skip list whose search
+                // is a walk over cold memory: a memtable of 8 MB instead of the default 64 MB
+                // stays in the CPU's caches, and commits took ~30% less (decision 0007).
+                o.set_write_buffer_size(MEMTABLE_BYTES);
             }
             ColumnFamilyDescriptor::new(name, o)
         })
@@ -206,6 +264,7 @@ impl RocksStore {
         let store = Self {
             db,
             tree: RwLock::default(),
+            retired: Retired::start(),
         }
         .refuse_retired_keys()?;
         let tree = store.build_tree()?;
@@ -416,7 +475,9 @@ impl RocksStore {
         wo.set_sync(true);
         let mut tree = self.tree_mut();
         self.db.write_opt(batch, &wo)?;
-        *tree = update.tree.clone();
+        let replaced = std::mem::replace(&mut *tree, update.tree.clone());
+        drop(tree);
+        self.retired.free(replaced);
         Ok(bytes)
     }
 
@@ -426,6 +487,35 @@ impl RocksStore {
             self.db.flush_cf(self.cf(name)?)?;
         }
         Ok(())
+    }
+
+    /// Waits, at most `max`, until RocksDB has no flush or compaction running or pending;
+    /// returns whether it got there. Benchmarks measure blocks on a settled store, not one
+    /// still compacting what their setup wrote a moment before.
+    pub fn settle(&self, max: std::time::Duration) -> Result<bool, StoreError> {
+        const BUSY: [&str; 4] = [
+            "rocksdb.mem-table-flush-pending",
+            "rocksdb.compaction-pending",
+            "rocksdb.num-running-flushes",
+            "rocksdb.num-running-compactions",
+        ];
+        let start = std::time::Instant::now();
+        loop {
+            let mut busy = false;
+            for name in ALL_CFS {
+                let cf = self.cf(name)?;
+                for p in BUSY {
+                    busy |= self.db.property_int_value_cf(cf, p)?.unwrap_or(0) > 0;
+                }
+            }
+            if !busy {
+                return Ok(true);
+            }
+            if start.elapsed() >= max {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Approximate on-disk size of the live data, bytes.
