@@ -1613,7 +1613,8 @@ impl<'g> Ledger<'g> {
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
         // Gates close in period order, so the due periods are a prefix of the open ones.
-        // None is before the first period whose gate was open at the last block's time.
+        // No order is open for a period before the first whose gate was still open at the
+        // previous block's time.
         let mut from = self.first_uncleared_period(state.meta()?.last_time);
         while let Some(p) = state.first_open_period(from)? {
             if self.genesis.gate_close(p).is_none_or(|c| c > time) {
