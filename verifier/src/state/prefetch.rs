@@ -43,10 +43,6 @@ impl StateRead for Prefetched<'_> {
         }
     }
 
-    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StateError> {
-        keys.iter().map(|k| self.get(k)).collect()
-    }
-
     fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         self.base.scan(from, to, limit)
     }
