@@ -1108,6 +1108,46 @@ impl Figures {
     }
 }
 
+/// The results of the periods a block cleared, from its changes.
+fn cleared_results(
+    events: &[crate::ledger::Event],
+    changes: &crate::state::ChangeSet,
+) -> Result<Vec<crate::ledger::PeriodResult>, AuditError> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            crate::ledger::Event::PeriodCleared { period, .. } => Some(*period),
+            crate::ledger::Event::TxApplied { .. } => None,
+        })
+        .map(|p| {
+            let key = crate::state::keys::result(p);
+            match changes.get(&key) {
+                Some(Some(value)) => {
+                    crate::state::decode_entry(&key, value).map_err(AuditError::State)
+                }
+                _ => Err(AuditError::State(StateError::Storage(format!(
+                    "period {p} cleared but has no result"
+                )))),
+            }
+        })
+        .collect()
+}
+
+/// Drops the values of the retained period results from the audit's state, keeping their
+/// keys and the tree's hashes of them.
+///
+/// A city period's result is tens of megabytes (every order's outcome and every trade) and the
+/// genesis retains the last `result_retention_periods` of them in the committed state: kept
+/// whole, a day of them would hold gigabytes of the audit's memory. The audit reads a result
+/// once, from the changes of the block that clears its period; the tree needs only its hash,
+/// taken when the block's root was computed; and the rules read a retained result back only
+/// to move it to the archive, which the audit drops. An empty value does not decode as a
+/// result, so a rule that ever read one for its content would fail the audit with
+/// [`StateError::Corrupt`] naming the key, not replay something else.
+fn forget_results(state: &mut MemoryState) {
+    state.forget_values(&crate::state::keys::all_results());
+}
+
 /// Stage 3: replays every block through the state machine, in order, and takes each
 /// period's figures when it clears.
 fn replay_stage(
@@ -1119,6 +1159,7 @@ fn replay_stage(
     progress: &dyn Progress,
 ) -> Result<AuditReport, AuditError> {
     let (lo, hi) = periods.unwrap_or((0, u64::MAX));
+    forget_results(&mut state);
     let mut figures = Figures::default();
     // Orders already open at the start (from a snapshot) clear later: their meters.
     for p in state.open_periods().map_err(AuditError::State)? {
@@ -1142,28 +1183,14 @@ fn replay_stage(
                 .update
                 .changes
                 .retain(|k, _| k.first() != Some(&crate::state::keys::ARCHIVE));
+            let cleared = cleared_results(&applied.events, &applied.update.changes)?;
             state.commit(applied.update);
+            forget_results(&mut state);
             figures.block(&b.block);
             shielded.block(&b.block).map_err(AuditError::Supply)?;
-            for p in applied
-                .events
-                .iter()
-                .filter_map(|e| match e {
-                    crate::ledger::Event::PeriodCleared { period, .. } => Some(*period),
-                    crate::ledger::Event::TxApplied { .. } => None,
-                })
-                .collect::<Vec<_>>()
-            {
-                let r = state
-                    .period_result(p)
-                    .map_err(AuditError::State)?
-                    .ok_or_else(|| {
-                        AuditError::State(StateError::Storage(format!(
-                            "period {p} cleared but has no result"
-                        )))
-                    })?;
-                figures.cleared(&r, (lo..=hi).contains(&p));
-                shielded.cleared(&r).map_err(AuditError::Supply)?;
+            for r in &cleared {
+                figures.cleared(r, (lo..=hi).contains(&r.period));
+                shielded.cleared(r).map_err(AuditError::Supply)?;
             }
             blocks += 1;
             transactions += b.block.txs.len() as u64;

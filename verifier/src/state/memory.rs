@@ -73,6 +73,20 @@ impl MemoryState {
         self.kv.iter()
     }
 
+    /// Empties the values under `prefix`, keeping their keys and the tree (which holds the
+    /// values' hashes, so roots and later updates are unchanged): for a reader that will not
+    /// read those values again. Reads then return empty values, and [`MemoryState::prove`]
+    /// no longer proves them.
+    pub fn forget_values(&mut self, prefix: &[u8]) {
+        let end = super::keys::prefix_end(prefix);
+        for (_, v) in self
+            .kv
+            .range_mut::<[u8], _>((Bound::Included(prefix), Bound::Excluded(end.as_slice())))
+        {
+            *v = Vec::new();
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn insert_raw(&mut self, k: Vec<u8>, v: Vec<u8>) {
         self.kv.insert(k, v);
@@ -100,5 +114,49 @@ impl StateRead for MemoryState {
 impl TreeRead for MemoryState {
     fn tree(&self) -> Result<Tree, StateError> {
         Ok(self.tree.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ChangeSet;
+
+    fn update(s: &MemoryState, version: u64, changes: &[(u8, Option<u8>)]) -> StateUpdate {
+        let changes: ChangeSet = changes
+            .iter()
+            .map(|(k, v)| (vec![0x06, *k], v.map(|v| vec![v; 40])))
+            .collect();
+        StateUpdate::compute(s, version, changes).unwrap()
+    }
+
+    #[test]
+    fn forgotten_values_keep_their_keys_and_every_later_root() {
+        let mut whole = MemoryState::default();
+        whole.commit(update(
+            &whole,
+            0,
+            &[(1, Some(1)), (2, Some(2)), (3, Some(3))],
+        ));
+        let mut thin = whole.clone();
+        thin.forget_values(&[0x06]);
+        assert_eq!(thin.root(), whole.root());
+        assert_eq!(thin.get(&[0x06, 2]).unwrap(), Some(Vec::new()));
+        let keys = |s: &MemoryState| -> Vec<Vec<u8>> {
+            s.scan(&[0x06], &[0x07], usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys(&thin), keys(&whole));
+        // Deleting a forgotten entry, rewriting one and adding one: the same roots as with
+        // the values kept.
+        let changes = [(1, None), (2, Some(9)), (4, Some(4))];
+        whole.commit(update(&whole, 1, &changes));
+        thin.commit(update(&thin, 1, &changes));
+        assert_eq!(thin.root(), whole.root());
+        assert_eq!(keys(&thin), keys(&whole));
+        assert_eq!(thin.get(&[0x06, 2]).unwrap(), Some(vec![9; 40]));
     }
 }

@@ -13,6 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use veilwatt_circuits::{eddsa::SecretKey, statement::PeriodStatement};
 use veilwatt_params::dev;
 use veilwatt_prover::{OrderRequest, Prover};
+use veilwatt_verifier::audit::{Certificate, Export, ExportedBlock, EXPORT_FORMAT};
 use veilwatt_verifier::ledger::{Applied, BlockError, Ledger, ProofCheck};
 use veilwatt_verifier::state::MemoryState;
 use veilwatt_verifier::types::*;
@@ -268,4 +269,37 @@ pub fn block(
 pub fn apply(g: &Genesis, state: &St, time: u64, txs: Vec<Transaction>) -> St {
     let b = block(g, state, time, txs, verifier());
     state.apply_block(g, &b, verifier()).expect("valid block")
+}
+
+/// `blocks` as an export of `g`'s chain, each with a commit certificate of its (only)
+/// validator.
+pub fn export(g: &Genesis, blocks: &[Block]) -> Export {
+    let me = wallet(&validator());
+    let blocks = blocks
+        .iter()
+        .map(|b| {
+            let mut cert = Certificate {
+                height: b.height,
+                round: 0,
+                block_hash: b.hash(),
+                signatures: vec![],
+            };
+            let sig =
+                ed25519_dalek::Signer::sign(&validator(), &cert.signing_bytes(&g.chain_id, &me));
+            cert.signatures.push((me, Signature64(sig.to_bytes())));
+            ExportedBlock {
+                hash: b.hash(),
+                block: b.clone(),
+                certificate: hex::encode(cert.encode()),
+            }
+        })
+        .collect::<Vec<_>>();
+    Export {
+        format: EXPORT_FORMAT.into(),
+        chain_id: g.chain_id.clone(),
+        genesis_hash: g.hash(),
+        from: 1,
+        to: blocks.len() as u64,
+        blocks,
+    }
 }

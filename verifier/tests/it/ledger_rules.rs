@@ -275,6 +275,63 @@ fn results_older_than_the_retention_window_move_to_the_archive() {
     assert_eq!(s.root(), s.view().root());
 }
 
+/// The audit keeps no retained result's value (only its key and the tree's hash of it): its
+/// replay of a chain whose results move to the archive still computes every block's root and
+/// reports every period, as it does when nothing moves.
+#[test]
+fn the_audit_replays_results_that_move_to_the_archive() {
+    use veilwatt_verifier::audit::{audit, Quiet};
+    use veilwatt_verifier::ledger::{LedgerRead, MarketVerifier};
+    let verifiers = MarketVerifier {
+        order: verifier().clone(),
+        joinsplit: None,
+        unlinkable: None,
+    };
+    let chain = |retention: u64| {
+        let mut g = genesis(Mechanism::Uniform);
+        g.result_retention_periods = retention;
+        let mut s = St::genesis(&g);
+        let mut blocks = Vec::new();
+        let mut add = |s: &mut St, time: u64, txs: Vec<Transaction>| {
+            let b = block(&g, s, time, txs, verifier());
+            *s = s.apply_block(&g, &b, verifier()).expect("valid block");
+            blocks.push(b);
+        };
+        let setup = (1..=4)
+            .flat_map(|i| [enroll(&g, i), deposit(&g, i, 1_000_000)])
+            .collect();
+        add(&mut s, T0, setup);
+        for p in 0..4u64 {
+            let q = 1_000 + 100 * p as u32;
+            let txs = vec![
+                order(&g, 1, p, Side::Sell, q, 10),
+                order(&g, 2, p, Side::Buy, q, 20),
+            ];
+            add(&mut s, in_gate(p), txs);
+            add(&mut s, after_gate(p), vec![]);
+        }
+        (g, s, blocks)
+    };
+    let report = |retention: u64| {
+        let (g, s, blocks) = chain(retention);
+        let r = audit(&g, &export(&g, &blocks), &verifiers, None, &Quiet).expect("audit passes");
+        assert_eq!(r.state_root, s.root());
+        (r, s)
+    };
+    let (moved, s) = report(1);
+    assert_eq!(
+        s.view().archived.keys().copied().collect::<Vec<_>>(),
+        vec![0, 1, 2],
+        "results moved to the archive during the replay"
+    );
+    assert_eq!(s.0.period_result(3).unwrap().unwrap().volume_wh, 1_300);
+    let (kept, _) = report(96);
+    assert_eq!(moved.periods.len(), 4);
+    let traded: Vec<u64> = moved.periods.iter().map(|f| f.traded_wh).collect();
+    assert_eq!(traded, vec![1_000, 1_100, 1_200, 1_300]);
+    assert_eq!(moved.periods, kept.periods);
+}
+
 #[test]
 fn bad_signature_is_rejected() {
     let g = genesis(Mechanism::Uniform);

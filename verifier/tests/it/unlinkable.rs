@@ -23,9 +23,7 @@ use veilwatt_params::{dev, MarketCircuit};
 use veilwatt_prover::notes::{NoteBook, NotesError};
 use veilwatt_prover::spend::SpendProver;
 use veilwatt_prover::unlinkable::{EscrowRequest, UnlinkableOrderProver, UnlinkableOrderRequest};
-use veilwatt_verifier::audit::{
-    audit, AuditError, Certificate, Export, ExportedBlock, Quiet, EXPORT_FORMAT,
-};
+use veilwatt_verifier::audit::{audit, AuditError, Quiet};
 use veilwatt_verifier::clearing::buy_escrow;
 use veilwatt_verifier::ledger::{BlockError, Ledger, LedgerRead, MarketVerifier, TxError};
 use veilwatt_verifier::pool::Pool;
@@ -279,39 +277,6 @@ impl Chain {
             &mut self.rng,
         )?;
         Ok((tx, payout))
-    }
-}
-
-/// `blocks` as an export of `g`'s chain, each with a commit certificate of its (only)
-/// validator.
-fn export(g: &Genesis, blocks: &[Block]) -> Export {
-    let me = wallet(&validator());
-    let blocks = blocks
-        .iter()
-        .map(|b| {
-            let mut cert = Certificate {
-                height: b.height,
-                round: 0,
-                block_hash: b.hash(),
-                signatures: vec![],
-            };
-            let sig =
-                ed25519_dalek::Signer::sign(&validator(), &cert.signing_bytes(&g.chain_id, &me));
-            cert.signatures.push((me, Signature64(sig.to_bytes())));
-            ExportedBlock {
-                hash: b.hash(),
-                block: b.clone(),
-                certificate: hex::encode(cert.encode()),
-            }
-        })
-        .collect::<Vec<_>>();
-    Export {
-        format: EXPORT_FORMAT.into(),
-        chain_id: g.chain_id.clone(),
-        genesis_hash: g.hash(),
-        from: 1,
-        to: blocks.len() as u64,
-        blocks,
     }
 }
 
