@@ -76,7 +76,7 @@ impl MemoryState {
     /// Empties the values under `prefix`, keeping their keys and the tree (which holds the
     /// values' hashes, so roots and later updates are unchanged): for a reader that will not
     /// read those values again. Reads then return empty values, and [`MemoryState::prove`]
-    /// no longer proves them.
+    /// refuses those keys (their values no longer match the tree's hashes).
     pub fn forget_values(&mut self, prefix: &[u8]) {
         let end = super::keys::prefix_end(prefix);
         for (_, v) in self
@@ -142,6 +142,8 @@ mod tests {
         thin.forget_values(&[0x06]);
         assert_eq!(thin.root(), whole.root());
         assert_eq!(thin.get(&[0x06, 2]).unwrap(), Some(Vec::new()));
+        assert!(thin.prove(&[0x06, 2]).is_err());
+        assert!(whole.prove(&[0x06, 2]).is_ok());
         let keys = |s: &MemoryState| -> Vec<Vec<u8>> {
             s.scan(&[0x06], &[0x07], usize::MAX)
                 .unwrap()
