@@ -28,14 +28,14 @@ fn snarkjs() -> PathBuf {
 
 /// Runs snarkjs; returns (success, stdout + stderr).
 fn run_snarkjs(args: &[&str]) -> (bool, String) {
-    run_snarkjs_each(&[args.to_vec()]).remove(0)
+    run_snarkjs_each(vec![args.iter().map(|a| a.to_string()).collect()]).remove(0)
 }
 
 /// Runs one snarkjs process per argument list, all at once (each is single-threaded), and
 /// returns their (success, stdout + stderr) in order.
-fn run_snarkjs_each(runs: &[Vec<&str>]) -> Vec<(bool, String)> {
+fn run_snarkjs_each(runs: Vec<Vec<String>>) -> Vec<(bool, String)> {
     let children: Vec<_> = runs
-        .iter()
+        .into_iter()
         .map(|args| {
             Command::new(snarkjs())
                 .args(args)
@@ -105,30 +105,21 @@ fn a_chain_with_a_snarkjs_contribution_verifies_in_both_tools() {
     let mut rng = ChaCha20Rng::seed_from_u64(77);
     ceremony::contribute(&d[0], &d[1], Some("alice"), &mut rng).unwrap();
     carry(&d[1], &d[2]);
-    let files: Vec<(String, String)> = MarketCircuit::ALL
+    let runs = MarketCircuit::ALL
         .iter()
         .map(|c| {
             let zkey = format!("{}.zkey", c.name());
-            (
-                s(&d[1].join(&zkey)).to_owned(),
-                s(&d[2].join(&zkey)).to_owned(),
-            )
-        })
-        .collect();
-    let runs: Vec<Vec<&str>> = files
-        .iter()
-        .map(|(from, to)| {
             vec![
-                "zkey",
-                "contribute",
-                from,
-                to,
-                "--name=carol (snarkjs)",
-                "-e=typed entropy for the test",
+                "zkey".into(),
+                "contribute".into(),
+                s(&d[1].join(&zkey)).into(),
+                s(&d[2].join(&zkey)).into(),
+                "--name=carol (snarkjs)".into(),
+                "-e=typed entropy for the test".into(),
             ]
         })
         .collect();
-    for (c, (ok, log)) in MarketCircuit::ALL.iter().zip(run_snarkjs_each(&runs)) {
+    for (c, (ok, log)) in MarketCircuit::ALL.iter().zip(run_snarkjs_each(runs)) {
         assert!(ok, "{}: {log}", c.name());
     }
     ceremony::contribute(&d[2], &d[3], Some("dave"), &mut rng).unwrap();
@@ -157,19 +148,19 @@ fn a_chain_with_a_snarkjs_contribution_verifies_in_both_tools() {
     }
 
     // snarkjs accepts it too, for every circuit.
-    let files: Vec<(String, String)> = MarketCircuit::ALL
+    let runs = MarketCircuit::ALL
         .iter()
         .map(|c| {
-            let r1cs = d[0].join(format!("{}.r1cs", c.name()));
-            let zkey = d[4].join(format!("{}.zkey", c.name()));
-            (s(&r1cs).to_owned(), s(&zkey).to_owned())
+            vec![
+                "zkey".into(),
+                "verify".into(),
+                s(&d[0].join(format!("{}.r1cs", c.name()))).into(),
+                s(&ptau).into(),
+                s(&d[4].join(format!("{}.zkey", c.name()))).into(),
+            ]
         })
         .collect();
-    let runs: Vec<Vec<&str>> = files
-        .iter()
-        .map(|(r1cs, zkey)| vec!["zkey", "verify", r1cs, s(&ptau), zkey])
-        .collect();
-    for (c, (ok, log)) in MarketCircuit::ALL.iter().zip(run_snarkjs_each(&runs)) {
+    for (c, (ok, log)) in MarketCircuit::ALL.iter().zip(run_snarkjs_each(runs)) {
         assert!(ok && log.contains("ZKey Ok!"), "{}: {log}", c.name());
     }
 
